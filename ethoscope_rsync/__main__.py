@@ -1,0 +1,6 @@
+"""Allow ``python3 -m ethoscope_rsync``."""
+import sys
+
+from ethoscope_rsync.cli import main
+
+sys.exit(main())
