@@ -1,0 +1,25 @@
+#!/bin/sh
+# Install everything the demo, the test suite and the benchmarks need on a fresh Debian 12 machine.
+# Idempotent: re-running it installs nothing new. Run as root.
+set -eu
+PACKAGES="
+  python3 python3-systemd python3-sdnotify python3-cherrypy3 python3-configobj python3-zeroconf
+  rsync openssh-client openssh-server sqlite3 iproute2 procps psmisc curl
+  python3-pytest
+  systemd systemd-container mmdebstrap
+  debhelper dh-python python3-all python3-setuptools fakeroot build-essential lintian
+  nginx-light prometheus chromium wrk
+"
+missing=""
+for p in $PACKAGES; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "installing:$missing"
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing
+fi
+# The simulated ethoscopes log in as this user (as real ethoscopes do).
+id ethoscope >/dev/null 2>&1 || useradd --system --create-home --shell /bin/sh ethoscope
+usermod -p '*' ethoscope
+mkdir -p /run/sshd /ethoscope_data
