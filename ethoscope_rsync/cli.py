@@ -1,0 +1,232 @@
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host] [options]``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+from ethoscope_rsync import __version__
+from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_dir, load_config, parse_rate
+from ethoscope_rsync.devices import DeviceError, parse_selection
+from ethoscope_rsync.logs import setup
+from ethoscope_rsync.rsync import human_size
+from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.status import load_history, read_json
+
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host")
+PROG = "ethoscope-backup"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
+                        help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("-D", "--debug", action="store_true", help="debug logging")
+
+
+def _pass_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-r", "--results-dir", metavar="DIR", type=Path,
+                        help="destination for results (default from config, else /ethoscope_data/results)")
+    parser.add_argument("-v", "--videos-dir", metavar="DIR", type=Path,
+                        help="destination for videos (default from config, else next to results)")
+    parser.add_argument("-i", "--server", metavar="HOST[:PORT]",
+                        help="node server for discovery (GET http://HOST/devices)")
+    parser.add_argument("-e", "--ethoscope", metavar="LIST",
+                        help='only these devices: 004, 4, ETHOSCOPE_004, a machine id, or "004,007,010"')
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--unified", dest="what", action="store_const", const="unified",
+                      help="copy results and videos (default)")
+    what.add_argument("--results-only", dest="what", action="store_const", const="results",
+                      help="copy only results (databases)")
+    what.add_argument("--videos-only", dest="what", action="store_const", const="videos",
+                      help="copy only videos")
+    parser.add_argument("-s", "--safe", action="store_true",
+                        help="never replace or shorten an existing file on the node: keep the old version aside")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="discover and show what would be copied, change nothing")
+    parser.add_argument("-j", "--jobs", metavar="N", type=int, help="devices backed up at once")
+    parser.add_argument("--bwlimit", metavar="RATE",
+                        help="total bandwidth budget shared by all concurrent transfers (e.g. 10M, KiB/s if no unit)")
+
+
+def _listen_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", metavar="ADDR:PORT",
+                        help="address to bind when not socket-activated (default from config, 0.0.0.0:8093)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Back up ethoscope results and videos to this node with rsync over SSH.",
+        epilog="Without a command, 'run' is assumed. Exit codes: 0 success or nothing to do, "
+               "1 a device failed, 2 usage or configuration error, 75 another pass is running. "
+               "See ethoscope-backup(8).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="one backup pass, then exit (what the timer runs)")
+    _common(run)
+    _pass_options(run)
+    serve = commands.add_parser("serve", help="status web service (socket-activated under systemd)")
+    _common(serve)
+    _listen_option(serve)
+    status = commands.add_parser("status", help="show the backup state as a table")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+    check = commands.add_parser("check", help="diagnose keys, node server, devices and destinations")
+    _common(check)
+    check.add_argument("-i", "--server", metavar="HOST[:PORT]", help="node server for discovery")
+    check.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    daemon = commands.add_parser("daemon", help="run a pass every interval and serve the status (no systemd)")
+    _common(daemon)
+    _pass_options(daemon)
+    _listen_option(daemon)
+    daemon.add_argument("--interval", metavar="SECONDS", type=float,
+                        help="seconds between the end of a pass and the next (default from config, 300)")
+    forget = commands.add_parser("forget-host", help="forget a device's recorded SSH host key "
+                                                     "(after its SD card was replaced)")
+    _common(forget)
+    forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
+    for sub in commands.choices.values():
+        sub.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def normalise_argv(argv: list) -> list:
+    """'run' is the default command: ethoscope-backup -e 004 == ethoscope-backup run -e 004."""
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        return ["run", *argv]
+    return argv
+
+
+def apply_options(config, args: argparse.Namespace):
+    """Command-line options override the configuration file."""
+    changes = {"debug": args.debug}
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    if get("results_dir"):
+        changes["results_dir"] = args.results_dir.absolute()
+        if not get("videos_dir"):
+            changes["videos_dir"] = derive_videos_dir(changes["results_dir"])
+    if get("videos_dir"):
+        changes["videos_dir"] = args.videos_dir.absolute()
+    if get("server") is not None:
+        changes["server"] = args.server.strip()
+    if get("ethoscope"):
+        changes["selection"] = parse_selection(args.ethoscope)
+    if get("what"):
+        changes["what"] = args.what
+    if get("safe"):
+        changes["safe"] = True
+    if get("dry_run"):
+        changes["dry_run"] = True
+    if get("jobs") is not None:
+        if not 1 <= args.jobs <= 256:
+            raise ConfigError("-j/--jobs: must be between 1 and 256")
+        changes["jobs"] = args.jobs
+    if get("bwlimit"):
+        try:
+            changes["bwlimit_kib"] = parse_rate(args.bwlimit)
+        except ValueError as error:
+            raise ConfigError(f"--bwlimit: {error}") from None
+    if get("listen"):
+        changes["listen"] = args.listen
+    if get("interval") is not None:
+        if args.interval < 1:
+            raise ConfigError("--interval: must be at least 1 second")
+        changes["daemon_interval"] = args.interval
+    return dataclasses.replace(config, **changes)
+
+
+def main(argv: list | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    setup(args.debug)
+    try:
+        config = apply_options(load_config(args.config), args)
+    except (ConfigError, DeviceError) as error:
+        print(f"{PROG}: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _dispatch(args, config)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except PermissionError as error:
+        print(f"{PROG}: permission denied: {error.filename or error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def _dispatch(args: argparse.Namespace, config) -> int:
+    if args.command == "run":
+        if config.dry_run:
+            from ethoscope_rsync.preview import preview_pass
+            return preview_pass(config)
+        from ethoscope_rsync.runner import run_pass
+        return run_pass(config)
+    if args.command == "serve":
+        from ethoscope_rsync.web import serve
+        return serve(config.status_file, config.history_file, listen=config.listen,
+                     cors_origin=config.cors_origin, idle_exit=config.idle_exit,
+                     stale_after=config.stale_after)
+    if args.command == "status":
+        return show_status(config, as_json=args.json)
+    if args.command == "check":
+        from ethoscope_rsync.check import run_checks
+        return run_checks(config)
+    if args.command == "daemon":
+        from ethoscope_rsync.daemon import run_daemon
+        return run_daemon(config)
+    if args.command == "forget-host":
+        from ethoscope_rsync.check import forget_host
+        return forget_host(config, args.device)
+    raise AssertionError(args.command)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f}h"
+    return f"{seconds / 86400:.0f}d"
+
+
+def status_rows(status: dict, history: dict, now: float) -> list:
+    """Table rows (device, state, last success, age, bytes, message) from status and history."""
+    devices = dict(history.get("devices", {}))
+    rows = []
+    keys = list(status.get("devices", {})) + [k for k in devices if k not in status.get("devices", {})]
+    for key in keys:
+        current = status.get("devices", {}).get(key, {})
+        past = devices.get(key, {})
+        success = current.get("last_success") or past.get("last_success") or 0
+        state = current.get("progress", {}).get("status") or past.get("last_outcome", "unknown")
+        if state == "running":
+            state = f"running {current['progress'].get('backup_status', 0):.0f}%"
+        transferred = sum(d.get("total_bytes", 0) for d in current.get("transfer_details", {}).values()
+                          if isinstance(d, dict)) if current else past.get("last_bytes", 0)
+        message = current.get("last_error", "") if "error" in state else ""
+        rows.append((current.get("name") or past.get("name", key), state,
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
+                     _age(now - success) if success else "-", human_size(transferred), message))
+    return sorted(rows)
+
+
+def show_status(config, as_json: bool) -> int:
+    status = read_json(config.status_file) or {}
+    history = load_history(config.history_file)
+    if as_json:
+        print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
+        return EXIT_OK
+    run = status.get("run", {})
+    if run:
+        print(f"last pass: {run.get('outcome', '?')} — {run.get('message', '')}")
+    elif not history.get("devices"):
+        print("no backup pass has run yet")
+        return EXIT_OK
+    header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "ERROR")
+    rows = [header] + status_rows(status, history, time.time())
+    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:5])) + "  " + row[5])
+    return EXIT_OK

@@ -1,0 +1,182 @@
+"""Find the ethoscopes to back up: node server, static config entries, mDNS as a bounded fallback.
+
+``parse_node_devices`` is pure (text in, devices and warnings out) so every hostile answer of a
+node server is tested without a network. Fetching and mDNS browsing are thin edges.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import time
+import urllib.error
+import urllib.request
+
+from ethoscope_rsync.config import Config
+from ethoscope_rsync.devices import UNUSED_NAME, Device, DeviceError, check_address, check_id, \
+    check_name, node_device, selected
+
+SKIPPED_STATUSES = ("offline", "not_in_use")
+MAX_ANSWER = 16 << 20
+MDNS_SERVICE = "_ethoscope._tcp.local."
+
+
+class DiscoveryError(Exception):
+    """No way to know the devices: node server unreachable or lying, and no fallback found any."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Discovered:
+    devices: tuple
+    warnings: tuple
+    source: str
+
+
+def parse_node_devices(text: str) -> tuple:
+    """The node server's /devices body -> (devices, warnings). Raises DiscoveryError if unusable."""
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise DiscoveryError(f"node server answered something that is not JSON ({error.msg})") from None
+    if not isinstance(data, dict):
+        raise DiscoveryError("node server answered JSON that is not an object of devices")
+    devices, warnings, seen = [], [], set()
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            warnings.append(f"skipping entry {str(key)[:40]!r}: not an object")
+            continue
+        status = entry.get("status")
+        if status in SKIPPED_STATUSES or entry.get("name") == UNUSED_NAME:
+            continue
+        if not entry.get("id") or not entry.get("name") or not entry.get("ip"):
+            continue
+        try:
+            device = node_device(entry)
+        except DeviceError as error:
+            warnings.append(f"skipping entry {str(key)[:40]!r}: {error}")
+            continue
+        if device.id in seen:
+            warnings.append(f"skipping duplicate machine id {device.id} ({device.name})")
+            continue
+        seen.add(device.id)
+        devices.append(device)
+    return tuple(devices), tuple(warnings)
+
+
+def node_url(server: str) -> str:
+    """'host', 'host:port', '[v6]:port' -> 'http://.../devices' (validated, no path injection)."""
+    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?", server)
+    if not match or (match.group(2) and not 0 < int(match.group(2)) < 65536):
+        raise DiscoveryError(f"invalid node server {server[:60]!r} (expected HOST or HOST:PORT)")
+    return f"http://{server}/devices"
+
+
+def fetch_node_devices(server: str, timeout: float) -> str:
+    """GET http://SERVER/devices, bounded in time and size. Raises DiscoveryError."""
+    url = node_url(server)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (http only, validated)
+            body = answer.read(MAX_ANSWER + 1)
+    except urllib.error.HTTPError as error:
+        raise DiscoveryError(f"node server {server}: HTTP {error.code} {error.reason}") from None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise DiscoveryError(f"node server {server} unreachable: {reason}") from None
+    except ValueError as error:  # http.client.IncompleteRead and friends
+        raise DiscoveryError(f"node server {server}: broken answer ({error})") from None
+    if len(body) > MAX_ANSWER:
+        raise DiscoveryError(f"node server {server}: answer larger than {MAX_ANSWER >> 20} MB")
+    return body.decode("utf-8", "replace")
+
+
+def mdns_device(name: str, addresses: list, properties: dict) -> Device:
+    """A resolved mDNS service -> Device (validated like every other source)."""
+    props = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+             for k, v in properties.items() if v is not None}
+    match = re.search(r"ETHOSCOPE_[0-9]{3,4}", props.get("name", "") or name)
+    if not match:
+        raise DeviceError(f"mDNS service {name[:60]!r} has no ETHOSCOPE_NNN name")
+    machine_id = props.get("id", "")
+    for address in addresses:
+        try:
+            return Device(name=check_name(match.group(0)), address=check_address(address),
+                          id=check_id(machine_id) if machine_id else "", source="mdns")
+        except DeviceError:
+            continue
+    raise DeviceError(f"mDNS service {name[:60]!r} has no usable address")
+
+
+def browse_mdns(timeout: float) -> tuple:
+    """Browse _ethoscope._tcp.local. for `timeout` seconds -> (devices, warnings)."""
+    if timeout <= 0:
+        return (), ()
+    try:
+        from zeroconf import ServiceBrowser, Zeroconf
+    except ImportError:
+        return (), ("mDNS fallback unavailable: python3-zeroconf is not installed",)
+    names = []
+
+    class Listener:
+        def add_service(self, zc, type_, name):
+            names.append(name)
+
+        def update_service(self, zc, type_, name):
+            pass
+
+        def remove_service(self, zc, type_, name):
+            pass
+
+    devices, warnings = [], []
+    try:
+        zeroconf = Zeroconf()
+    except OSError as error:
+        return (), (f"mDNS unavailable: {error}",)
+    try:
+        ServiceBrowser(zeroconf, MDNS_SERVICE, Listener())
+        time.sleep(timeout)
+        for name in list(names):
+            info = zeroconf.get_service_info(MDNS_SERVICE, name, timeout=1000)
+            if info is None:
+                continue
+            try:
+                devices.append(mdns_device(name, info.parsed_addresses(), info.properties))
+            except DeviceError as error:
+                warnings.append(f"skipping {error}")
+    finally:
+        zeroconf.close()
+    return tuple(devices), tuple(warnings)
+
+
+def merge(*groups: tuple) -> tuple:
+    """Devices from several sources, first one wins per name (config before node before mDNS)."""
+    seen, merged = set(), []
+    for group in groups:
+        for device in group:
+            if device.name not in seen and device.key not in seen:
+                seen.update({device.name, device.key})
+                merged.append(device)
+    return tuple(merged)
+
+
+def discover(config: Config) -> Discovered:
+    """All devices to back up this pass, filtered by -e. Raises DiscoveryError."""
+    statics, warnings, sources = config.static_devices, [], []
+    found = ()
+    if config.server:
+        try:
+            found, node_warnings = parse_node_devices(
+                fetch_node_devices(config.server, config.discovery_timeout))
+            warnings += node_warnings
+            sources.append("node server")
+        except DiscoveryError as error:
+            warnings.append(str(error))
+            found, mdns_warnings = browse_mdns(config.mdns_timeout)
+            warnings += mdns_warnings
+            if found:
+                sources.append("mDNS")
+            elif not statics:
+                raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
+    if statics:
+        sources.append("config")
+    devices = tuple(d for d in merge(statics, found) if selected(d, config.selection))
+    return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing")

@@ -1,0 +1,166 @@
+"""The one place that runs processes: list argv, no shell, timeouts, clean process-group kills.
+
+Every child runs in its own session so that stopping it also stops what it started (rsync's
+ssh). A shared ``threading.Event`` (``stop``) set by the SIGTERM handler makes every wait give
+up within half a second, terminate its child and report ``interrupted``.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+import re
+from typing import Callable, Iterator
+
+POLL = 0.5          # seconds between checks of the stop event and deadlines
+KILL_GRACE = 3.0    # seconds between SIGTERM and SIGKILL
+
+
+def split_records(buffer: str) -> tuple:
+    """Split captured output on newlines and carriage returns -> (complete records, rest)."""
+    pieces = re.split(r"[\r\n]", buffer)
+    return tuple(p for p in pieces[:-1] if p.strip()), pieces[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    argv: tuple
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    interrupted: bool = False
+
+    @property
+    def last_error_line(self) -> str:
+        lines = [line.strip() for line in self.stderr.splitlines() if line.strip()]
+        return lines[-1] if lines else ""
+
+
+def _terminate(process: subprocess.Popen) -> None:
+    """SIGTERM the child's whole process group, SIGKILL it if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _spawn(argv: tuple, stdin=subprocess.DEVNULL) -> subprocess.Popen:
+    env = dict(os.environ, LC_ALL="C.UTF-8")
+    return subprocess.Popen(list(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True, env=env)
+
+
+def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None) -> Result:
+    """Run to completion, capture output."""
+    return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True)
+
+
+def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
+           stop: threading.Event | None = None, keep_stdout: bool = False) -> Result:
+    """Run `argv`, calling on_record for each stdout record (split on \\n and \\r).
+
+    Ends the child when `timeout` seconds have passed or `stop` is set.
+    """
+    try:
+        process = _spawn(argv)
+    except OSError as error:
+        return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {error.strerror}")
+    deadline = time.monotonic() + timeout
+    stdout_parts, stderr_parts, pending = [], [], ""
+    timed_out = interrupted = False
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ, "out")
+    selector.register(process.stderr, selectors.EVENT_READ, "err")
+    open_streams = 2
+    try:
+        while open_streams:
+            if stop is not None and stop.is_set():
+                interrupted = True
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            for key, _ in selector.select(POLL):
+                chunk = os.read(key.fileobj.fileno(), 65536)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    open_streams -= 1
+                    continue
+                text = chunk.decode("utf-8", "surrogateescape")
+                if key.data == "err":
+                    stderr_parts.append(text)
+                    continue
+                if keep_stdout:
+                    stdout_parts.append(text)
+                records, pending = split_records(pending + text)
+                for record in records:
+                    on_record(record)
+        if pending.strip() and not (timed_out or interrupted):
+            on_record(pending)
+    finally:
+        selector.close()
+        if timed_out or interrupted:
+            _terminate(process)
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _terminate(process)
+        process.stdout.close()
+        process.stderr.close()
+    return Result(tuple(argv), process.returncode, "".join(stdout_parts), "".join(stderr_parts),
+                  timed_out, interrupted)
+
+
+@dataclasses.dataclass
+class Held:
+    """A helper process kept running (e.g. the live-database holder) until the block ends."""
+    process: subprocess.Popen
+    first_line: str
+
+
+@contextlib.contextmanager
+def held(argv: tuple, *, ready_timeout: float, stop: threading.Event | None = None) -> Iterator[Held]:
+    """Start argv with a stdin pipe, wait for its first stdout line, keep it alive during the block.
+
+    On exit its stdin is closed (its cue to finish) and it is given KILL_GRACE seconds before
+    being terminated. If no line comes within ready_timeout, first_line is "".
+    """
+    process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.DEVNULL, start_new_session=True)
+    line = b""
+    deadline = time.monotonic() + ready_timeout
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    try:
+        while not line.endswith(b"\n") and time.monotonic() < deadline:
+            if stop is not None and stop.is_set():
+                break
+            if selector.select(min(POLL, max(0.0, deadline - time.monotonic()))):
+                byte = os.read(process.stdout.fileno(), 1)
+                if not byte:
+                    break
+                line += byte
+        yield Held(process, line.decode("utf-8", "replace").strip() if line.endswith(b"\n") else "")
+    finally:
+        selector.close()
+        with contextlib.suppress(BrokenPipeError, OSError):
+            process.stdin.close()
+        try:
+            process.wait(KILL_GRACE)
+        except subprocess.TimeoutExpired:
+            _terminate(process)
+        process.stdout.close()

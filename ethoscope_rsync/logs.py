@@ -1,0 +1,51 @@
+"""Logging: journald with structured fields under systemd, plain lines on a terminal.
+
+Journal fields used everywhere: DEVICE_ID, DEVICE_NAME, and per finished transfer
+TRANSFER_KIND, TRANSFER_BYTES, TRANSFER_FILES, RSYNC_EXIT_CODE, so that
+``journalctl -u ethoscope-backup.service DEVICE_NAME=ETHOSCOPE_004`` tells one device's story.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+IDENTIFIER = "ethoscope-backup"
+log = logging.getLogger("ethoscope_backup")
+
+
+def _under_journald() -> bool:
+    """True when stderr is connected to the journal (systemd sets JOURNAL_STREAM=dev:ino)."""
+    stream = os.environ.get("JOURNAL_STREAM", "")
+    if not stream:
+        return False
+    try:
+        info = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError):
+        return False
+    return stream == f"{info.st_dev}:{info.st_ino}"
+
+
+def setup(debug: bool = False) -> logging.Logger:
+    """Configure the package logger once; returns it."""
+    log.handlers.clear()
+    log.propagate = False
+    log.setLevel(logging.DEBUG if debug else logging.INFO)
+    handler: logging.Handler
+    if _under_journald():
+        try:
+            from systemd.journal import JournalHandler
+            handler = JournalHandler(SYSLOG_IDENTIFIER=IDENTIFIER)
+        except ImportError:
+            handler = logging.StreamHandler(sys.stderr)
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname).1s %(message)s" if not debug
+                                               else "%(asctime)s %(levelname).1s %(threadName)s %(message)s"))
+    log.addHandler(handler)
+    return log
+
+
+def device_fields(device) -> dict:
+    """Structured journal fields naming a device."""
+    return {"DEVICE_ID": device.id or device.key, "DEVICE_NAME": device.name}

@@ -1,0 +1,243 @@
+"""Pure builders of ssh/rsync argv and parsers of rsync's output. Nothing here runs a process.
+
+Output contract with rsync (``--info=progress2 --out-format``): one line per finished file,
+``ETHOSCOPE-BACKUP-FILE <itemize> <length> <bytes> <name>``, and ``\\r``-terminated progress2
+records ``   1,234,567  45%   12.34MB/s    0:00:03 (xfr#2, to-chk=3/6)``. rsync escapes
+unprintable bytes of names (newlines too) as ``\\#ooo``; :func:`unescape_name` reverses it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+import shlex
+
+from ethoscope_rsync.config import Config
+from ethoscope_rsync.devices import Device
+
+FILE_MARK = "ETHOSCOPE-BACKUP-FILE"
+HIDDEN = ".ethoscope-backup"                 # our private area inside each destination
+PARTIAL_DIR = ".ethoscope-backup-partial"    # rsync keeps interrupted files here, out of sight
+DATABASE_PATTERNS = ("*.db", "*.db-wal", "*.db-shm", "*.db-journal")
+DB_RAW_DIR = f"{HIDDEN}/raw"                  # raw device copies of databases (see livedb)
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What an rsync exit code means for a job."""
+    ok: bool
+    retry: bool
+    label: str
+
+
+# rsync(1) EXIT VALUES, plus ssh's 255, mapped once.
+_EXIT_TABLE = {
+    0: Outcome(True, False, "success"),
+    24: Outcome(True, False, "success (some files vanished on the device during the transfer)"),
+    1: Outcome(False, False, "syntax or usage error"),
+    2: Outcome(False, False, "protocol incompatibility"),
+    3: Outcome(False, False, "errors selecting input/output files or directories"),
+    4: Outcome(False, False, "requested action not supported"),
+    5: Outcome(False, True, "error starting client-server protocol"),
+    10: Outcome(False, True, "error in socket I/O"),
+    11: Outcome(False, False, "error in file I/O (is the destination full or read-only?)"),
+    12: Outcome(False, True, "error in rsync protocol data stream (connection lost)"),
+    20: Outcome(False, False, "interrupted"),
+    23: Outcome(False, False, "partial transfer due to error"),
+    30: Outcome(False, True, "timeout in data send/receive"),
+    35: Outcome(False, True, "timeout waiting for daemon connection"),
+    126: Outcome(False, False, "command cannot run"),
+    127: Outcome(False, False, "command not found"),
+    255: Outcome(False, True, "ssh connection failed"),
+}
+
+# ssh failures that waiting will not fix: recognised from rsync's captured stderr.
+_PERMANENT_SSH = (
+    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "host key changed"),
+    ("Host key verification failed", "host key verification failed"),
+    ("Permission denied", "ssh authentication refused"),
+    ("No such file or directory", "remote folder missing"),
+)
+
+
+def classify_exit(code: int, stderr: str = "") -> Outcome:
+    """Map an rsync exit code (and its stderr) to an Outcome; unknown codes fail without retry."""
+    outcome = _EXIT_TABLE.get(code, Outcome(False, False, f"rsync exit code {code}"))
+    if not outcome.ok:
+        for needle, label in _PERMANENT_SSH:
+            if needle in stderr:
+                return Outcome(False, False, label)
+    return outcome
+
+
+def make_ssh_command(config: Config, device: Device, key: str) -> tuple:
+    """ssh argv for one device: key only, no prompts, bounded connect and keep-alive, our known_hosts."""
+    return (
+        "ssh", "-i", str(key), "-p", str(config.ssh_port),
+        "-o", "BatchMode=yes",
+        "-o", "IdentitiesOnly=yes",
+        "-o", f"StrictHostKeyChecking={config.host_key_policy}",
+        "-o", f"UserKnownHostsFile={config.known_hosts}",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", f"HostKeyAlias={device.host_key_alias}",
+        "-o", "UpdateHostKeys=no",
+        "-o", "HashKnownHosts=no",                           # forget-host finds entries by name
+        "-o", f"ConnectTimeout={config.connect_timeout}",
+        "-o", "ServerAliveInterval=5",
+        "-o", f"ServerAliveCountMax={max(2, config.io_timeout // 5)}",
+        "-o", "LogLevel=ERROR",
+        "-l", config.ssh_user,
+    )
+
+
+def ssh_target(config: Config, device: Device) -> str:
+    return f"{config.ssh_user}@{device.address}"
+
+
+def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
+                       bwlimit_kib: int = 0, stamp: str = "", databases: str = "all",
+                       dry_run: bool = False) -> tuple:
+    """rsync argv pulling one tree (`results` or `videos`) of one device.
+
+    databases: "all" copies everything; "skip" leaves SQLite files out (they go through the
+    live-database path); "raw" copies only databases and their -wal into the raw mirror.
+    """
+    destination = config.destination(kind)
+    source = f"{config.ssh_user}@{device.ssh_host}:{config.remote_root(kind)}/"
+    argv = [
+        "rsync", "--recursive", "--times", "--omit-dir-times",
+        "--no-links", "--no-devices", "--no-specials",      # regular files only: no symlink escapes
+        "--chmod=Du=rwx,Dgo=rx,Fu=rw,Fgo=r",
+        "--partial-dir=" + PARTIAL_DIR,                      # interrupted files never get a final name
+        "--timeout=" + str(config.io_timeout),
+        "--protect-args",                                  # remote path never word-split by a shell
+        "--no-inc-recursive",                                # accurate totals for the progress bar
+        "--info=progress2", "--stats", "--out-format=" + FILE_MARK + " %i %l %b %n",
+        "--exclude=" + HIDDEN, "--exclude=" + HIDDEN + "-*",
+        "-e", shlex.join(make_ssh_command(config, device, key)),
+    ]
+    if kind == "results" and config.compress_results:
+        argv.append("--compress")
+    if bwlimit_kib:
+        argv.append(f"--bwlimit={bwlimit_kib}")
+    if config.safe and stamp:
+        argv += ["--backup", f"--backup-dir={HIDDEN}/replaced/{stamp}"]
+    if dry_run:
+        argv.append("--dry-run")
+    if databases == "skip":
+        argv += ["--exclude=" + pattern for pattern in DATABASE_PATTERNS]
+    elif databases == "raw":
+        argv += ["--delete",                             # private mirror only: a stale -wal must go
+                 "--include=*/", "--include=*.db", "--include=*.db-wal", "--exclude=*",
+                 "--prune-empty-dirs"]
+        destination = destination / DB_RAW_DIR
+    argv += [source, f"{destination}/"]
+    return tuple(argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    bytes: int
+    percent: int
+    rate: str
+    to_check: int | None = None
+    total_files: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FileEvent:
+    itemize: str
+    length: int
+    transferred: int
+    name: str
+
+    @property
+    def is_file(self) -> bool:
+        return self.itemize[1:2] == "f"
+
+    @property
+    def changed(self) -> bool:
+        """True when the content was (re)written on the node, not just its times."""
+        return self.is_file and self.itemize[0] in "><" and (
+            "+" in self.itemize or self.itemize[2:3] == "c" or self.itemize[3:4] == "s")
+
+
+_PROGRESS_RE = re.compile(
+    r"^\s*([\d,.]+)\s+(\d+)%\s+(\S+/s)\s+\S+(?:\s+\(xfr#\d+, (?:to|ir)-chk=(\d+)/(\d+)\))?\s*$")
+_ESCAPE_RE = re.compile(r"\\#([0-7]{3})")
+
+
+def unescape_name(name: str) -> str:
+    r"""Undo rsync's ``\#ooo`` escaping of unprintable bytes in file names."""
+    if "\\#" not in name:
+        return name
+    raw = bytearray()
+    position = 0
+    for match in _ESCAPE_RE.finditer(name):
+        raw += name[position:match.start()].encode("utf-8", "surrogateescape")
+        raw.append(int(match.group(1), 8))
+        position = match.end()
+    raw += name[position:].encode("utf-8", "surrogateescape")
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def parse_progress(record: str) -> Progress | None:
+    """One progress2 record (between carriage returns) -> Progress, or None."""
+    match = _PROGRESS_RE.match(record)
+    if not match:
+        return None
+    to_check = int(match.group(4)) if match.group(4) else None
+    total = int(match.group(5)) if match.group(5) else None
+    return Progress(int(match.group(1).replace(",", "").replace(".", "")), int(match.group(2)),
+                    match.group(3), to_check, total)
+
+
+def parse_file_line(line: str) -> FileEvent | None:
+    """One ``--out-format`` line -> FileEvent, or None for anything else."""
+    if not line.startswith(FILE_MARK + " "):
+        return None
+    parts = line[len(FILE_MARK) + 1:].split(" ", 3)
+    if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit():
+        return None
+    return FileEvent(parts[0], int(parts[1]), int(parts[2]), unescape_name(parts[3]))
+
+
+def human_size(size: float) -> str:
+    """Upstream's style: '104.0 KB', '169.3 MB', '108 B'."""
+    if size < 1024:
+        return f"{int(size)} B"
+    for unit in ("KB", "MB", "GB", "TB"):
+        size /= 1024.0
+        if size < 1024 or unit == "TB":
+            return f"{size:.1f} {unit}"
+    return f"{size:.1f} TB"
+
+
+@dataclasses.dataclass(frozen=True)
+class Stats:
+    """Totals from rsync's --stats block (the device's tree as rsync saw it)."""
+    files: int = 0
+    total_size: int = 0
+    transferred_files: int = 0
+    transferred_size: int = 0
+
+
+_STATS_FIELDS = {
+    "Number of regular files transferred": "transferred_files",
+    "Total file size": "total_size",
+    "Total transferred file size": "transferred_size",
+}
+
+
+def parse_stats(records) -> Stats:
+    """rsync --stats lines -> Stats; 'Number of files: 7 (reg: 5, dir: 2)' gives the file count."""
+    values = {}
+    for record in records:
+        name, _, rest = record.strip().partition(": ")
+        if name == "Number of files":
+            reg = re.search(r"reg: ([\d,]+)", rest)
+            values["files"] = int(reg.group(1).replace(",", "")) if reg else 0
+        elif name in _STATS_FIELDS:
+            number = re.match(r"([\d,]+)", rest)
+            if number:
+                values[_STATS_FIELDS[name]] = int(number.group(1).replace(",", ""))
+    return Stats(**values)
