@@ -304,3 +304,81 @@ def test_teardown_after_sigkill(tmp_path):
             proc.kill()
             proc.wait()
         Lab(name=name).down()
+
+
+# ---------------------------------------------------------------------- mDNS
+BROWSE = r'''
+import json, sys, time
+from zeroconf import Zeroconf, ServiceBrowser
+zc = Zeroconf(interfaces=[sys.argv[1]])
+found = {}
+class L:
+    def add_service(self, zc, t, name):
+        info = zc.get_service_info(t, name, 3000)
+        if info:
+            found[name] = {"ip": info.parsed_addresses(), "props": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
+    def update_service(self, *a): pass
+    def remove_service(self, *a): pass
+b = ServiceBrowser(zc, "_ethoscope._tcp.local.", L())
+deadline = time.monotonic() + 15
+while len(found) < int(sys.argv[2]) and time.monotonic() < deadline:
+    time.sleep(0.05)
+zc.close()
+print(json.dumps(found))
+'''
+
+
+def test_mdns_announces_devices(lab):
+    pid = lab.announce_mdns()
+    assert _pid_alive(pid)
+    r = subprocess.run([PY, "-c", BROWSE, lab.subnet + ".1", str(len(lab.devices))], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)
+    by_id = {v["props"].get("MACHINE_ID"): v["ip"] for v in found.values()}
+    assert by_id == {d.id: [d.ip] for d in lab.devices}
+    lab.down()
+    assert not _pid_alive(pid)
+
+
+# ---------------------------------------------------------------------- CLI, stale labs
+def test_cli_up_status_down():
+    name = "cli%d" % os.getpid()
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+    run = lambda *a: subprocess.run([PY, "-m", "tests.lab"] + list(a), cwd=str(REPO_ROOT), env=env,
+                                    capture_output=True, text=True, timeout=120)
+    try:
+        r = run("up", "--name", name, "--devices", "2", "--populate", "--chunk-mb", "0.05")
+        assert r.returncode == 0, r.stderr
+        info = json.loads(r.stdout)
+        assert info["node_address"].startswith("169.254.") and len(info["devices"]) == 2
+        data_root = Path(info["devices"][0]["data_root"])
+        assert list((data_root / "results").glob("*/*/*/*.db"))
+        st = json.loads(run("status").stdout)
+        mine = [l for l in st if l["name"] == name]
+        assert mine and mine[0]["netns_alive"] == 2 and mine[0]["bridge_alive"]
+        devs = json.loads(get("http://%s/devices" % info["node_address"])[2])
+        assert info["devices"][1]["id"] in devs
+        assert run("down", "--name", name).returncode == 0
+        assert not any(l["name"] == name for l in json.loads(run("status").stdout))
+        assert not any(ns == info["devices"][0]["netns"] for ns in _netns_list())
+    finally:
+        Lab(name=name).down()
+
+
+def test_up_replaces_stale_lab_of_same_name():
+    name = "re%d" % os.getpid()
+    first = Lab(name=name, n_devices=1)
+    try:
+        first.up()
+        old_ns = first.devices[0].netns
+        old_pids = subprocess.run(["ip", "netns", "pids", old_ns], capture_output=True, text=True).stdout.split()
+        assert old_pids
+        second = Lab(name=name, n_devices=2)
+        second.up()
+        assert not any(_pid_alive(int(p)) for p in old_pids)
+        assert all(ssh(second, d, "true").returncode == 0 for d in second.devices)
+        second.down()
+        assert not [n for n in _netns_list() if n.startswith(old_ns.rsplit("-", 1)[0] + "-")]
+    finally:
+        Lab(name=name).down()

@@ -344,8 +344,8 @@ class Lab:
 
     # ------------------------------------------------------------------ up
     def up(self, timeout=60.0):
-        if self.n_devices < 0 or self.n_devices > 240:
-            raise ValueError("n_devices must be within 0..240")
+        if self.n_devices < 0 or self.n_devices > 238:
+            raise ValueError("n_devices must be within 0..238 (.11-.248; .250/.251 are the decoys)")
         t0 = time.monotonic()
         self.down()
         try:
@@ -784,12 +784,27 @@ class Lab:
             raise RuntimeError("sshd of %s did not restart" % device.name)
 
     # ------------------------------------------------------------------ mDNS
-    def announce_mdns(self):
-        """Register ``_ethoscope._tcp.local.`` services for every device (python3-zeroconf, on the bridge)."""
-        from .mdns import Announcer
-        if getattr(self, "_mdns", None) is None:
-            self._mdns = Announcer(self)
-        return self._mdns
+    def announce_mdns(self, port=9000, timeout=30.0):
+        """Announce ``_ethoscope._tcp.local.`` for every device, from a separate process bound to the bridge
+        address (python3-zeroconf). Returns that process's pid; ``down()`` kills it."""
+        ready = self.base_dir / "node" / "mdns.ready"
+        if ready.exists():
+            ready.unlink()
+        self._write_summary()
+        argv = [PYTHON, "-m", "tests.lab.mdns", "--bind", self.subnet + ".1", "--lab-json",
+                str(self.base_dir / "lab.json"), "--ready", str(ready), "--port", str(port)]
+        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")
+        proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=open(self.base_dir / "node" / "mdns.log", "ab"),
+                                start_new_session=True)
+        self._procs[("mdns", proc.pid)] = proc
+        self._add_pid("node", proc.pid)
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("mDNS announcer did not start; see %s" % (self.base_dir / "node" / "mdns.log"))
+            time.sleep(0.05)
+        return proc.pid
 
 
 # ---------------------------------------------------------------------- helpers
