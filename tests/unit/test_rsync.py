@@ -1,0 +1,122 @@
+"""Argv builders and output parsers, checked by equality without running anything."""
+from pathlib import Path
+
+import pytest
+
+from ethoscope_rsync.config import load_config
+from ethoscope_rsync.devices import Device
+from ethoscope_rsync.rsync import FileEvent, Progress, Stats, classify_exit, human_size, make_rsync_command, \
+    make_ssh_command, parse_file_line, parse_progress, parse_stats, unescape_name
+from ethoscope_rsync.execute import split_records
+
+DEVICE = Device(name="ETHOSCOPE_004", address="169.254.3.4", id="0123456789abcdef0123456789abcdef")
+
+
+@pytest.fixture
+def config(tmp_path):
+    path = tmp_path / "backup.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\nresults = /data/results\n"
+                    "[ssh]\nknown_hosts = /var/lib/eb/known_hosts\n")
+    return load_config(path)
+
+
+SSH = ("ssh", "-i", "/k", "-p", "22", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+       "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/var/lib/eb/known_hosts",
+       "-o", "GlobalKnownHostsFile=/dev/null",
+       "-o", "HostKeyAlias=ETHOSCOPE_004-0123456789abcdef0123456789abcdef", "-o", "UpdateHostKeys=no",
+       "-o", "HashKnownHosts=no", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+       "-o", "ServerAliveCountMax=12", "-o", "LogLevel=ERROR", "-l", "ethoscope")
+
+
+def test_ssh_command(config):
+    assert make_ssh_command(config, DEVICE, "/k") == SSH
+    assert "StrictHostKeyChecking=no" not in make_ssh_command(config, DEVICE, "/k")
+
+
+def test_video_command_has_no_compression_and_no_delete(config):
+    argv = make_rsync_command(config, DEVICE, "videos", key="/k")
+    assert argv[0] == "rsync"
+    assert argv[-2:] == ("ethoscope@169.254.3.4:/ethoscope_data/videos/", "/data/videos/")
+    assert "--compress" not in argv and not any(a.startswith("--delete") for a in argv)
+    assert "--partial-dir=.ethoscope-backup-partial" in argv and "--timeout=60" in argv
+    assert "--no-links" in argv
+    assert argv[argv.index("-e") + 1].startswith("ssh -i /k -p 22 -o BatchMode=yes")
+
+
+def test_results_command_variants(config):
+    skip = make_rsync_command(config, DEVICE, "results", key="/k", databases="skip", bwlimit_kib=500)
+    assert "--compress" in skip and "--bwlimit=500" in skip and "--exclude=*.db-wal" in skip
+    assert skip[-1] == "/data/results/"
+    raw = make_rsync_command(config, DEVICE, "results", key="/k", databases="raw")
+    assert raw[-1] == "/data/results/.ethoscope-backup/raw/"
+    assert raw.index("--include=*.db") < raw.index("--exclude=*") and "--delete" in raw
+
+
+def test_safe_mode_keeps_replaced_versions(config):
+    import dataclasses
+    argv = make_rsync_command(dataclasses.replace(config, safe=True), DEVICE, "videos", key="/k",
+                              stamp="2026-01-02_03-04-05")
+    assert ("--backup" in argv and
+            "--backup-dir=.ethoscope-backup/replaced/2026-01-02_03-04-05" in argv)
+
+
+def test_ipv6_source(config):
+    argv = make_rsync_command(config, Device(name="ETHOSCOPE_001", address="fe80::1"), "videos", key="/k")
+    assert argv[-2] == "ethoscope@[fe80::1]:/ethoscope_data/videos/"
+
+
+@pytest.mark.parametrize("code, ok, retry", [
+    (0, True, False), (24, True, False), (12, False, True), (30, False, True), (255, False, True),
+    (35, False, True), (1, False, False), (2, False, False), (3, False, False), (4, False, False),
+    (126, False, False), (127, False, False), (23, False, False), (99, False, False)])
+def test_exit_table(code, ok, retry):
+    outcome = classify_exit(code)
+    assert (outcome.ok, outcome.retry) == (ok, retry)
+
+
+def test_permanent_ssh_failures_not_retried():
+    stderr = "@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n"
+    assert classify_exit(255, stderr).label == "host key changed"
+    assert not classify_exit(255, "Permission denied (publickey).").retry
+
+
+def test_progress_records():
+    assert parse_progress("     21,463,042  71%   19.59MB/s    0:00:00  ") == Progress(21463042, 71, "19.59MB/s")
+    assert parse_progress("  30,000,005 100%   20.94MB/s    0:00:01 (xfr#3, to-chk=0/6)") == \
+        Progress(30000005, 100, "20.94MB/s", 0, 6)
+    assert parse_progress("sending incremental file list") is None
+
+
+def test_file_lines_and_escapes():
+    assert parse_file_line("ETHOSCOPE-BACKUP-FILE >f+++++++++ 30000000 29999000 a/b/big.h264") == \
+        FileEvent(">f+++++++++", 30000000, 29999000, "a/b/big.h264")
+    event = parse_file_line("ETHOSCOPE-BACKUP-FILE >f.st...... 3 3 a/odd\\#012name with space.txt")
+    assert event.name == "a/odd\nname with space.txt" and event.changed
+    assert not parse_file_line("ETHOSCOPE-BACKUP-FILE cd+++++++++ 4096 0 a/").is_file
+    assert not parse_file_line("ETHOSCOPE-BACKUP-FILE .f..t...... 3 0 a").changed
+    assert parse_file_line("random text") is None
+    assert unescape_name("caf\\#303\\#251") == "café"
+
+
+def test_split_records_on_cr_and_lf():
+    records, rest = split_records("a\r b\nc\r\rpartial")
+    assert records == ("a", " b", "c") and rest == "partial"
+
+
+STATS = """
+Number of files: 7 (reg: 5, dir: 2)
+Number of created files: 7 (reg: 5, dir: 2)
+Number of regular files transferred: 5
+Total file size: 177,471,596 bytes
+Total transferred file size: 177,471,596 bytes
+Literal data: 177,471,596 bytes
+"""
+
+
+def test_stats():
+    assert parse_stats(STATS.splitlines()) == Stats(5, 177471596, 5, 177471596)
+    assert parse_stats([]) == Stats()
+
+
+def test_human_size_matches_upstream_style():
+    assert [human_size(n) for n in (108, 106496, 177471596)] == ["108 B", "104.0 KB", "169.3 MB"]
