@@ -1,0 +1,204 @@
+"""Helpers for the system test: build the .deb, cache a bookworm rootfs, boot it with systemd-nspawn.
+
+Every wait is bounded; a booted container is always torn down (SIGTERM to nspawn, SIGKILL after a bound).
+"""
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CACHE_DIR = Path(os.environ.get("ETHOSCOPE_TEST_CACHE", "/var/cache/ethoscope-rsync-test"))
+SUITE = "bookworm"
+# What the container needs besides the package's own dependencies (read from the built .deb).
+BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "curl", "ca-certificates"]
+CONTAINER_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def run(argv, timeout=120, check=True, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError("%s -> %d\nstdout:\n%s\nstderr:\n%s" % (argv, p.returncode, p.stdout[-4000:], p.stderr[-4000:]))
+    return p
+
+
+def wait_for(predicate, timeout, interval=0.2, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+# ---------------------------------------------------------------------------------------- build
+def build_deb(workdir):
+    """dpkg-buildpackage -us -uc -b on a copy of the working tree (tracked + untracked, not ignored).
+
+    Returns the path of the built ethoscope-rsync_*_all.deb (in workdir/out)."""
+    workdir = Path(workdir)
+    src = workdir / "ethoscope-rsync"
+    src.mkdir(parents=True)
+    files = run(["git", "-C", str(REPO_ROOT), "ls-files", "-z", "--cached", "--others", "--exclude-standard"]).stdout
+    for rel in filter(None, files.split("\0")):
+        s = REPO_ROOT / rel
+        if not s.is_file():        # deleted but still in the index
+            continue
+        d = src / rel
+        d.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(s, d)
+    env = dict(os.environ)
+    # The unit tests run on their own (make unit); this test is about the package and the units.
+    env["DEB_BUILD_OPTIONS"] = "nocheck"
+    run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=str(src), env=env, timeout=600)
+    debs = sorted(workdir.glob("ethoscope-rsync_*_all.deb"))
+    assert len(debs) == 1, debs
+    out = workdir / "out"
+    out.mkdir()
+    shutil.copy2(debs[0], out / debs[0].name)
+    return out / debs[0].name
+
+
+def deb_field(deb, field):
+    return run(["dpkg-deb", "-f", str(deb), field]).stdout.strip()
+
+
+def dependency_names(deb):
+    """First alternative of every Depends/Recommends entry, without versions or :any."""
+    names = []
+    for field in ("Depends", "Recommends"):
+        for entry in filter(None, (e.strip() for e in deb_field(deb, field).split(","))):
+            first = entry.split("|")[0].strip()
+            names.append(re.split(r"[\s(:]", first, maxsplit=1)[0])
+    return names
+
+
+# ---------------------------------------------------------------------------------------- rootfs
+def rootfs_for(packages, timeout=600):
+    """A cached bookworm rootfs with these packages; built once (mmdebstrap, ~1 min), then reused.
+
+    The cache key is the hash of the suite and the sorted package list, so a new dependency gives
+    a new rootfs. Built into a temporary directory and renamed into place, under a lock."""
+    packages = sorted(set(packages))
+    key = hashlib.sha256(("%s\n%s" % (SUITE, " ".join(packages))).encode()).hexdigest()[:16]
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    target = CACHE_DIR / ("rootfs-" + key)
+    with open(CACHE_DIR / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "etc" / "os-release").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=str(CACHE_DIR)))
+        try:
+            run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages),
+                 "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
+                 SUITE, str(tmp)], timeout=timeout)
+            # Instant boot: nothing in the container waits for a network of its own (it shares the host's).
+            (tmp / "etc" / "hostname").write_text("ethoscope-systest\n")
+            if target.exists():
+                shutil.rmtree(target)
+            tmp.rename(target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------- container
+class Container:
+    """A booted systemd-nspawn container (host network, volatile overlay on the cached rootfs)."""
+
+    def __init__(self, rootfs, name, binds_ro=(), boot_timeout=60):
+        self.rootfs, self.name, self.binds_ro, self.boot_timeout = Path(rootfs), name, list(binds_ro), boot_timeout
+        self.proc = None
+        self.leader = None
+        self.log_path = None
+
+    def __enter__(self):
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        argv = ["systemd-nspawn", "-D", str(self.rootfs), "--boot", "--register=no", "--keep-unit",
+                "-M", self.name, "--console=passive", "--volatile=overlay"]
+        for host, guest in self.binds_ro:
+            argv.append("--bind-ro=%s:%s" % (host, guest))
+        self.log = tempfile.NamedTemporaryFile(prefix="nspawn-%s-" % self.name, suffix=".log", delete=False)
+        self.log_path = self.log.name
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+        def leader():
+            if self.proc.poll() is not None:
+                raise AssertionError("systemd-nspawn exited %s:\n%s" % (self.proc.returncode, self.console()))
+            p = run(["pgrep", "-P", str(self.proc.pid), "-x", "systemd"], check=False)
+            return int(p.stdout.split()[0]) if p.stdout.split() else None
+
+        self.leader = wait_for(leader, 20, what="the container's systemd")
+
+        def booted():
+            state = self.sh("systemctl is-system-running", check=False, timeout=10).stdout.strip()
+            return state in ("running", "degraded")
+
+        wait_for(booted, self.boot_timeout, interval=0.3, what="the container to boot")
+
+    def console(self):
+        try:
+            return Path(self.log_path).read_text(errors="replace")[-4000:]
+        except (OSError, TypeError):
+            return ""
+
+    def stop(self, timeout=20):
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    # -- inside the container
+    def exec(self, argv, timeout=60, check=True, input=None):
+        return run(["nsenter", "-t", str(self.leader), "-a", "env", "-i", CONTAINER_PATH, "LANG=C.UTF-8"]
+                   + list(argv), timeout=timeout, check=check, input=input)
+
+    def sh(self, script, timeout=60, check=True):
+        return self.exec(["sh", "-c", script], timeout=timeout, check=check)
+
+    def systemctl(self, *args, timeout=60, check=True):
+        return self.exec(["systemctl"] + list(args), timeout=timeout, check=check)
+
+    def show(self, unit, prop):
+        return self.systemctl("show", "-P", prop, unit).stdout.strip()
+
+    def path(self, guest_path):
+        """The container's file GUEST_PATH as seen from the host."""
+        return Path("/proc/%d/root" % self.leader) / str(guest_path).lstrip("/")
+
+    def write(self, guest_path, data, mode=0o644):
+        """Write a file in the container as root (no user namespace: host root is the container's root)."""
+        if isinstance(data, str):
+            data = data.encode()
+        target = self.path(guest_path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(target), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            os.write(fd, data)
+        finally:
+            os.close(fd)

@@ -1,0 +1,296 @@
+"""System test: build the .deb, lint it, install it into a booted Debian 12 container, drive the units.
+
+Run as root: /usr/bin/python3 -m pytest -p no:cacheprovider tests/system
+The container (systemd-nspawn --boot on a cached mmdebstrap rootfs, volatile overlay) shares the
+host's network, so the status socket is reachable from the host and the backup pass reaches the
+simulated lab (tests.lab, 169.254.0.0/16). The status socket listens on a free port chosen here
+(drop-in), not 8093, so the test does not collide with a demo or another test on this machine.
+"""
+import filecmp
+import json
+import os
+import re
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.system.container import BASE_PACKAGES, Container, build_deb, dependency_names, rootfs_for, run, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
+
+UNITS = ["ethoscope-backup.service", "ethoscope-backup.timer",
+         "ethoscope-backup-status.socket", "ethoscope-backup-status.service"]
+RUNNER, STATUS, TIMER, SOCKET = ("ethoscope-backup.service", "ethoscope-backup-status.service",
+                                 "ethoscope-backup.timer", "ethoscope-backup-status.socket")
+MAX_EXPOSURE = {RUNNER: 3.0, STATUS: 2.0}
+GUEST_DEB_DIR = "/mnt/ethoscope-deb"            # not /tmp: the container's /tmp is its own tmpfs
+SERVICE_USER = "ethoscope-backup"
+UPSTREAM_MID = "0123456789abcdef0123456789abcdef"   # a folder "left by the upstream root-run tool"
+
+
+def free_port():
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.bind(("::", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path="/", timeout=15):
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers={"Accept": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return r.status, r.headers.get("Content-Type", ""), r.read()
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory):
+    """The package under test: built from the working tree, or ETHOSCOPE_TEST_DEB (e.g. dist/*.deb of `make deb`)."""
+    if os.environ.get("ETHOSCOPE_TEST_DEB"):
+        path = Path(os.environ["ETHOSCOPE_TEST_DEB"]).resolve()
+        copy = tmp_path_factory.mktemp("deb") / path.name      # its own directory: that is bound into the container
+        copy.write_bytes(path.read_bytes())
+        return copy
+    t0 = time.monotonic()
+    path = build_deb(tmp_path_factory.mktemp("debbuild"))
+    print("built %s in %.1fs" % (path.name, time.monotonic() - t0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def rootfs(deb):
+    t0 = time.monotonic()
+    path = rootfs_for(BASE_PACKAGES + dependency_names(deb))
+    print("rootfs %s ready in %.1fs" % (path, time.monotonic() - t0))
+    return path
+
+
+@pytest.fixture(scope="module")
+def port():
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def box(rootfs, deb, port):
+    """Booted container with the package installed (the upstream-node situation: /ethoscope_data/...
+    exists owned by root with an older root-owned backup in it, the key is at /etc/ethoscope/keys/id_rsa)."""
+    name = "ethsys%d" % os.getpid()
+    with Container(rootfs, name, binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
+        # Upstream node layout before the package comes: root-owned destinations and an old backup.
+        c.sh("mkdir -p /ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00 /ethoscope_data/videos"
+             " && echo old > /ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00/old.db"
+             " && chown -R root:root /ethoscope_data" % (UPSTREAM_MID, UPSTREAM_MID))
+        # The status socket on a free port (set before install, so the socket starts there).
+        c.write("/etc/systemd/system/%s.d/test-port.conf" % SOCKET,
+                "[Socket]\nListenStream=\nListenStream=%d\n" % port)
+        t0 = time.monotonic()
+        c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
+               timeout=180)
+        print("apt install in the container: %.1fs" % (time.monotonic() - t0))
+        yield c
+        print(c.sh("journalctl -b --no-pager -n 60 -u 'ethoscope-*'", check=False).stdout)
+
+
+# ------------------------------------------------------------------------------------------ package
+def test_lintian_pedantic_clean(deb):
+    p = run(["lintian", "--pedantic", "--no-tag-display-limit", str(deb)], check=False, timeout=300)
+    tags = [l for l in p.stdout.splitlines() if re.match(r"^[EW]: ", l)]
+    print(p.stdout)
+    assert not tags, "\n".join(tags)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_units_installed_enabled_and_active(box):
+    for unit in UNITS:
+        assert box.path("/lib/systemd/system/" + unit).is_file(), unit
+    for unit in (TIMER, SOCKET):
+        assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
+        assert box.systemctl("is-active", unit, check=False).stdout.strip() == "active", unit
+    # The two services are never enabled by themselves: only the timer and the socket start them.
+    for unit in (RUNNER, STATUS):
+        assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "static", unit
+    assert box.path("/etc/ethoscope/backup.conf").is_file()
+    assert "/etc/ethoscope/backup.conf" in box.path("/var/lib/dpkg/info/ethoscope-rsync.conffiles").read_text()
+    for man in ("/usr/share/man/man8/ethoscope-backup.8.gz", "/usr/share/man/man5/ethoscope-backup.conf.5.gz"):
+        assert box.path(man).is_file(), man
+
+
+def test_units_verify_clean(box):
+    # --man=no: the minimal container has no man-db; the pages themselves are checked above.
+    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/lib/systemd/system/" + u for u in UNITS], check=False)
+    out = (p.stdout + p.stderr).strip()
+    assert p.returncode == 0 and not out, out
+
+
+def test_user_and_directories(box):
+    uid = int(box.exec(["id", "-u", SERVICE_USER]).stdout)
+    assert 0 < uid < 1000
+    for d in ("/ethoscope_data/results", "/ethoscope_data/videos", "/var/lib/ethoscope-backup",
+              "/run/ethoscope-backup"):
+        st = box.path(d).stat()
+        assert st.st_uid == uid, (d, st.st_uid)
+    # The upstream root-owned backup: its directories were handed over, its files kept their owner.
+    old = box.path("/ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00" % UPSTREAM_MID)
+    assert old.stat().st_uid == uid
+    assert (old / "old.db").stat().st_uid == 0
+    # A node without /ethoscope_data: what tmpfiles does at boot creates the destinations.
+    box.sh("mv /ethoscope_data /ethoscope_data.moved && systemd-tmpfiles --create ethoscope-rsync.conf"
+           " && test -d /ethoscope_data/results -a -d /ethoscope_data/videos"
+           " && test $(stat -c %U /ethoscope_data/results) = " + SERVICE_USER +
+           " && rm -rf /ethoscope_data && mv /ethoscope_data.moved /ethoscope_data")
+
+
+def test_security_exposure(box):
+    for unit, limit in MAX_EXPOSURE.items():
+        out = box.exec(["systemd-analyze", "security", "--no-pager", unit], check=False).stdout
+        m = re.search(r"Overall exposure level for %s: (\d+\.\d+)" % re.escape(unit), out)
+        assert m, out
+        print("%s exposure %s (limit %.1f)" % (unit, m.group(1), limit))
+        assert float(m.group(1)) <= limit, out
+
+
+def test_status_service_socket_activated_from_host(box, port):
+    assert box.systemctl("is-active", STATUS, check=False).stdout.strip() == "inactive"
+    assert box.show(STATUS, "ActiveEnterTimestampMonotonic") == "0", "started before any request"
+    status, ctype, body = wait_for(lambda: _try_get(port, "/"), 30, interval=0.5, what="GET / on the status socket")
+    assert status == 200 and "json" in ctype, (status, ctype, body[:200])
+    doc = json.loads(body)
+    assert set(doc) >= {"status", "last_backup"}, doc
+    assert box.show(STATUS, "ActiveEnterTimestampMonotonic") != "0"
+    assert box.show(STATUS, "Result") == "success"
+
+
+def _try_get(port, path):
+    try:
+        return http_get(port, path)
+    except OSError:
+        return None
+
+
+# ------------------------------------------------------------------------------------------ with a lab
+@pytest.fixture(scope="module")
+def lab():
+    from tests.lab import Lab
+    with Lab("systest", 3) as lab:
+        for device in lab.devices:
+            lab.populate(device)
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def configured(box, lab):
+    """The lab's key and config in the container; the timer stopped so that passes are the test's."""
+    box.systemctl("stop", TIMER)
+    wait_for(lambda: box.systemctl("is-active", RUNNER, check=False).stdout.strip() != "activating", 120,
+             what="a timer-started pass to end")
+    box.systemctl("reset-failed", RUNNER, check=False)
+    box.write("/etc/ethoscope/keys/id_rsa", Path(lab.key_path).read_bytes(), mode=0o600)
+    text = lab.config_text("/ethoscope_data/results", "/ethoscope_data/videos", "/run/ethoscope-backup/status.json",
+                           "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")
+    text = re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text)
+    box.write("/etc/ethoscope/backup.conf", text, mode=0o644)
+    return box
+
+
+def _assert_backed_up(box, lab):
+    """Every file of every device is on the node; databases may differ byte-wise but hold the same rows."""
+    uid = int(box.exec(["id", "-u", SERVICE_USER]).stdout)
+    checked = 0
+    for device in lab.devices:
+        for kind in ("results", "videos"):
+            src_root = Path(device.data_root) / kind
+            for src in src_root.rglob("*"):
+                if not src.is_file() or src.name.endswith(("-wal", "-shm", "-journal")):
+                    continue
+                dst = box.path("/ethoscope_data/%s/%s" % (kind, src.relative_to(src_root)))
+                assert dst.is_file(), "missing on the node: %s" % dst
+                assert dst.stat().st_uid == uid, dst
+                if not filecmp.cmp(str(src), str(dst), shallow=False):
+                    assert src.suffix == ".db", "differs: %s" % dst
+                    assert _rows(src) == _rows(dst), "database rows differ: %s" % dst
+                checked += 1
+    assert checked > 0, "the lab devices hold no files"
+    return checked
+
+
+def _rows(path):
+    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        return list(con.iterdump())
+    finally:
+        con.close()
+
+
+def test_backup_pass_copies_every_device(configured, lab, port):
+    box = configured
+    t0 = time.monotonic()
+    p = box.systemctl("start", RUNNER, timeout=300, check=False)
+    print("pass: %.1fs" % (time.monotonic() - t0))
+    assert p.returncode == 0 and box.show(RUNNER, "Result") == "success", \
+        box.sh("journalctl -b --no-pager -n 80 -u %s" % RUNNER, check=False).stdout
+    print("%d files verified" % _assert_backed_up(box, lab))
+    assert box.path("/run/ethoscope-backup/status.json").is_file()
+    # Status of every device, read through the (socket-activated) web service from the host.
+    status, _, body = wait_for(lambda: _try_get(port, "/status"), 30, interval=0.5, what="GET /status")
+    devices = json.loads(body)["devices"]
+    for device in lab.devices:
+        assert device.id in devices, sorted(devices)
+        assert devices[device.id]["name"] == device.name
+        assert devices[device.id]["progress"]["status"] == "completed", devices[device.id]["progress"]
+    _, _, body = http_get(port, "/")
+    assert json.loads(body)["last_backup"], body
+
+
+def test_journal_fields_per_device(configured, lab):
+    box = configured
+    for device in lab.devices:
+        out = box.exec(["journalctl", "--no-pager", "-o", "json", "-u", RUNNER, "DEVICE_NAME=" + device.name]).stdout
+        entries = [json.loads(l) for l in out.splitlines() if l.strip()]
+        assert entries, "no journal entry for %s" % device.name
+        assert all(e.get("DEVICE_ID") == device.id for e in entries), device.name
+        kinds = {e.get("TRANSFER_KIND") for e in entries if "TRANSFER_KIND" in e}
+        assert kinds >= {"results", "videos"}, kinds
+        for e in entries:
+            if "TRANSFER_KIND" in e:
+                assert {"TRANSFER_BYTES", "TRANSFER_FILES", "RSYNC_EXIT_CODE"} <= set(e), e
+
+
+def test_timer_triggers_a_pass(configured, lab):
+    box = configured
+    for device in lab.devices:                       # new data for the timer's pass to bring over
+        lab.populate(device, experiments=1, video_chunks=1, chunk_bytes=1 << 20)
+    before = box.show(RUNNER, "ExecMainStartTimestampMonotonic")
+    # Fire soon instead of 2 min after boot / 5 min after the last pass.
+    box.write("/etc/systemd/system/%s.d/test-soon.conf" % TIMER,
+              "[Timer]\nOnBootSec=\nOnUnitInactiveSec=\nRandomizedDelaySec=0\nOnActiveSec=1s\n")
+    box.systemctl("daemon-reload")
+    box.systemctl("start", TIMER)
+    try:
+        wait_for(lambda: box.show(RUNNER, "ExecMainStartTimestampMonotonic") != before, 60,
+                 what="the timer to start a pass")
+        wait_for(lambda: box.systemctl("is-active", RUNNER, check=False).stdout.strip() in ("inactive", "failed"),
+                 300, interval=0.5, what="the timer's pass to end")
+        assert box.show(RUNNER, "Result") == "success", \
+            box.sh("journalctl -b --no-pager -n 80 -u %s" % RUNNER, check=False).stdout
+        _assert_backed_up(box, lab)
+    finally:
+        box.systemctl("stop", TIMER, check=False)
+        box.sh("rm -f /etc/systemd/system/%s.d/test-soon.conf && systemctl daemon-reload" % TIMER, check=False)
+
+
+# ------------------------------------------------------------------------------------------ last: purge
+def test_purge_removes_state_keeps_data(box):
+    box.sh("mkdir -p /ethoscope_data/results/keepme && echo data > /ethoscope_data/results/keepme/f")
+    assert box.path("/var/lib/ethoscope-backup").is_dir()
+    box.exec(["apt-get", "purge", "-y", "-q", "ethoscope-rsync"], timeout=120)
+    assert not box.path("/var/lib/ethoscope-backup").exists()
+    assert not box.path("/run/ethoscope-backup").exists()
+    assert not box.path("/etc/ethoscope/backup.conf").exists()
+    assert box.path("/ethoscope_data/results/keepme/f").read_text() == "data\n"
+    assert box.path("/ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00/old.db" % UPSTREAM_MID).is_file()
+    for unit in UNITS:
+        assert not box.path("/lib/systemd/system/" + unit).exists(), unit
+    assert box.systemctl("is-active", SOCKET, check=False).stdout.strip() != "active"
