@@ -10,9 +10,11 @@ import filecmp
 import json
 import os
 import re
+import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -206,7 +208,9 @@ def _assert_backed_up(box, lab):
                 if not src.is_file() or src.name.endswith(("-wal", "-shm", "-journal")):
                     continue
                 dst = box.path("/ethoscope_data/%s/%s" % (kind, src.relative_to(src_root)))
-                assert dst.is_file(), "missing on the node: %s" % dst
+                if not dst.is_file():
+                    listing = box.sh("ls -laR /ethoscope_data/%s/%s" % (kind, device.id), check=False).stdout
+                    raise AssertionError("missing on the node: %s\n%s" % (dst, listing))
                 assert dst.stat().st_uid == uid, dst
                 if not filecmp.cmp(str(src), str(dst), shallow=False):
                     assert src.suffix == ".db", "differs: %s" % dst
@@ -217,11 +221,16 @@ def _assert_backed_up(box, lab):
 
 
 def _rows(path):
-    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
-    try:
-        return list(con.iterdump())
-    finally:
-        con.close()
+    """All rows of a database, as SQL. Read from a private copy: SQLite resolves symbolic links in the
+    path, and /proc/PID/root (the container's files) is one that would lead it to the host's /."""
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = os.path.join(tmp, "copy.db")
+        shutil.copyfile(str(path), copy)
+        con = sqlite3.connect("file:%s?immutable=1" % copy, uri=True)
+        try:
+            return list(con.iterdump())
+        finally:
+            con.close()
 
 
 def test_backup_pass_copies_every_device(configured, lab, port):
