@@ -17,8 +17,9 @@ from ethoscope_rsync import execute, livedb
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import DB_RAW_DIR, Outcome, classify_exit, human_size, \
-    make_rsync_command, make_ssh_command, parse_file_line, parse_progress, parse_stats, ssh_target
+from ethoscope_rsync.rsync import Outcome, classify_exit, human_size, \
+    make_rsync_command, make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, \
+    ssh_target
 from ethoscope_rsync.status import Event
 
 
@@ -125,16 +126,16 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
 def _databases(job: Job, device: Device, changed: list, deadline: float) -> None:
     """Recover every database whose raw copy changed (or has no node copy yet) into place."""
     destination = job.config.destination("results")
-    raw_root = destination / DB_RAW_DIR
+    raw = raw_root(job.config, device)
     candidates = {name[:-4] if name.endswith("-wal") else name for name in changed
                   if name.endswith((".db", ".db-wal"))}
-    if raw_root.is_dir():
-        candidates.update(str(p.relative_to(raw_root)) for p in raw_root.rglob("*.db")
-                          if not (destination / p.relative_to(raw_root)).exists())
+    if raw.is_dir():
+        candidates.update(str(p.relative_to(raw)) for p in raw.rglob("*.db")
+                          if not (destination / p.relative_to(raw)).exists())
     for relative in sorted(candidates):
         if time.monotonic() > deadline or job.stop.is_set():
             raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
-        raw_db = raw_root / relative
+        raw_db = raw / relative
         if not raw_db.is_file():
             continue
         wal = raw_db.with_name(raw_db.name + "-wal")
@@ -160,7 +161,7 @@ def _results(job: Job, device: Device, deadline: float) -> None:
     holder = livedb.make_holder_command(make_ssh_command(config, device, job.key) + (ssh_target(config, device),),
                                         config.remote_python, config.remote_results,
                                         max_hold_seconds=max(60, int(deadline - time.monotonic())))
-    (config.results_dir / DB_RAW_DIR).mkdir(parents=True, exist_ok=True)
+    raw_root(config, device).mkdir(parents=True, exist_ok=True)
     with execute.held(holder, ready_timeout=config.connect_timeout + 20, stop=job.stop) as held:
         hold = livedb.parse_holder_ready(held.first_line)
         if hold is None:

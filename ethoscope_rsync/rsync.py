@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import shlex
+from pathlib import Path
 
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.devices import Device
@@ -129,9 +130,14 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
         argv += ["--delete",                             # private mirror only: a stale -wal must go
                  "--include=*/", "--include=*.db", "--include=*.db-wal", "--exclude=*",
                  "--prune-empty-dirs"]
-        destination = destination / DB_RAW_DIR
+        destination = raw_root(config, device)
     argv += [source, f"{destination}/"]
     return tuple(argv)
+
+
+def raw_root(config: Config, device: Device) -> Path:
+    """The device's private raw mirror of its databases (one per device: it is synced with --delete)."""
+    return config.results_dir / DB_RAW_DIR / device.key
 
 
 @dataclasses.dataclass(frozen=True)

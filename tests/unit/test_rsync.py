@@ -48,7 +48,7 @@ def test_results_command_variants(config):
     assert "--compress" in skip and "--bwlimit=500" in skip and "--exclude=*.db-wal" in skip
     assert skip[-1] == "/data/results/"
     raw = make_rsync_command(config, DEVICE, "results", key="/k", databases="raw")
-    assert raw[-1] == "/data/results/.ethoscope-backup/raw/"
+    assert raw[-1] == "/data/results/.ethoscope-backup/raw/0123456789abcdef0123456789abcdef/"
     assert raw.index("--include=*.db") < raw.index("--exclude=*") and "--delete" in raw
 
 

@@ -1,0 +1,116 @@
+"""`ethoscope-backup run` against real sshd/rsync on simulated ethoscopes (tests/lab)."""
+import json
+
+import pytest
+
+from tests.integration.runner_helpers import Node, db_rows, inodes, integrity, tree_digest
+
+
+@pytest.fixture
+def node(lab, tmp_path):
+    return Node(lab, tmp_path)
+
+
+def device_tree(device, kind):
+    return device.data_root / kind
+
+
+def test_first_pass_copies_everything_in_upstream_layout(lab, node):
+    result = node.run()
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    for device in lab.devices:
+        videos = tree_digest(device_tree(device, "videos"))
+        assert videos and all(k.startswith(f"{device.id}/{device.name}/") for k in videos)
+        node_videos = tree_digest(node.videos)
+        assert all(node_videos[k] == v for k, v in videos.items())
+        results = tree_digest(device_tree(device, "results"), skip_db=True)
+        assert all(tree_digest(node.results)[k] == v for k, v in results.items())
+        for db in device_tree(device, "results").rglob("*.db"):
+            copy = node.results / db.relative_to(device_tree(device, "results"))
+            assert integrity(copy) == "ok"
+            assert db_rows(copy) == db_rows(db)
+    status = node.status()
+    assert status["run"]["outcome"] == "success" and status["status"] == "idle"
+    assert status["last_backup"]
+    for device in lab.devices:
+        entry = status["devices"][device.id]
+        assert entry["name"] == device.name and entry["progress"]["status"] == "completed"
+        assert entry["progress"]["backup_status"] == 100.0 and entry["ended"] > 0
+        assert entry["synced"]["videos"]["local_files"] == len(tree_digest(device_tree(device, "videos")))
+        assert entry["transfer_details"]["videos"]["files"]
+        assert all(v["verdict"] == "ok" for v in entry["databases"].values()) and entry["databases"]
+    # decoys (ETHOSCOPE_000, an offline device) are never contacted
+    assert set(status["devices"]) == {d.id for d in lab.devices}
+
+
+def test_second_pass_copies_nothing_and_new_chunks_are_picked_up(lab, node):
+    assert node.run().returncode == 0
+    before = {**inodes(node.results), **inodes(node.videos)}
+    second = node.run()
+    assert second.returncode == 0, second.stderr
+    assert node.status()["run"]["files_transferred"] == 0
+    assert {**inodes(node.results), **inodes(node.videos)} == before          # not a single file rewritten on the node
+    chunk = lab.add_video_chunk(lab.devices[0], 100_000)
+    third = node.run()
+    assert third.returncode == 0
+    assert node.status()["run"]["files_transferred"] == 1
+    copied = node.videos / chunk.relative_to(lab.devices[0].data_root / "videos")
+    assert copied.read_bytes() == chunk.read_bytes()
+
+
+def test_select_devices_and_kinds(lab, node):
+    first, second = lab.devices
+    result = node.run("-e", f"{first.number:03d}" if hasattr(first, "number") else str(first.index),
+                      "--videos-only")
+    assert result.returncode == 0, result.stderr
+    assert set(node.status()["devices"]) == {first.id}
+    assert (node.videos / first.id).is_dir() and not (node.videos / second.id).exists()
+    assert not node.results.exists() or not any(node.results.rglob("*.db"))
+    result = node.run("-e", f"ETHOSCOPE_{second.index:03d},{first.id}", "--results-only")
+    assert result.returncode == 0, result.stderr
+    assert any((node.results / second.id).rglob("*.db")) and any((node.results / first.id).rglob("*.db"))
+    assert not (node.videos / second.id).exists()
+
+
+def test_dry_run_lists_and_changes_nothing(lab, node):
+    result = node.run("-n")
+    assert result.returncode == 0, result.stderr
+    assert "would be copied" in result.stdout
+    some_chunk = next((lab.devices[0].data_root / "videos").rglob("*.h264")).name
+    assert some_chunk in result.stdout
+    assert not node.results.exists() and not node.videos.exists() and not node.status_file.exists()
+
+
+def test_jobs_and_bwlimit(lab, node):
+    result = node.run("-j", "1", "--bwlimit", "4M")
+    assert result.returncode == 0, result.stderr
+    assert node.status()["run"]["devices_done"] == 2
+    for bad in (["-j", "0"], ["--bwlimit", "lots"]):
+        refused = node.run(*bad)
+        assert refused.returncode == 2 and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
+
+
+def test_nothing_to_do_and_status_command(lab, node):
+    lab.node.set_mode("empty")
+    result = node.run()
+    assert result.returncode == 0, result.stderr
+    assert node.status()["run"]["outcome"] == "nothing to do"
+    lab.node.set_mode("ok")
+    assert node.run().returncode == 0
+    table = node.run(command="status")
+    assert table.returncode == 0
+    assert all(d.name in table.stdout for d in lab.devices) and "completed" in table.stdout
+    as_json = json.loads(node.run("--json", command="status").stdout)
+    assert set(as_json["status"]["devices"]) == {d.id for d in lab.devices}
+
+
+def test_check_command_reports_each_device(lab, node):
+    result = node.run(command="check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for device in lab.devices:
+        assert f"ok    {device.name}" in result.stdout
+    lab.stop_device(lab.devices[1])
+    result = node.run(command="check")
+    assert result.returncode == 1 and f"FAIL  {lab.devices[1].name}" in result.stdout
