@@ -1,0 +1,83 @@
+"""Command line parsing, option overrides, exit codes, the pass lock."""
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ethoscope_rsync.cli import apply_options, build_parser, main, normalise_argv, status_rows
+from ethoscope_rsync.config import ConfigError, load_config
+from ethoscope_rsync.runner import Busy, pass_lock
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def conf(tmp_path):
+    path = tmp_path / "backup.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n")
+    return path
+
+
+def parse(*argv):
+    return build_parser().parse_args(normalise_argv(list(argv)))
+
+
+def test_run_is_the_default_command():
+    assert normalise_argv([]) == ["run"]
+    assert normalise_argv(["-e", "004"]) == ["run", "-e", "004"]
+    assert normalise_argv(["status", "--json"]) == ["status", "--json"]
+    assert parse("-e", "4").command == "run"
+
+
+def test_options_override_the_file(conf):
+    args = parse("-r", "/d/results", "-i", "169.254.1.1:81", "-e", "004,7", "--videos-only", "-s", "-j", "8",
+                 "--bwlimit", "2M", "-n", "-c", str(conf))
+    config = apply_options(load_config(conf), args)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/d/results", "/d/videos")
+    assert config.server == "169.254.1.1:81" and config.selection == (4, 7)
+    assert config.what == "videos" and config.safe and config.jobs == 8 and config.bwlimit_kib == 2048
+    assert config.dry_run
+
+
+@pytest.mark.parametrize("argv", [["-j", "0"], ["--bwlimit", "fast"], ["-e", "x"]])
+def test_bad_options_are_config_errors(conf, argv):
+    with pytest.raises((ConfigError, ValueError)):
+        apply_options(load_config(conf), parse(*argv))
+
+
+def test_main_returns_2_with_one_line(conf, capsys):
+    assert main(["-c", str(conf), "-e", "../x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "configuration error" in err[0]
+
+
+def test_usage_error_exit_code():
+    result = subprocess.run(["/usr/bin/python3", "-m", "ethoscope_rsync", "run", "--bogus"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "status", "check", "daemon", "forget-host"])
+def test_version_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([command, "--version"])
+    assert done.value.code == 0 and "ethoscope-backup" in capsys.readouterr().out
+
+
+def test_lock_refuses_a_second_holder(tmp_path):
+    lock = tmp_path / "state" / "lock"
+    with pass_lock(lock):
+        with pytest.raises(Busy, match="already running"):
+            with pass_lock(lock):
+                pass
+    with pass_lock(lock):      # released: usable again
+        pass
+
+
+def test_status_rows_merge_history():
+    status = {"devices": {"a": {"name": "ETHOSCOPE_001", "progress": {"status": "completed"},
+                                "last_success": 100.0, "transfer_details": {"videos": {"total_bytes": 2048}}}}}
+    history = {"devices": {"b": {"name": "ETHOSCOPE_002", "last_outcome": "error", "last_success": 0}}}
+    rows = status_rows(status, history, now=160.0)
+    assert rows[0][:2] == ("ETHOSCOPE_001", "completed") and rows[0][3] == "60s" and rows[0][4] == "2.0 KB"
+    assert rows[1][:3] == ("ETHOSCOPE_002", "error", "never")
