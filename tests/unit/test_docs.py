@@ -1,0 +1,147 @@
+"""The documentation keeps up with the code.
+
+Every option of every subcommand and every subcommand is in ethoscope-backup(8); every configspec
+key is in ethoscope-backup.conf(5) and in the shipped etc/backup.conf; the man pages format without
+groff warnings; the shipped conffile loads and sets nothing (all comments and section headers),
+and its commented values are the real defaults.
+"""
+import argparse
+import dataclasses
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import configobj
+import pytest
+
+from ethoscope_rsync import cli
+from ethoscope_rsync.config import SPEC_PATH, load_config
+
+ROOT = Path(__file__).resolve().parents[2]
+MAN8 = ROOT / "man" / "ethoscope-backup.8"
+MAN5 = ROOT / "man" / "ethoscope-backup.conf.5"
+CONFFILE = ROOT / "etc" / "backup.conf"
+MAN_PAGES = (MAN8, MAN5)
+
+
+def roff_text(path: Path) -> str:
+    """The page's source with roff escapes for '-' undone and font changes removed."""
+    text = path.read_text(encoding="utf-8")
+    text = text.replace("\\-", "-").replace("\\%", "").replace("\\&", "")
+    return re.sub(r"\\f[BIRP]", "", text)
+
+
+def subparsers(parser: argparse.ArgumentParser) -> dict:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    raise AssertionError("build_parser() has no subcommands")
+
+
+def option_strings() -> set:
+    parser = cli.build_parser()
+    options = {o for a in parser._actions for o in a.option_strings}
+    for sub in subparsers(parser).values():
+        options.update(o for a in sub._actions for o in a.option_strings)
+    return options
+
+
+def spec_keys() -> list:
+    spec = configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8")
+    return [(section, key) for section in spec for key in spec[section] if key != "__many__"]
+
+
+def spec_sections() -> list:
+    return list(configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8"))
+
+
+def test_subcommands_match_the_documented_list():
+    assert set(subparsers(cli.build_parser())) == set(cli.COMMANDS)
+
+
+@pytest.mark.parametrize("command", cli.COMMANDS)
+def test_every_subcommand_is_in_the_man_page(command):
+    text = roff_text(MAN8)
+    assert re.search(rf"^\.(B|BI|BR) {re.escape(command)}\b", text, re.M), \
+        f"subcommand {command!r} has no entry in {MAN8.name} (expected a '.B {command}' tag under COMMANDS)"
+
+
+@pytest.mark.parametrize("option", sorted(option_strings()))
+def test_every_option_is_in_the_man_page(option):
+    text = roff_text(MAN8)
+    assert re.search(rf"(?<![\w-]){re.escape(option)}(?![\w-])", text), \
+        f"option {option} (from --help) is missing from {MAN8.name}"
+
+
+@pytest.mark.parametrize("section,key", spec_keys())
+def test_every_config_key_is_in_the_conf_man_page(section, key):
+    text = roff_text(MAN5)
+    heading = f'.SH "SECTION [{section}]"'
+    assert heading in text, f"{MAN5.name} has no section {heading}"
+    body = text.split(heading, 1)[1].split("\n.SH ", 1)[0]
+    assert re.search(rf"^\.BR? {re.escape(key)}\b", body, re.M), \
+        f"[{section}] {key} is not described in {MAN5.name}"
+
+
+@pytest.mark.parametrize("section,key", spec_keys())
+def test_every_config_key_is_in_the_shipped_conffile(section, key):
+    conf = configobj.ConfigObj(_uncommented(), encoding="utf-8")
+    assert section in conf, f"[{section}] missing from {CONFFILE}"
+    assert key in conf[section], f"[{section}] {key} is not shown (commented out) in {CONFFILE}"
+
+
+def test_every_config_section_is_in_the_shipped_conffile():
+    headers = re.findall(r"^\[(\w+)\]\s*$", CONFFILE.read_text(encoding="utf-8"), re.M)
+    assert headers == spec_sections()
+
+
+def test_the_shipped_conffile_sets_nothing():
+    for number, line in enumerate(CONFFILE.read_text(encoding="utf-8").splitlines(), 1):
+        stripped = line.strip()
+        assert not stripped or stripped.startswith("#") or re.fullmatch(r"\[\w+\]", stripped), \
+            f"{CONFFILE}:{number} is neither a comment nor a section header: {line!r}"
+
+
+def test_the_shipped_conffile_loads():
+    load_config(CONFFILE)
+
+
+def _uncommented() -> list:
+    """The conffile with every commented-out 'key = value' line switched on."""
+    return [re.sub(r"^#(?=[A-Za-z_]\w* = )", "", line)
+            for line in CONFFILE.read_text(encoding="utf-8").splitlines()]
+
+
+def test_the_conffile_comments_show_the_real_defaults(tmp_path):
+    lines = [line for line in _uncommented() if not line.startswith("ETHOSCOPE_")]
+    switched_on = tmp_path / "backup.conf"
+    switched_on.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ignore = {"source", "results_dir", "videos_dir"}   # unset by default (upstream ethoscope.conf first)
+    shipped = {k: v for k, v in dataclasses.asdict(load_config(CONFFILE)).items() if k not in ignore}
+    explicit = {k: v for k, v in dataclasses.asdict(load_config(switched_on)).items() if k not in ignore}
+    assert explicit == shipped
+
+
+def test_the_conffile_example_device_is_valid(tmp_path):
+    lines = [re.sub(r"^#(?=ETHOSCOPE_)", "", line) for line in CONFFILE.read_text(encoding="utf-8").splitlines()]
+    path = tmp_path / "backup.conf"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert load_config(path).static_devices, "the [devices] example in the conffile does not load"
+
+
+@pytest.mark.parametrize("page", MAN_PAGES, ids=lambda p: p.name)
+def test_man_pages_have_no_groff_warnings(page):
+    groff = shutil.which("groff") or ("/usr/bin/groff" if Path("/usr/bin/groff").exists() else None)
+    if groff is None:
+        pytest.fail("groff is not installed; the man pages cannot be checked: apt-get install groff-base")
+    result = subprocess.run([groff, "-man", "-ww", "-z", str(page)], capture_output=True, text=True,
+                            env={"LC_ALL": "C.UTF-8", "PATH": "/usr/bin:/bin"}, timeout=60)
+    assert result.returncode == 0 and not result.stderr.strip(), \
+        f"groff warnings for {page.name}:\n{result.stderr}"
+
+
+@pytest.mark.parametrize("page", MAN_PAGES, ids=lambda p: p.name)
+def test_man_pages_name_the_package_files(page):
+    text = roff_text(page)
+    assert "/etc/ethoscope/backup.conf" in text
