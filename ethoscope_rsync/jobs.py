@@ -30,6 +30,7 @@ class Job:
     key: str                      # SSH private key path actually used
     bwlimit_kib: int              # per-transfer share of the total budget
     stamp: str                    # pass timestamp, names --safe backup folders
+    control_dir: str              # where each device's shared ssh connection has its socket
     events: queue.Queue
     stop: threading.Event
 
@@ -66,7 +67,7 @@ def free_space_problem(path: Path, reserve: int) -> str:
 def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: float) -> tuple:
     """Run one rsync; report files and progress; -> (stats, changed paths). Raises TransferFailed."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, bwlimit_kib=job.bwlimit_kib,
-                              stamp=job.stamp, databases=databases)
+                              stamp=job.stamp, databases=databases, control_dir=job.control_dir)
     records, changed = [], []
     state = {"current": "", "started": time.time(), "last_progress": 0.0}
 
@@ -158,7 +159,8 @@ def _results(job: Job, device: Device, deadline: float) -> None:
         _transfer(job, device, "results", "all", deadline)
         return
     _transfer(job, device, "results", "skip", deadline)
-    holder = livedb.make_holder_command(make_ssh_command(config, device, job.key) + (ssh_target(config, device),),
+    holder = livedb.make_holder_command(make_ssh_command(config, device, job.key, job.control_dir)
+                                        + (ssh_target(config, device),),
                                         config.remote_python, config.remote_results,
                                         max_hold_seconds=max(60, int(deadline - time.monotonic())))
     raw_root(config, device).mkdir(parents=True, exist_ok=True)
@@ -174,6 +176,15 @@ def _results(job: Job, device: Device, deadline: float) -> None:
 
 def backup_device(job: Job, device: Device) -> JobResult:
     """One device's pass: results then videos, with bounded retries of transient failures."""
+    try:
+        return _backup_device(job, device)
+    finally:
+        if job.control_dir:   # close the device's shared ssh connection
+            execute.run(make_ssh_command(job.config, device, job.key, job.control_dir)
+                        + ("-O", "exit", ssh_target(job.config, device)), timeout=10)
+
+
+def _backup_device(job: Job, device: Device) -> JobResult:
     config = job.config
     deadline = time.monotonic() + config.device_timeout
     message = ""

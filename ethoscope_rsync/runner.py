@@ -13,6 +13,7 @@ import os
 import queue
 import signal
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -146,9 +147,16 @@ def _locked_pass(config: Config, stop: threading.Event) -> int:
     for device in devices:
         book.add_device(device.key, device.name, device.address, device.id)
     book.set_message(f"backing up {len(devices)} device(s)")
-    job = Job(config=config, key=str(credential_key(config)),
-              bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
-              stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), events=queue.Queue(), stop=stop)
+    with tempfile.TemporaryDirectory(prefix="ethoscope-backup-ssh-") as control_dir:
+        job = Job(config=config, key=str(credential_key(config)),
+                  bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
+                  stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
+                  events=queue.Queue(), stop=stop)
+        return _run_devices(config, job, devices, book, history, notifier, terminal)
+
+
+def _run_devices(config, job, devices, book, history, notifier, terminal) -> int:
+    stop = job.stop
 
     def on_tick(events):
         for event in events:
