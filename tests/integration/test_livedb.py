@@ -1,6 +1,6 @@
 """Live-database copies with the holder, against a real writer process, real rsync and the real holder.
 
-The writer appends one row to each of 4 ROI tables per transaction (every ~10 ms), so a consistent
+The writer appends one row to each of 8 ROI tables per transaction (every ~10 ms), so a consistent
 database has equal counts in all ROI tables; after each commit it records its committed-transaction
 count in a side file. Each pass: start the holder, read the committed count, rsync the raw pair
 (delta mode, partly rate-limited so checkpoints happen mid-copy), release, recover on the "node".
@@ -19,7 +19,7 @@ import pytest
 from ethoscope_rsync import livedb
 
 PY = "/usr/bin/python3"
-TABLES = 4
+TABLES = 8          # an ethoscope writes one table per ROI (up to 20)
 WRITER = r'''
 import os, sqlite3, sys, time
 db, counter = sys.argv[1], sys.argv[2]
@@ -101,9 +101,8 @@ def test_held_copies_are_consistent_and_complete(live, tmp_path):
     dest = tmp_path / "node" / rel
     raw.mkdir(parents=True)
     stats = []
-    t_end = time.time() + 40
     passes = 0
-    while passes < 30 or (passes < 60 and time.time() < t_end - 30):
+    while passes < 36:
         holder = subprocess.Popen([PY, "-c", livedb.HOLDER_SCRIPT, str(root), "60"],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         hold = livedb.parse_holder_ready(readline(holder))
@@ -130,6 +129,94 @@ def test_held_copies_are_consistent_and_complete(live, tmp_path):
     # the copies did include rows committed after the hold began (the WAL tail), not only the snapshot
     assert any(c > h for h, c, _ in stats)
     print("passes", passes, "rows gained beyond hold:", [c - h for h, c, _ in stats][:10])
+
+
+def wal_salts(wal: Path) -> bytes:
+    with open(str(wal), "rb") as f:
+        return f.read(32)[16:24]
+
+
+def test_copy_across_checkpoint_and_wal_restart(live, tmp_path):
+    """Adversarial timing: copy the .db, wait until the writer checkpoints and restarts its WAL, copy the -wal.
+
+    With the holder every copy must recover consistent and complete (the restart either cannot
+    happen, reader on read-lock > 0, or happens over a .db that no checkpoint may touch, read-lock 0).
+    Without the holder (control) the same timing loses or corrupts data.
+    """
+    root, db, counter = live
+    wal = Path(str(db) + "-wal")
+    outcome = {"held_restarted": 0, "held_no_restart": 0, "unheld_bad": 0, "unheld_ok": 0}
+    for i in range(10):
+        held = i % 2 == 0
+        if held:
+            holder = subprocess.Popen([PY, "-c", livedb.HOLDER_SCRIPT, str(root), "60"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+            assert livedb.parse_holder_ready(readline(holder)).held
+        at_hold = committed(counter)
+        r_db, r_wal = tmp_path / ("r%d.db" % i), tmp_path / ("r%d.db-wal" % i)
+        salt = wal_salts(wal)
+        shutil.copyfile(str(db), str(r_db))
+        deadline = time.time() + 2.5
+        while wal_salts(wal) == salt and time.time() < deadline:
+            time.sleep(0.02)
+        restarted = wal_salts(wal) != salt
+        time.sleep(0.2)                       # let the writer overwrite the start of the wal
+        shutil.copyfile(str(wal), str(r_wal))
+        if held:
+            holder.stdin.close()
+            assert holder.wait(10) == 0
+        v = livedb.recover_database(r_db, r_wal, tmp_path / ("d%d.db" % i), previous_rows=0)
+        good = v.ok and len(set(roi_counts(tmp_path / ("d%d.db" % i)))) == 1 \
+            and roi_counts(tmp_path / ("d%d.db" % i))[0] >= at_hold
+        if held:
+            assert good, (v, at_hold)
+            outcome["held_restarted" if restarted else "held_no_restart"] += 1
+        else:
+            assert restarted, "writer did not restart its wal within 2.5 s"
+            outcome["unheld_ok" if good else "unheld_bad"] += 1
+    print(outcome)
+    assert outcome["unheld_bad"] >= 1
+
+
+def test_hold_on_fully_backfilled_wal_survives_restart(tmp_path):
+    """The read-lock-0 case, made deterministic: the holder starts right after a full checkpoint.
+
+    No checkpoint may then write the .db, but the writer restarts the WAL (new salts) and overwrites
+    it from the start while the hold lasts; a copy of the -wal whose header predates the restart
+    (torn) or follows it must both recover to at least the held snapshot.
+    """
+    root = tmp_path / "r"
+    root.mkdir()
+    db = root / "a.db"
+    wal = Path(str(db) + "-wal")
+    w = sqlite3.connect(str(db), isolation_level=None)
+    w.execute("PRAGMA journal_mode=WAL")
+    w.execute("PRAGMA synchronous=NORMAL")
+    w.execute("CREATE TABLE ROI_1 (id INTEGER PRIMARY KEY, x BLOB)")
+    for _ in range(300):
+        w.execute("INSERT INTO ROI_1 (x) VALUES (?)", (os.urandom(200),))
+    assert w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[0] == 0     # fully backfilled
+    holder = subprocess.Popen([PY, "-c", livedb.HOLDER_SCRIPT, str(root), "60"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert livedb.parse_holder_ready(readline(holder)).held == ("a.db",)
+    db_bytes, old_header = db.read_bytes(), wal.read_bytes()[:32]
+    for _ in range(50):
+        w.execute("INSERT INTO ROI_1 (x) VALUES (?)", (os.urandom(200),))
+    busy, log, done = w.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+    assert wal.read_bytes()[16:24] != old_header[16:24], "writer should have restarted the wal"
+    assert done == 0 and db.read_bytes() == db_bytes, "no backfill may happen while read-lock 0 is held"
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "a.db").write_bytes(db_bytes)
+    (raw / "a.db-wal").write_bytes(wal.read_bytes())
+    (raw / "torn.db-wal").write_bytes(old_header + wal.read_bytes()[32:])
+    holder.stdin.close()
+    assert holder.wait(10) == 0
+    w.close()
+    v = livedb.recover_database(raw / "a.db", raw / "a.db-wal", tmp_path / "n1.db")
+    assert v.ok and v.rows == 350, v
+    v = livedb.recover_database(raw / "a.db", raw / "torn.db-wal", tmp_path / "n2.db")
+    assert v.ok and v.rows == 300, v
 
 
 def test_control_plain_db_copy_misses_rows(live, tmp_path):
