@@ -367,7 +367,6 @@ def test_concurrent_readers_during_atomic_rewrites(services):
 
 # ---------------------------------------------------------------- external checkers
 
-@pytest.mark.skipif(not shutil.which("promtool"), reason="promtool not installed")
 def test_promtool_accepts_metrics(services):
     s = services(status="status-running.json", history="status-history.json")
     code, _, body = s.request(path="/metrics")
@@ -381,7 +380,6 @@ CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disabl
             "--window-size=1200,800"]
 
 
-@pytest.mark.skipif(not shutil.which("chromium"), reason="chromium not installed")
 def test_chromium_renders_page(services, tmp):
     s = services(status="status-two-devices.json", history="status-history.json")
     url = "http://127.0.0.1:%d/" % s.port
