@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -160,8 +162,13 @@ def _dispatch(args: argparse.Namespace, config) -> int:
         if config.dry_run:
             from ethoscope_rsync.preview import preview_pass
             return preview_pass(config)
-        from ethoscope_rsync.runner import run_pass
-        return run_pass(config)
+        from ethoscope_rsync.runner import StopRequest, run_pass
+        stop = StopRequest()
+        code = run_pass(config, stop)
+        if stop.signum:       # die by the signal, as systemd expects of a service it stops
+            signal.signal(stop.signum, signal.SIG_DFL)
+            os.kill(os.getpid(), stop.signum)
+        return code
     if args.command == "serve":
         from ethoscope_rsync.web import serve
         return serve(config.status_file, config.history_file, listen=config.listen,
@@ -173,6 +180,9 @@ def _dispatch(args: argparse.Namespace, config) -> int:
         from ethoscope_rsync.check import run_checks
         return run_checks(config)
     if args.command == "daemon":
+        if config.dry_run:
+            print(f"{PROG}: daemon: --dry-run is only for a single 'run'", file=sys.stderr)
+            return EXIT_USAGE
         from ethoscope_rsync.daemon import run_daemon
         return run_daemon(config)
     if args.command == "forget-host":

@@ -30,6 +30,7 @@ class Discovered:
     devices: tuple
     warnings: tuple
     source: str
+    missing: tuple = ()      # -e selections that matched no discovered device
 
 
 def parse_node_devices(text: str) -> tuple:
@@ -162,7 +163,14 @@ def discover(config: Config) -> Discovered:
     """All devices to back up this pass, filtered by -e. Raises DiscoveryError."""
     statics, warnings, sources = config.static_devices, [], []
     found = ()
-    if config.server:
+    if not config.server and not statics:
+        found, mdns_warnings = browse_mdns(config.mdns_timeout)
+        warnings += mdns_warnings
+        if not found:
+            raise DiscoveryError("no node server configured ([node] server is empty), no [devices] "
+                                 "entries, and no device found by mDNS")
+        sources.append("mDNS")
+    elif config.server:
         try:
             found, node_warnings = parse_node_devices(
                 fetch_node_devices(config.server, config.discovery_timeout))
@@ -178,5 +186,7 @@ def discover(config: Config) -> Discovered:
                 raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
     if statics:
         sources.append("config")
-    devices = tuple(d for d in merge(statics, found) if selected(d, config.selection))
-    return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing")
+    every = merge(statics, found)
+    devices = tuple(d for d in every if selected(d, config.selection))
+    missing = tuple(token for token in config.selection if not any(selected(d, (token,)) for d in every))
+    return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing", missing)

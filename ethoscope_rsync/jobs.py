@@ -17,7 +17,7 @@ from ethoscope_rsync import execute, livedb
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import Outcome, classify_exit, human_size, \
+from ethoscope_rsync.rsync import HIDDEN, Outcome, classify_exit, human_size, \
     make_rsync_command, make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, \
     ssh_target
 from ethoscope_rsync.status import Event
@@ -64,6 +64,17 @@ def free_space_problem(path: Path, reserve: int) -> str:
             f"{human_size(reserve)} must stay free ([transfer] min_free)")
 
 
+def disk_full_message(path: Path) -> str:
+    """What to tell the operator when rsync hit ENOSPC on the node."""
+    try:
+        stats = os.statvfs(path)
+        free = human_size(stats.f_bavail * stats.f_frsize)
+    except OSError:
+        free = "unknown"
+    return (f"destination full: no space left on the filesystem of {path} ({free} free); "
+            f"interrupted files stay in .ethoscope-backup-partial folders, nothing was replaced")
+
+
 def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: float) -> tuple:
     """Run one rsync; report files and progress; -> (stats, changed paths). Raises TransferFailed."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, bwlimit_kib=job.bwlimit_kib,
@@ -106,7 +117,7 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
         outcome = classify_exit(result.returncode, result.stderr)
         message = outcome.label
         if not outcome.ok and "No space left" in result.stderr:
-            message = f"destination full: {free_space_problem(job.config.destination(kind), 1 << 62)}"
+            message = disk_full_message(job.config.destination(kind))
         elif not outcome.ok and result.last_error_line:
             message = f"{outcome.label}: {result.last_error_line[:200]}"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
@@ -140,7 +151,10 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
         if not raw_db.is_file():
             continue
         wal = raw_db.with_name(raw_db.name + "-wal")
+        kept = _keep_aside(job, destination, relative) if job.config.safe else None
         verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / relative)
+        if kept is not None and not verdict.replaced:
+            kept.unlink()
         label = "ok" if verdict.ok else "kept previous copy"
         job.events.put(Event("database", device.key, dict(
             path=relative, verdict=label if verdict.replaced or not verdict.ok else "unchanged",
@@ -151,6 +165,19 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
         else:
             log.warning("%s: database %s not replaced: %s", device.name, relative, verdict.message,
                         extra=fields)
+
+
+def _keep_aside(job: Job, destination: Path, relative: str) -> Path | None:
+    """--safe: hard-link the node's current copy into replaced/STAMP/ before it may be replaced."""
+    current = destination / relative
+    if not current.is_file():
+        return None
+    kept = destination / HIDDEN / "replaced" / job.stamp / relative
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    if not kept.exists():
+        os.link(current, kept)
+        return kept
+    return None
 
 
 def _results(job: Job, device: Device, deadline: float) -> None:

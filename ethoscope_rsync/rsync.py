@@ -56,7 +56,7 @@ _PERMANENT_SSH = (
     ("REMOTE HOST IDENTIFICATION HAS CHANGED", "host key changed"),
     ("Host key verification failed", "host key verification failed"),
     ("Permission denied", "ssh authentication refused"),
-    ("No such file or directory", "remote folder missing"),
+    ("change_dir", "remote folder missing or unreadable"),
 )
 
 
@@ -126,7 +126,7 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
         argv.append("--compress")
     if bwlimit_kib:
         argv.append(f"--bwlimit={bwlimit_kib}")
-    if config.safe and stamp:
+    if config.safe and stamp and databases != "raw":
         argv += ["--backup", f"--backup-dir={HIDDEN}/replaced/{stamp}"]
     if dry_run:
         argv.append("--dry-run")

@@ -36,7 +36,10 @@ class Busy(Exception):
 def pass_lock(path: Path):
     """An flock on the state dir's lock file: released by the kernel even if the pass crashes."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664), True
+    except PermissionError:          # someone else's lock file: locking needs only read access
+        fd, writable = os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -46,11 +49,17 @@ def pass_lock(path: Path):
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             raise Busy(f"another backup pass is already running (pid {holder}); "
                        f"this one exits without doing anything") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield
     finally:
         os.close(fd)
+
+
+class StopRequest(threading.Event):
+    """Set by SIGTERM/SIGINT; remembers which signal so the process can die by it afterwards."""
+    signum = 0
 
 
 class Notifier:
@@ -101,14 +110,32 @@ class TerminalProgress:
 def _install_stop_handler(stop: threading.Event) -> None:
     def handler(signum, frame):
         log.warning("received %s: stopping transfers", signal.Signals(signum).name)
+        stop.signum = signum
         stop.set()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
 
 
+def foreign_state_dir(config: Config) -> str:
+    """A message when root would run a pass in a state dir that belongs to the service user."""
+    try:
+        owner = config.state_dir.stat().st_uid
+    except OSError:
+        return ""
+    if os.geteuid() != 0 or owner == 0:
+        return ""
+    return (f"{config.state_dir} belongs to the service user: start a pass with "
+            f"'systemctl start ethoscope-backup.service' instead of running it as root "
+            f"(root would leave files the service cannot change)")
+
+
 def run_pass(config: Config, stop: threading.Event | None = None) -> int:
     """One complete backup pass; returns the exit code."""
-    stop = stop or threading.Event()
+    stop = stop or StopRequest()
+    problem = foreign_state_dir(config)
+    if problem:
+        log.error("%s", problem)
+        return EXIT_USAGE
     if threading.current_thread() is threading.main_thread():
         _install_stop_handler(stop)
     try:
@@ -138,6 +165,14 @@ def _locked_pass(config: Config, stop: threading.Event) -> int:
         log.warning("discovery: %s", warning)
     devices = found.devices
     log.info("pass started: %d device(s) from %s", len(devices), found.source)
+    if found.missing:
+        names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
+        log.error("asked for with -e but not found: %s", names)
+        book.set_message(f"not found: {names}")
+    if not devices and found.missing:
+        book.finish("failed", f"no selected device was found ({names})", success=False)
+        book.write()
+        return EXIT_FAILED
     if not devices:
         book.finish("nothing to do", "no device to back up", success=True)
         book.write()
@@ -152,10 +187,10 @@ def _locked_pass(config: Config, stop: threading.Event) -> int:
                   bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop)
-        return _run_devices(config, job, devices, book, history, notifier, terminal)
+        return _run_devices(config, job, devices, found.missing, book, history, notifier, terminal)
 
 
-def _run_devices(config, job, devices, book, history, notifier, terminal) -> int:
+def _run_devices(config, job, devices, missing, book, history, notifier, terminal) -> int:
     stop = job.stop
 
     def on_tick(events):
@@ -174,8 +209,11 @@ def _run_devices(config, job, devices, book, history, notifier, terminal) -> int
         outcome = "failed"
         message = f"{len(failed)} of {len(results)} device(s) failed: " + ", ".join(
             f"{r.device.name} ({r.message})" for r in failed)[:500]
+    elif missing:
+        outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} asked for not found"
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
+    failed = failed or list(missing)
     book.finish(outcome, message, success=not failed and not stop.is_set())
     book.write()
     save_history(config.history_file, history)

@@ -114,3 +114,27 @@ def test_check_command_reports_each_device(lab, node):
     lab.stop_device(lab.devices[1])
     result = node.run(command="check")
     assert result.returncode == 1 and f"FAIL  {lab.devices[1].name}" in result.stdout
+
+
+def test_selected_device_not_found_fails(lab, node):
+    result = node.run("-e", "042")
+    assert result.returncode == 1
+    assert "ETHOSCOPE_042" in result.stderr and "not found" in result.stderr
+    assert node.status()["run"]["outcome"] == "failed"
+
+
+def test_no_discovery_source_at_all_fails(lab, node):
+    node.conf.write_text(node.conf.read_text().replace(f"server = {lab.node_address}",
+                                                       "server =\nmdns_timeout = 0.5"))
+    result = node.run()
+    assert result.returncode == 1 and "no node server configured" in result.stderr
+
+
+def test_root_refuses_a_state_dir_owned_by_the_service_user(lab, node):
+    import os
+    import pwd
+    node.state.mkdir(parents=True)
+    os.chown(node.state, pwd.getpwnam("ethoscope").pw_uid, -1)
+    result = node.run()
+    assert result.returncode == 2 and "systemctl start ethoscope-backup.service" in result.stderr
+    assert not node.results.exists()
