@@ -199,6 +199,9 @@ def _results(job: Job, device: Device, deadline: float) -> None:
                         device.name, held.first_line[:120] or "no answer", extra=device_fields(device))
         _, changed = _transfer(job, device, "results", "raw", deadline)
     _databases(job, device, changed, deadline)
+    if hold is not None:   # live ones: make the next pass compare them in full (see livedb)
+        raw = raw_root(config, device)
+        livedb.forget_mtimes([raw / f"{name}{suffix}" for name in hold.held for suffix in ("", "-wal")])
 
 
 def backup_device(job: Job, device: Device) -> JobResult:

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
 __all__ = [
-    "HOLDER_SCRIPT", "READY_PREFIX", "DONE_PREFIX", "HOLDER_TIMEOUT_EXIT", "RAW_RSYNC_ARGS",
+    "HOLDER_SCRIPT", "READY_PREFIX", "DONE_PREFIX", "HOLDER_TIMEOUT_EXIT", "RAW_RSYNC_ARGS", "RAW_FILTER_ARGS",
     "HoldResult", "Verdict", "make_holder_command", "parse_holder_ready", "count_rows",
     "recover_database", "forget_mtimes",
 ]
@@ -60,10 +60,11 @@ DONE_PREFIX = "ETHOSCOPE-BACKUP-RELEASED "
 HOLDER_TIMEOUT_EXIT = 3       # holder released because max_hold_seconds passed, not because of EOF
 
 # rsync options for step 3 (device results -> <dest>/.ethoscope-backup/raw/), see module docstring.
-RAW_RSYNC_ARGS = (
-    "--recursive", "--times", "--delete", "--modify-window=-1",
+RAW_FILTER_ARGS = (
+    "--delete", "--modify-window=-1",
     "--include=*/", "--include=*.db", "--include=*.db-wal", "--exclude=*",
 )
+RAW_RSYNC_ARGS = ("--recursive", "--times") + RAW_FILTER_ARGS
 
 # The device side. Python 3.7+ stdlib only; argv: ROOT MAX_HOLD_SECONDS. Never opens anything
 # writable: mode=ro connections, no -shm creation (databases without -shm are reported "idle").

@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 from ethoscope_rsync.config import Config
+from ethoscope_rsync.livedb import RAW_FILTER_ARGS
 from ethoscope_rsync.devices import Device
 
 FILE_MARK = "ETHOSCOPE-BACKUP-FILE"
@@ -133,9 +134,7 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
     if databases == "skip":
         argv += ["--exclude=" + pattern for pattern in DATABASE_PATTERNS]
     elif databases == "raw":
-        argv += ["--delete",                             # private mirror only: a stale -wal must go
-                 "--include=*/", "--include=*.db", "--include=*.db-wal", "--exclude=*",
-                 "--prune-empty-dirs"]
+        argv += [*RAW_FILTER_ARGS, "--prune-empty-dirs"]   # see livedb: --delete, exact mtimes
         destination = raw_root(config, device)
     argv += [source, f"{destination}/"]
     return tuple(argv)
@@ -168,9 +167,12 @@ class FileEvent:
 
     @property
     def changed(self) -> bool:
-        """True when the content was (re)written on the node, not just its times."""
-        return self.is_file and self.itemize[0] in "><" and (
-            "+" in self.itemize or self.itemize[2:3] == "c" or self.itemize[3:4] == "s")
+        """True when the file was received (its data went through rsync), not only its times set.
+
+        rsync itemizes a same-size rewrite found by the quick check as '>f..t......': the
+        leading '>' is what tells that data was transferred.
+        """
+        return self.is_file and self.itemize[0] in "><"
 
 
 _PROGRESS_RE = re.compile(

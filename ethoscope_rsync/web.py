@@ -186,13 +186,25 @@ class _Server(cheroot.wsgi.Server):
 # ---------------------------------------------------------------- file snapshots
 
 class _FileReader:
-    """Reads a JSON file, re-parsing only when (dev, inode, mtime, size) changed."""
+    """A JSON file as (key, document, error), where key = (dev, inode, mtime, size).
+
+    ``key()`` is a cheap fstat-free stat; ``read()`` parses. The parsed document is not kept:
+    the app caches rendered bytes by key, which is all a warm request needs (and keeps RSS low).
+    """
 
     def __init__(self, path: str | None):
         self.path = path
-        self._lock = threading.Lock()
-        self._key = None
-        self._value = (None, None)  # (document or None, error message or None)
+
+    def key(self):
+        if not self.path:
+            return ("none",)
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return ("missing",)
+        except OSError as exc:
+            return ("error", exc.errno)
+        return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
     def read(self):
         """→ (key, document or None when missing, error or None)."""
@@ -207,9 +219,6 @@ class _FileReader:
         try:
             st = os.fstat(fd)
             key = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
-            with self._lock:
-                if key == self._key:
-                    return (key,) + self._value
             chunks = []
             while True:
                 b = os.read(fd, 1 << 20)
@@ -222,12 +231,11 @@ class _FileReader:
             os.close(fd)
         try:
             doc = json.loads(b"".join(chunks))
-            value = (doc, None) if isinstance(doc, dict) else (None, "%s: not a JSON object" % self.path)
         except ValueError as exc:
-            value = (None, "%s: invalid JSON: %s" % (self.path, exc))
-        with self._lock:
-            self._key, self._value = key, value
-        return (key,) + value
+            return key, None, "%s: invalid JSON: %s" % (self.path, exc)
+        if not isinstance(doc, dict):
+            return key, None, "%s: not a JSON object" % self.path
+        return key, doc, None
 
 
 # ---------------------------------------------------------------- the application
@@ -293,13 +301,15 @@ class StatusApp:
 
     def _rendered(self, route, fn, *args, per_second=False):
         """Render bytes for ``route``, cached until an input file changes or output would change."""
-        keys, status, history = self._inputs()
         now = self.clock()
+        keys = (self.status_reader.key(), self.history_reader.key())
         ckey = (route, keys) + ((int(now),) if per_second else ())
         with self._cache_lock:
             hit = self._cache.get(route)
             if hit and hit[0] == ckey and now < hit[1]:
                 return hit[2]
+        keys, status, history = self._inputs()
+        ckey = (route, keys) + ((int(now),) if per_second else ())
         body = fn(status, history, now, *args)
         valid = render.next_change(status, history, now, self.stale_after)
         with self._cache_lock:

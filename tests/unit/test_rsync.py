@@ -94,6 +94,7 @@ def test_file_lines_and_escapes():
     assert event.name == "a/odd\nname with space.txt" and event.changed
     assert not parse_file_line("ETHOSCOPE-BACKUP-FILE cd+++++++++ 4096 0 a/").is_file
     assert not parse_file_line("ETHOSCOPE-BACKUP-FILE .f..t...... 3 0 a").changed
+    assert parse_file_line("ETHOSCOPE-BACKUP-FILE >f..t...... 3 3 a").changed     # same size, new data
     assert parse_file_line("random text") is None
     assert unescape_name("caf\\#303\\#251") == "café"
 
