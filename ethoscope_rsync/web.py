@@ -12,6 +12,7 @@ Otherwise we bind ``listen`` ourselves. Either way cheroot never creates or prob
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
 import logging
@@ -263,6 +264,22 @@ def _prefers_html(accept: str) -> bool:
     return best_html > best_json
 
 
+def _libc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _libc_trim()
+
+
+def _release_memory():
+    """Give the parse's freed heap back to the kernel (glibc keeps it otherwise): keeps RSS flat."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
 class _HTTPError(Exception):
     def __init__(self, status: int, message: str, **extra):
         super().__init__(message)
@@ -281,6 +298,7 @@ class StatusApp:
         self.clock = clock
         self._cache = {}
         self._cache_lock = threading.Lock()
+        self._render_lock = threading.Lock()
         self._history_error_logged = None
         self.requests = 0
         self.in_flight = 0
@@ -308,13 +326,20 @@ class StatusApp:
             hit = self._cache.get(route)
             if hit and hit[0] == ckey and now < hit[1]:
                 return hit[2]
-        keys, status, history = self._inputs()
-        ckey = (route, keys) + ((int(now),) if per_second else ())
-        body = fn(status, history, now, *args)
-        valid = render.next_change(status, history, now, self.stale_after)
-        with self._cache_lock:
-            self._cache[route] = (ckey, valid, body)
-        return body
+        with self._render_lock:   # one render at a time: concurrent misses wait for the first
+            with self._cache_lock:
+                hit = self._cache.get(route)
+                if hit and hit[0] == ckey and now < hit[1]:
+                    return hit[2]
+            keys, status, history = self._inputs()
+            ckey = (route, keys) + ((int(now),) if per_second else ())
+            body = fn(status, history, now, *args)
+            valid = render.next_change(status, history, now, self.stale_after)
+            with self._cache_lock:
+                self._cache[route] = (ckey, valid, body)
+            del status, history
+            _release_memory()
+            return body
 
     # -- CherryPy entry point: every path lands here
     @cherrypy.expose
