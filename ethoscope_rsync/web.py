@@ -552,6 +552,18 @@ def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300
     ``idle_exit`` of 0/None disables the idle exit.
     """
     _setup_logging()
+    stop = threading.Event()
+    signals = {}
+
+    def on_signal(_signum, _frame):
+        stop.set()
+
+    # handlers first: a SIGTERM right after the first answer must still stop us cleanly
+    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        try:
+            signals[s] = signal.signal(s, on_signal)
+        except ValueError:  # not the main thread
+            pass
     try:
         sock = activated_socket()
         activated = sock is not None
@@ -562,17 +574,6 @@ def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300
         sys.stderr.write("ethoscope-backup serve: %s\n" % exc)
         sys.stderr.flush()
         return 2
-    stop = threading.Event()
-    signals = {}
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        try:
-            signals[s] = signal.signal(s, on_signal)
-        except ValueError:  # not the main thread
-            pass
     notify = _notifier()
     where = format_address(server.address)
     how = "socket-activated" if activated else "bound"
