@@ -92,12 +92,14 @@ def fetch_node_devices(server: str, timeout: float) -> str:
 
 def mdns_device(name: str, addresses: list, properties: dict) -> Device:
     """A resolved mDNS service -> Device (validated like every other source)."""
-    props = {(k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+    props = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)).lower():
+             (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
              for k, v in properties.items() if v is not None}
-    match = re.search(r"ETHOSCOPE_[0-9]{3,4}", props.get("name", "") or name)
+    label = props.get("machine_name") or props.get("name") or name
+    match = re.search(r"ETHOSCOPE_[0-9]{3,4}", label)
     if not match:
         raise DeviceError(f"mDNS service {name[:60]!r} has no ETHOSCOPE_NNN name")
-    machine_id = props.get("id", "")
+    machine_id = props.get("machine_id") or props.get("id") or ""
     for address in addresses:
         try:
             return Device(name=check_name(match.group(0)), address=check_address(address),

@@ -138,3 +138,14 @@ def test_root_refuses_a_state_dir_owned_by_the_service_user(lab, node):
     result = node.run()
     assert result.returncode == 2 and "systemctl start ethoscope-backup.service" in result.stderr
     assert not node.results.exists()
+
+
+def test_mdns_fallback_when_the_node_server_is_down(lab, node):
+    lab.announce_mdns()
+    lab.node.set_mode("down")
+    result = node.run()
+    assert result.returncode == 0, result.stderr
+    assert "unreachable" in result.stderr and "mDNS" in result.stderr
+    assert {d.id for d in lab.devices} <= set(node.status()["devices"])
+    for device in lab.devices:
+        assert tree_digest(device.data_root / "videos").items() <= tree_digest(node.videos).items()

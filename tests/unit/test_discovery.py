@@ -65,3 +65,14 @@ def test_merge_prefers_first_source():
              Device(name="ETHOSCOPE_002", address="169.254.1.2", id="b" * 32))
     assert [(d.name, d.address) for d in merge((static,), found)] == [
         ("ETHOSCOPE_001", "169.254.1.9"), ("ETHOSCOPE_002", "169.254.1.2")]
+
+
+def test_mdns_service_to_device():
+    from ethoscope_rsync.discovery import mdns_device
+    device = mdns_device("ETHOSCOPE_007-x._ethoscope._tcp.local.", ["169.254.3.7"],
+                         {b"MACHINE_ID": b"7" * 32, b"MACHINE_NAME": b"ETHOSCOPE_007"})
+    assert (device.name, device.address, device.id, device.source) == ("ETHOSCOPE_007", "169.254.3.7", "7" * 32, "mdns")
+    bare = mdns_device("ETHOSCOPE_008._ethoscope._tcp.local.", ["not-an-ip", "169.254.3.8"], {})
+    assert bare.address == "169.254.3.8" and bare.id == ""
+    with pytest.raises(Exception):
+        mdns_device("printer._ipp._tcp.local.", ["169.254.3.9"], {})
