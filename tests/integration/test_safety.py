@@ -40,6 +40,45 @@ def device_state(backup, device):
     return entry["status"], entry["progress"]["status"]
 
 
+# ---------------------------------------------------------------- 1. live databases
+def test_live_database_copies_are_always_intact_and_complete(lab, tmp_path):
+    device = lab.devices[0]
+    backup = Backup(lab, tmp_path)
+    writer = lab.start_writer(device)
+    try:
+        wait_for(lambda: writer.committed_rows() >= 100, 20, what="the writer to commit rows")
+        relative = str(writer.db_path.relative_to(device.data_root / "results"))
+        copy = backup.results / relative
+        for number in range(10):
+            committed_at_start = writer.committed_rows()
+            proc = backup.popen("-e", device.name, "--results-only")
+            try:
+                # "at every moment": the node's copies stay intact while the pass replaces them
+                while proc.poll() is None:
+                    for db in backup.results.rglob("*.db"):
+                        if HIDDEN not in str(db.relative_to(backup.results)):
+                            assert db_integrity(db) == "ok", "torn database on the node during pass %d" % number
+                    time.sleep(0.05)
+                proc.wait(120)
+            finally:
+                stop_process(proc)
+            output = Backup.output(proc)
+            assert proc.returncode == 0, output
+            dbs = [p for p in backup.results.rglob("*.db") if HIDDEN not in str(p.relative_to(backup.results))]
+            assert copy in dbs
+            for db in dbs:
+                assert db_integrity(db) == "ok", "pass %d: %s fails integrity_check" % (number, db)
+            rows = roi_rows(copy)
+            verdicts = backup.device(device)["databases"]
+            assert rows >= POPULATED_ROWS + committed_at_start, \
+                "pass %d: node copy has %d rows, the device had committed %d when the pass started (%s)\n%s" % (
+                    number, rows, POPULATED_ROWS + committed_at_start, verdicts.get(relative), output)
+            assert relative in verdicts, "no per-database verdict for %s in status.json" % relative
+            assert verdicts[relative]["verdict"] == "ok", verdicts[relative]
+    finally:
+        writer.stop()
+
+
 # ---------------------------------------------------------------- 2. interrupted transfer
 def test_interrupted_transfer_leaves_nothing_torn_and_resumes(make_lab, tmp_path):
     lab = make_lab(n_devices=2, populate=True)
