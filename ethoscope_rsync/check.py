@@ -109,9 +109,10 @@ def forget_host(config: Config, name: str, out=print) -> int:
         lines = config.known_hosts.read_text().splitlines(keepends=True)
     except FileNotFoundError:
         lines = []
+    alias = prefix.lower()      # ssh records HostKeyAlias names in lower case
     kept = [line for line in lines
-            if not any(host == prefix or host.startswith(prefix + "-")
-                       for host in line.split(" ", 1)[0].split(","))]
+            if not any(host == alias or host.startswith(alias + "-")
+                       for host in line.split(" ", 1)[0].lower().split(","))]
     if len(kept) == len(lines):
         out(f"no host key recorded for {prefix} in {config.known_hosts}")
         return EXIT_OK

@@ -118,6 +118,9 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
         message = outcome.label
         if not outcome.ok and "No space left" in result.stderr:
             message = disk_full_message(job.config.destination(kind))
+        elif outcome.label.startswith("host key"):
+            message = (f"{outcome.label}: connection refused in case it is an impostor; if "
+                       f"{device.name}'s SD card was replaced, run: ethoscope-backup forget-host {device.name}")
         elif not outcome.ok and result.last_error_line:
             message = f"{outcome.label}: {result.last_error_line[:200]}"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,

@@ -225,6 +225,34 @@ def test_second_pass_refused_while_one_runs_and_no_stale_lock(make_lab, tmp_path
     assert again.returncode == 0, again.stderr
 
 
+# ---------------------------------------------------------------- 5. host keys
+def test_changed_host_key_is_refused_until_forgotten(lab, tmp_path):
+    changed, other = lab.devices
+    backup = Backup(lab, tmp_path)
+    assert backup.run().returncode == 0
+    known = backup.known_hosts.read_text()
+    for device in lab.devices:
+        assert device.host_key_pub.read_text().split()[1] in known, "first contact did not record the key"
+    lab.regenerate_host_key(changed)
+    lab.add_video_chunk(other, 10000)
+    result = backup.run()
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert device_state(backup, changed) == ("error", "error")
+    assert device_state(backup, other) == ("completed", "completed")
+    message = backup.device(changed)["last_error"]
+    assert "host key" in message.lower(), message
+    assert "forget-host" in message or "forget-host" in result.stderr, \
+        "the refusal does not say what to do: %r / %r" % (message, result.stderr[-500:])
+    assert changed.host_key_pub.read_text().split()[1] not in backup.known_hosts.read_text()
+
+    forget = backup.run(changed.name, command="forget-host")
+    assert forget.returncode == 0, forget.stdout + forget.stderr
+    assert backup.run().returncode == 0
+    assert device_state(backup, changed) == ("completed", "completed")
+    assert changed.host_key_pub.read_text().split()[1] in backup.known_hosts.read_text()
+
+
 # ---------------------------------------------------------------- 6. --safe
 def rewrite(path, size):
     old = path.read_bytes()
