@@ -5,6 +5,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 from ethoscope_rsync import __version__
 from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_dir, load_config, parse_rate
 from ethoscope_rsync.devices import DeviceError, parse_selection
+from ethoscope_rsync.identity import IdentityError, become, service_owner
 from ethoscope_rsync.logs import setup
 from ethoscope_rsync.rsync import human_size
 from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -163,8 +165,19 @@ def _dispatch(args: argparse.Namespace, config) -> int:
             from ethoscope_rsync.preview import preview_pass
             return preview_pass(config)
         from ethoscope_rsync.runner import StopRequest, run_pass
+        owner = service_owner(config)
+        if owner is not None:     # root on a packaged node: run as the service's user
+            try:
+                credentials = become(config, owner)
+            except IdentityError as error:
+                print(f"{PROG}: {error}", file=sys.stderr)
+                return EXIT_USAGE
         stop = StopRequest()
-        code = run_pass(config, stop)
+        try:
+            code = run_pass(config, stop)
+        finally:
+            if owner is not None:
+                shutil.rmtree(credentials, ignore_errors=True)
         if stop.signum:       # die by the signal, as systemd expects of a service it stops
             signal.signal(stop.signum, signal.SIG_DFL)
             os.kill(os.getpid(), stop.signum)

@@ -116,26 +116,9 @@ def _install_stop_handler(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def foreign_state_dir(config: Config) -> str:
-    """A message when root would run a pass in a state dir that belongs to the service user."""
-    try:
-        owner = config.state_dir.stat().st_uid
-    except OSError:
-        return ""
-    if os.geteuid() != 0 or owner == 0:
-        return ""
-    return (f"{config.state_dir} belongs to the service user: start a pass with "
-            f"'systemctl start ethoscope-backup.service' instead of running it as root "
-            f"(root would leave files the service cannot change)")
-
-
 def run_pass(config: Config, stop: threading.Event | None = None) -> int:
     """One complete backup pass; returns the exit code."""
     stop = stop or StopRequest()
-    problem = foreign_state_dir(config)
-    if problem:
-        log.error("%s", problem)
-        return EXIT_USAGE
     if threading.current_thread() is threading.main_thread():
         _install_stop_handler(stop)
     try:

@@ -1,5 +1,6 @@
 """`ethoscope-backup run` against real sshd/rsync on simulated ethoscopes (tests/lab)."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -130,14 +131,32 @@ def test_no_discovery_source_at_all_fails(lab, node):
     assert result.returncode == 1 and "no node server configured" in result.stderr
 
 
-def test_root_refuses_a_state_dir_owned_by_the_service_user(lab, node):
+def test_root_runs_as_the_owner_of_the_state_dir(lab):
+    """On a packaged node root's pass runs as the service user: nothing it leaves is root's."""
     import os
     import pwd
-    node.state.mkdir(parents=True)
-    os.chown(node.state, pwd.getpwnam("ethoscope").pw_uid, -1)
+    import shutil
+    import tempfile
+    account = pwd.getpwnam("ethoscope")
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="runas-"))   # traversable by that user
+    try:
+        os.chmod(base, 0o755)
+        node = Node(lab, base)
+        node.state.mkdir()
+        for path in (base, node.state, node.conf):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        _check_run_as(node, account)
+    finally:
+        shutil.rmtree(base)
+
+
+def _check_run_as(node, account):
     result = node.run()
-    assert result.returncode == 2 and "systemctl start ethoscope-backup.service" in result.stderr
-    assert not node.results.exists()
+    assert result.returncode == 0, result.stderr
+    made = [p for p in (node.base / "results", node.base / "videos", node.state, node.status_file.parent)
+            for p in [p, *p.rglob("*")]]
+    assert made and all(p.stat().st_uid == account.pw_uid for p in made)
+    assert not list(Path("/tmp").glob("ethoscope-backup-credentials-*"))
 
 
 def test_mdns_fallback_when_the_node_server_is_down(lab, node):
