@@ -73,6 +73,9 @@ class Notifier:
                 self._notifier = sdnotify.SystemdNotifier()
             except ImportError:
                 self._notifier = None
+            if self._notifier is not None and self._notifier.socket is not None:
+                # a status line that cannot be sent at once is dropped: it must never stall a pass
+                self._notifier.socket.setblocking(False)
 
     def status(self, text: str) -> None:
         if self._notifier is not None:
@@ -173,6 +176,19 @@ def _locked_pass(config: Config, stop: threading.Event) -> int:
         return _run_devices(config, job, devices, found.missing, book, history, notifier, terminal)
 
 
+def warn_stale(book: StatusBook, stale_after: float, now: float) -> None:
+    """Flag, in the status and the journal, devices with no successful backup for too long."""
+    for device in book.doc["devices"].values():
+        last = device.get("last_success") or 0
+        device["stale"] = device.get("status") == "error" and now - last > stale_after
+        if device["stale"]:
+            age = "ever" if not last else f"{(now - last) / 3600:.1f} hours"
+            log.warning("%s: STALE: no successful backup for %s (more than [status] stale_after=%.0fs)",
+                        device["name"], age, stale_after,
+                        extra={"DEVICE_ID": device["id"] or device["name"], "DEVICE_NAME": device["name"],
+                               "DEVICE_STALE": 1})
+
+
 def _run_devices(config, job, devices, missing, book, history, notifier, terminal) -> int:
     stop = job.stop
 
@@ -197,6 +213,7 @@ def _run_devices(config, job, devices, missing, book, history, notifier, termina
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
     failed = failed or list(missing)
+    warn_stale(book, config.stale_after, time.time())
     book.finish(outcome, message, success=not failed and not stop.is_set())
     book.write()
     save_history(config.history_file, history)

@@ -168,3 +168,36 @@ def test_mdns_fallback_when_the_node_server_is_down(lab, node):
     assert {d.id for d in lab.devices} <= set(node.status()["devices"])
     for device in lab.devices:
         assert tree_digest(device.data_root / "videos").items() <= tree_digest(node.videos).items()
+
+
+def test_systemd_notifications_and_stale_warning(lab, node):
+    """STATUS= lines reach a real NOTIFY_SOCKET; a device failing since ever is flagged stale."""
+    import os
+    import socket
+    import subprocess
+    from tests.integration.runner_helpers import PYTHON, ROOT
+    path = node.base / "notify.sock"
+    node.conf.write_text(node.conf.read_text().replace("[ssh]\n", "[ssh]\nconnect_timeout = 2\n")
+                         .replace("retry_delay = 0.5\n", "retry_delay = 0.5\nretries = 0\n"))
+    messages = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+        listener.bind(str(path))
+        listener.settimeout(0.2)
+        lab.stop_device(lab.devices[1])
+        pass_ = subprocess.Popen([PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf)], cwd=ROOT,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, NOTIFY_SOCKET=str(path)))
+        while pass_.poll() is None or messages[-1:] != ["(end)"]:     # read as systemd does
+            try:
+                messages.append(listener.recv(4096).decode())
+            except socket.timeout:
+                if pass_.poll() is not None:
+                    messages.append("(end)")
+        _, stderr = pass_.communicate(timeout=60)
+    result = subprocess.CompletedProcess(pass_.args, pass_.returncode, "", stderr)
+    assert result.returncode == 1
+    assert any(m.startswith("STATUS=") and "devices done" in m for m in messages), messages
+    assert any("failed" in m for m in messages)
+    assert f"{lab.devices[1].name}: STALE: no successful backup for ever" in result.stderr
+    status = node.status()["devices"]
+    assert status[lab.devices[1].id]["stale"] and not status[lab.devices[0].id]["stale"]
