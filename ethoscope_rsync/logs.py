@@ -49,3 +49,26 @@ def setup(debug: bool = False) -> logging.Logger:
 def device_fields(device) -> dict:
     """Structured journal fields naming a device."""
     return {"DEVICE_ID": device.id or device.key, "DEVICE_NAME": device.name}
+
+
+class Notifier:
+    """sd_notify messages when systemd listens (NOTIFY_SOCKET), nothing otherwise."""
+
+    def __init__(self):
+        self._notifier = None
+        if os.environ.get("NOTIFY_SOCKET"):
+            try:
+                import sdnotify
+                self._notifier = sdnotify.SystemdNotifier()
+            except ImportError:
+                self._notifier = None
+            if self._notifier is not None and self._notifier.socket is not None:
+                # a message that cannot be sent at once is dropped: it must never stall the program
+                self._notifier.socket.setblocking(False)
+
+    def send(self, message: str) -> None:
+        if self._notifier is not None:
+            self._notifier.notify(message)
+
+    def status(self, text: str) -> None:
+        self.send(f"STATUS={text}")

@@ -21,7 +21,7 @@ from pathlib import Path
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
-from ethoscope_rsync.logs import log
+from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.rsync import human_size
 from ethoscope_rsync.status import StatusBook, load_history, read_json, save_history
 
@@ -60,26 +60,6 @@ def pass_lock(path: Path):
 class StopRequest(threading.Event):
     """Set by SIGTERM/SIGINT; remembers which signal so the process can die by it afterwards."""
     signum = 0
-
-
-class Notifier:
-    """sd_notify STATUS= lines when systemd listens, nothing otherwise."""
-
-    def __init__(self):
-        self._notifier = None
-        if os.environ.get("NOTIFY_SOCKET"):
-            try:
-                import sdnotify
-                self._notifier = sdnotify.SystemdNotifier()
-            except ImportError:
-                self._notifier = None
-            if self._notifier is not None and self._notifier.socket is not None:
-                # a status line that cannot be sent at once is dropped: it must never stall a pass
-                self._notifier.socket.setblocking(False)
-
-    def status(self, text: str) -> None:
-        if self._notifier is not None:
-            self._notifier.notify(f"STATUS={text}")
 
 
 def _summary(book: StatusBook) -> str:

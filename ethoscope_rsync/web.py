@@ -44,6 +44,7 @@ def _import_cherrypy():
 cherrypy = _import_cherrypy()
 
 from . import render
+from .logs import Notifier
 
 log = logging.getLogger("ethoscope_rsync.web")
 
@@ -525,15 +526,6 @@ class StatusServer:
         self._sock = None
 
 
-def _notifier():
-    try:
-        import sdnotify
-        n = sdnotify.SystemdNotifier()
-        return lambda msg: n.notify(msg)
-    except Exception:  # pragma: no cover - python3-sdnotify is a dependency
-        return lambda msg: None
-
-
 def _setup_logging():
     if not logging.getLogger().handlers and not log.handlers:
         h = logging.StreamHandler(sys.stderr)
@@ -574,7 +566,7 @@ def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300
         sys.stderr.write("ethoscope-backup serve: %s\n" % exc)
         sys.stderr.flush()
         return 2
-    notify = _notifier()
+    notify = Notifier().send
     where = format_address(server.address)
     how = "socket-activated" if activated else "bound"
     log.info("serving %s on %s (%s)", status_file, where, how)
