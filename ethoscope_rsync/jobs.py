@@ -76,7 +76,7 @@ def disk_full_message(path: Path) -> str:
 
 
 def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: float) -> tuple:
-    """Run one rsync; report files and progress; -> (stats, changed paths). Raises TransferFailed."""
+    """Run one rsync; report files and progress; -> (stats, FileEvents received). Raises TransferFailed."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, bwlimit_kib=job.bwlimit_kib,
                               stamp=job.stamp, databases=databases, control_dir=job.control_dir)
     records, changed = [], []
@@ -87,7 +87,7 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
         if event is not None:
             now = time.time()
             if event.changed:
-                changed.append(event.name)
+                changed.append(event)
                 if databases != "raw":
                     job.events.put(Event("file", device.key, dict(
                         kind=kind, path=event.name, size=event.length, transferred=event.transferred,
@@ -125,10 +125,9 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
             message = f"{outcome.label}: {result.last_error_line[:200]}"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
                   TRANSFER_FILES=stats.transferred_files, RSYNC_EXIT_CODE=result.returncode)
-    if databases != "raw":
-        job.events.put(Event("transfer", device.key, dict(
-            kind=kind, files=stats.files, total_size=stats.total_size, exit_code=result.returncode,
-            ok=outcome.ok, message=message)))
+    job.events.put(Event("transfer", device.key, dict(
+        kind=kind, files=stats.files, total_size=stats.total_size, exit_code=result.returncode,
+        ok=outcome.ok, message=message, part="databases" if databases == "raw" else "tree")))
     if outcome.ok:
         log.info("%s: %s %s: %d files, %s copied (%s)", device.name, kind,
                  "databases" if databases == "raw" else "tree", stats.transferred_files,
@@ -142,11 +141,16 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
     """Recover every database whose raw copy changed (or has no node copy yet) into place."""
     destination = job.config.destination("results")
     raw = raw_root(job.config, device)
-    candidates = {name[:-4] if name.endswith("-wal") else name for name in changed
-                  if name.endswith((".db", ".db-wal"))}
+    received = {}
+    for event in changed:
+        if event.name.endswith((".db", ".db-wal")):
+            name = event.name[:-4] if event.name.endswith("-wal") else event.name
+            received[name] = received.get(name, 0) + event.transferred
+    candidates = set(received)
     if raw.is_dir():
         candidates.update(str(p.relative_to(raw)) for p in raw.rglob("*.db")
                           if not (destination / p.relative_to(raw)).exists())
+    unverified = []
     for relative in sorted(candidates):
         if time.monotonic() > deadline or job.stop.is_set():
             raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
@@ -155,6 +159,7 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
             continue
         wal = raw_db.with_name(raw_db.name + "-wal")
         kept = _keep_aside(job, destination, relative) if job.config.safe else None
+        started = time.time()
         verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / relative)
         if kept is not None and not verdict.replaced:
             kept.unlink()
@@ -163,11 +168,20 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
             path=relative, verdict=label if verdict.replaced or not verdict.ok else "unchanged",
             rows=verdict.rows, message=verdict.message)))
         fields = dict(device_fields(device), DATABASE=relative, DATABASE_ROWS=verdict.rows)
+        if verdict.replaced:
+            job.events.put(Event("file", device.key, dict(
+                kind="results", path=relative, size=(destination / relative).stat().st_size,
+                transferred=received.get(relative, 0), start=started, end=time.time())))
         if verdict.ok:
             log.info("%s: database %s verified (%d rows)", device.name, relative, verdict.rows, extra=fields)
         else:
+            unverified.append(f"{relative}: {verdict.message}")
             log.warning("%s: database %s not replaced: %s", device.name, relative, verdict.message,
                         extra=fields)
+    if unverified:   # the node keeps its previous copy; a new copy is tried at once
+        raise TransferFailed(Outcome(False, True, "database copy not verified"),
+                             f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
+                             + "; ".join(unverified)[:300])
 
 
 def _keep_aside(job: Job, destination: Path, relative: str) -> Path | None:

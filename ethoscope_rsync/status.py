@@ -158,12 +158,15 @@ class StatusBook:
         self.doc["run"]["files_transferred"] += 1
 
     def _on_transfer(self, device, kind: str, files: int, total_size: int, exit_code: int,
-                     ok: bool, message: str) -> None:
+                     ok: bool, message: str, part: str = "tree") -> None:
         details = device["transfer_details"].setdefault(
             kind, {"files": {}, "total_bytes": 0, "total_files": 0, "completion_time": 0})
         details.update(completion_time=time.time(), rsync_exit_code=exit_code, ok=ok, message=message)
         if ok:
             synced = device["synced"].setdefault(kind, _empty_kind(kind, str(self.directories[kind])))
+            if part == "databases":    # second half of the results tree (see jobs._results)
+                files += synced.get("local_files", 0)
+                total_size += synced.get("disk_usage_bytes", 0)
             synced.update(local_files=files, disk_usage_bytes=total_size,
                           disk_usage_human=human_size(total_size),
                           directory=str(self.directories[kind]))

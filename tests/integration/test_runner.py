@@ -41,6 +41,9 @@ def test_first_pass_copies_everything_in_upstream_layout(lab, node):
         assert entry["synced"]["videos"]["local_files"] == len(tree_digest(device_tree(device, "videos")))
         assert entry["transfer_details"]["videos"]["files"]
         assert all(v["verdict"] == "ok" for v in entry["databases"].values()) and entry["databases"]
+        databases = [p.name for p in device_tree(device, "results").rglob("*.db")]
+        assert set(databases) <= set(entry["transfer_details"]["results"]["files"])
+        assert entry["synced"]["results"]["local_files"] == len(databases)
     # decoys (ETHOSCOPE_000, an offline device) are never contacted
     assert set(status["devices"]) == {d.id for d in lab.devices}
 
