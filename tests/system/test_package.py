@@ -253,6 +253,25 @@ def test_backup_pass_copies_every_device(configured, lab, port):
     assert json.loads(body)["last_backup"], body
 
 
+def test_operator_commands_as_root(configured, lab):
+    """README's operations, as root in the container: check, status, a selective pass by hand."""
+    box = configured
+    check = box.exec(["ethoscope-backup", "check"], timeout=120, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    for device in lab.devices:
+        assert "ok    %s" % device.name in check.stdout, check.stdout
+    first = lab.devices[0]
+    chunk = lab.add_video_chunk(first, 200000)
+    manual = box.exec(["ethoscope-backup", "run", "-e", first.name[-3:], "--videos-only"], timeout=180, check=False)
+    assert manual.returncode == 0, manual.stderr
+    copied = box.path("/ethoscope_data/videos/%s" % chunk.relative_to(Path(first.data_root) / "videos"))
+    uid = int(box.exec(["id", "-u", SERVICE_USER]).stdout)
+    assert copied.read_bytes() == chunk.read_bytes() and copied.stat().st_uid == uid
+    assert box.path("/var/lib/ethoscope-backup/history.json").stat().st_uid == uid
+    table = box.exec(["ethoscope-backup", "status"]).stdout
+    assert all(device.name in table for device in lab.devices), table
+
+
 def test_journal_fields_per_device(configured, lab):
     box = configured
     for device in lab.devices:
