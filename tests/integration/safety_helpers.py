@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from tests.polling import wait_for  # noqa: F401 (re-exported for the safety tests)
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = "/usr/bin/python3"
@@ -88,18 +89,6 @@ def stop_process(proc, timeout=10):
         except ProcessLookupError:
             pass
         proc.wait(timeout)
-
-
-def wait_for(predicate, timeout, interval=0.05, what="condition"):
-    """Poll `predicate` until it returns something truthy; AssertionError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %ss waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def sha256(path):

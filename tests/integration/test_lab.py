@@ -16,6 +16,7 @@ import pytest
 
 from tests.lab import Lab
 from tests.lab.lab import MANIFESTS, REPO_ROOT, _netns_list, _pid_alive
+from tests.polling import wait_for
 
 PY = "/usr/bin/python3"
 
@@ -27,14 +28,6 @@ def ssh(lab, device, *cmd, timeout=30, **kw):
 def get(url, timeout=10):
     with urllib.request.urlopen(url, timeout=timeout) as r:
         return r.status, r.headers.get("Content-Type", ""), r.read()
-
-
-def wait_for(pred, timeout=20.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for %s" % what)
-        time.sleep(0.02)
 
 
 # ---------------------------------------------------------------------- devices and data

@@ -12,6 +12,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from tests.polling import wait_for  # noqa: F401 (re-exported for the system test)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("ETHOSCOPE_TEST_CACHE", "/var/cache/ethoscope-rsync-test"))
@@ -26,17 +27,6 @@ def run(argv, timeout=120, check=True, **kw):
     if check and p.returncode != 0:
         raise AssertionError("%s -> %d\nstdout:\n%s\nstderr:\n%s" % (argv, p.returncode, p.stdout[-4000:], p.stderr[-4000:]))
     return p
-
-
-def wait_for(predicate, timeout, interval=0.2, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------- build
