@@ -16,9 +16,9 @@ from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_di
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.identity import IdentityError, become, service_owner
 from ethoscope_rsync.logs import setup
-from ethoscope_rsync.rsync import human_size
 from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.status import load_history, read_json
+from ethoscope_rsync.units import format_age, human_size
 
 COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host")
 PROG = "ethoscope-backup"
@@ -204,16 +204,6 @@ def _dispatch(args: argparse.Namespace, config) -> int:
     raise AssertionError(args.command)
 
 
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
 def status_rows(status: dict, history: dict, now: float) -> list:
     """Table rows (device, state, last success, age, bytes, message) from status and history."""
     devices = dict(history.get("devices", {}))
@@ -231,7 +221,7 @@ def status_rows(status: dict, history: dict, now: float) -> list:
         message = current.get("last_error", "") if "error" in state else ""
         rows.append((current.get("name") or past.get("name", key), state,
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
-                     _age(now - success) if success else "-", human_size(transferred), message))
+                     format_age(now - success) if success else "-", human_size(transferred), message))
     return sorted(rows)
 
 

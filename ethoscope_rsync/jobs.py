@@ -17,10 +17,10 @@ from ethoscope_rsync import execute, livedb
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import HIDDEN, Outcome, classify_exit, human_size, \
-    make_rsync_command, make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, \
-    ssh_target
+from ethoscope_rsync.rsync import HIDDEN, Outcome, classify_exit, make_rsync_command, make_ssh_command, \
+    parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
 from ethoscope_rsync.status import Event
+from ethoscope_rsync.units import human_size
 
 
 @dataclasses.dataclass(frozen=True)

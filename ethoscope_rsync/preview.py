@@ -5,8 +5,9 @@ from ethoscope_rsync import execute
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.logs import log
-from ethoscope_rsync.rsync import classify_exit, human_size, make_rsync_command, parse_file_line
+from ethoscope_rsync.rsync import classify_exit, make_rsync_command, parse_file_line
 from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK
+from ethoscope_rsync.units import human_size
 
 
 def preview_pass(config: Config, out=print) -> int:

@@ -15,6 +15,8 @@ import math
 import re
 import time
 
+from ethoscope_rsync.units import format_age, format_time, human_size  # noqa: F401 (part of this API)
+
 KINDS = ("results", "videos")
 FILE_DEFAULTS = {"path": "", "relative_path": "", "size_bytes": 0, "size_human": "0 B",
                  "status": "", "transfer_speed": "", "transfer_start": 0, "transfer_end": 0}
@@ -26,43 +28,6 @@ ACTIVE_OUTCOMES = ("running",)
 
 
 # ---------------------------------------------------------------- small helpers
-
-def human_size(n) -> str:
-    """Bytes as the upstream tool shows them: ``108 B``, ``104.0 KB``, ``32.0 MB``."""
-    n = _num(n)
-    if n < 1024:
-        return "%d B" % n
-    for unit in ("KB", "MB", "GB", "TB"):
-        n /= 1024.0
-        if n < 1024 or unit == "TB":
-            return "%.1f %s" % (n, unit)
-    return "%.1f TB" % n  # pragma: no cover
-
-
-def format_time(epoch) -> str:
-    """Epoch → ``YYYY-MM-DD HH:MM:SS`` local time; ``""`` for 0 / missing / invalid."""
-    t = _num(epoch)
-    if t <= 0:
-        return ""
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
-    except (OverflowError, OSError, ValueError):
-        return ""
-
-
-def format_age(seconds) -> str:
-    """A short human age: ``42 s``, ``5 min``, ``3.2 h``, ``4.0 d``."""
-    s = _num(seconds)
-    if s < 0:
-        s = 0
-    if s < 90:
-        return "%d s" % s
-    if s < 90 * 60:
-        return "%d min" % (s // 60)
-    if s < 48 * 3600:
-        return "%.1f h" % (s / 3600)
-    return "%.1f d" % (s / 86400)
-
 
 def _num(v, default=0):
     if isinstance(v, bool):

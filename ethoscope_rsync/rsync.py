@@ -215,17 +215,6 @@ def parse_file_line(line: str) -> FileEvent | None:
     return FileEvent(parts[0], int(parts[1]), int(parts[2]), unescape_name(parts[3]))
 
 
-def human_size(size: float) -> str:
-    """Upstream's style: '104.0 KB', '169.3 MB', '108 B'."""
-    if size < 1024:
-        return f"{int(size)} B"
-    for unit in ("KB", "MB", "GB", "TB"):
-        size /= 1024.0
-        if size < 1024 or unit == "TB":
-            return f"{size:.1f} {unit}"
-    return f"{size:.1f} TB"
-
-
 @dataclasses.dataclass(frozen=True)
 class Stats:
     """Totals from rsync's --stats block (the device's tree as rsync saw it)."""

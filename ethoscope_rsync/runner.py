@@ -22,8 +22,8 @@ from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
-from ethoscope_rsync.rsync import human_size
 from ethoscope_rsync.status import StatusBook, load_history, read_json, save_history
+from ethoscope_rsync.units import human_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 75
 

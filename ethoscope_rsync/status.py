@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ethoscope_rsync.rsync import human_size
+from ethoscope_rsync.units import format_time, human_size
 
 SCHEMA = 1
 MAX_FILES_LISTED = 500     # per device and kind; the newest are kept
@@ -50,10 +50,6 @@ def read_json(path: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def format_time(epoch: float) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch)) if epoch else ""
 
 
 @dataclasses.dataclass(frozen=True)

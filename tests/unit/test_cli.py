@@ -79,5 +79,5 @@ def test_status_rows_merge_history():
                                 "last_success": 100.0, "transfer_details": {"videos": {"total_bytes": 2048}}}}}
     history = {"devices": {"b": {"name": "ETHOSCOPE_002", "last_outcome": "error", "last_success": 0}}}
     rows = status_rows(status, history, now=160.0)
-    assert rows[0][:2] == ("ETHOSCOPE_001", "completed") and rows[0][3] == "60s" and rows[0][4] == "2.0 KB"
+    assert rows[0][:2] == ("ETHOSCOPE_001", "completed") and rows[0][3] == "60 s" and rows[0][4] == "2.0 KB"
     assert rows[1][:3] == ("ETHOSCOPE_002", "error", "never")

@@ -5,7 +5,7 @@ import pytest
 
 from ethoscope_rsync.config import load_config
 from ethoscope_rsync.devices import Device
-from ethoscope_rsync.rsync import FileEvent, Progress, Stats, classify_exit, human_size, make_rsync_command, \
+from ethoscope_rsync.rsync import FileEvent, Progress, Stats, classify_exit, make_rsync_command, \
     make_ssh_command, parse_file_line, parse_progress, parse_stats, unescape_name
 from ethoscope_rsync.execute import split_records
 
@@ -117,7 +117,3 @@ Literal data: 177,471,596 bytes
 def test_stats():
     assert parse_stats(STATS.splitlines()) == Stats(5, 177471596, 5, 177471596)
     assert parse_stats([]) == Stats()
-
-
-def test_human_size_matches_upstream_style():
-    assert [human_size(n) for n in (108, 106496, 177471596)] == ["108 B", "104.0 KB", "169.3 MB"]
