@@ -48,6 +48,7 @@ class Config:
     host_key_policy: str
     connect_timeout: int
     remote_python: str
+    ssh_ciphers: str
     what: str
     jobs: int
     bwlimit_kib: int
@@ -96,6 +97,14 @@ def parse_size(text: str) -> int:
     if not match:
         raise ValueError(f"not a size: {text!r} (use e.g. 500M, 2G)")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2)])
+
+
+def parse_ciphers(text: str) -> str:
+    """An ssh cipher list ('aes128-gcm@openssh.com,chacha20-poly1305@openssh.com') or ''."""
+    text = text.strip()
+    if text and not re.fullmatch(r"[A-Za-z0-9@.+-]+(,[A-Za-z0-9@.+-]+)*", text):
+        raise ValueError(f"not an ssh cipher list: {text!r}")
+    return text
 
 
 def parse_rate(text: str) -> int:
@@ -232,6 +241,7 @@ def load_config(path: Path | str | None = None) -> Config:
         host_key_policy=ssh["host_key_policy"],
         connect_timeout=ssh["connect_timeout"],
         remote_python=ssh["remote_python"],
+        ssh_ciphers=checked("ssh", "ciphers", parse_ciphers),
         what=transfer["what"],
         jobs=transfer["jobs"],
         bwlimit_kib=checked("transfer", "bwlimit", parse_rate),

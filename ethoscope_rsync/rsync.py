@@ -94,7 +94,7 @@ def make_ssh_command(config: Config, device: Device, key: str, control_dir: str 
         "-o", f"ServerAliveCountMax={max(2, config.io_timeout // 5)}",
         "-o", "LogLevel=ERROR",
         "-l", config.ssh_user,
-    )
+    ) + (("-c", config.ssh_ciphers) if config.ssh_ciphers else ())
 
 
 def ssh_target(config: Config, device: Device) -> str:

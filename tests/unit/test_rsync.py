@@ -117,3 +117,13 @@ Literal data: 177,471,596 bytes
 def test_stats():
     assert parse_stats(STATS.splitlines()) == Stats(5, 177471596, 5, 177471596)
     assert parse_stats([]) == Stats()
+
+
+def test_ciphers_option(tmp_path):
+    path = tmp_path / "c.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n[ssh]\nciphers = aes128-gcm@openssh.com\n")
+    argv = make_ssh_command(load_config(path), DEVICE, "/k")
+    assert argv[-2:] == ("-c", "aes128-gcm@openssh.com")
+    path.write_text("[ssh]\nciphers = aes; rm -rf /\n")
+    with pytest.raises(Exception, match="not an ssh cipher list"):
+        load_config(path)
