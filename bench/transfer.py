@@ -114,36 +114,13 @@ def _vm_hwm_kb(pid):
     return 0
 
 
-# The CLI with one proposed change to ethoscope_rsync.jobs.run_pool (measured, not applied): the pass's
-# main thread wakes up as soon as a device job ends instead of waiting out its 0.5 s queue poll.
-PROMPT_POOL_DRIVER = r"""
-import sys
-from concurrent.futures import ThreadPoolExecutor
-import ethoscope_rsync.jobs as jobs, ethoscope_rsync.runner as runner
-WAKE = object()
-def run_pool(job, devices, on_tick):
-    with ThreadPoolExecutor(max_workers=job.config.jobs, thread_name_prefix="job") as pool:
-        futures = [pool.submit(jobs.backup_device, job, device) for device in devices]
-        for future in futures:
-            future.add_done_callback(lambda _: job.events.put(WAKE))
-        while not all(f.done() for f in futures):
-            on_tick([e for e in jobs._drain(job.events, 0.5) if e is not WAKE])
-        on_tick([e for e in jobs._drain(job.events, 0) if e is not WAKE])
-        return [f.result() for f in futures]
-jobs.run_pool = runner.run_pool = run_pool
-from ethoscope_rsync.cli import main
-sys.exit(main())
-"""
-
-
-def run_cli(node, *args, timeout=3600, env=None, prompt_pool=False):
+def run_cli(node, *args, timeout=3600, env=None):
     """Run ``ethoscope-backup run -c CONF ARGS`` (the real CLI, Debian's python) and time it.
 
     -> dict(seconds, hwm_kb: peak RSS of the Python runner itself (VmHWM polled every 20 ms),
     rusage_maxrss_kb: wait4's figure (the largest of the runner and the children it waited for)).
     """
-    entry = ["-c", PROMPT_POOL_DRIVER] if prompt_pool else ["-m", "ethoscope_rsync"]
-    argv = [PYTHON, *entry, "run", "-c", str(node.conf), *map(str, args)]
+    argv = [PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf), *map(str, args)]
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     hwm = [0]
@@ -172,16 +149,6 @@ def run_cli(node, *args, timeout=3600, env=None, prompt_pool=False):
         text = b"".join(stderr_chunks).decode(errors="replace")
         raise RuntimeError(f"ethoscope-backup {' '.join(map(str, args))} exited {proc.returncode}: {text[-800:]}")
     return {"seconds": elapsed, "hwm_kb": hwm[0], "rusage_maxrss_kb": usage.ru_maxrss}
-
-
-def cipher_shim(directory: Path, cipher=FAST_CIPHER):
-    """An environment whose PATH starts with an `ssh` wrapper adding `-c CIPHER`: the real CLI with a
-    cipher choice, without changing the tool (rsync finds `ssh` through PATH)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    shim = directory / "ssh"
-    shim.write_text(f'#!/bin/sh\nexec /usr/bin/ssh -c {cipher} "$@"\n')
-    shim.chmod(0o755)
-    return dict(os.environ, PATH=f"{directory}:{os.environ.get('PATH', '/usr/bin:/bin')}")
 
 
 def fresh_node(lab, base: Path, extra=""):
@@ -247,12 +214,9 @@ def bulk_video(quick=False):
                                                             "UserKnownHostsFile=/dev/null", "-o",
                                                             "LogLevel=ERROR"]),
                   remote(device, "videos"), f"{dest}/"]
-        shim_env = cipher_shim(work / "shim")
-        cli_diagnostics = {
-            "ours --videos-only": (("--videos-only",), None, False),
-            f"ours with ssh -c {FAST_CIPHER} (PATH shim)": ((), shim_env, False),
-            "ours with prompt pool wake-up (patched run_pool)": ((), None, True),
-            f"ours with -c {FAST_CIPHER} + prompt wake-up": ((), shim_env, True),
+        cli_diagnostics = {     # name -> (extra CLI arguments, extra [ssh] keys)
+            "ours --videos-only": (("--videos-only",), ""),
+            f"ours with [ssh] ciphers = {FAST_CIPHER}": ((), f"ciphers = {FAST_CIPHER}\n"),
         }
         times = {name: [] for name in ["ours (ethoscope-backup run)", "legacy", *variants, *diagnostics,
                                        *cli_diagnostics]}
@@ -261,9 +225,10 @@ def bulk_video(quick=False):
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir()
             if name.startswith("ours (") or name in cli_diagnostics:
-                extra_args, env, prompt = cli_diagnostics.get(name, ((), None, False))
+                extra_args, ssh_keys = cli_diagnostics.get(name, ((), ""))
                 node_now = fresh_node(lab, node_base)
-                result = run_cli(node_now, "-j", "1", *extra_args, env=env, prompt_pool=prompt)
+                node_now.conf.write_text(node_now.conf.read_text().replace("[ssh]\n", "[ssh]\n" + ssh_keys))
+                result = run_cli(node_now, "-j", "1", *extra_args)
                 got = sum(p.stat().st_size for p in node_now.videos.rglob("*.h264"))
                 if got != total:
                     raise RuntimeError(f"ours copied {got} of {total} bytes")

@@ -125,38 +125,41 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                   timed_out, interrupted)
 
 
-@dataclasses.dataclass
 class Held:
-    """A helper process kept running (e.g. the live-database holder) until the block ends."""
-    process: subprocess.Popen
-    first_line: str
+    """A helper process kept running (e.g. the live-database holder) while other work goes on."""
+
+    def __init__(self, process: subprocess.Popen, stop: threading.Event | None):
+        self.process, self._stop = process, stop
+
+    def ready_line(self, timeout: float) -> str:
+        """Its first stdout line, or "" if none came within `timeout` (or it ended, or a stop)."""
+        line = b""
+        deadline = time.monotonic() + timeout
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while not line.endswith(b"\n") and time.monotonic() < deadline:
+                if self._stop is not None and self._stop.is_set():
+                    break
+                if selector.select(min(POLL, max(0.0, deadline - time.monotonic()))):
+                    byte = os.read(self.process.stdout.fileno(), 1)
+                    if not byte:
+                        break
+                    line += byte
+        return line.decode("utf-8", "replace").strip() if line.endswith(b"\n") else ""
 
 
 @contextlib.contextmanager
-def held(argv: tuple, *, ready_timeout: float, stop: threading.Event | None = None) -> Iterator[Held]:
-    """Start argv with a stdin pipe, wait for its first stdout line, keep it alive during the block.
+def held(argv: tuple, *, stop: threading.Event | None = None) -> Iterator[Held]:
+    """Start argv with a stdin pipe and keep it alive during the block.
 
     On exit its stdin is closed (its cue to finish) and it is given KILL_GRACE seconds before
-    being terminated. If no line comes within ready_timeout, first_line is "".
+    being terminated.
     """
     process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, start_new_session=True)
-    line = b""
-    deadline = time.monotonic() + ready_timeout
-    selector = selectors.DefaultSelector()
-    selector.register(process.stdout, selectors.EVENT_READ)
     try:
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            if stop is not None and stop.is_set():
-                break
-            if selector.select(min(POLL, max(0.0, deadline - time.monotonic()))):
-                byte = os.read(process.stdout.fileno(), 1)
-                if not byte:
-                    break
-                line += byte
-        yield Held(process, line.decode("utf-8", "replace").strip() if line.endswith(b"\n") else "")
+        yield Held(process, stop)
     finally:
-        selector.close()
         with contextlib.suppress(BrokenPipeError, OSError):
             process.stdin.close()
         try:

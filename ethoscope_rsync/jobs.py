@@ -202,18 +202,20 @@ def _results(job: Job, device: Device, deadline: float) -> None:
     if not config.live_databases:
         _transfer(job, device, "results", "all", deadline)
         return
-    _transfer(job, device, "results", "skip", deadline)
     holder = livedb.make_holder_command(make_ssh_command(config, device, job.key, job.control_dir)
                                         + (ssh_target(config, device),),
                                         config.remote_python, config.remote_results,
                                         max_hold_seconds=max(60, int(deadline - time.monotonic())))
     raw_root(config, device).mkdir(parents=True, exist_ok=True)
-    with execute.held(holder, ready_timeout=config.connect_timeout + 20, stop=job.stop) as held:
-        hold = livedb.parse_holder_ready(held.first_line)
+    with execute.held(holder, stop=job.stop) as held:
+        # the holder starts on the device while the other results files are copied
+        _transfer(job, device, "results", "skip", deadline)
+        first_line = held.ready_line(config.connect_timeout + 20)
+        hold = livedb.parse_holder_ready(first_line)
         if hold is None:
             log.warning("%s: could not hold live databases open on the device (%s); copies are "
                         "verified on the node and a torn one never replaces a good one",
-                        device.name, held.first_line[:120] or "no answer", extra=device_fields(device))
+                        device.name, first_line[:120] or "no answer", extra=device_fields(device))
         _, changed = _transfer(job, device, "results", "raw", deadline)
     _databases(job, device, changed, deadline)
     if hold is not None:   # live ones: make the next pass compare them in full (see livedb)
@@ -278,10 +280,15 @@ def run_pool(job: Job, devices: tuple, on_tick) -> list:
     whenever events arrived or every half second. Returns JobResults in device order."""
     with ThreadPoolExecutor(max_workers=job.config.jobs, thread_name_prefix="job") as pool:
         futures = [pool.submit(backup_device, job, device) for device in devices]
+        for future in futures:   # wake the writer the moment a job ends, not at its next poll
+            future.add_done_callback(lambda _future: job.events.put(_WAKE))
         while not all(f.done() for f in futures):
             on_tick(_drain(job.events, 0.5))
         on_tick(_drain(job.events, 0))
         return [f.result() for f in futures]
+
+
+_WAKE = object()
 
 
 def _drain(events: queue.Queue, timeout: float) -> list:
@@ -292,4 +299,4 @@ def _drain(events: queue.Queue, timeout: float) -> list:
             batch.append(events.get_nowait())
     except queue.Empty:
         pass
-    return batch
+    return [event for event in batch if event is not _WAKE]

@@ -26,7 +26,7 @@ def test_defaults_when_file_sets_nothing(tmp_path):
     assert config.server == "localhost" and config.ssh_user == "ethoscope"
     assert config.host_key_policy == "accept-new"
     assert config.kinds() == ("results", "videos")
-    assert config.jobs == 4 and config.bwlimit_kib == 0
+    assert config.jobs == 16 and config.bwlimit_kib == 0
 
 
 def test_upstream_json_folders_used_when_keys_unset(tmp_path):
