@@ -65,6 +65,15 @@ def _empty_kind(kind: str, directory: str) -> dict:
             "disk_usage_human": human_size(0), "detailed_files": {}}
 
 
+def _settled(device: dict) -> dict:
+    """A device of an earlier pass that never finished (killed pass): shown failed, not running."""
+    if device.get("status") in ("queued", "running") or device.get("processing"):
+        message = "the previous pass ended before this device finished"
+        device = dict(device, status="error", processing=False, last_error=message)
+        device["progress"] = dict(device.get("progress") or {}, status="error", message=message)
+    return device
+
+
 class StatusBook:
     """The pass's status document, owned by the single writer thread."""
 
@@ -80,7 +89,7 @@ class StatusBook:
             "run": {"pid": pid, "started": time.time(), "ended": 0, "outcome": "running",
                     "devices_total": 0, "devices_done": 0, "devices_failed": 0,
                     "bytes_transferred": 0, "files_transferred": 0, "message": "discovering devices"},
-            "devices": {k: v for k, v in old_devices.items() if isinstance(v, dict)},
+            "devices": {k: _settled(v) for k, v in old_devices.items() if isinstance(v, dict)},
             "disk_usage_summary": {},
         }
         self._summarise()
@@ -104,9 +113,7 @@ class StatusBook:
             "last_error_time": past.get("last_error_time", 0), "attempts": 0,
             "databases": old.get("databases", {}) if isinstance(old.get("databases"), dict) else {},
         }
-        self.doc["run"]["devices_total"] = sum(1 for d in self.doc["devices"].values()
-                                              if d.get("status") in ("queued", "running")) \
-            + self.doc["run"]["devices_done"]
+        self.doc["run"]["devices_total"] += 1
 
     def apply(self, event: Event) -> None:
         device = self.doc["devices"].get(event.key)

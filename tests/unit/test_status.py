@@ -87,3 +87,15 @@ def test_history_roundtrip_and_garbage(tmp_path):
     assert load_history(path)["devices"][ID]["name"] == "ETHOSCOPE_004"
     path.write_text("{broken")
     assert load_history(path)["last_backup"] == 0.0
+
+
+def test_device_of_a_killed_pass_is_not_left_running(tmp_path):
+    b = book(tmp_path)
+    b.add_device(ID, "ETHOSCOPE_004", "169.254.1.4", ID)
+    b.apply(Event("start", ID, dict(attempt=1, started=1000.0)))
+    b.write()                                   # the pass is killed here
+    after = book(tmp_path, previous=read_json(tmp_path / "status.json"))
+    entry = after.doc["devices"][ID]
+    assert entry["status"] == "error" and not entry["processing"]
+    assert entry["progress"]["status"] == "error" and "ended before" in entry["last_error"]
+    assert after.doc["run"]["devices_total"] == 0
