@@ -157,31 +157,14 @@ def main(argv: list | None = None) -> int:
     except PermissionError as error:
         print(f"{PROG}: permission denied: {error.filename or error}", file=sys.stderr)
         return EXIT_FAILED
+    except OSError as error:      # e.g. the status or state directory on a broken filesystem
+        print(f"{PROG}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 def _dispatch(args: argparse.Namespace, config) -> int:
     if args.command == "run":
-        if config.dry_run:
-            from ethoscope_rsync.preview import preview_pass
-            return preview_pass(config)
-        from ethoscope_rsync.runner import StopRequest, run_pass
-        owner = service_owner(config)
-        if owner is not None:     # root on a packaged node: run as the service's user
-            try:
-                credentials = become(config, owner)
-            except IdentityError as error:
-                print(f"{PROG}: {error}", file=sys.stderr)
-                return EXIT_USAGE
-        stop = StopRequest()
-        try:
-            code = run_pass(config, stop)
-        finally:
-            if owner is not None:
-                shutil.rmtree(credentials, ignore_errors=True)
-        if stop.signum:       # die by the signal, as systemd expects of a service it stops
-            signal.signal(stop.signum, signal.SIG_DFL)
-            os.kill(os.getpid(), stop.signum)
-        return code
+        return run_command(config)
     if args.command == "serve":
         from ethoscope_rsync.web import serve
         return serve(config.status_file, config.history_file, listen=config.listen,
@@ -202,6 +185,32 @@ def _dispatch(args: argparse.Namespace, config) -> int:
         from ethoscope_rsync.check import forget_host
         return forget_host(config, args.device)
     raise AssertionError(args.command)
+
+
+def run_command(config) -> int:
+    """``run``: a preview with --dry-run, else a pass (as the service user when root starts it)."""
+    if config.dry_run:
+        from ethoscope_rsync.preview import preview_pass
+        return preview_pass(config)
+    from ethoscope_rsync.runner import StopRequest, run_pass
+    owner = service_owner(config)
+    credentials = None
+    if owner is not None:     # root on a packaged node: run as the service's user
+        try:
+            credentials = become(config, owner)
+        except IdentityError as error:
+            print(f"{PROG}: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    stop = StopRequest()
+    try:
+        code = run_pass(config, stop)
+    finally:
+        if credentials is not None:
+            shutil.rmtree(credentials, ignore_errors=True)
+    if stop.signum:       # die by the signal, as systemd expects of a service it stops
+        signal.signal(stop.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stop.signum)
+    return code
 
 
 def status_rows(status: dict, history: dict, now: float) -> list:
