@@ -334,9 +334,10 @@ def render_html(status, history, now: float, stale_after: float, refresh: int = 
     if status is None:
         summary = "No run since boot." if devices else "No backup run yet."
     elif active:
-        summary = "Run in progress: %d of %d devices done, %d failed. %s" % (
+        message = _str(run["message"]).rstrip(".")
+        summary = "Run in progress: %d of %d devices done, %d failed.%s" % (
             _num(run["devices_done"]), _num(run["devices_total"]), _num(run["devices_failed"]),
-            _str(run["message"]))
+            (" %s." % (message[:1].upper() + message[1:])) if message else "")
     else:
         summary = "Idle. Last run: %s (%s)." % (_str(run["outcome"]) or "unknown",
                                                  format_time(run["ended"]) or "-")
