@@ -204,3 +204,14 @@ def test_systemd_notifications_and_stale_warning(lab, node):
     assert f"{lab.devices[1].name}: STALE: no successful backup for ever" in result.stderr
     status = node.status()["devices"]
     assert status[lab.devices[1].id]["stale"] and not status[lab.devices[0].id]["stale"]
+
+
+def test_static_devices_without_a_node_server(lab, node):
+    first = lab.devices[0]
+    text = node.conf.read_text().replace(f"server = {lab.node_address}", "server =")
+    node.conf.write_text(text + f"[devices]\n{first.name} = {first.ip}\n")
+    result = node.run()
+    assert result.returncode == 0, result.stderr
+    assert "from config" in result.stderr
+    assert set(node.status()["devices"]) == {first.name}      # no machine id known: keyed by name
+    assert tree_digest(first.data_root / "videos").items() <= tree_digest(node.videos).items()

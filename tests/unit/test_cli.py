@@ -81,3 +81,11 @@ def test_status_rows_merge_history():
     rows = status_rows(status, history, now=160.0)
     assert rows[0][:2] == ("ETHOSCOPE_001", "completed") and rows[0][3] == "60 s" and rows[0][4] == "2.0 KB"
     assert rows[1][:3] == ("ETHOSCOPE_002", "error", "never")
+
+
+def test_bandwidth_budget_is_shared():
+    from ethoscope_rsync.jobs import share_bandwidth
+    assert share_bandwidth(0, 16, 3) == 0                 # no limit
+    assert share_bandwidth(8000, 4, 10) == 2000           # four transfers at once share the total
+    assert share_bandwidth(8000, 16, 2) == 4000           # only two devices: two transfers
+    assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
