@@ -173,11 +173,12 @@ def _databases(job: Job, device: Device, changed: list, deadline: float) -> None
                 kind="results", path=relative, size=(destination / relative).stat().st_size,
                 transferred=received.get(relative, 0), start=started, end=time.time())))
         if verdict.ok:
-            log.info("%s: database %s verified (%d rows)", device.name, relative, verdict.rows, extra=fields)
+            log.info("%s: database %s verified (%d rows)", device.name, os.path.basename(relative),
+                     verdict.rows, extra=fields)
         else:
             unverified.append(f"{relative}: {verdict.message}")
-            log.warning("%s: database %s not replaced: %s", device.name, relative, verdict.message,
-                        extra=fields)
+            log.warning("%s: database %s not replaced: %s", device.name, os.path.basename(relative),
+                        verdict.message, extra=fields)
     if unverified:   # the node keeps its previous copy; a new copy is tried at once
         raise TransferFailed(Outcome(False, True, "database copy not verified"),
                              f"{len(unverified)} database copy(ies) not verified, previous copy kept: "

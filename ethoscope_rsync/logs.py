@@ -26,6 +26,14 @@ def _under_journald() -> bool:
     return stream == f"{info.st_dev}:{info.st_ino}"
 
 
+class _TerminalHandler(logging.StreamHandler):
+    """On a terminal, a log line first clears the live progress line (see runner.TerminalProgress)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream.write("\r\033[K")
+        super().emit(record)
+
+
 def setup(debug: bool = False) -> logging.Logger:
     """Configure the package logger once; returns it."""
     log.handlers.clear()
@@ -39,7 +47,7 @@ def setup(debug: bool = False) -> logging.Logger:
         except ImportError:
             handler = logging.StreamHandler(sys.stderr)
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _TerminalHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname).1s %(message)s" if not debug
                                                else "%(asctime)s %(levelname).1s %(threadName)s %(message)s"))
     log.addHandler(handler)

@@ -78,7 +78,7 @@ class TerminalProgress:
     def show(self, book: StatusBook) -> None:
         if not self.enabled:
             return
-        running = [f"{d['name']} {d['progress']['kind'] or ''} {d['progress']['backup_status']:.0f}%"
+        running = [f"{d['name']} {d['progress']['backup_status']:.0f}% {d['progress']['kind']}".rstrip()
                    for d in book.doc["devices"].values() if d.get("status") == "running"]
         line = f"{_summary(book)} | " + ", ".join(running[:4])
         self.stream.write("\r\033[K" + line[:200])
