@@ -23,6 +23,11 @@ from ethoscope_rsync.status import Event
 from ethoscope_rsync.units import human_size
 
 
+# Longest a device keeps its databases' WAL from restarting for us, should the node vanish mid-copy
+# without the device noticing; a copy that outlasts it is still verified before it is used.
+MAX_HOLD = 3600
+
+
 @dataclasses.dataclass(frozen=True)
 class Job:
     """What every device job of one pass shares (all immutable)."""
@@ -206,7 +211,7 @@ def _results(job: Job, device: Device, deadline: float) -> None:
     holder = livedb.make_holder_command(make_ssh_command(config, device, job.key, job.control_dir)
                                         + (ssh_target(config, device),),
                                         config.remote_python, config.remote_results,
-                                        max_hold_seconds=max(60, int(deadline - time.monotonic())))
+                                        max_hold_seconds=min(MAX_HOLD, max(60, int(deadline - time.monotonic()))))
     raw_root(config, device).mkdir(parents=True, exist_ok=True)
     with execute.held(holder, stop=job.stop) as held:
         # the holder starts on the device while the other results files are copied
