@@ -6,6 +6,7 @@ up within half a second, terminate its child and report ``interrupted``.
 """
 from __future__ import annotations
 
+import codecs
 import contextlib
 import dataclasses
 import os
@@ -84,6 +85,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
     selector.register(process.stdout, selectors.EVENT_READ, "out")
     selector.register(process.stderr, selectors.EVENT_READ, "err")
     open_streams = 2
+    decoders = {name: codecs.getincrementaldecoder("utf-8")("surrogateescape") for name in ("out", "err")}
     try:
         while open_streams:
             if stop is not None and stop.is_set():
@@ -98,7 +100,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                     selector.unregister(key.fileobj)
                     open_streams -= 1
                     continue
-                text = chunk.decode("utf-8", "surrogateescape")
+                text = decoders[key.data].decode(chunk)     # a character may span two reads
                 if key.data == "err":
                     stderr_parts.append(text)
                     continue

@@ -127,3 +127,13 @@ def test_ciphers_option(tmp_path):
     path.write_text("[ssh]\nciphers = aes; rm -rf /\n")
     with pytest.raises(Exception, match="not an ssh cipher list"):
         load_config(path)
+
+
+def test_stream_keeps_characters_split_across_reads(tmp_path):
+    from ethoscope_rsync.execute import stream
+    name = "é" * 40000          # 80 000 bytes: longer than one 64 KiB read, split mid-character
+    script = tmp_path / "emit.py"
+    script.write_text(f"import sys; sys.stdout.write({name!r} + '\\n')")
+    records = []
+    result = stream(("/usr/bin/python3", str(script)), records.append, timeout=30)
+    assert result.returncode == 0 and records == [name]
