@@ -131,7 +131,7 @@ def test_ciphers_option(tmp_path):
 
 def test_stream_keeps_characters_split_across_reads(tmp_path):
     from ethoscope_rsync.execute import stream
-    name = "é" * 40000          # 80 000 bytes: longer than one 64 KiB read, split mid-character
+    name = "a" + "é" * 40000    # 80 001 bytes: longer than one 64 KiB read, which ends mid-character
     script = tmp_path / "emit.py"
     script.write_text(f"import sys; sys.stdout.write({name!r} + '\\n')")
     records = []
