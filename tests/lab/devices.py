@@ -1,0 +1,95 @@
+"""Per-device sshd (host key, config, start/stop) and the faults injected on devices."""
+import subprocess
+import time
+
+from .system import DEVICE_USER, _kill_wait, _netns_pids, _rate_bits, _run, _wait_tcp
+
+
+class DeviceOps:
+    """``Lab`` methods acting on one device: its sshd, its link, its host key."""
+
+    def _new_host_key(self, d):
+        for p in (d.host_key, d.host_key_pub):
+            if p.exists():
+                p.unlink()
+        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", d.name, "-f", str(d.host_key)])
+
+    @staticmethod
+    def _sshd_config(d, authorized):
+        return "\n".join([
+            "Port 22",
+            "ListenAddress %s" % d.ip,
+            "HostKey %s" % d.host_key,
+            "PidFile %s" % (d.dir / "sshd.pid"),
+            "AuthorizedKeysFile %s" % authorized,
+            "StrictModes no",
+            "UsePAM no",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "PubkeyAuthentication yes",
+            "AllowUsers %s" % DEVICE_USER,
+            "UseDNS no",
+            "MaxStartups 100:30:200",
+            "MaxSessions 64",
+            "PrintMotd no",
+            "Subsystem sftp internal-sftp",
+            "LogLevel INFO",
+            "",
+        ])
+
+    def _start_sshd(self, d):
+        script = 'mount --bind "$1" /ethoscope_data && exec /usr/sbin/sshd -D -f "$2" -E "$3"'
+        argv = ["ip", "netns", "exec", d.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
+                "sh", "-c", script, "sh", str(d.data_root), str(d.sshd_config), str(d.sshd_log)]
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=open(d.dir / "sshd.stderr", "ab"), start_new_session=True)
+        self._procs[("sshd", d.index)] = proc
+        return proc
+
+    def _stop_sshd(self, d):
+        proc = self._procs.pop(("sshd", d.index), None)
+        pids = _netns_pids(d.netns)
+        _kill_wait(pids + ([proc.pid] if proc else []))
+        if proc:
+            proc.wait(5)
+
+    # ------------------------------------------------------------------ faults
+    def cut_link(self, device):
+        _run(["ip", "link", "set", device.veth, "down"], check=False)
+        _run(["ip", "-n", device.netns, "link", "set", "eth0", "down"], check=False)
+
+    def restore_link(self, device):
+        _run(["ip", "-n", device.netns, "link", "set", "eth0", "up"])
+        _run(["ip", "link", "set", device.veth, "up"])
+
+    def rate_limit(self, device, rate="40mbit", burst=None, latency="400ms"):
+        if burst is None:  # ~10 ms worth of data, at least 32 kbit
+            burst = "%dkbit" % max(32, int(_rate_bits(rate) / 100 / 1000))
+        args = ["root", "tbf", "rate", rate, "burst", burst, "latency", latency]
+        _run(["tc", "qdisc", "replace", "dev", device.veth] + args)
+        _run(["ip", "netns", "exec", device.netns, "tc", "qdisc", "replace", "dev", "eth0"] + args)
+
+    def clear_rate_limit(self, device):
+        _run(["tc", "qdisc", "del", "dev", device.veth, "root"], check=False)
+        _run(["ip", "netns", "exec", device.netns, "tc", "qdisc", "del", "dev", "eth0", "root"], check=False)
+
+    def regenerate_host_key(self, device):
+        self._stop_sshd(device)
+        self._new_host_key(device)
+        self._start_sshd(device)
+        if not _wait_tcp(device.ip, 22, time.monotonic() + 15):
+            raise RuntimeError("sshd of %s did not restart" % device.name)
+        self._write_summary()
+
+    def stop_device(self, device):
+        """The device vanishes: its sshd (and every session) is killed and its link goes down."""
+        self._stop_sshd(device)
+        self.cut_link(device)
+
+    def start_device(self, device):
+        """Undo stop_device(): link up, sshd started again (same host key)."""
+        self.restore_link(device)
+        if not _netns_pids(device.netns):
+            self._start_sshd(device)
+        if not _wait_tcp(device.ip, 22, time.monotonic() + 15):
+            raise RuntimeError("sshd of %s did not restart" % device.name)
