@@ -15,7 +15,7 @@ from ethoscope_rsync import execute
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.discovery import DiscoveryError, discover
-from ethoscope_rsync.jobs import free_space_problem
+from ethoscope_rsync.jobs import free_space_problem, nearest_existing
 from ethoscope_rsync.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
@@ -35,9 +35,7 @@ def check_key(path: Path) -> tuple:
 
 
 def check_destination(path: Path, reserve: int) -> tuple:
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
+    probe = nearest_existing(path)
     if not os.access(probe, os.W_OK):
         return "FAIL", f"destination {path} is not writable (nearest existing folder {probe})"
     if probe == path:

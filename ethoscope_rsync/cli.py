@@ -16,6 +16,7 @@ from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_di
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.identity import IdentityError, become, service_owner
 from ethoscope_rsync.logs import setup
+from ethoscope_rsync.render import device_entries
 from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.status import load_history, read_json
 from ethoscope_rsync.units import format_age, human_size
@@ -213,24 +214,19 @@ def run_command(config) -> int:
     return code
 
 
-def status_rows(status: dict, history: dict, now: float) -> list:
-    """Table rows (device, state, last success, age, bytes, message) from status and history."""
-    devices = dict(history.get("devices", {}))
+def status_rows(status: dict, history: dict, now: float, stale_after: float = 86400.0) -> list:
+    """Table rows (device, state, last success, age, bytes, message), from the same merge of
+    status and history as the web service's /status."""
     rows = []
-    keys = list(status.get("devices", {})) + [k for k in devices if k not in status.get("devices", {})]
-    for key in keys:
-        current = status.get("devices", {}).get(key, {})
-        past = devices.get(key, {})
-        success = current.get("last_success") or past.get("last_success") or 0
-        state = current.get("progress", {}).get("status") or past.get("last_outcome", "unknown")
+    for entry in device_entries(status, history, now, stale_after).values():
+        state = entry["progress"]["status"] or entry["status"] or "unknown"
         if state == "running":
-            state = f"running {current['progress'].get('backup_status', 0):.0f}%"
-        transferred = sum(d.get("total_bytes", 0) for d in current.get("transfer_details", {}).values()
-                          if isinstance(d, dict)) if current else past.get("last_bytes", 0)
-        message = current.get("last_error", "") if "error" in state else ""
-        rows.append((current.get("name") or past.get("name", key), state,
+            state = f"running {entry['progress']['backup_status']:.0f}%"
+        success = entry["last_success"]
+        rows.append((entry["name"], state,
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
-                     format_age(now - success) if success else "-", human_size(transferred), message))
+                     format_age(now - success) if success else "-", human_size(entry["bytes_transferred"]),
+                     entry["last_error"] if "error" in state else ""))
     return sorted(rows)
 
 
@@ -247,7 +243,7 @@ def show_status(config, as_json: bool) -> int:
         print("no backup pass has run yet")
         return EXIT_OK
     header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "ERROR")
-    rows = [header] + status_rows(status, history, time.time())
+    rows = [header] + status_rows(status, history, time.time(), config.stale_after)
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:5])) + "  " + row[5])

@@ -53,13 +53,17 @@ class TransferFailed(Exception):
         self.outcome = outcome
 
 
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its closest existing parent (a destination may not exist before the first pass)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 def free_space_problem(path: Path, reserve: int) -> str:
     """'' when `path`'s filesystem keeps `reserve` bytes free, else an operator message."""
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
     try:
-        stats = os.statvfs(probe)
+        stats = os.statvfs(nearest_existing(path))
     except OSError as error:
         return f"cannot check free space of {path}: {error.strerror}"
     free = stats.f_bavail * stats.f_frsize

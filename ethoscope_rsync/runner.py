@@ -22,6 +22,7 @@ from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
+from ethoscope_rsync.render import is_stale
 from ethoscope_rsync.status import StatusBook, load_history, read_json, save_history
 from ethoscope_rsync.units import human_size
 
@@ -160,7 +161,7 @@ def warn_stale(book: StatusBook, stale_after: float, now: float) -> None:
     """Flag, in the status and the journal, devices with no successful backup for too long."""
     for device in book.doc["devices"].values():
         last = device.get("last_success") or 0
-        device["stale"] = device.get("status") == "error" and now - last > stale_after
+        device["stale"] = device.get("status") == "error" and is_stale(last, now, stale_after)
         if device["stale"]:
             age = "ever" if not last else f"{(now - last) / 3600:.1f} hours"
             log.warning("%s: STALE: no successful backup for %s (more than [status] stale_after=%.0fs)",
