@@ -13,7 +13,6 @@ A live writer keeps appending to a WAL database on the "device" (a local directo
 """
 import json
 import os
-import resource
 import shutil
 import signal
 import sqlite3

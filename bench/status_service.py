@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import shutil
 import signal
@@ -31,81 +30,12 @@ TARGETS = {"cold_ms": 400.0, "warm_rps": 1000.0, "p99_ms": 20.0, "rss_mb": 40.0}
 
 # ---------------------------------------------------------------- fixture generator
 
-def _file(machine_id, name, ts, fname, size, start):
-    rel = "%s/%s/%s/%s" % (machine_id, name, ts, fname)
-    from ethoscope_rsync.render import human_size
-    return {"path": rel, "relative_path": rel, "size_bytes": size, "size_human": human_size(size),
-            "status": "completed", "transfer_speed": "4.5MB/s", "transfer_start": start,
-            "transfer_end": start + size / 4.5e6}
-
-
 def generate_status(n_devices: int = 100, now: float | None = None, running: bool = False,
                     seed: int = 1) -> tuple:
-    """A realistic (status, history) pair with ``n_devices`` devices, as the runner writes them."""
-    rnd = random.Random(seed)
+    """A realistic (status, history) pair with ``n_devices`` devices, written by the real store."""
+    from bench.status_fixture import build, scripted_pass
     now = time.time() if now is None else now
-    started = now - 600
-    devices, hist = {}, {}
-    total = {"results": [0, 0], "videos": [0, 0]}
-    failed = 0
-    for i in range(1, n_devices + 1):
-        mid = "%032x" % rnd.getrandbits(128)
-        name = "ETHOSCOPE_%03d" % i
-        ts = "2025-03-%02d_10-00-00" % (1 + i % 28)
-        err = rnd.random() < 0.05
-        state = ("running" if i % 10 == 0 else "completed") if running else ("error" if err else "completed")
-        failed += state == "error"
-        db = "%s_%s.db" % (ts, mid)
-        res_files = {db: _file(mid, name, ts, db, rnd.randint(10**5, 10**8), started + i)}
-        vid_files = {}
-        for k in range(1, 4):
-            fn = "%s_%s_40f0_1280x960@25_%05d.h264" % (ts, mid, k)
-            vid_files[fn] = _file(mid, name, ts, fn, 64 << 20, started + i + k)
-        nbytes = sum(f["size_bytes"] for f in list(res_files.values()) + list(vid_files.values()))
-        td = {"results": {"files": res_files, "total_bytes": sum(f["size_bytes"] for f in res_files.values()),
-                          "total_files": 1, "completion_time": started + i + 1},
-              "videos": {"files": vid_files, "total_bytes": 3 * (64 << 20), "total_files": 3,
-                         "completion_time": started + i + 4}}
-        synced = {}
-        for kind, files in (("results", res_files), ("videos", vid_files)):
-            size = sum(f["size_bytes"] for f in files.values())
-            synced[kind] = {"local_files": len(files), "directory": "/ethoscope_data/" + kind,
-                            "disk_usage_bytes": size, "disk_usage_human": "", "type": kind,
-                            "detailed_files": files}
-            total[kind][0] += len(files)
-            total[kind][1] += size
-        last_success = 0 if state == "error" else int(now - rnd.randint(0, 3000))
-        devices[mid] = {
-            "id": mid, "name": name, "ip": "169.254.77.%d" % (10 + i % 240), "status": state,
-            "started": int(started + i), "ended": 0 if state == "running" else int(started + i + 30),
-            "processing": state == "running", "count": rnd.randint(1, 50),
-            "progress": {"backup_status": 37.5 if state == "running" else (0.0 if err else 100.0),
-                         "status": state, "message": "rsync timeout" if state == "error" else "ok",
-                         "backup_method": "rsync", "backup_type": "unified", "backup_size": nbytes,
-                         "completion_time": int(started + i + 30), "time_since_backup": 0.0,
-                         "bytes_transferred": nbytes, "rate_bps": "4.5MB/s", "current_file": "",
-                         "kind": "videos"},
-            "synced": synced, "transfer_details": td, "last_success": last_success,
-            "last_error": "rsync exit 30" if state == "error" else "",
-            "last_error_time": int(now) if state == "error" else 0, "attempts": 1,
-            "databases": {"%s/%s/%s/%s" % (mid, name, ts, db): {"verdict": "ok", "rows": 1000 + i,
-                                                                "checked": int(now), "message": ""}},
-        }
-        hist[mid] = {"name": name, "last_success": last_success or int(now - 5 * 86400),
-                     "last_error": "", "last_error_time": 0, "last_bytes": nbytes,
-                     "last_outcome": "error" if state == "error" else "completed"}
-    summary = {k: {"total_files": v[0], "total_size_bytes": v[1]} for k, v in total.items()}
-    summary["combined"] = {"total_files": sum(v[0] for v in total.values()),
-                           "total_size_bytes": sum(v[1] for v in total.values())}
-    status = {"schema": 1, "generated": now, "status": "running" if running else "idle",
-              "last_backup": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now - 60)),
-              "run": {"pid": 1234, "started": started, "ended": 0 if running else now - 60,
-                      "outcome": "running" if running else ("failed" if failed else "success"),
-                      "devices_total": n_devices, "devices_done": n_devices, "devices_failed": failed,
-                      "bytes_transferred": 0, "files_transferred": 0, "message": ""},
-              "devices": devices, "disk_usage_summary": summary}
-    history = {"schema": 1, "last_backup": now - 60, "devices": hist}
-    return status, history
+    return build(scripted_pass(n_devices, now=now, running=running, seed=seed), finish=not running)
 
 
 def write_json(path, doc):

@@ -15,9 +15,9 @@ from ethoscope_rsync import execute
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.discovery import DiscoveryError, discover
-from ethoscope_rsync.jobs import free_space_problem, nearest_existing
+from ethoscope_rsync.disk import free_space_problem, nearest_existing
 from ethoscope_rsync.rsync import classify_exit, make_ssh_command, ssh_target
-from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 
 def check_key(path: Path) -> tuple:

@@ -14,12 +14,12 @@ from pathlib import Path
 from ethoscope_rsync import __version__
 from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_dir, load_config, parse_rate
 from ethoscope_rsync.devices import DeviceError, parse_selection
+from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.humanize import format_age, human_size
 from ethoscope_rsync.identity import IdentityError, become, service_owner
 from ethoscope_rsync.logs import setup
-from ethoscope_rsync.render import device_entries
-from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from ethoscope_rsync.status import load_history, read_json
-from ethoscope_rsync.units import format_age, human_size
+from ethoscope_rsync.render import view
+from ethoscope_rsync.status import read_json
 
 COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host")
 PROG = "ethoscope-backup"
@@ -214,32 +214,30 @@ def run_command(config) -> int:
     return code
 
 
-def status_rows(status: dict, history: dict, now: float, stale_after: float = 86400.0) -> list:
-    """Table rows (device, state, last success, age, bytes, message), from the same merge of
-    status and history as the web service's /status."""
+def status_rows(status: dict | None, history: dict | None, now: float, stale_after: float = 86400.0) -> list:
+    """Table rows (device, state, last success, age, bytes, message), from the same view of the
+    status and the history as the web service's /status."""
     rows = []
-    for entry in device_entries(status, history, now, stale_after).values():
-        state = entry["progress"]["status"] or entry["status"] or "unknown"
-        if state == "running":
-            state = f"running {entry['progress']['backup_status']:.0f}%"
-        success = entry["last_success"]
-        rows.append((entry["name"], state,
+    for d in view(status, history, now, stale_after).devices.values():
+        state = f"running {d.percent:.0f}%" if d.state == "running" else d.state
+        success = d.past.last_success
+        error = (d.run.error if d.run else "") or d.past.last_error
+        rows.append((d.name or d.key, state + (" (stale)" if d.stale else ""),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
-                     format_age(now - success) if success else "-", human_size(entry["bytes_transferred"]),
-                     entry["last_error"] if "error" in state else ""))
+                     format_age(now - success) if success else "-", human_size(d.bytes_copied),
+                     error if d.state == "error" else ""))
     return sorted(rows)
 
 
 def show_status(config, as_json: bool) -> int:
-    status = read_json(config.status_file) or {}
-    history = load_history(config.history_file)
+    status, history = read_json(config.status_file), read_json(config.history_file)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
         return EXIT_OK
-    run = status.get("run", {})
-    if run:
-        print(f"last pass: {run.get('outcome', '?')} — {run.get('message', '')}")
-    elif not history.get("devices"):
+    current = view(status, history, time.time(), config.stale_after)
+    if current.has_status:
+        print(f"last pass: {current.status.run.outcome or '?'} — {current.status.run.message}")
+    elif not current.devices:
         print("no backup pass has run yet")
         return EXIT_OK
     header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "ERROR")

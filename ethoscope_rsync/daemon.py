@@ -10,7 +10,8 @@ import threading
 
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.logs import log
-from ethoscope_rsync.runner import EXIT_OK, EXIT_USAGE, run_pass
+from ethoscope_rsync.exits import EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.runner import run_pass
 from ethoscope_rsync.web import ServeError, StatusServer
 
 

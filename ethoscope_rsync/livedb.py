@@ -4,7 +4,7 @@ An ethoscope writes its results database for days in WAL mode. Copying the ``.db
 rows still in the ``-wal`` and, if a checkpoint runs during the copy, gives a torn file. Snapshots made
 on the device (``.backup``, ``VACUUM INTO``) rewrite the whole database on the SD card every time.
 
-The method used here (see DESIGN.md, "Live databases"):
+The method used here (README.md, "Live databases", has the measured figures):
 
 1. A *holder* runs on the device (``HOLDER_SCRIPT``, stdlib Python 3.7+). For every ``*.db`` that has
    a ``-wal`` and a ``-shm`` (i.e. a connection may be live) it opens a **read-only** connection
@@ -28,7 +28,8 @@ The method used here (see DESIGN.md, "Live databases"):
    turns it into a self-contained rollback-journal file and atomically replaces the node's copy
    only if the copy is sound and not older than the one it replaces.
 
-Two rules for the runner's raw rsync (``RAW_RSYNC_ARGS``), both found by experiment:
+Two rules for the runner's raw rsync (``RAW_FILTER_ARGS``, used by :func:`ethoscope_rsync.rsync.make_rsync_command`),
+both found by experiment:
 
 * ``--delete`` in the raw mirror: if the device's ``-wal`` disappears (database closed cleanly), a
   stale raw ``-wal`` left in the mirror would be replayed over the newer ``.db`` and corrupt it.
@@ -64,7 +65,7 @@ RAW_FILTER_ARGS = (
     "--delete", "--modify-window=-1",
     "--include=*/", "--include=*.db", "--include=*.db-wal", "--exclude=*",
 )
-RAW_RSYNC_ARGS = ("--recursive", "--times") + RAW_FILTER_ARGS
+RAW_RSYNC_ARGS = ("--recursive", "--times") + RAW_FILTER_ARGS    # a standalone raw copy (tests, bench)
 
 # The device side. Python 3.7+ stdlib only; argv: ROOT MAX_HOLD_SECONDS. Never opens anything
 # writable: mode=ro connections, no -shm creation (databases without -shm are reported "idle").

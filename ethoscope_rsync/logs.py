@@ -11,7 +11,7 @@ import os
 import sys
 
 IDENTIFIER = "ethoscope-backup"
-log = logging.getLogger("ethoscope_backup")
+log = logging.getLogger("ethoscope_rsync")     # modules log here or to a child ("ethoscope_rsync.web")
 
 
 def _under_journald() -> bool:

@@ -6,8 +6,8 @@ from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.logs import log
 from ethoscope_rsync.rsync import classify_exit, make_rsync_command, parse_file_line
-from ethoscope_rsync.runner import EXIT_FAILED, EXIT_OK
-from ethoscope_rsync.units import human_size
+from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK
+from ethoscope_rsync.humanize import human_size
 
 
 def preview_pass(config: Config, out=print) -> int:

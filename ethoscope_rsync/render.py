@@ -1,302 +1,251 @@
 """Status → JSON documents, an HTML page and Prometheus text. Pure functions, no I/O.
 
-Inputs are the runner's ``status.json`` (``status``, or ``None`` when no run has written it yet)
-and the persistent ``history.json`` (``history``, or ``None``). Neither input is modified.
-``now`` is an epoch float supplied by the caller; ``stale_after`` is in seconds.
+Inputs are the parsed ``status.json`` and ``history.json`` (dicts, or ``None`` when a file is
+missing), read into :mod:`ethoscope_rsync.model` records; neither input is modified. ``now`` is an
+epoch float supplied by the caller; ``stale_after`` is in seconds.
 
-The ``/status`` document keeps every key path of the upstream ``rsync_backup_tool`` answer
+This is the only module that formats the model for people and for the upstream node: the
+``/status`` document keeps every key path of the upstream ``rsync_backup_tool`` answer
 (``devices.ID.{name,status,started,ended,processing,count,metadata,progress,synced,transfer_details}``
-and ``disk_usage_summary``) and adds our own fields next to them.
+and ``disk_usage_summary``), with file records keyed by file name as the node's reader looks them up.
 """
 from __future__ import annotations
 
+import dataclasses
 import html
 import math
+import os
 import re
-import time
 
-from ethoscope_rsync.units import format_age, format_time, human_size  # noqa: F401 (part of this API)
-
-KINDS = ("results", "videos")
-FILE_DEFAULTS = {"path": "", "relative_path": "", "size_bytes": 0, "size_human": "0 B",
-                 "status": "", "transfer_speed": "", "transfer_start": 0, "transfer_end": 0}
-PROGRESS_DEFAULTS = {"backup_status": 0.0, "status": "", "message": "", "backup_method": "rsync",
-                     "backup_type": "unified", "backup_size": 0, "completion_time": 0,
-                     "time_since_backup": 0.0, "bytes_transferred": 0, "rate_bps": "",
-                     "current_file": "", "kind": ""}
-ACTIVE_OUTCOMES = ("running",)
+from ethoscope_rsync.humanize import format_age, format_time, human_rate, human_size
+from ethoscope_rsync.model import COMPLETED, ERROR, KINDS, QUEUED, RUNNING, DeviceHistory, DeviceRun, \
+    FileCopy, History, Inventory, Status, Transfer, is_stale
 
 
-# ---------------------------------------------------------------- small helpers
+@dataclasses.dataclass(frozen=True)
+class DeviceView:
+    """One device as every rendering sees it: its run in the current pass (if any) and its history."""
+    key: str
+    run: DeviceRun | None
+    past: DeviceHistory
+    stale: bool
 
-def _num(v, default=0):
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, float)):
-        return v if math.isfinite(v) else default
-    try:
-        f = float(v)
-        return f if math.isfinite(f) else default
-    except (TypeError, ValueError):
-        return default
+    @property
+    def name(self) -> str:
+        return (self.run.name if self.run else "") or self.past.name
 
+    @property
+    def address(self) -> str:
+        return (self.run.address if self.run else "") or self.past.address
 
-def _dict(v) -> dict:
-    return v if isinstance(v, dict) else {}
+    @property
+    def state(self) -> str:
+        return self.run.state if self.run else (self.past.last_outcome or "unknown")
 
+    @property
+    def percent(self) -> float:
+        if self.run:
+            return max(0.0, min(100.0, self.run.progress.percent))
+        return 100.0 if self.past.last_outcome == COMPLETED else 0.0
 
-def _str(v) -> str:
-    return v if isinstance(v, str) else ("" if v is None else str(v))
+    @property
+    def message(self) -> str:
+        if self.run:
+            return self.run.progress.message
+        return "not in the current pass (from history)"
 
+    @property
+    def bytes_copied(self) -> int:
+        if self.run:
+            return sum(t.bytes_sent for t in self.run.transfers.values())
+        return self.past.last_bytes
 
-def _devices(doc) -> dict:
-    return {k: v for k, v in _dict(_dict(doc).get("devices")).items() if isinstance(v, dict)}
-
-
-# ---------------------------------------------------------------- device records
-
-def _file_record(rec) -> dict:
-    out = dict(FILE_DEFAULTS)
-    out.update(_dict(rec))
-    if not out.get("relative_path"):
-        out["relative_path"] = out.get("path", "")
-    if "size_human" not in _dict(rec):
-        out["size_human"] = human_size(out.get("size_bytes"))
-    return out
-
-
-def _synced_kind(rec, kind: str) -> dict:
-    rec = _dict(rec)
-    out = {"local_files": 0, "directory": "", "disk_usage_bytes": 0, "type": kind}
-    out.update(rec)
-    if "disk_usage_human" not in rec:
-        out["disk_usage_human"] = human_size(out["disk_usage_bytes"])
-    out["detailed_files"] = {str(k): _file_record(v)
-                             for k, v in _dict(rec.get("detailed_files")).items()}
-    return out
+    @property
+    def files_copied(self) -> int:
+        return sum(t.files_received for t in self.run.transfers.values()) if self.run else 0
 
 
-def _transfer_kind(rec) -> dict:
-    rec = _dict(rec)
-    files = {str(k): _file_record(v) for k, v in _dict(rec.get("files")).items()}
-    out = {"total_bytes": sum(_num(f.get("size_bytes")) for f in files.values()),
-           "total_files": len(files), "completion_time": 0}
-    out.update(rec)
-    out["files"] = files
-    return out
+@dataclasses.dataclass(frozen=True)
+class View:
+    status: Status
+    history: History
+    devices: dict                     # key -> DeviceView, sorted by name
+    has_status: bool
 
 
-def _hist_devices(history) -> dict:
-    return _devices(history)
+def view(status, history, now: float, stale_after: float) -> View:
+    """The model read from the two documents, with every device's run and history side by side."""
+    current, past = Status.from_json(status), History.from_json(history)
+    devices = {}
+    for key in set(current.devices) | set(past.devices):
+        entry = past.devices.get(key) or DeviceHistory()
+        devices[key] = DeviceView(key, current.devices.get(key), entry,
+                                  is_stale(entry.last_success, now, stale_after))
+    ordered = dict(sorted(devices.items(), key=lambda item: (item[1].name, item[0])))
+    return View(current, past, ordered, status is not None and current.run.pid != 0)
 
 
-def _last_success(dev: dict, hist: dict) -> float:
-    return max(_num(dev.get("last_success")), _num(hist.get("last_success")))
+def last_backup_time(v: View) -> float:
+    return v.history.last_backup
 
 
-def is_stale(last_success, now, stale_after) -> bool:
-    """A device is stale when its last success is older than ``stale_after`` (or never happened)."""
-    ls = _num(last_success)
-    return ls <= 0 or (_num(now) - ls) > _num(stale_after)
+# ---------------------------------------------------------------- upstream shapes
+
+def _file_record(path: str, size: int, copy: FileCopy | None) -> dict:
+    record = {"path": path, "relative_path": path, "size_bytes": size, "size_human": human_size(size),
+              "status": "completed", "transfer_speed": "", "transfer_start": 0, "transfer_end": 0}
+    if copy is not None:
+        record.update(transfer_speed=human_rate(copy.transferred / max(copy.end - copy.start, 1e-6)),
+                      transfer_start=copy.start, transfer_end=copy.end)
+    return record
 
 
-def _device_entry(key: str, dev: dict, hist: dict, now: float, stale_after: float) -> dict:
-    """One upstream-compatible device record (a new dict; inputs untouched)."""
-    from_history = not dev
-    out = {"id": key, "name": "", "ip": "", "status": "", "started": 0, "ended": 0,
-           "processing": False, "count": 0, "metadata": {}, "last_error": "",
-           "last_error_time": 0, "attempts": 0, "databases": {}}
-    out.update(dev)
-    if from_history:
-        outcome = _str(hist.get("last_outcome"))
-        out.update({"name": _str(hist.get("name")), "status": outcome or "unknown",
-                    "last_error": _str(hist.get("last_error")),
-                    "last_error_time": _num(hist.get("last_error_time"))})
-    if not out.get("name") and hist.get("name"):
-        out["name"] = _str(hist.get("name"))
-    out["metadata"] = _dict(out.get("metadata"))
-
-    progress = dict(PROGRESS_DEFAULTS)
-    progress.update(_dict(dev.get("progress")))
-    if from_history:
-        progress.update({"status": _str(hist.get("last_outcome")),
-                         "backup_status": 100.0 if hist.get("last_outcome") == "completed" else 0.0,
-                         "message": "not in the current run (from history)",
-                         "bytes_transferred": _num(hist.get("last_bytes")),
-                         "completion_time": _num(hist.get("last_success"))})
-    out["progress"] = progress
-
-    details = _dict(dev.get("transfer_details"))
-    transfer = {kind: _transfer_kind(details.get(kind)) for kind in KINDS}
-    for kind, rec in details.items():
-        if kind not in transfer:
-            transfer[kind] = rec
-    out["transfer_details"] = transfer
-
-    synced_in = _dict(dev.get("synced"))
-    synced = {kind: _synced_kind(synced_in.get(kind), kind) for kind in KINDS}
-    for kind, rec in synced_in.items():
-        if kind not in synced and kind != "transfer_details":
-            synced[kind] = rec
-    synced["transfer_details"] = transfer  # the upstream tool nests a copy here too
-    out["synced"] = synced
-
-    last_success = _last_success(dev, hist)
-    out["last_success"] = last_success
-    out["last_success_human"] = format_time(last_success)
-    out["stale"] = is_stale(last_success, now, stale_after)
-    out["from_history"] = from_history
-    out["files_transferred"] = sum(_num(t.get("total_files")) for t in transfer.values()
-                                   if isinstance(t, dict))
-    out["bytes_transferred"] = _device_bytes(out, hist)
-    return out
+def _by_name(records: dict) -> dict:
+    """Path-keyed records re-keyed by base name (the node's reader looks files up by name);
+    of two files with one name, the newest path wins."""
+    return {os.path.basename(path): records[path] for path in sorted(records)}
 
 
-def _device_bytes(entry: dict, hist: dict) -> float:
-    b = _num(entry["progress"].get("bytes_transferred"))
-    if not b:
-        b = sum(_num(t.get("total_bytes")) for t in entry["transfer_details"].values()
-                if isinstance(t, dict))
-    if not b and entry.get("from_history"):
-        b = _num(hist.get("last_bytes"))
-    return b
+def _transfer_kind(transfer: Transfer | None) -> dict:
+    transfer = transfer or Transfer()
+    files = {path: _file_record(path, f.size, f) for path, f in transfer.files.items()}
+    return {"files": _by_name(files), "total_bytes": transfer.bytes_received,
+            "total_files": transfer.files_received, "completion_time": transfer.ended}
 
 
-def device_entries(status, history, now: float, stale_after: float) -> dict:
-    """All devices, from the current status and from history (history-only ones flagged)."""
-    devs = _devices(status)
-    hist = _hist_devices(history)
-    out = {}
-    for key, dev in devs.items():
-        out[key] = _device_entry(key, dev, _dict(hist.get(key)), now, stale_after)
-    for key, h in hist.items():
-        if key not in out:
-            out[key] = _device_entry(key, {}, h, now, stale_after)
-    return out
+def _synced_kind(kind: str, inventory: Inventory | None, transfer: Transfer | None, directory: str) -> dict:
+    inventory = inventory or Inventory()
+    received = transfer.files if transfer else {}
+    files = {path: _file_record(path, size, received.get(path)) for path, size in inventory.newest().items()}
+    for path, copy in received.items():
+        files.setdefault(path, _file_record(path, copy.size, copy))
+    return {"type": kind, "directory": directory, "local_files": inventory.files,
+            "disk_usage_bytes": inventory.bytes, "disk_usage_human": human_size(inventory.bytes),
+            "detailed_files": _by_name(files)}
 
 
-def _summary(status, devices: dict) -> dict:
-    given = _dict(_dict(status).get("disk_usage_summary"))
+def _device_entry(d: DeviceView, v: View, now: float) -> dict:
+    run, past = d.run, d.past
+    transfers = run.transfers if run else {}
+    transfer_details = {kind: _transfer_kind(transfers.get(kind)) for kind in KINDS}
+    synced = {kind: _synced_kind(kind, past.inventory.get(kind), transfers.get(kind),
+                                 v.history.destinations.get(kind, "")) for kind in KINDS}
+    synced["transfer_details"] = transfer_details     # the upstream tool nests a copy here too
+    ended = int(run.ended) if run else int(max(past.last_success, past.last_error_time))
+    progress = {"backup_status": round(d.percent, 1), "status": d.state, "message": d.message,
+                "backup_method": "rsync", "backup_type": v.status.run.what,
+                "backup_size": sum(s["disk_usage_bytes"] for k, s in synced.items() if k in KINDS),
+                "completion_time": ended,
+                "time_since_backup": round(now - past.last_success, 1) if past.last_success else 0.0,
+                "bytes_transferred": run.progress.bytes if run else 0,
+                "rate_bps": round(run.progress.rate) if run else 0,
+                "current_file": run.progress.current_file if run else "",
+                "kind": run.progress.kind if run else ""}
+    databases = {path: {"verdict": verdict.verdict, "rows": verdict.rows, "checked": verdict.checked,
+                        "message": verdict.message} for path, verdict in (run.databases if run else {}).items()}
+    return {"id": d.key, "name": d.name, "ip": d.address, "status": d.state,
+            "started": int(run.started) if run else 0, "ended": ended if d.state != RUNNING else 0,
+            "processing": bool(run and run.processing), "count": past.count, "metadata": {},
+            "progress": progress, "synced": synced, "transfer_details": transfer_details,
+            "last_success": past.last_success, "last_error": (run.error if run else "") or past.last_error,
+            "last_error_time": past.last_error_time, "attempts": run.attempts if run else 0,
+            "stale": d.stale, "from_history": run is None, "databases": databases}
+
+
+def _summary(v: View) -> dict:
     out = {}
     for kind in KINDS:
-        rec = _dict(given.get(kind))
-        if not rec:
-            files = sum(_num(d["synced"][kind].get("local_files")) for d in devices.values())
-            size = sum(_num(d["synced"][kind].get("disk_usage_bytes")) for d in devices.values())
-            rec = {"total_files": files, "total_size_bytes": size}
-        rec = {"total_files": 0, "total_size_bytes": 0, **rec}
-        rec.setdefault("total_size_human", human_size(rec["total_size_bytes"]))
-        out[kind] = rec
-    comb = _dict(given.get("combined"))
-    if not comb:
-        comb = {"total_files": sum(_num(out[k]["total_files"]) for k in KINDS),
-                "total_size_bytes": sum(_num(out[k]["total_size_bytes"]) for k in KINDS)}
-    comb = {"total_files": 0, "total_size_bytes": 0, **comb}
-    comb.setdefault("total_size_human", human_size(comb["total_size_bytes"]))
-    out["combined"] = comb
-    for k, v in given.items():
-        out.setdefault(k, v)
+        inventories = [d.past.inventory.get(kind) or Inventory() for d in v.devices.values()]
+        size = sum(i.bytes for i in inventories)
+        out[kind] = {"total_files": sum(i.files for i in inventories), "total_size_bytes": size,
+                     "total_size_human": human_size(size)}
+    size = out["results"]["total_size_bytes"] + out["videos"]["total_size_bytes"]
+    out["combined"] = {"total_files": out["results"]["total_files"] + out["videos"]["total_files"],
+                       "total_size_bytes": size, "total_size_human": human_size(size)}
     return out
 
 
-# ---------------------------------------------------------------- JSON documents
-
-def run_active(status) -> bool:
-    s = _dict(status)
-    return s.get("status") == "running" or _dict(s.get("run")).get("outcome") in ACTIVE_OUTCOMES
-
-
-def last_backup(status, history) -> str:
-    lb = _str(_dict(status).get("last_backup"))
-    if lb:
-        return lb
-    return format_time(_dict(history).get("last_backup"))
+def _root(v: View) -> dict:
+    return {"status": "running" if v.status.run.active else "idle",
+            "last_backup": format_time(last_backup_time(v))}
 
 
 def root_document(status, history) -> dict:
     """``GET /``: ``{"status": "running"|"idle", "last_backup": "YYYY-MM-DD HH:MM:SS" or ""}``."""
-    return {"status": "running" if run_active(status) else "idle",
-            "last_backup": last_backup(status, history)}
+    return _root(view(status, history, 0.0, 0.0))
 
 
-def _run(status) -> dict:
-    run = {"pid": 0, "started": 0, "ended": 0, "outcome": "", "devices_total": 0,
-           "devices_done": 0, "devices_failed": 0, "bytes_transferred": 0,
-           "files_transferred": 0, "message": ""}
-    run.update(_dict(_dict(status).get("run")))
-    return run
+def _processing(v: View) -> list:
+    return [{"device_id": d.key, "device_name": d.name, "current_file": d.run.progress.current_file}
+            for d in v.devices.values() if d.run and d.run.processing]
 
 
 def status_document(status, history, now: float, stale_after: float) -> dict:
-    """``GET /status``: upstream-compatible, plus run, history-only devices and staleness."""
-    devices = device_entries(status, history, now, stale_after)
-    doc = {"devices": devices, "disk_usage_summary": _summary(status, devices)}
-    doc.update(root_document(status, history))
-    s = _dict(status)
-    doc["schema"] = s.get("schema", 1)
-    doc["generated"] = _num(s.get("generated"))
-    doc["run"] = _run(status)
-    doc["stale_after"] = stale_after
-    doc["stale_devices"] = sorted(k for k, d in devices.items() if d["stale"])
-    if status is None:
-        doc["message"] = ("no backup run yet" if not devices
-                          else "no run since the last reboot; devices from history")
+    """``GET /status``: upstream-compatible, plus the pass, the devices in it and staleness."""
+    v = view(status, history, now, stale_after)
+    processing = _processing(v)
+    doc = {"devices": {key: _device_entry(d, v, now) for key, d in v.devices.items()},
+           "disk_usage_summary": _summary(v), **_root(v),
+           "current_device": processing[0]["device_name"] if processing else None,
+           "current_file": processing[0]["current_file"] if processing else None,
+           "processing_devices": processing,
+           "run": dataclasses.asdict(v.status.run), "generated": v.status.generated,
+           "stale_after": stale_after, "stale_devices": [k for k, d in v.devices.items() if d.stale]}
+    if not v.has_status:
+        doc["message"] = ("no backup pass yet" if not v.devices
+                          else "no pass since the last reboot; devices from history")
     return doc
 
 
-_NUM_RE = re.compile(r"(?:ETHOSCOPE_)?0*([0-9]+)", re.IGNORECASE)
+_DEVICE_KEY_RE = re.compile(r"(?:ETHOSCOPE_)?([0-9]{1,4})", re.IGNORECASE)
 
 
 def find_device(devices: dict, key: str):
-    """Resolve a machine id, ``ETHOSCOPE_004``, ``004`` or ``4`` to a key of ``devices`` (or None)."""
-    key = _str(key).strip()
-    if not key:
+    """Resolve a machine id, ``ETHOSCOPE_004``, ``004`` or ``4`` to a key of ``devices`` (or None).
+
+    `devices` maps keys to anything with a ``name``. Keys longer than a machine id never match.
+    """
+    key = key.strip() if isinstance(key, str) else ""
+    if not key or len(key) > 64:
         return None
     if key in devices:
         return key
     low = key.lower()
     for k, d in devices.items():
-        if k.lower() == low or _str(d.get("name")).lower() == low:
+        if k.lower() == low or d.name.lower() == low:
             return k
-    m = _NUM_RE.fullmatch(key)
-    if m:
-        n = int(m.group(1))
+    match = _DEVICE_KEY_RE.fullmatch(key)
+    if match:
+        number = int(match.group(1))
         for k, d in devices.items():
-            mm = _NUM_RE.fullmatch(_str(d.get("name")))
-            if mm and int(mm.group(1)) == n:
+            name = _DEVICE_KEY_RE.fullmatch(d.name)
+            if name and int(name.group(1)) == number:
                 return k
     return None
 
 
 def device_document(status, history, key: str, now: float, stale_after: float):
     """``GET /status/<key>``: one device record with its id, or ``None`` when unknown."""
-    devices = device_entries(status, history, now, stale_after)
-    k = find_device(devices, key)
+    v = view(status, history, now, stale_after)
+    k = find_device(v.devices, key)
     if k is None:
         return None
-    return {"id": k, "device": devices[k]}
+    return {"id": k, "device": _device_entry(v.devices[k], v, now)}
 
 
 def next_change(status, history, now: float, stale_after: float) -> float:
-    """Earliest time after ``now`` when a JSON/metrics rendering changes without the files changing."""
-    t = math.inf
-    hist = _hist_devices(history)
-    keys = set(_devices(status)) | set(hist)
-    devs = _devices(status)
-    for k in keys:
-        ls = _last_success(_dict(devs.get(k)), _dict(hist.get(k)))
-        if ls > 0:
-            flip = ls + _num(stale_after)
-            if flip >= now:
-                t = min(t, flip)
-    if run_active(status):
-        t = min(t, now + 1.0)  # run duration in the metrics grows
-    return t
+    """Earliest time after ``now`` when a rendering changes without the files changing."""
+    v = view(status, history, now, stale_after)
+    flips = [d.past.last_success + stale_after for d in v.devices.values()
+             if d.past.last_success > 0 and d.past.last_success + stale_after >= now]
+    if v.status.run.active:
+        flips.append(now + 1.0)    # the pass's duration in the metrics grows
+    return min(flips, default=math.inf)
 
 
 # ---------------------------------------------------------------- HTML
 
-_STATE_CLASS = {"completed": "ok", "error": "err", "running": "run", "queued": "queue"}
+_STATE_CLASS = {COMPLETED: "ok", ERROR: "err", RUNNING: "run", QUEUED: "queue"}
 
 _CSS = """
 body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
@@ -314,84 +263,76 @@ td.num{text-align:right;white-space:nowrap}
 """
 
 
-def _e(v) -> str:
-    return html.escape(_str(v), quote=True)
+def _e(value) -> str:
+    return html.escape(str(value), quote=True)
 
 
-def render_html(status, history, now: float, stale_after: float, refresh: int = 5) -> str:
-    """A readable page: one row per device; meta refresh only while a run is active."""
-    devices = device_entries(status, history, now, stale_after)
-    active = run_active(status)
-    run = _run(status)
-    head = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">']
-    if active:
-        head.append('<meta http-equiv="refresh" content="%d">' % int(refresh))
-    head.append("<title>ethoscope backup status</title><style>%s</style></head><body>" % _CSS)
-    parts = head
-    parts.append("<h1>ethoscope backup</h1>")
-    lb = last_backup(status, history)
-    if status is None:
-        summary = "No run since boot." if devices else "No backup run yet."
-    elif active:
-        message = _str(run["message"]).rstrip(".")
-        summary = "Run in progress: %d of %d devices done, %d failed.%s" % (
-            _num(run["devices_done"]), _num(run["devices_total"]), _num(run["devices_failed"]),
+def _pass_summary(v: View) -> str:
+    run = v.status.run
+    if not v.has_status:
+        return "No pass since boot." if v.devices else "No backup pass yet."
+    if run.active:
+        message = run.message.rstrip(".")
+        return "Pass in progress: %d of %d devices done, %d failed.%s" % (
+            run.devices_done, run.devices_total, run.devices_failed,
             (" %s." % (message[:1].upper() + message[1:])) if message else "")
-    else:
-        summary = "Idle. Last run: %s (%s)." % (_str(run["outcome"]) or "unknown",
-                                                 format_time(run["ended"]) or "-")
-    parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.</p>'
-                 % (_e(summary), _e(lb or "never"), len(devices),
-                    sum(1 for d in devices.values() if d["stale"])))
-    parts.append('<table id="devices"><thead><tr><th>Device</th><th>State</th><th>Progress</th>'
-                 '<th>Last success</th><th>Transferred</th><th>Error / message</th></tr></thead><tbody>')
-    for key in sorted(devices, key=lambda k: (_str(devices[k].get("name")), k)):
-        d = devices[key]
-        p = d["progress"]
-        state = _str(p.get("status")) or _str(d.get("status"))
-        pct = max(0.0, min(100.0, float(_num(p.get("backup_status")))))
-        ls = d["last_success"]
-        when = ("%s <span class=\"small\">(%s ago)</span>" % (_e(format_time(ls)), _e(format_age(now - ls)))
-                if ls else "never")
-        err = _str(p.get("message"))
-        if state == "error" and d.get("last_error") and d.get("last_error") != err:
-            err = (err + ": " if err else "") + _str(d.get("last_error"))
-        cls = "device" + (" stale" if d["stale"] else "")
-        parts.append(
-            '<tr class="%s" data-id="%s"><td><b>%s</b><br><span class="small">%s %s</span></td>'
+    return "Idle. Last pass: %s (%s)." % (run.outcome or "unknown", format_time(run.ended) or "-")
+
+
+def _html_row(d: DeviceView, now: float) -> str:
+    state, pct, last = d.state, d.percent, d.past.last_success
+    when = ('%s <span class="small">(%s ago)</span>' % (_e(format_time(last)), _e(format_age(now - last)))
+            if last else "never")
+    message = d.message
+    error = (d.run.error if d.run else "") or d.past.last_error
+    if state == ERROR and error and error != message:
+        message = (message + ": " if message else "") + error
+    return ('<tr class="device%s" data-id="%s"><td><b>%s</b><br><span class="small">%s %s</span></td>'
             '<td class="%s">%s%s</td>'
             '<td><span class="bar" title="%.0f%%"><span style="width:%.1f%%"></span></span> %.0f%%</td>'
             '<td>%s</td><td class="num">%s<br><span class="small">%d files</span></td><td>%s</td></tr>'
-            % (cls, _e(key), _e(d.get("name") or key), _e(key), _e(d.get("ip")),
-               _STATE_CLASS.get(state, ""), _e(state or "-"), " (stale)" if d["stale"] else "",
-               pct, pct, pct, when, _e(human_size(d["bytes_transferred"])),
-               _num(d["files_transferred"]), _e(err)))
+            % (" stale" if d.stale else "", _e(d.key), _e(d.name or d.key), _e(d.key), _e(d.address),
+               _STATE_CLASS.get(state, ""), _e(state or "-"), " (stale)" if d.stale else "",
+               pct, pct, pct, when, _e(human_size(d.bytes_copied)), d.files_copied, _e(message)))
+
+
+def render_html(status, history, now: float, stale_after: float, refresh: int = 5) -> str:
+    """A readable page: one row per device; meta refresh only while a pass is active."""
+    v = view(status, history, now, stale_after)
+    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">']
+    if v.status.run.active:
+        parts.append('<meta http-equiv="refresh" content="%d">' % int(refresh))
+    parts.append("<title>ethoscope backup status</title><style>%s</style></head><body>" % _CSS)
+    parts.append("<h1>ethoscope backup</h1>")
+    parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.</p>'
+                 % (_e(_pass_summary(v)), _e(format_time(last_backup_time(v)) or "never"), len(v.devices),
+                    sum(1 for d in v.devices.values() if d.stale)))
+    parts.append('<table id="devices"><thead><tr><th>Device</th><th>State</th><th>Progress</th>'
+                 '<th>Last success</th><th>Copied</th><th>Error / message</th></tr></thead><tbody>')
+    parts.extend(_html_row(d, now) for d in v.devices.values())
     parts.append("</tbody></table>")
     parts.append('<p class="small">Generated %s. JSON: <a href="status">/status</a>, '
-                 '<a href="metrics">/metrics</a>.</p></body></html>'
-                 % _e(format_time(now)))
+                 '<a href="metrics">/metrics</a>.</p></body></html>' % _e(format_time(now)))
     return "".join(parts)
 
 
 # ---------------------------------------------------------------- Prometheus
 
-def _label(v) -> str:
-    return _str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+def _label(value) -> str:
+    return str(value).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-def _fmt(v) -> str:
-    v = _num(v)
-    if isinstance(v, float) and v.is_integer() and abs(v) < 1e15:
-        return str(int(v))
-    return repr(v)
+def _fmt(value) -> str:
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return repr(value)
 
 
 def render_metrics(status, history, now: float, stale_after: float) -> str:
     """Prometheus text exposition format 0.0.4."""
-    devices = device_entries(status, history, now, stale_after)
-    run = _run(status)
-    active = run_active(status)
+    v = view(status, history, now, stale_after)
+    run = v.status.run
     lines = []
 
     def metric(name, mtype, help_, samples):
@@ -399,60 +340,42 @@ def render_metrics(status, history, now: float, stale_after: float) -> str:
         lines.append("# TYPE %s %s" % (name, mtype))
         for labels, value in samples:
             if labels:
-                lab = ",".join('%s="%s"' % (k, _label(v)) for k, v in labels)
-                lines.append("%s{%s} %s" % (name, lab, _fmt(value)))
+                lines.append("%s{%s} %s" % (name, ",".join('%s="%s"' % (k, _label(x)) for k, x in labels),
+                                            _fmt(value)))
             else:
                 lines.append("%s %s" % (name, _fmt(value)))
 
-    started = _num(run["started"])
-    ended = _num(run["ended"])
-    duration = round(max(0.0, (ended if ended else now) - started), 3) if started else 0
+    duration = round(max(0.0, (run.ended or now) - run.started), 3) if run.started else 0
     metric("ethoscope_backup_run_active", "gauge", "1 while a backup pass is running.",
-           [((), 1 if active else 0)])
+           [((), 1 if run.active else 0)])
     metric("ethoscope_backup_run_started_timestamp_seconds", "gauge",
-           "Start of the current or last pass (0 if none since boot).", [((), started)])
+           "Start of the current or last pass (0 if none since boot).", [((), run.started)])
     metric("ethoscope_backup_run_duration_seconds", "gauge",
            "Duration of the current (so far) or last pass.", [((), duration)])
     metric("ethoscope_backup_run_devices", "gauge", "Devices in the current or last pass, by state.",
-           [((("state", "total"),), run["devices_total"]), ((("state", "done"),), run["devices_done"]),
-            ((("state", "failed"),), run["devices_failed"])])
+           [((("state", "total"),), run.devices_total), ((("state", "done"),), run.devices_done),
+            ((("state", "failed"),), run.devices_failed)])
     metric("ethoscope_backup_last_backup_timestamp_seconds", "gauge",
-           "End of the last completed pass (0 if never).",
-           [((), _num(_dict(history).get("last_backup")) or _parse_local(last_backup(status, history)))])
+           "End of the last completed pass (0 if never).", [((), last_backup_time(v))])
     metric("ethoscope_backup_stale_devices", "gauge",
            "Devices whose last success is older than the stale threshold (or never).",
-           [((), sum(1 for d in devices.values() if d["stale"]))])
+           [((), sum(1 for d in v.devices.values() if d.stale))])
     metric("ethoscope_backup_stale_threshold_seconds", "gauge", "Stale threshold.", [((), stale_after)])
 
-    order = sorted(devices, key=lambda k: (_str(devices[k].get("name")), k))
-
-    def per(fn):
-        return [((("device_id", k), ("device_name", devices[k].get("name", ""))), fn(devices[k]))
-                for k in order]
+    def per(value):
+        return [((("device_id", k), ("device_name", d.name)), value(d)) for k, d in v.devices.items()]
 
     metric("ethoscope_backup_device_last_success_timestamp_seconds", "gauge",
-           "Last successful backup of the device (0 if never).", per(lambda d: d["last_success"]))
+           "Last successful backup of the device (0 if never).", per(lambda d: d.past.last_success))
     metric("ethoscope_backup_device_stale", "gauge", "1 if the device is stale.",
-           per(lambda d: 1 if d["stale"] else 0))
+           per(lambda d: 1 if d.stale else 0))
     metric("ethoscope_backup_device_last_outcome", "gauge",
            "Last job outcome of the device (the outcome label has value 1).",
-           [((("device_id", k), ("device_name", devices[k].get("name", "")),
-              ("outcome", _str(devices[k]["progress"].get("status")) or "unknown")), 1) for k in order])
+           [((("device_id", k), ("device_name", d.name), ("outcome", d.state)), 1) for k, d in v.devices.items()])
     metric("ethoscope_backup_device_progress_ratio", "gauge", "Progress of the device's job, 0 to 1.",
-           per(lambda d: round(_num(d["progress"].get("backup_status")) / 100.0, 4)))
+           per(lambda d: round(d.percent / 100.0, 4)))
     metric("ethoscope_backup_device_bytes_transferred", "gauge",
-           "Bytes transferred for the device in the current or last pass.",
-           per(lambda d: d["bytes_transferred"]))
+           "Bytes transferred for the device in the current or last pass.", per(lambda d: d.bytes_copied))
     metric("ethoscope_backup_device_files_transferred", "gauge",
-           "Files transferred for the device in the current or last pass.",
-           per(lambda d: d["files_transferred"]))
+           "Files transferred for the device in the current pass.", per(lambda d: d.files_copied))
     return "\n".join(lines) + "\n"
-
-
-def _parse_local(s: str) -> float:
-    if not s:
-        return 0
-    try:
-        return time.mktime(time.strptime(s, "%Y-%m-%d %H:%M:%S"))
-    except (ValueError, OverflowError):
-        return 0

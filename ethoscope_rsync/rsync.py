@@ -52,12 +52,16 @@ _EXIT_TABLE = {
     255: Outcome(False, True, "ssh connection failed"),
 }
 
-# ssh failures that waiting will not fix: recognised from rsync's captured stderr.
-_PERMANENT_SSH = (
-    ("REMOTE HOST IDENTIFICATION HAS CHANGED", "host key changed"),
-    ("Host key verification failed", "host key verification failed"),
-    ("Permission denied", "ssh authentication refused"),
-    ("change_dir", "remote folder missing or unreadable"),
+# Failures that waiting will not fix, recognised from rsync's captured stderr by *who* says it:
+# ssh's own lines (host keys, authentication) and rsync's sender failing to enter the device's
+# folder. A file-level "Permission denied (13)" from rsync, or an error of the node's receiver,
+# is not a login problem.
+_PERMANENT = (
+    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED"), "host key changed"),
+    (re.compile(r"^Host key verification failed", re.M), "host key verification failed"),
+    (re.compile(r"Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)"),
+     "ssh authentication refused"),
+    (re.compile(r"^rsync: \[sender\] change_dir \S", re.M), "remote folder missing or unreadable"),
 )
 
 
@@ -65,8 +69,8 @@ def classify_exit(code: int, stderr: str = "") -> Outcome:
     """Map an rsync exit code (and its stderr) to an Outcome; unknown codes fail without retry."""
     outcome = _EXIT_TABLE.get(code, Outcome(False, False, f"rsync exit code {code}"))
     if not outcome.ok:
-        for needle, label in _PERMANENT_SSH:
-            if needle in stderr:
+        for pattern, label in _PERMANENT:
+            if pattern.search(stderr):
                 return Outcome(False, False, label)
     return outcome
 
@@ -119,7 +123,8 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
         "--timeout=" + str(config.io_timeout),
         "--protect-args",                                  # remote path never word-split by a shell
         "--no-inc-recursive",                                # accurate totals for the progress bar
-        "--info=progress2", "--stats", "--out-format=" + FILE_MARK + " %i %l %b %n",
+        "--info=progress2,name2",                            # name2: unchanged files are listed too
+        "--stats", "--out-format=" + FILE_MARK + " %i %l %b %n",
         "--exclude=" + HIDDEN, "--exclude=" + HIDDEN + "-*",
         "-e", shlex.join(make_ssh_command(config, device, key, control_dir)),
     ]
@@ -149,7 +154,7 @@ def raw_root(config: Config, device: Device) -> Path:
 class Progress:
     bytes: int
     percent: int
-    rate: str
+    rate: float                  # bytes per second
     to_check: int | None = None
     total_files: int | None = None
 
@@ -176,7 +181,8 @@ class FileEvent:
 
 
 _PROGRESS_RE = re.compile(
-    r"^\s*([\d,.]+)\s+(\d+)%\s+(\S+/s)\s+\S+(?:\s+\(xfr#\d+, (?:to|ir)-chk=(\d+)/(\d+)\))?\s*$")
+    r"^\s*([\d,.]+)\s+(\d+)%\s+([\d.]+)([kMGT]?)B/s\s+\S+(?:\s+\(xfr#\d+, (?:to|ir)-chk=(\d+)/(\d+)\))?\s*$")
+_RATE_UNITS = {"": 1, "k": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _ESCAPE_RE = re.compile(r"\\#([0-7]{3})")
 
 
@@ -199,10 +205,14 @@ def parse_progress(record: str) -> Progress | None:
     match = _PROGRESS_RE.match(record)
     if not match:
         return None
-    to_check = int(match.group(4)) if match.group(4) else None
-    total = int(match.group(5)) if match.group(5) else None
+    to_check = int(match.group(5)) if match.group(5) else None
+    total = int(match.group(6)) if match.group(6) else None
+    try:
+        rate = float(match.group(3)) * _RATE_UNITS[match.group(4)]
+    except ValueError:
+        return None
     return Progress(int(match.group(1).replace(",", "").replace(".", "")), int(match.group(2)),
-                    match.group(3), to_check, total)
+                    rate, to_check, total)
 
 
 def parse_file_line(line: str) -> FileEvent | None:

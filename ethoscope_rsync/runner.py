@@ -1,8 +1,6 @@
 """One backup pass end to end: lock, discover, run the pool, keep the status and history.
 
-Exit codes (fixed, documented in ethoscope-backup(8)): 0 all good or nothing to do, 1 a device
-failed (or discovery failed, or the pass was stopped), 2 usage/configuration error,
-75 another pass is already running.
+Exit codes: see :mod:`ethoscope_rsync.exits`.
 """
 from __future__ import annotations
 
@@ -20,17 +18,12 @@ from pathlib import Path
 
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
+from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
+from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
-from ethoscope_rsync.render import is_stale
-from ethoscope_rsync.status import StatusBook, load_history, read_json, save_history
-from ethoscope_rsync.units import human_size
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_BUSY = 0, 1, 2, 75
-
-
-class Busy(Exception):
-    """Another pass holds the lock."""
+from ethoscope_rsync.model import ERROR, is_stale
+from ethoscope_rsync.status import StatusStore, load_history, load_status, save_history
 
 
 @contextlib.contextmanager
@@ -63,10 +56,10 @@ class StopRequest(threading.Event):
     signum = 0
 
 
-def _summary(book: StatusBook) -> str:
-    done, total, failed, transferred = book.totals()
-    text = f"{done}/{total} devices done, {human_size(transferred)}"
-    return text + (f", {failed} failed" if failed else "")
+def _summary(store: StatusStore) -> str:
+    run = store.status.run
+    text = f"{run.devices_done}/{run.devices_total} devices done, {human_size(run.bytes_received)}"
+    return text + (f", {run.devices_failed} failed" if run.devices_failed else "")
 
 
 class TerminalProgress:
@@ -76,12 +69,11 @@ class TerminalProgress:
         self.stream = stream
         self.enabled = stream.isatty()
 
-    def show(self, book: StatusBook) -> None:
+    def show(self, store: StatusStore) -> None:
         if not self.enabled:
             return
-        running = [f"{d['name']} {d['progress']['backup_status']:.0f}% {d['progress']['kind']}".rstrip()
-                   for d in book.doc["devices"].values() if d.get("status") == "running"]
-        line = f"{_summary(book)} | " + ", ".join(running[:4])
+        running = [f"{d.name} {d.progress.percent:.0f}% {d.progress.kind}".rstrip() for d in store.running()]
+        line = f"{_summary(store)} | " + ", ".join(running[:4])
         self.stream.write("\r\033[K" + line[:200])
         self.stream.flush()
 
@@ -115,70 +107,79 @@ def run_pass(config: Config, stop: threading.Event | None = None) -> int:
 
 def _locked_pass(config: Config, stop: threading.Event) -> int:
     history = load_history(config.history_file)
-    book = StatusBook(config.status_file, history, read_json(config.status_file), pid=os.getpid(),
-                      what=config.what, interval=config.update_interval,
-                      directories={"results": config.results_dir, "videos": config.videos_dir})
+    history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
+    store = StatusStore(config.status_file, history, load_status(config.status_file), pid=os.getpid(),
+                        what=config.what, interval=config.update_interval)
     notifier, terminal = Notifier(), TerminalProgress()
     notifier.status("discovering devices")
-    book.write()
+    store.write()
     try:
         found = discover(config)
     except DiscoveryError as error:
         log.error("discovery failed: %s", error)
-        book.finish("discovery failed", str(error), success=False)
-        book.write()
-        return EXIT_FAILED
+        return _end(config, store, notifier, "discovery failed", str(error), EXIT_FAILED)
     for warning in found.warnings:
         log.warning("discovery: %s", warning)
     devices = found.devices
     log.info("pass started: %d device(s) from %s", len(devices), found.source)
+    names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
     if found.missing:
-        names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
         log.error("asked for with -e but not found: %s", names)
-        book.set_message(f"not found: {names}")
+        store.set_message(f"not found: {names}")
     if not devices and found.missing:
-        book.finish("failed", f"no selected device was found ({names})", success=False)
-        book.write()
-        return EXIT_FAILED
+        return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
     if not devices:
-        book.finish("nothing to do", "no device to back up", success=True)
-        book.write()
-        save_history(config.history_file, history)
-        notifier.status("nothing to do")
-        return EXIT_OK
+        return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK)
     for device in devices:
-        book.add_device(device.key, device.name, device.address, device.id)
-    book.set_message(f"backing up {len(devices)} device(s)")
+        store.add_device(device.id, device.name, device.address)
+    store.set_message(f"backing up {len(devices)} device(s)")
     with tempfile.TemporaryDirectory(prefix="ethoscope-backup-ssh-") as control_dir:
         job = Job(config=config, key=str(credential_key(config)),
                   bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop)
-        return _run_devices(config, job, devices, found.missing, book, history, notifier, terminal)
+        return _run_devices(config, job, devices, found.missing, store, notifier, terminal)
 
 
-def warn_stale(book: StatusBook, stale_after: float, now: float) -> None:
-    """Flag, in the status and the journal, devices with no successful backup for too long."""
-    for device in book.doc["devices"].values():
-        last = device.get("last_success") or 0
-        device["stale"] = device.get("status") == "error" and is_stale(last, now, stale_after)
-        if device["stale"]:
-            age = "ever" if not last else f"{(now - last) / 3600:.1f} hours"
-            log.warning("%s: STALE: no successful backup for %s (more than [status] stale_after=%.0fs)",
-                        device["name"], age, stale_after,
-                        extra={"DEVICE_ID": device["id"] or device["name"], "DEVICE_NAME": device["name"],
-                               "DEVICE_STALE": 1})
+def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
+    """Warn in the journal of every device with no successful backup for too long: those that
+    failed in this pass and those that are no longer found at all. Returns their keys."""
+    stale = []
+    for key, entry in store.history.devices.items():
+        run = store.status.devices.get(key)
+        if (run is not None and run.state != ERROR) or not is_stale(entry.last_success, now, stale_after):
+            continue
+        stale.append(key)
+        age = "ever" if not entry.last_success else f"{(now - entry.last_success) / 3600:.1f} hours"
+        where = "not found in this pass" if run is None else "failed in this pass"
+        log.warning("%s: STALE: no successful backup for %s (more than [status] stale_after=%.0fs), %s",
+                    entry.name or key, age, stale_after, where,
+                    extra=dict(DEVICE_ID=key, DEVICE_NAME=entry.name, DEVICE_STALE=1))
+    return stale
 
 
-def _run_devices(config, job, devices, missing, book, history, notifier, terminal) -> int:
+def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, message: str, code: int) -> int:
+    """The pass's final status and history, written whatever happened before."""
+    warn_stale(store, config.stale_after, time.time())
+    store.finish(outcome, message, success=code == EXIT_OK)
+    store.write()
+    save_history(config.history_file, store.history)
+    summary = _summary(store)
+    notifier.status(f"{outcome}: {summary}")
+    failed = code != EXIT_OK and store.status.run.devices_total > 0   # else the cause was logged already
+    (log.error if failed else log.info)("pass %s: %s", outcome, summary)
+    return code
+
+
+def _run_devices(config, job, devices, missing, store, notifier, terminal) -> int:
     stop = job.stop
 
-    def on_tick(events):
-        for event in events:
-            book.apply(event)
-        if book.maybe_write():
-            notifier.status(_summary(book))
-            terminal.show(book)
+    def on_tick(batch):
+        for event in batch:
+            store.apply(event)
+        if store.maybe_write():
+            notifier.status(_summary(store))
+            terminal.show(store)
 
     results = run_pool(job, devices, on_tick)
     terminal.clear()
@@ -193,12 +194,5 @@ def _run_devices(config, job, devices, missing, book, history, notifier, termina
         outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} asked for not found"
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
-    failed = failed or list(missing)
-    warn_stale(book, config.stale_after, time.time())
-    book.finish(outcome, message, success=not failed and not stop.is_set())
-    book.write()
-    save_history(config.history_file, history)
-    summary = _summary(book)
-    notifier.status(f"{outcome}: {summary}")
-    (log.error if failed or stop.is_set() else log.info)("pass %s: %s", outcome, summary)
-    return EXIT_FAILED if failed or stop.is_set() else EXIT_OK
+    code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK
+    return _end(config, store, notifier, outcome, message, code)

@@ -1,24 +1,26 @@
-"""The status store: one writer, atomic rewrites of status.json, history that survives reboots.
+"""The status store: the single writer of status.json and history.json.
 
-Device jobs never touch this state: they send :class:`Event` objects through a queue and the
-pass's main thread (the only writer) applies them here and rewrites the file at most once per
-``interval`` seconds. Readers (the web service, ``ethoscope-backup status``) only ever see a
-complete file because it is replaced with ``rename(2)`` after ``fsync``.
+Device jobs never touch this state: they send :mod:`ethoscope_rsync.events` through a queue and
+the pass's main thread applies them here and rewrites status.json at most once per ``interval``
+seconds. Readers (the web service, ``ethoscope-backup status``) only ever see a complete file
+because it is replaced with ``rename(2)`` after ``fsync``. The history is written once, when the
+pass ends.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import tempfile
 import time
 from pathlib import Path
 
-from ethoscope_rsync.units import format_time, human_size
+from ethoscope_rsync import events as ev
+from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, \
+    DatabaseVerdict, DeviceHistory, DeviceRun, FileCopy, History, Inventory, Pass, PassSummary, Progress, \
+    Status, Transfer
 
-SCHEMA = 1
-MAX_FILES_LISTED = 500     # per device and kind; the newest are kept
+KILLED_MESSAGE = "the previous pass ended before this device finished"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -27,7 +29,7 @@ def write_json_atomic(path: Path, data: dict) -> None:
     fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, separators=(",", ":"), sort_keys=True)
+            json.dump(data, handle, separators=(",", ":"))
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(temp, 0o644)
@@ -47,193 +49,143 @@ def read_json(path: Path) -> dict | None:
     """A JSON object from `path`, or None when missing or unreadable."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
 
-@dataclasses.dataclass(frozen=True)
-class Event:
-    """Something a device job reports. kind: queued/start/progress/file/transfer/database/done."""
-    kind: str
-    key: str
-    data: dict
+def load_status(path: Path) -> Status:
+    return Status.from_json(read_json(path))
 
 
-def _empty_kind(kind: str, directory: str) -> dict:
-    return {"type": kind, "directory": directory, "local_files": 0, "disk_usage_bytes": 0,
-            "disk_usage_human": human_size(0), "detailed_files": {}}
+def load_history(path: Path) -> History:
+    return History.from_json(read_json(path))
 
 
-def _settled(device: dict) -> dict:
-    """A device of an earlier pass that never finished (killed pass): shown failed, not running."""
-    if device.get("status") in ("queued", "running") or device.get("processing"):
-        message = "the previous pass ended before this device finished"
-        device = dict(device, status="error", processing=False, last_error=message)
-        device["progress"] = dict(device.get("progress") or {}, status="error", message=message)
-    return device
+def save_history(path: Path, history: History) -> None:
+    write_json_atomic(path, history.to_json())
 
 
-class StatusBook:
-    """The pass's status document, owned by the single writer thread."""
+class StatusStore:
+    """The pass's status and the history, owned by the single writer thread."""
 
-    def __init__(self, path: Path, history: dict, previous: dict | None, *, pid: int,
-                 what: str, interval: float, directories: dict):
-        self.path, self.interval, self.what, self.directories = path, interval, what, directories
+    def __init__(self, path: Path, history: History, previous: Status | None = None, *, pid: int,
+                 what: str, interval: float, clock=time.time):
+        self.path, self.interval, self.clock = path, interval, clock
         self.history = history
-        self._written = 0.0
-        old_devices = (previous or {}).get("devices", {}) if isinstance(previous, dict) else {}
-        self.doc = {
-            "schema": SCHEMA, "generated": time.time(), "status": "running",
-            "last_backup": format_time(history.get("last_backup", 0)),
-            "run": {"pid": pid, "started": time.time(), "ended": 0, "outcome": "running",
-                    "devices_total": 0, "devices_done": 0, "devices_failed": 0,
-                    "bytes_transferred": 0, "files_transferred": 0, "message": "discovering devices"},
-            "devices": {k: _settled(v) for k, v in old_devices.items() if isinstance(v, dict)},
-            "disk_usage_summary": {},
-        }
-        self._summarise()
+        self.kinds = {"unified": KINDS, "results": ("results",), "videos": ("videos",)}[what]
+        self._written = -float("inf")
+        if previous is not None:
+            self._settle(previous)
+        self.status = Status(run=Pass(pid=pid, started=clock(), outcome="running", what=what,
+                                      message="discovering devices"))
 
-    # ---- events -------------------------------------------------------------------------
-    def add_device(self, key: str, name: str, address: str, machine_id: str) -> None:
-        old = self.doc["devices"].get(key, {})
-        past = self.history.get("devices", {}).get(key, {})
-        synced = old.get("synced") if isinstance(old.get("synced"), dict) else {}
-        self.doc["devices"][key] = {
-            "id": machine_id, "name": name, "ip": address, "status": "queued",
-            "started": 0, "ended": 0, "processing": False, "count": int(old.get("count", 0)),
-            "progress": {"backup_status": 0.0, "status": "queued", "message": "waiting for a free job",
-                         "backup_method": "rsync", "backup_type": self.what, "backup_size": 0,
-                         "completion_time": 0, "time_since_backup": 0.0, "bytes_transferred": 0,
-                         "rate_bps": "", "current_file": "", "kind": ""},
-            "synced": {kind: synced.get(kind) or _empty_kind(kind, str(self.directories[kind]))
-                       for kind in ("results", "videos")},
-            "transfer_details": {},
-            "last_success": past.get("last_success", 0), "last_error": past.get("last_error", ""),
-            "last_error_time": past.get("last_error_time", 0), "attempts": 0,
-            "databases": old.get("databases", {}) if isinstance(old.get("databases"), dict) else {},
-        }
-        self.doc["run"]["devices_total"] += 1
+    def _settle(self, previous: Status) -> None:
+        """Devices that a killed pass left queued or running are failures of that pass."""
+        for key, device in previous.devices.items():
+            if device.state in (QUEUED, RUNNING) and device.started:
+                entry = self._history_of(key, device)
+                entry.last_outcome, entry.last_error = ERROR, KILLED_MESSAGE
+                entry.last_error_time = previous.generated or previous.run.started
 
-    def apply(self, event: Event) -> None:
-        device = self.doc["devices"].get(event.key)
-        if device is None:
-            return
-        handler = getattr(self, "_on_" + event.kind)
-        handler(device, **event.data)
+    def _history_of(self, key: str, device: DeviceRun) -> DeviceHistory:
+        entry = self.history.devices.setdefault(key, DeviceHistory())
+        entry.id, entry.name = device.id, device.name
+        entry.address = device.address or entry.address
+        return entry
 
-    def _on_start(self, device, attempt: int, started: float) -> None:
-        device.update(status="running", processing=True, started=int(started), ended=0,
-                      attempts=attempt)
-        device["count"] += 1 if attempt == 1 else 0
-        device["progress"].update(status="running", message=f"attempt {attempt}", backup_status=0.0)
-        if attempt == 1:
-            device["transfer_details"] = {}
+    # ---- devices and events -------------------------------------------------------------
+    def add_device(self, machine_id: str, name: str, address: str) -> str:
+        device = DeviceRun(id=machine_id, name=name, address=address,
+                           progress=Progress(message="waiting for a free job"))
+        self.status.devices[device.key] = device
+        self.status.run.devices_total += 1
+        return device.key
 
-    def _on_progress(self, device, kind: str, percent: int, transferred: int, rate: str,
-                     current: str) -> None:
-        share = self.doc_kinds()
-        index = share.index(kind) if kind in share else 0
-        overall = (index * 100.0 + percent) / len(share)
-        device["progress"].update(backup_status=round(overall, 1), bytes_transferred=transferred,
-                                  rate_bps=rate, current_file=current, kind=kind,
-                                  message=f"copying {kind}")
+    def apply(self, event) -> None:
+        """Apply one event of a device job; an unknown event type is a programming error."""
+        handler = self._HANDLERS.get(type(event))
+        if handler is None:
+            raise TypeError(f"not a status event: {event!r}")
+        device = self.status.devices.get(event.key)
+        if device is not None:
+            handler(self, device, event)
 
-    def doc_kinds(self) -> tuple:
-        return {"unified": ("results", "videos"), "results": ("results",),
-                "videos": ("videos",)}[self.what]
+    def _started(self, device: DeviceRun, event: ev.Started) -> None:
+        device.state, device.started, device.ended, device.attempts = RUNNING, event.at, 0.0, event.attempt
+        device.progress = Progress(message=f"attempt {event.attempt}")
+        if event.attempt == 1:
+            self._history_of(device.key, device).count += 1
+            device.transfers, device.databases = {}, {}
 
-    def _on_file(self, device, kind: str, path: str, size: int, transferred: int, start: float,
-                 end: float) -> None:
-        details = device["transfer_details"].setdefault(
-            kind, {"files": {}, "total_bytes": 0, "total_files": 0, "completion_time": 0})
-        elapsed = max(end - start, 1e-6)
-        record = {"path": path, "relative_path": path, "size_bytes": size, "size_human": human_size(size),
-                  "status": "completed", "transfer_speed": human_size(transferred / elapsed).replace(" ", "") + "/s",
-                  "transfer_start": start, "transfer_end": end, "bytes_transferred": transferred}
-        files = details["files"]
-        files[os.path.basename(path)] = record
-        while len(files) > MAX_FILES_LISTED:
-            files.pop(next(iter(files)))
-        details["total_bytes"] += size
-        details["total_files"] += 1
-        self.doc["run"]["bytes_transferred"] += transferred
-        self.doc["run"]["files_transferred"] += 1
+    def _progressed(self, device: DeviceRun, event: ev.Progressed) -> None:
+        index = self.kinds.index(event.kind) if event.kind in self.kinds else 0
+        device.progress = Progress(percent=round((index * 100.0 + event.percent) / len(self.kinds), 1),
+                                   kind=event.kind, bytes=event.bytes, rate=event.rate,
+                                   current_file=event.current_file, message=f"copying {event.kind}")
 
-    def _on_transfer(self, device, kind: str, files: int, total_size: int, exit_code: int,
-                     ok: bool, message: str, part: str = "tree") -> None:
-        details = device["transfer_details"].setdefault(
-            kind, {"files": {}, "total_bytes": 0, "total_files": 0, "completion_time": 0})
-        details.update(completion_time=time.time(), rsync_exit_code=exit_code, ok=ok, message=message)
-        if ok:
-            synced = device["synced"].setdefault(kind, _empty_kind(kind, str(self.directories[kind])))
-            if part == "databases":    # second half of the results tree (see jobs._results)
-                files += synced.get("local_files", 0)
-                total_size += synced.get("disk_usage_bytes", 0)
-            synced.update(local_files=files, disk_usage_bytes=total_size,
-                          disk_usage_human=human_size(total_size),
-                          directory=str(self.directories[kind]))
-            if details["files"]:
-                synced["detailed_files"] = dict(details["files"])
+    def _transfer(self, device: DeviceRun, kind: str) -> Transfer:
+        return device.transfers.setdefault(kind, Transfer())
 
-    def _on_database(self, device, path: str, verdict: str, rows: int, message: str) -> None:
-        device["databases"][path] = {"verdict": verdict, "rows": rows, "checked": time.time(),
-                                     "message": message}
+    def _file_received(self, device: DeviceRun, event: ev.FileReceived) -> None:
+        transfer = self._transfer(device, event.kind)
+        transfer.files.pop(event.path, None)
+        transfer.files[event.path] = FileCopy(event.path, event.size, event.transferred, event.start, event.end)
+        while len(transfer.files) > FILES_LISTED:
+            transfer.files.pop(next(iter(transfer.files)))
+        transfer.files_received += 1
+        transfer.bytes_received += event.size
+        transfer.bytes_sent += event.transferred
+        self.status.run.files_received += 1
+        self.status.run.bytes_received += event.transferred
 
-    def _on_done(self, device, ok: bool, message: str, finished: float) -> None:
-        device.update(status="completed" if ok else "error", processing=False, ended=int(finished))
-        device["progress"].update(status="completed" if ok else "error", message=message,
-                                  completion_time=int(finished), current_file="",
-                                  backup_status=100.0 if ok else device["progress"]["backup_status"])
-        device["synced"]["transfer_details"] = device["transfer_details"]
-        if ok:
-            device.update(last_success=finished)
+    def _transfer_ended(self, device: DeviceRun, event: ev.TransferEnded) -> None:
+        transfer = self._transfer(device, event.kind)
+        transfer.ended, transfer.exit_code = self.clock(), event.exit_code
+        transfer.ok, transfer.message = event.ok, event.message
+
+    def _listed(self, device: DeviceRun, event: ev.Listed) -> None:
+        entry = self._history_of(device.key, device)
+        entry.inventory.setdefault(event.kind, Inventory()).update(dict(event.files))
+
+    def _database_checked(self, device: DeviceRun, event: ev.DatabaseChecked) -> None:
+        device.databases[event.path] = DatabaseVerdict(event.verdict, event.rows, self.clock(), event.message)
+
+    def _finished(self, device: DeviceRun, event: ev.Finished) -> None:
+        device.state, device.ended = (COMPLETED if event.ok else ERROR), event.at
+        device.error = "" if event.ok else event.message
+        device.progress.message, device.progress.current_file = event.message, ""
+        if event.ok:
+            device.progress.percent = 100.0
+        run = self.status.run
+        run.devices_done += 1
+        run.devices_failed += 0 if event.ok else 1
+        copied = sum(t.bytes_sent for t in device.transfers.values())
+        entry = self._history_of(device.key, device)
+        entry.last_outcome = device.state
+        if event.ok:
+            entry.last_success, entry.last_bytes = event.at, copied
         else:
-            device.update(last_error=message, last_error_time=finished)
-        run = self.doc["run"]
-        run["devices_done"] += 1
-        run["devices_failed"] += 0 if ok else 1
-        self._remember(device, ok, message, finished)
-        self._summarise()
+            entry.last_error, entry.last_error_time = event.message, event.at
+        outcome = device.state if not event.ok or copied else "nothing"
+        entry.passes = (entry.passes + [PassSummary(event.at, outcome, copied)])[-PASSES_KEPT:]
 
-    # ---- history ------------------------------------------------------------------------
-    def _remember(self, device: dict, ok: bool, message: str, finished: float) -> None:
-        key = device["id"] or device["name"]
-        entry = self.history.setdefault("devices", {}).setdefault(key, {})
-        entry.update(name=device["name"], last_outcome="completed" if ok else "error")
-        if ok:
-            entry.update(last_success=finished, last_bytes=sum(
-                d.get("total_bytes", 0) for d in device["transfer_details"].values()))
-        else:
-            entry.update(last_error=message, last_error_time=finished)
+    _HANDLERS = {ev.Started: _started, ev.Progressed: _progressed, ev.FileReceived: _file_received,
+                 ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
+                 ev.Finished: _finished}
 
-    def _summarise(self) -> None:
-        summary = {}
-        for kind in ("results", "videos"):
-            files = sum(d.get("synced", {}).get(kind, {}).get("local_files", 0)
-                        for d in self.doc["devices"].values())
-            size = sum(d.get("synced", {}).get(kind, {}).get("disk_usage_bytes", 0)
-                       for d in self.doc["devices"].values())
-            summary[kind] = {"total_files": files, "total_size_bytes": size,
-                             "total_size_human": human_size(size)}
-        files = summary["results"]["total_files"] + summary["videos"]["total_files"]
-        size = summary["results"]["total_size_bytes"] + summary["videos"]["total_size_bytes"]
-        summary["combined"] = {"total_files": files, "total_size_bytes": size,
-                               "total_size_human": human_size(size)}
-        self.doc["disk_usage_summary"] = summary
-
-    # ---- writing ------------------------------------------------------------------------
+    # ---- the pass -----------------------------------------------------------------------
     def set_message(self, message: str) -> None:
-        self.doc["run"]["message"] = message
+        self.status.run.message = message
 
     def finish(self, outcome: str, message: str, success: bool) -> None:
-        now = time.time()
-        run = self.doc["run"]
-        run.update(ended=now, outcome=outcome, message=message)
-        self.doc["status"] = "idle"
+        run = self.status.run
+        run.ended, run.outcome, run.message = self.clock(), outcome, message
         if success:
-            self.history["last_backup"] = now
-            self.doc["last_backup"] = format_time(now)
+            self.history.last_backup = run.ended
+
+    def running(self) -> list:
+        return [d for d in self.status.devices.values() if d.state == RUNNING]
 
     def maybe_write(self, now: float | None = None) -> bool:
         now = time.monotonic() if now is None else now
@@ -244,19 +196,5 @@ class StatusBook:
         return True
 
     def write(self) -> None:
-        self.doc["generated"] = time.time()
-        write_json_atomic(self.path, self.doc)
-
-    def totals(self) -> tuple:
-        run = self.doc["run"]
-        return run["devices_done"], run["devices_total"], run["devices_failed"], run["bytes_transferred"]
-
-
-def load_history(path: Path) -> dict:
-    data = read_json(path) or {}
-    return {"schema": SCHEMA, "last_backup": float(data.get("last_backup") or 0),
-            "devices": data.get("devices") if isinstance(data.get("devices"), dict) else {}}
-
-
-def save_history(path: Path, history: dict) -> None:
-    write_json_atomic(path, history)
+        self.status.generated = self.clock()
+        write_json_atomic(self.path, self.status.to_json())

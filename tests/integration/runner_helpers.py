@@ -1,9 +1,9 @@
 """Shared helpers for integration tests that drive the real `ethoscope-backup` command line."""
 import hashlib
-import json
 import os
 import sqlite3
 import subprocess
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,10 +27,18 @@ class Node:
                               cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
     def status(self):
-        return json.loads(self.status_file.read_text())
+        """/status as the status service renders it from the files this node's passes wrote."""
+        return rendered_status(self.status_file, self.state / "history.json")
 
     def device_status(self, device):
         return self.status()["devices"][device.id]
+
+
+def rendered_status(status_file: Path, history_file: Path) -> dict:
+    """The /status document the web service serves for these two files (render is its only author)."""
+    from ethoscope_rsync.render import status_document
+    from ethoscope_rsync.status import read_json
+    return status_document(read_json(status_file), read_json(history_file), time.time(), 86400.0)
 
 
 def tree_digest(root: Path, skip_db=False):

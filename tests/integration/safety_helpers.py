@@ -1,12 +1,12 @@
 """Helpers for the data-safety and hostile-input integration tests (real CLI, real rsync/sshd on the lab)."""
 import hashlib
-import json
 import os
 import signal
 import sqlite3
 import subprocess
 import time
 from pathlib import Path
+from tests.integration.runner_helpers import rendered_status
 from tests.polling import wait_for  # noqa: F401 (re-exported for the safety tests)
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,7 +68,8 @@ class Backup:
         return proc.out_file.read()
 
     def status(self):
-        return json.loads(self.status_file.read_text())
+        """/status as the status service renders it from the files this node's passes wrote."""
+        return rendered_status(self.status_file, self.state / "history.json")
 
     def device(self, device):
         return self.status()["devices"][device.id]

@@ -53,12 +53,12 @@ def test_second_pass_copies_nothing_and_new_chunks_are_picked_up(lab, node):
     before = {**inodes(node.results), **inodes(node.videos)}
     second = node.run()
     assert second.returncode == 0, second.stderr
-    assert node.status()["run"]["files_transferred"] == 0
+    assert node.status()["run"]["files_received"] == 0
     assert {**inodes(node.results), **inodes(node.videos)} == before          # not a single file rewritten on the node
     chunk = lab.add_video_chunk(lab.devices[0], 100_000)
     third = node.run()
     assert third.returncode == 0
-    assert node.status()["run"]["files_transferred"] == 1
+    assert node.status()["run"]["files_received"] == 1
     copied = node.videos / chunk.relative_to(lab.devices[0].data_root / "videos")
     assert copied.read_bytes() == chunk.read_bytes()
 

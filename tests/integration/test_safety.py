@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.safety_helpers import HIDDEN, PARTIAL, Backup, db_integrity, descendants, \
+from ethoscope_rsync.status import load_status
+
+from tests.integration.safety_helpers import HIDDEN, Backup, db_integrity, descendants, \
     in_flight, partial_files, processes_mentioning, roi_rows, running, sha256, stop_process, visible_files, wait_for
 
 POPULATED_ROWS = 200  # the `lab` fixture's databases
@@ -120,8 +122,8 @@ def test_interrupted_transfer_leaves_nothing_torn_and_resumes(make_lab, tmp_path
         for path in (slow.data_root / kind).rglob("*"):
             if path.is_file() and not path.name.endswith((".db", ".db-wal", ".db-shm")):
                 assert sha256(node_path(backup, slow, path)) == sha256(path), path
-    record = backup.device(slow)["transfer_details"]["videos"]["files"][big.name]
-    sent = record["bytes_transferred"]
+    copies = load_status(backup.status_file).devices[slow.id].transfers["videos"].files
+    (sent,) = [copy.transferred for path, copy in copies.items() if path.endswith("/" + big.name)]
     assert sent <= big.stat().st_size - partial_size // 2, \
         "resumed transfer sent %d bytes for a %d-byte file of which %d were already on the node" % (
             sent, big.stat().st_size, partial_size)

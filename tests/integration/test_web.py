@@ -15,11 +15,18 @@ import time
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 PYTHON = "/usr/bin/python3"
 sys.path.insert(0, ROOT)
 
+from bench.status_fixture import add_history_device, build, example_pass  # noqa: E402
 from bench.status_service import generate_status, write_json  # noqa: E402
+
+
+def documents(name):
+    """Status and history documents written by the real store from an example pass:
+    "done" (two devices, the second failed) and "running" (both still copying)."""
+    status, history = build(example_pass(running=name == "running"), finish=name != "running")
+    return status, add_history_device(history)
 
 
 def have_ipv6():
@@ -47,9 +54,9 @@ class Service:
         self.status_file = os.path.join(tmp, "status.json")
         self.history_file = os.path.join(tmp, "history.json")
         if status:
-            shutil.copy(os.path.join(FIXTURES, status), self.status_file)
+            write_json(self.status_file, documents(status)[0])
         if history:
-            shutil.copy(os.path.join(FIXTURES, history), self.history_file)
+            write_json(self.history_file, documents(history)[1])
         self.host = host
         self.port = free_port(host if host != "::" else "::1")
         code = ("import sys; from ethoscope_rsync.web import serve; sys.exit(serve(%r, %r, listen=%r, "
@@ -142,7 +149,7 @@ def services(tmp):
 # ---------------------------------------------------------------- shapes and methods
 
 def test_json_shapes(services):
-    s = services(status="status-two-devices.json", history="status-history.json")
+    s = services(status="done", history="done")
     root = s.json("/", headers={"Accept": "*/*"})
     assert set(root) == {"status", "last_backup"}
     assert root["status"] == "idle" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", root["last_backup"])
@@ -155,14 +162,14 @@ def test_json_shapes(services):
         assert {"results", "videos"} <= set(dev["synced"])
     assert set(doc["disk_usage_summary"]) >= {"results", "videos", "combined"}
     one = s.json("/status/ETHOSCOPE_002")
-    assert one["id"] == "59de4712c3e30e298e1f8394cab03558"
+    assert one["id"] == "b" * 32
     assert s.json("/status/2")["id"] == one["id"]
     code, headers, body = s.request(path="/status/ETHOSCOPE_099")
     assert code == 404 and json.loads(body)["error"] == "unknown device"
 
 
 def test_html_head_cors_405_404(services):
-    s = services(status="status-running.json")
+    s = services(status="running")
     code, headers, body = s.request(path="/", headers={
         "Accept": "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"})
     assert code == 200 and headers["Content-Type"].startswith("text/html")
@@ -186,8 +193,8 @@ def test_html_head_cors_405_404(services):
     code, headers, body = s.request(path="/metrics")
     assert code == 200 and headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     # nothing above changed the file
-    with open(os.path.join(FIXTURES, "status-running.json"), "rb") as a, open(s.status_file, "rb") as b:
-        assert a.read() == b.read()
+    with open(s.status_file, "rb") as b:
+        assert json.loads(b.read()) == documents("running")[0]
 
 
 def test_garbage_file_gives_503_without_traceback(services):
@@ -216,13 +223,13 @@ def test_missing_files_no_runs_yet(services):
     s = services()
     assert s.json("/") == {"status": "idle", "last_backup": ""}
     doc = s.json("/status")
-    assert doc["devices"] == {} and doc["message"] == "no backup run yet"
+    assert doc["devices"] == {} and doc["message"] == "no backup pass yet"
     code, _, body = s.request(path="/metrics")
     assert code == 200 and b"ethoscope_backup_stale_devices 0" in body
 
 
 def test_after_reboot_history_only(services):
-    s = services(history="status-history.json")
+    s = services(history="done")
     root = s.json("/")
     assert root["last_backup"] != ""
     assert len(s.json("/status")["devices"]) == 3
@@ -248,7 +255,7 @@ def test_port_in_use_exit_2_one_line(tmp):
 def test_client_addresses(services, mode):
     if mode in ("v6", "port") and not have_ipv6():
         pytest.skip("no IPv6")
-    s = services(mode=mode, status="status-two-devices.json")
+    s = services(mode=mode, status="done")
     assert s.json("/")["status"] == "idle"
     s.request(path="/missing-v4", host="127.0.0.1")
     if mode in ("v6", "port"):
@@ -267,7 +274,7 @@ def test_client_addresses(services, mode):
 
 
 def test_idle_exit(services):
-    s = services(mode="v4", idle_exit=1.0, status="status-two-devices.json")
+    s = services(mode="v4", idle_exit=1.0, status="done")
     assert s.json("/")["status"] == "idle"
     rc = s.proc.wait(30)
     assert rc == 0
@@ -368,7 +375,7 @@ def test_concurrent_readers_during_atomic_rewrites(services):
 # ---------------------------------------------------------------- external checkers
 
 def test_promtool_accepts_metrics(services):
-    s = services(status="status-running.json", history="status-history.json")
+    s = services(status="running", history="done")
     code, _, body = s.request(path="/metrics")
     assert code == 200
     p = subprocess.run(["promtool", "check", "metrics"], input=body, capture_output=True, timeout=60)
@@ -381,7 +388,7 @@ CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disabl
 
 
 def test_chromium_renders_page(services, tmp):
-    s = services(status="status-two-devices.json", history="status-history.json")
+    s = services(status="done", history="done")
     url = "http://127.0.0.1:%d/" % s.port
     shot = os.path.join(tmp, "page.png")
     for args in (["--screenshot=" + shot], ["--dump-dom"]):

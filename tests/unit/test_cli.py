@@ -6,7 +6,8 @@ import pytest
 
 from ethoscope_rsync.cli import apply_options, build_parser, main, normalise_argv, status_rows
 from ethoscope_rsync.config import ConfigError, load_config
-from ethoscope_rsync.runner import Busy, pass_lock
+from ethoscope_rsync.exits import Busy
+from ethoscope_rsync.runner import pass_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,12 +76,14 @@ def test_lock_refuses_a_second_holder(tmp_path):
 
 
 def test_status_rows_merge_history():
-    status = {"devices": {"a": {"name": "ETHOSCOPE_001", "progress": {"status": "completed"},
-                                "last_success": 100.0, "transfer_details": {"videos": {"total_bytes": 2048}}}}}
-    history = {"devices": {"b": {"name": "ETHOSCOPE_002", "last_outcome": "error", "last_success": 0}}}
-    rows = status_rows(status, history, now=160.0)
-    assert rows[0][:2] == ("ETHOSCOPE_001", "completed") and rows[0][3] == "60 s" and rows[0][4] == "2.0 KB"
-    assert rows[1][:3] == ("ETHOSCOPE_002", "error", "never")
+    from bench.status_fixture import build, scripted_pass
+    status, history = build(scripted_pass(3, chunks=1, now=1000.0, failing=0))
+    history["devices"]["b" * 32] = {"name": "ETHOSCOPE_009", "last_outcome": "error", "last_error": "gone"}
+    rows = status_rows(status, history, now=1000.0)
+    assert [row[:2] for row in rows] == [("ETHOSCOPE_001", "completed"), ("ETHOSCOPE_002", "completed"),
+                                         ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
+    assert rows[0][3:] == ("9 min", "96.7 MB", "")           # ended at 431: 569 s ago; database + chunk
+    assert rows[3][2:] == ("never", "-", "0 B", "gone")
 
 
 def test_bandwidth_budget_is_shared():

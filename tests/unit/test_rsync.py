@@ -1,5 +1,4 @@
 """Argv builders and output parsers, checked by equality without running anything."""
-from pathlib import Path
 
 import pytest
 
@@ -78,13 +77,30 @@ def test_permanent_ssh_failures_not_retried():
     stderr = "@@@@\n@    WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED!     @\nHost key verification failed.\n"
     assert classify_exit(255, stderr).label == "host key changed"
     assert not classify_exit(255, "Permission denied (publickey).").retry
+    assert classify_exit(255, "ethoscope@169.254.3.4: Permission denied (publickey,password).\r\n"
+                              "rsync: connection unexpectedly closed").label == "ssh authentication refused"
+    missing = 'rsync: [sender] change_dir "/ethoscope_data/videos" failed: No such file or directory (2)\n'
+    assert classify_exit(23, missing).label == "remote folder missing or unreadable"
+
+
+def test_file_and_node_errors_are_not_login_failures():
+    """A file the device cannot read, or a folder the node cannot create, is not an ssh refusal."""
+    unreadable = 'rsync: [sender] send_files failed to open "/ethoscope_data/results/x.db": Permission denied (13)\n'
+    assert classify_exit(23, unreadable).label == "partial transfer due to error"
+    node = 'rsync: [Receiver] mkdir "/ethoscope_data/videos/abc" failed: Permission denied (13)\n'
+    assert classify_exit(23, node).label == "partial transfer due to error"
+    receiver = 'rsync: [Receiver] change_dir#3 "/ethoscope_data/videos" failed: Permission denied (13)\n'
+    assert classify_exit(3, receiver).label == "errors selecting input/output files or directories"
 
 
 def test_progress_records():
-    assert parse_progress("     21,463,042  71%   19.59MB/s    0:00:00  ") == Progress(21463042, 71, "19.59MB/s")
-    assert parse_progress("  30,000,005 100%   20.94MB/s    0:00:01 (xfr#3, to-chk=0/6)") == \
-        Progress(30000005, 100, "20.94MB/s", 0, 6)
+    assert parse_progress("     21,463,042  71%   19.59MB/s    0:00:00  ") == \
+        Progress(21463042, 71, 19.59 * 1024 * 1024)
+    assert parse_progress("  30,000,005 100%   20.94kB/s    0:00:01 (xfr#3, to-chk=0/6)") == \
+        Progress(30000005, 100, 20.94 * 1024, 0, 6)
+    assert parse_progress("  5 100%   0.00B/s    0:00:01") == Progress(5, 100, 0.0)
     assert parse_progress("sending incremental file list") is None
+    assert parse_progress("  5 100%   1.2.3MB/s    0:00:01") is None
 
 
 def test_file_lines_and_escapes():

@@ -2,73 +2,161 @@
 import json
 import os
 
-from ethoscope_rsync.status import Event, StatusBook, load_history, read_json, save_history, write_json_atomic
+import pytest
+
+from bench.status_fixture import build, scripted_pass
+from ethoscope_rsync import events as ev
+from ethoscope_rsync.model import FILES_LISTED, PASSES_KEPT, History, Status
+from ethoscope_rsync.status import StatusStore, load_history, load_status, save_history, write_json_atomic
 
 ID = "0123456789abcdef0123456789abcdef"
+CHUNK = f"{ID}/ETHOSCOPE_004/ts/x.h264"
 
 
-def book(tmp_path, history=None, previous=None, interval=1.0):
-    return StatusBook(tmp_path / "status.json", history or load_history(tmp_path / "none.json"), previous,
-                      pid=42, what="unified", interval=interval,
-                      directories={"results": tmp_path / "r", "videos": tmp_path / "v"})
+class Clock:
+    now = 1000.0
+
+    def __call__(self):
+        return self.now
 
 
-def finish_device(b, ok=True, message="Backup completed successfully"):
-    b.apply(Event("start", ID, dict(attempt=1, started=1000.0)))
-    b.apply(Event("progress", ID, dict(kind="videos", percent=50, transferred=10, rate="1MB/s", current="a")))
-    b.apply(Event("file", ID, dict(kind="videos", path=f"{ID}/ETHOSCOPE_004/ts/x.h264", size=2048,
-                                   transferred=2048, start=1000.0, end=1001.0)))
-    b.apply(Event("transfer", ID, dict(kind="videos", files=3, total_size=4096, exit_code=0, ok=True,
-                                       message="success")))
-    b.apply(Event("done", ID, dict(ok=ok, message=message, finished=1002.0)))
+def store(tmp_path, history=None, previous=None, interval=1.0, what="unified"):
+    return StatusStore(tmp_path / "status.json", history or History(), previous, pid=42, what=what,
+                       interval=interval, clock=Clock())
+
+
+def finish_device(s, ok=True, message="Backup completed successfully"):
+    s.apply(ev.Started(ID, 1, 1000.0))
+    s.apply(ev.Progressed(ID, "videos", 50, 10, 1048576.0, "a"))
+    s.apply(ev.FileReceived(ID, "videos", CHUNK, 2048, 2000, 1000.0, 1001.0))
+    s.apply(ev.TransferEnded(ID, "videos", 0, True, "success"))
+    s.apply(ev.Listed(ID, "videos", ((CHUNK, 2048), (f"{ID}/ETHOSCOPE_004/ts/y.h264", 2048))))
+    s.apply(ev.Finished(ID, ok, message, 1002.0))
 
 
 def test_device_lifecycle(tmp_path):
-    b = book(tmp_path)
-    b.add_device(ID, "ETHOSCOPE_004", "169.254.1.4", ID)
-    entry = b.doc["devices"][ID]
-    assert entry["status"] == "queued" and entry["progress"]["status"] == "queued"
-    b.apply(Event("start", ID, dict(attempt=1, started=1000.0)))
-    assert entry["status"] == "running" and entry["processing"] and entry["ended"] == 0
-    b.apply(Event("progress", ID, dict(kind="videos", percent=50, transferred=10, rate="1MB/s", current="a")))
-    assert entry["progress"]["backup_status"] == 75.0      # results done, videos half-way
-    finish_device(b)
-    assert entry["progress"]["status"] == "completed" and entry["progress"]["backup_status"] == 100.0
-    assert entry["ended"] == 1002 and entry["last_success"] == 1002.0
-    assert entry["transfer_details"]["videos"]["files"]["x.h264"]["size_human"] == "2.0 KB"
-    assert entry["synced"]["videos"]["local_files"] == 3
-    assert b.doc["disk_usage_summary"]["combined"]["total_size_bytes"] == 4096
-    assert b.history["devices"][ID]["last_outcome"] == "completed"
+    s = store(tmp_path)
+    assert s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4") == ID
+    device = s.status.devices[ID]
+    assert device.state == "queued" and not device.processing
+    s.apply(ev.Started(ID, 1, 1000.0))
+    assert device.state == "running" and device.processing and device.ended == 0
+    s.apply(ev.Progressed(ID, "videos", 50, 10, 1048576.0, "a"))
+    assert device.progress.percent == 75.0       # results done, videos half-way
+    assert device.progress.rate == 1048576.0     # a number, formatted only by render
+    finish_device(s)
+    assert device.state == "completed" and device.progress.percent == 100.0 and device.ended == 1002.0
+    assert device.transfers["videos"].files[CHUNK].size == 2048
+    assert s.status.run.bytes_received == 2000 and s.status.run.devices_done == 1
+    past = s.history.devices[ID]
+    assert past.last_outcome == "completed" and past.last_success == 1002.0 and past.last_bytes == 2000
+    assert past.inventory["videos"].files == 2 and past.inventory["videos"].bytes == 4096
+    assert [(p.outcome, p.bytes) for p in past.passes] == [("completed", 2000)]
+
+
+def test_progress_share_follows_what_is_copied(tmp_path):
+    s = store(tmp_path, what="videos")
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    s.apply(ev.Progressed(ID, "videos", 50, 10, 1.0, "a"))
+    assert s.status.devices[ID].progress.percent == 50.0
+
+
+def test_unknown_events_are_errors(tmp_path):
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    with pytest.raises(TypeError):
+        s.apply(("start", ID, {}))
+
+
+def test_every_event_type_has_a_handler():
+    assert set(StatusStore._HANDLERS) == set(ev.EVENTS)
+
+
+def test_events_of_unknown_devices_are_ignored(tmp_path):
+    s = store(tmp_path)
+    s.apply(ev.Started("f" * 32, 1, 1.0))
+    assert s.status.devices == {} and s.history.devices == {}
 
 
 def test_failure_is_remembered_until_success(tmp_path):
-    b = book(tmp_path)
-    b.add_device(ID, "ETHOSCOPE_004", "169.254.1.4", ID)
-    finish_device(b, ok=False, message="ssh connection failed")
-    entry = b.doc["devices"][ID]
-    assert entry["status"] == "error" and entry["last_error"] == "ssh connection failed"
-    b.finish("failed", "1 failed", success=False)
-    b.write()
-    again = book(tmp_path, history=b.history, previous=read_json(tmp_path / "status.json"))
-    again.add_device(ID, "ETHOSCOPE_004", "169.254.1.4", ID)
-    assert again.doc["devices"][ID]["last_error"] == "ssh connection failed"
-    assert again.doc["devices"][ID]["synced"]["videos"]["local_files"] == 3   # carried over
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    finish_device(s, ok=False, message="ssh connection failed")
+    assert s.status.devices[ID].state == "error" and s.status.devices[ID].error == "ssh connection failed"
+    s.finish("failed", "1 failed", success=False)
+    save_history(tmp_path / "history.json", s.history)
+    again = store(tmp_path, history=load_history(tmp_path / "history.json"))
+    past = again.history.devices[ID]
+    assert past.last_error == "ssh connection failed" and past.last_outcome == "error"
+    assert past.inventory["videos"].files == 2          # carried over
+    assert again.status.devices == {}
+
+
+def test_a_pass_copying_nothing_is_marked_nothing(tmp_path):
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    s.apply(ev.Started(ID, 1, 1000.0))
+    s.apply(ev.Finished(ID, True, "Backup completed successfully", 1001.0))
+    assert [p.outcome for p in s.history.devices[ID].passes] == ["nothing"]
+
+
+def test_passes_kept_are_bounded(tmp_path):
+    s = store(tmp_path)
+    for n in range(PASSES_KEPT + 5):
+        s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+        s.apply(ev.Started(ID, 1, float(n)))
+        s.apply(ev.Finished(ID, True, "ok", float(n)))
+    assert len(s.history.devices[ID].passes) == PASSES_KEPT
+    assert s.history.devices[ID].passes[-1].ended == PASSES_KEPT + 4
+    assert s.history.devices[ID].count == PASSES_KEPT + 5
+
+
+def test_files_listed_are_bounded_and_keyed_by_path(tmp_path):
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    s.apply(ev.Started(ID, 1, 1.0))
+    for n in range(FILES_LISTED + 10):
+        s.apply(ev.FileReceived(ID, "videos", f"a/{n:05d}/x.h264", 1, 1, 1.0, 2.0))
+    s.apply(ev.FileReceived(ID, "videos", "b/x.h264", 1, 1, 1.0, 2.0))   # same base name, other folder
+    files = s.status.devices[ID].transfers["videos"].files
+    assert len(files) == FILES_LISTED and "b/x.h264" in files and "a/00509/x.h264" in files
+    assert s.status.devices[ID].transfers["videos"].files_received == FILES_LISTED + 11
+
+
+def test_inventory_keeps_what_the_device_deleted(tmp_path):
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    s.apply(ev.Listed(ID, "videos", (("a", 10), ("b", 20))))
+    s.apply(ev.Listed(ID, "videos", (("b", 25), ("c", 5))))     # a deleted on the device, b grew
+    inventory = s.history.devices[ID].inventory["videos"]
+    assert (inventory.files, inventory.bytes) == (3, 10 + 25 + 5)
+    assert inventory.newest(1) == {"c": 5}
 
 
 def test_last_backup_only_after_success(tmp_path):
-    b = book(tmp_path)
-    b.finish("failed", "x", success=False)
-    assert b.doc["last_backup"] == "" and b.history["last_backup"] == 0
-    b.finish("success", "ok", success=True)
-    assert b.doc["last_backup"] and b.history["last_backup"] > 0
-    assert b.doc["status"] == "idle"
+    s = store(tmp_path)
+    s.finish("failed", "x", success=False)
+    assert s.history.last_backup == 0 and not s.status.run.active
+    s.finish("success", "ok", success=True)
+    assert s.history.last_backup == 1000.0
 
 
 def test_writes_are_throttled(tmp_path):
-    b = book(tmp_path, interval=1.0)
-    assert b.maybe_write(now=100.0)
-    assert not b.maybe_write(now=100.5)
-    assert b.maybe_write(now=101.1)
+    s = store(tmp_path, interval=1.0)
+    assert s.maybe_write(now=100.0)
+    assert not s.maybe_write(now=100.5)
+    assert s.maybe_write(now=101.1)
+
+
+def test_status_round_trips_through_the_file(tmp_path):
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    finish_device(s)
+    s.apply(ev.DatabaseChecked(ID, "x.db", "ok", 7, "recovered 7 rows"))
+    s.write()
+    assert load_status(tmp_path / "status.json") == s.status
+    save_history(tmp_path / "history.json", s.history)
+    assert load_history(tmp_path / "history.json") == s.history
 
 
 def test_atomic_write_leaves_no_temp_and_valid_json(tmp_path):
@@ -80,22 +168,39 @@ def test_atomic_write_leaves_no_temp_and_valid_json(tmp_path):
     assert oct(target.stat().st_mode & 0o777) == "0o644"
 
 
-def test_history_roundtrip_and_garbage(tmp_path):
+def test_history_of_the_first_version_and_garbage(tmp_path):
     path = tmp_path / "history.json"
-    assert load_history(path) == {"schema": 1, "last_backup": 0.0, "devices": {}}
-    save_history(path, {"schema": 1, "last_backup": 5.0, "devices": {ID: {"name": "ETHOSCOPE_004"}}})
-    assert load_history(path)["devices"][ID]["name"] == "ETHOSCOPE_004"
-    path.write_text("{broken")
-    assert load_history(path)["last_backup"] == 0.0
+    assert load_history(path) == History()
+    path.write_text(json.dumps({"schema": 1, "last_backup": 5.0, "devices": {ID: {
+        "name": "ETHOSCOPE_004", "last_success": 4.0, "last_outcome": "completed", "last_bytes": 9}}}))
+    past = load_history(path)
+    assert past.last_backup == 5.0 and past.devices[ID].last_success == 4.0 and past.devices[ID].name == "ETHOSCOPE_004"
+    for garbage in ("{broken", "[1, 2]", '{"devices": 7, "last_backup": "soon"}', "[" * 100000):
+        path.write_text(garbage)
+        assert load_history(path).last_backup == 0.0
+
+
+def test_a_status_of_another_schema_is_ignored(tmp_path):
+    (tmp_path / "status.json").write_text(json.dumps({"schema": 1, "devices": {ID: {"status": "running"}}}))
+    assert load_status(tmp_path / "status.json") == Status()
 
 
 def test_device_of_a_killed_pass_is_not_left_running(tmp_path):
-    b = book(tmp_path)
-    b.add_device(ID, "ETHOSCOPE_004", "169.254.1.4", ID)
-    b.apply(Event("start", ID, dict(attempt=1, started=1000.0)))
-    b.write()                                   # the pass is killed here
-    after = book(tmp_path, previous=read_json(tmp_path / "status.json"))
-    entry = after.doc["devices"][ID]
-    assert entry["status"] == "error" and not entry["processing"]
-    assert entry["progress"]["status"] == "error" and "ended before" in entry["last_error"]
-    assert after.doc["run"]["devices_total"] == 0
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    s.apply(ev.Started(ID, 1, 1000.0))
+    s.write()                                   # the pass is killed here
+    after = store(tmp_path, history=s.history, previous=load_status(tmp_path / "status.json"))
+    past = after.history.devices[ID]
+    assert past.last_outcome == "error" and "ended before" in past.last_error
+    assert after.status.devices == {} and after.status.run.devices_total == 0
+
+
+def test_status_file_is_lean(tmp_path):
+    """100 devices x 500 files: the file a pass rewrites every second stays small. The first
+    version wrote 86.1 MB for this same pass (every file record three times, with formatted
+    copies of its numbers); this one 6.2 MB."""
+    status, _ = build(scripted_pass(100, chunks=500))
+    size = len(json.dumps(status, separators=(",", ":")))
+    assert size < 86.1e6 / 10, size
+    assert size / (100 * 501) < 130          # bytes per file record, all in

@@ -1,4 +1,4 @@
-"""Human-readable sizes, times and ages, shared by the status file, the web pages and the terminal."""
+"""Human-readable sizes, rates, times and ages for the web pages and the terminal (never stored)."""
 from __future__ import annotations
 
 import math
@@ -46,3 +46,13 @@ def format_age(seconds) -> str:
     if seconds < 48 * 3600:
         return "%.1f h" % (seconds / 3600)
     return "%.1f d" % (seconds / 86400)
+
+
+def human_rate(bytes_per_second) -> str:
+    """A transfer rate as the upstream tool shows it: ``4.55MB/s``, ``7.53kB/s``."""
+    rate = max(0.0, _number(bytes_per_second))
+    for unit in ("B", "kB", "MB", "GB"):
+        if rate < 1024 or unit == "GB":
+            return "%.2f%s/s" % (rate, unit)
+        rate /= 1024.0
+    return "%.2fGB/s" % rate

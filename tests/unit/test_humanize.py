@@ -1,7 +1,7 @@
 """Human-readable sizes, times and ages."""
 import time
 
-from ethoscope_rsync.units import format_age, format_time, human_size
+from ethoscope_rsync.humanize import format_age, format_time, human_rate, human_size
 
 
 def test_human_size_matches_upstream_style():
@@ -15,3 +15,10 @@ def test_format_time_and_age():
     assert format_time(0) == "" and format_time(None) == ""
     assert format_time(1700000000) == time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(1700000000))
     assert [format_age(s) for s in (-5, 42, 300, 3 * 3600, 4 * 86400)] == ["0 s", "42 s", "5 min", "3.0 h", "4.0 d"]
+
+
+def test_rates_as_the_upstream_tool_shows_them():
+    assert human_rate(4.55 * 1024 * 1024) == "4.55MB/s"
+    assert human_rate(7.53 * 1024) == "7.53kB/s"
+    assert human_rate(100) == "100.00B/s"
+    assert human_rate(float("nan")) == "0.00B/s"

@@ -1,0 +1,42 @@
+"""The node's destination file systems: free space before a device starts, and what to say when full."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ethoscope_rsync.humanize import human_size
+
+
+def nearest_existing(path: Path) -> Path:
+    """`path`, or its closest existing parent (a destination may not exist before the first pass)."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def free_bytes(path: Path) -> int:
+    """Bytes an unprivileged user may still write on `path`'s file system. Raises OSError."""
+    stats = os.statvfs(nearest_existing(path))
+    return stats.f_bavail * stats.f_frsize
+
+
+def free_space_problem(path: Path, reserve: int) -> str:
+    """'' when `path`'s filesystem keeps `reserve` bytes free, else an operator message."""
+    try:
+        free = free_bytes(path)
+    except OSError as error:
+        return f"cannot check free space of {path}: {error.strerror}"
+    if free >= reserve:
+        return ""
+    return (f"not enough free space on the filesystem of {path}: {human_size(free)} free, "
+            f"{human_size(reserve)} must stay free ([transfer] min_free)")
+
+
+def disk_full_message(path: Path) -> str:
+    """What to tell the operator when rsync hit ENOSPC on the node."""
+    try:
+        free = human_size(free_bytes(path))
+    except OSError:
+        free = "unknown"
+    return (f"destination full: no space left on the filesystem of {path} ({free} free); "
+            f"interrupted files stay in .ethoscope-backup-partial folders, nothing was replaced")
