@@ -164,7 +164,7 @@ def ours_rsync_argv(node, device, kind, dest, cipher=None):
     from ethoscope_rsync.rsync import make_rsync_command
     config = load_config(node.conf)
     argv = list(make_rsync_command(config, Device(device.name, device.ip, device.id), kind,
-                                   key=str(node.lab.key_path)))
+                                   key=str(node.lab.key_path), folder=device.id))
     if cipher:
         at = argv.index("-e") + 1
         ssh = shlex.split(argv[at])

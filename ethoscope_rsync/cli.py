@@ -17,7 +17,7 @@ from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.humanize import format_age, human_size
 from ethoscope_rsync.identity import IdentityError, become, service_owner
-from ethoscope_rsync.logs import setup
+from ethoscope_rsync.logs import printable, setup
 from ethoscope_rsync.render import view
 from ethoscope_rsync.status import read_json
 
@@ -222,10 +222,10 @@ def status_rows(status: dict | None, history: dict | None, now: float, stale_aft
         state = f"running {d.percent:.0f}%" if d.state == "running" else d.state
         success = d.past.last_success
         error = (d.run.error if d.run else "") or d.past.last_error
-        rows.append((d.name or d.key, state + (" (stale)" if d.stale else ""),
+        rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
                      format_age(now - success) if success else "-", human_size(d.bytes_copied),
-                     error if d.state == "error" else ""))
+                     printable(error) if d.state == "error" else ""))
     return sorted(rows)
 
 
@@ -236,7 +236,7 @@ def show_status(config, as_json: bool) -> int:
         return EXIT_OK
     current = view(status, history, time.time(), config.stale_after)
     if current.has_status:
-        print(f"last pass: {current.status.run.outcome or '?'} — {current.status.run.message}")
+        print(f"last pass: {current.status.run.outcome or '?'} — {printable(current.status.run.message)}")
     elif not current.devices:
         print("no backup pass has run yet")
         return EXIT_OK

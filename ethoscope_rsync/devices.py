@@ -11,6 +11,7 @@ import re
 
 NAME_RE = re.compile(r"ETHOSCOPE_[0-9]{3,4}")
 ID_RE = re.compile(r"[0-9a-f]{32}")
+SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")       # an interface name or number
 HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                          r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 UNUSED_NAME = "ETHOSCOPE_000"
@@ -43,8 +44,10 @@ class Device:
 
     @property
     def host_key_alias(self) -> str:
-        """known_hosts entry name: stable across DHCP address changes, new for a reflashed card."""
-        return f"{self.name}-{self.id}" if self.id else self.name
+        """known_hosts entry name: the device's name, stable across DHCP address changes. The host
+        key is the device's identity; its machine id is pinned to its name (so to its key) in the
+        history at first contact (see runner.check_claims)."""
+        return self.name
 
 
 def check_name(name: object) -> str:
@@ -62,6 +65,8 @@ def check_id(machine_id: object) -> str:
 def check_address(address: object, allow_hostname: bool = False) -> str:
     if not isinstance(address, str) or not address:
         raise DeviceError(f"invalid address {str(address)[:40]!r}")
+    if "%" in address and not SCOPE_RE.fullmatch(address.partition("%")[2]):
+        raise DeviceError(f"invalid address {address[:40]!r} (bad IPv6 scope)")
     try:
         parsed = ipaddress.ip_address(address)
     except ValueError:

@@ -6,18 +6,20 @@ node server is tested without a network. Fetching and mDNS browsing are thin edg
 from __future__ import annotations
 
 import dataclasses
+import http.client
 import json
 import re
+import socket
+import threading
 import time
-import urllib.error
-import urllib.request
 
 from ethoscope_rsync.config import Config
-from ethoscope_rsync.devices import UNUSED_NAME, Device, DeviceError, check_address, check_id, \
+from ethoscope_rsync.devices import NAME_RE, UNUSED_NAME, Device, DeviceError, check_address, check_id, \
     check_name, node_device, selected
 
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
+MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server
 MDNS_SERVICE = "_ethoscope._tcp.local."
 
 
@@ -38,10 +40,12 @@ def parse_node_devices(text: str) -> tuple:
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise DiscoveryError(f"node server answered something that is not JSON ({error.msg})") from None
+        raise DiscoveryError(f"node server answered something that is not JSON ({getattr(error, 'msg', error)})") from None
+    except RecursionError:
+        raise DiscoveryError("node server answered JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise DiscoveryError("node server answered JSON that is not an object of devices")
-    devices, warnings, seen = [], [], set()
+    devices, warnings = [], []
     for key, entry in data.items():
         if not isinstance(entry, dict):
             warnings.append(f"skipping entry {str(key)[:40]!r}: not an object")
@@ -56,10 +60,10 @@ def parse_node_devices(text: str) -> tuple:
         except DeviceError as error:
             warnings.append(f"skipping entry {str(key)[:40]!r}: {error}")
             continue
-        if device.id in seen:
-            warnings.append(f"skipping duplicate machine id {device.id} ({device.name})")
-            continue
-        seen.add(device.id)
+        if len(devices) == MAX_DEVICES:
+            warnings.append(f"node server lists more than {MAX_DEVICES} devices: only the first {MAX_DEVICES} "
+                            f"are backed up")
+            break
         devices.append(device)
     return tuple(devices), tuple(warnings)
 
@@ -73,21 +77,39 @@ def node_url(server: str) -> str:
 
 
 def fetch_node_devices(server: str, timeout: float) -> str:
-    """GET http://SERVER/devices, bounded in time and size. Raises DiscoveryError."""
-    url = node_url(server)
+    """GET http://SERVER/devices: the whole answer within `timeout` seconds and MAX_ANSWER bytes,
+    no redirects followed. Raises DiscoveryError."""
+    node_url(server)
+    host, _, port = server.rpartition(":") if not server.endswith("]") and ":" in server else (server, "", "")
+    connection = http.client.HTTPConnection(host.strip("[]"), int(port) if port else 80, timeout=timeout)
+    # A deadline for the whole exchange: a server that sends a byte every few seconds must not hold
+    # the pass, and socket timeouts only bound each read.
+    watchdog = threading.Timer(timeout, _shut, (connection,))
+    watchdog.start()
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as answer:  # noqa: S310 (http only, validated)
-            body = answer.read(MAX_ANSWER + 1)
-    except urllib.error.HTTPError as error:
-        raise DiscoveryError(f"node server {server}: HTTP {error.code} {error.reason}") from None
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise DiscoveryError(f"node server {server} unreachable: {reason}") from None
-    except ValueError as error:  # http.client.IncompleteRead and friends
-        raise DiscoveryError(f"node server {server}: broken answer ({error})") from None
+        connection.request("GET", "/devices", headers={"Accept": "application/json"})
+        answer = connection.getresponse()
+        if answer.status != 200:
+            raise DiscoveryError(f"node server {server}: HTTP {answer.status} {answer.reason[:60]}")
+        body = answer.read(MAX_ANSWER + 1)
+    except (OSError, http.client.HTTPException, ValueError) as error:
+        if not watchdog.is_alive():
+            raise DiscoveryError(f"node server {server}: no complete answer within {timeout:g}s") from None
+        raise DiscoveryError(f"node server {server} unreachable or broken: {error or type(error).__name__}") from None
+    finally:
+        watchdog.cancel()
+        connection.close()
     if len(body) > MAX_ANSWER:
         raise DiscoveryError(f"node server {server}: answer larger than {MAX_ANSWER >> 20} MB")
     return body.decode("utf-8", "replace")
+
+
+def _shut(connection: http.client.HTTPConnection) -> None:
+    if connection.sock is not None:
+        try:
+            connection.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
 
 def mdns_device(name: str, addresses: list, properties: dict) -> Device:
@@ -95,10 +117,10 @@ def mdns_device(name: str, addresses: list, properties: dict) -> Device:
     props = {(k.decode("utf-8", "replace") if isinstance(k, bytes) else str(k)).lower():
              (v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v))
              for k, v in properties.items() if v is not None}
-    label = props.get("machine_name") or props.get("name") or name
-    match = re.search(r"ETHOSCOPE_[0-9]{3,4}", label)
+    label = props.get("machine_name") or props.get("name") or name.split(".", 1)[0]
+    match = NAME_RE.fullmatch(label)
     if not match:
-        raise DeviceError(f"mDNS service {name[:60]!r} has no ETHOSCOPE_NNN name")
+        raise DeviceError(f"mDNS service {name[:60]!r}: {label[:40]!r} is not an ETHOSCOPE_NNN name")
     machine_id = props.get("machine_id") or props.get("id") or ""
     for address in addresses:
         try:
@@ -151,14 +173,27 @@ def browse_mdns(timeout: float) -> tuple:
 
 
 def merge(*groups: tuple) -> tuple:
-    """Devices from several sources, first one wins per name (config before node before mDNS)."""
-    seen, merged = set(), []
-    for group in groups:
-        for device in group:
-            if device.name not in seen and device.key not in seen:
-                seen.update({device.name, device.key})
-                merged.append(device)
-    return tuple(merged)
+    """Devices from several sources -> (devices, warnings). Entries that claim one name or one
+    machine id are one device when they agree (same name and address; the machine id of the one
+    that has it); otherwise none of them is backed up, with a warning naming them: which one is
+    the impostor is not for a list to decide."""
+    entries = [device for group in groups for device in group]
+    merged, warnings, held = [], [], set()
+    for device in entries:
+        same = next((i for i, d in enumerate(merged) if d.name == device.name and d.address == device.address
+                     and (not d.id or not device.id or d.id == device.id)), None)
+        if same is not None:
+            merged[same] = merged[same] if merged[same].id else dataclasses.replace(device, source=merged[same].source)
+            continue
+        merged.append(device)
+    for device in merged:
+        rivals = [d for d in merged if d is not device and (d.name == device.name or device.id and d.id == device.id)]
+        if rivals:
+            held.add(id(device))
+            if not any(id(r) in held for r in rivals):
+                names = ", ".join(f"{d.name} at {d.address} ({d.source})" for d in [device, *rivals])
+                warnings.append(f"holding back entries that claim the same name or machine id: {names}")
+    return tuple(d for d in merged if id(d) not in held), tuple(warnings)
 
 
 def discover(config: Config) -> Discovered:
@@ -188,7 +223,8 @@ def discover(config: Config) -> Discovered:
                 raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
     if statics:
         sources.append("config")
-    every = merge(statics, found)
+    every, conflicts = merge(statics, found)
+    warnings += conflicts
     devices = tuple(d for d in every if selected(d, config.selection))
     missing = tuple(token for token in config.selection if not any(selected(d, (token,)) for d in every))
     return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing", missing)

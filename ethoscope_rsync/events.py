@@ -59,13 +59,32 @@ class Listed:
 
 
 @dataclasses.dataclass(frozen=True)
+class Contacted:
+    """The device answered over ssh with the host key recorded for its name, and told its machine
+    id: from now on that name and that id belong to that key (a device from [devices] is keyed
+    by its name until it said its id). `aes`: its CPU has AES instructions (None: unknown)."""
+    key: str
+    machine_id: str
+    aes: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Warned:
+    """Something the operator should know about the device, said once per pass."""
+    key: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
 class DatabaseChecked:
-    """A database copy was recovered and checked (or refused)."""
+    """A database copy was recovered and checked (or refused). `signature`: what the device held."""
     key: str
     path: str
     verdict: str
     rows: int
     message: str
+    ok: bool = True
+    signature: tuple = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,4 +96,5 @@ class Finished:
     at: float
 
 
-EVENTS = (Started, Progressed, FileReceived, TransferEnded, Listed, DatabaseChecked, Finished)
+EVENTS = (Started, Contacted, Warned, Progressed, FileReceived, TransferEnded, Listed, DatabaseChecked,
+          Finished)

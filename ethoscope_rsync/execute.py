@@ -20,12 +20,36 @@ from typing import Callable, Iterator
 
 POLL = 0.5          # seconds between checks of the stop event and deadlines
 KILL_GRACE = 3.0    # seconds between SIGTERM and SIGKILL
+MAX_RECORD = 64 << 10           # longer output records are cut (a device's output is hostile)
+MAX_STDERR = 64 << 10           # the last of it is kept
+MAX_STDOUT = 8 << 20            # kept by run(); stream() keeps none
 
 
 def split_records(buffer: str) -> tuple:
     """Split captured output on newlines and carriage returns -> (complete records, rest)."""
     pieces = re.split(r"[\r\n]", buffer)
     return tuple(p for p in pieces[:-1] if p.strip()), pieces[-1]
+
+
+class _Records:
+    """Records of a stream as chunks arrive: linear in the output's size (a chunk without a line end
+    is only appended), every record at most MAX_RECORD characters."""
+
+    def __init__(self):
+        self.pending, self.size = [], 0
+
+    def feed(self, text: str) -> tuple:
+        if "\n" not in text and "\r" not in text:
+            if self.size < MAX_RECORD:
+                self.pending.append(text[:MAX_RECORD - self.size])
+                self.size += len(self.pending[-1])
+            return ()
+        records, rest = split_records("".join(self.pending) + text)
+        self.pending, self.size = [rest[:MAX_RECORD]], min(len(rest), MAX_RECORD)
+        return tuple(record[:MAX_RECORD] for record in records)
+
+    def rest(self) -> str:
+        return "".join(self.pending)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,10 +100,11 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
     """
     try:
         process = _spawn(argv)
-    except OSError as error:
-        return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {error.strerror}")
+    except (OSError, ValueError) as error:       # ValueError: a NUL in an argument
+        return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {getattr(error, 'strerror', None) or error}")
     deadline = time.monotonic() + timeout
-    stdout_parts, stderr_parts, pending = [], [], ""
+    stdout_parts, stderr_parts, records = [], [], _Records()
+    kept = {"out": 0, "err": 0}
     timed_out = interrupted = False
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ, "out")
@@ -103,14 +128,17 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                 text = decoders[key.data].decode(chunk)     # a character may span two reads
                 if key.data == "err":
                     stderr_parts.append(text)
+                    kept["err"] += len(text)
+                    while kept["err"] - len(stderr_parts[0]) >= MAX_STDERR:
+                        kept["err"] -= len(stderr_parts.pop(0))
                     continue
-                if keep_stdout:
-                    stdout_parts.append(text)
-                records, pending = split_records(pending + text)
-                for record in records:
+                if keep_stdout and kept["out"] < MAX_STDOUT:
+                    stdout_parts.append(text[:MAX_STDOUT - kept["out"]])
+                    kept["out"] += len(stdout_parts[-1])
+                for record in records.feed(text):
                     on_record(record)
-        if pending.strip() and not (timed_out or interrupted):
-            on_record(pending)
+        if records.rest().strip() and not (timed_out or interrupted):
+            on_record(records.rest())
     finally:
         selector.close()
         if timed_out or interrupted:

@@ -1,34 +1,39 @@
 """One device's backup job, and the bounded pool that runs a pass over all devices.
 
-Jobs run in worker threads but share no mutable state: each reports through a queue of
-:mod:`ethoscope_rsync.events` and the pass's main thread is the only status writer. Every process
-a job starts goes through ``job.processes`` (the :mod:`ethoscope_rsync.execute` module, or a fake
-in unit tests), so retries, messages, stage order and database selection are tested without sshd.
+A job probes the device (one shell command: machine id, its top-level folders, its databases),
+then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
+the node, and copies its databases through the live-database path (see livedb) only when they
+changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
+each reports through a queue of :mod:`ethoscope_rsync.events` and the pass's main thread is the only
+status writer. Every process a job starts goes through ``job.processes`` (the
+:mod:`ethoscope_rsync.execute` module, or a fake in unit tests).
 """
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from ethoscope_rsync import events, execute, livedb
+from ethoscope_rsync import events, execute, livedb, probe as probing
 from ethoscope_rsync.config import Config
+from ethoscope_rsync.databases import DatabaseWork, pick_databases, prune_raw, recover_all
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.disk import disk_full_message, free_space_problem
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import HIDDEN, Outcome, classify_exit, make_rsync_command, make_ssh_command, \
-    parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
+from ethoscope_rsync.rsync import Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
+    make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
+from ethoscope_rsync.probe import Probe, inside
 
 
 # Longest a device keeps its databases' WAL from restarting for us, should the node vanish mid-copy
 # without the device noticing; a copy that outlasts it is still verified before it is used.
 MAX_HOLD = 3600
 COMPLETED_MESSAGE = "Backup completed successfully"
+NOT_STARTED_MESSAGE = "not started: the pass was stopped"
+MAX_PROBLEMS_NAMED = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,10 +43,11 @@ class Job:
     key: str                      # SSH private key path actually used
     bwlimit_kib: int              # per-transfer share of the total budget
     stamp: str                    # pass timestamp, names --safe backup folders
-    control_dir: str              # where each device's shared ssh connection has its socket
+    control_dir: str              # where each device's shared ssh connection has its socket ("": none)
     events: queue.Queue
     stop: threading.Event
     processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
+    known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,10 +64,16 @@ class TransferFailed(Exception):
 
 
 @dataclasses.dataclass
-class _Listing:
-    """What one rsync reported: every file of the tree (path -> size) and those it received."""
+class Listing:
+    """What one rsync reported (paths relative to the tree's root on the node): every file of the
+    device's folder (path -> size), those it received, and the errors of files it could not copy."""
     files: dict = dataclasses.field(default_factory=dict)
-    received: list = dataclasses.field(default_factory=list)     # FileEvents
+    received: list = dataclasses.field(default_factory=list)     # FileEvents, names relative to the root
+    problems: list = dataclasses.field(default_factory=list)
+
+
+def _ssh(job: Job, device: Device) -> tuple:
+    return make_ssh_command(job.config, device, job.key, job.control_dir)
 
 
 def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, result) -> str:
@@ -70,32 +82,61 @@ def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, resu
     if outcome.label.startswith("host key"):
         return (f"{outcome.label}: connection refused in case it is an impostor; if "
                 f"{device.name}'s SD card was replaced, run: ethoscope-backup forget-host {device.name}")
-    if not outcome.ok and result.last_error_line:
-        return f"{outcome.label}: {result.last_error_line[:200]}"
-    return outcome.label
+    line = informative_line(result.stderr)
+    return f"{outcome.label}: {line[:200]}" if not outcome.ok and line else outcome.label
 
 
-def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: float) -> _Listing:
-    """Run one rsync; report files and progress. Raises TransferFailed."""
-    argv = make_rsync_command(job.config, device, kind, key=job.key, bwlimit_kib=job.bwlimit_kib,
-                              stamp=job.stamp, databases=databases, control_dir=job.control_dir)
-    listing, records = _Listing(), []
+def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
+    """(Outcome, message) of a finished process of the job."""
+    if result.interrupted:
+        return Outcome(False, False, "interrupted"), "interrupted by a stop request"
+    if result.timed_out:
+        return (Outcome(False, False, "device time budget exhausted"),
+                f"gave up after [transfer] device_timeout={job.config.device_timeout}s")
+    outcome = classify_exit(result.returncode, result.stderr)
+    return outcome, _failure_message(job, device, kind, outcome, result)
+
+
+def _probe(job: Job, device: Device, deadline: float) -> Probe:
+    """Ask the device who it is and what it holds; this also opens the job's shared connection."""
+    config = job.config
+    argv = probing.make_probe_command(_ssh(job, device), ssh_target(config, device),
+                                      config.remote_results, config.remote_videos)
+    timeout = min(max(1.0, deadline - time.monotonic()), config.connect_timeout + config.io_timeout)
+    result = job.processes.run(argv, timeout=timeout, stop=job.stop)
+    outcome, message = _outcome(job, device, "results", result)
+    if not outcome.ok:
+        raise TransferFailed(outcome, message)
+    found = probing.parse_probe(result.stdout)
+    if not found.complete:
+        raise TransferFailed(Outcome(False, True, "incomplete answer"), "the device's answer to the probe was cut short")
+    return found
+
+
+def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, deadline: float,
+              only: tuple = ()) -> Listing:
+    """Run one rsync of the device's folder; report files and progress. Raises TransferFailed,
+    except for files that could not be copied (rsync 23): those come back as problems."""
+    argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
+                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir)
+    listing, records = Listing(), []
     state = {"current": "", "started": time.time(), "last_progress": 0.0}
 
     def on_record(record: str) -> None:
         event = parse_file_line(record)
         if event is not None:
-            if not event.is_file:
+            path = f"{folder}/{event.name}"
+            if not event.is_file or not inside(folder, path):
                 return
             now = time.time()
-            listing.files[event.name] = event.length
+            listing.files[path] = event.length
             if event.changed:
-                listing.received.append(event)
+                listing.received.append(dataclasses.replace(event, name=path))
                 if databases != "raw":
-                    job.events.put(events.FileReceived(device.key, kind, event.name, event.length,
+                    job.events.put(events.FileReceived(device.key, kind, path, event.length,
                                                        event.transferred, state["started"], now))
                 state["started"] = now
-            state["current"] = event.name
+            state["current"] = path
             return
         progress = parse_progress(record)
         if progress is not None:
@@ -110,163 +151,157 @@ def _transfer(job: Job, device: Device, kind: str, databases: str, deadline: flo
     remaining = max(1.0, deadline - time.monotonic())
     result = job.processes.stream(argv, on_record, timeout=remaining, stop=job.stop)
     stats = parse_stats(records)
-    if result.interrupted:
-        outcome, message = Outcome(False, False, "interrupted"), "interrupted by a stop request"
-    elif result.timed_out:
-        outcome = Outcome(False, False, "device time budget exhausted")
-        message = f"gave up after [transfer] device_timeout={job.config.device_timeout}s"
-    else:
-        outcome = classify_exit(result.returncode, result.stderr)
-        message = _failure_message(job, device, kind, outcome, result)
+    outcome, message = _outcome(job, device, kind, result)
     part = "databases" if databases == "raw" else "tree"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
                   TRANSFER_FILES=stats.transferred_files, RSYNC_EXIT_CODE=result.returncode)
     if databases != "raw":
         job.events.put(events.TransferEnded(device.key, kind, result.returncode, outcome.ok, message))
-    if outcome.ok:
+    if outcome.ok or result.returncode == 23 and not (result.interrupted or result.timed_out):
         log.info("%s: %s %s: %d files, %s copied (%s)", device.name, kind, part, stats.transferred_files,
                  human_size(stats.transferred_size), outcome.label, extra=fields)
+        if not outcome.ok:     # some files could not be copied: everything else was
+            listing.problems = [f"{kind}: {line}" for line in error_lines(result.stderr)] or [message]
+            log.warning("%s: %s %s: %s", device.name, kind, part, "; ".join(listing.problems)[:500], extra=fields)
         return listing
     log.warning("%s: %s %s failed: %s", device.name, kind, part, message, extra=fields)
     raise TransferFailed(outcome, message)
 
 
-def databases_to_recover(raw: Path, destination: Path, received: list) -> list:
-    """Relative paths of the raw mirror's databases to recover into place: those whose .db or -wal
-    arrived in this transfer, and those with no node copy yet."""
-    wanted = {event.name[:-4] if event.name.endswith("-wal") else event.name
-              for event in received if event.name.endswith((".db", ".db-wal"))}
-    if raw.is_dir():
-        wanted.update(str(p.relative_to(raw)) for p in raw.rglob("*.db")
-                      if not (destination / p.relative_to(raw)).exists())
-    return sorted(wanted)
-
-
-def _databases(job: Job, device: Device, received: list, deadline: float) -> None:
-    """Recover every database whose raw copy changed (or has no node copy yet) into place."""
-    destination = job.config.destination("results")
-    raw = raw_root(job.config, device)
-    sent = {}
-    for event in received:
-        name = event.name[:-4] if event.name.endswith("-wal") else event.name
-        sent[name] = sent.get(name, 0) + event.transferred
-    unverified = []
-    for relative in databases_to_recover(raw, destination, received):
-        if time.monotonic() > deadline or job.stop.is_set():
-            raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
-        raw_db = raw / relative
-        if not raw_db.is_file():
-            continue
-        wal = raw_db.with_name(raw_db.name + "-wal")
-        kept = _keep_aside(job, destination, relative) if job.config.safe else None
-        started = time.time()
-        verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / relative)
-        if kept is not None and not verdict.replaced:
-            kept.unlink()
-        label = ("ok" if verdict.replaced else "unchanged") if verdict.ok else "kept previous copy"
-        job.events.put(events.DatabaseChecked(device.key, relative, label, verdict.rows, verdict.message))
-        fields = dict(device_fields(device), DATABASE=relative, DATABASE_ROWS=verdict.rows)
-        if verdict.replaced:
-            job.events.put(events.FileReceived(device.key, "results", relative,
-                                               (destination / relative).stat().st_size,
-                                               sent.get(relative, 0), started, time.time()))
-        if verdict.ok:
-            log.info("%s: database %s verified (%d rows)", device.name, os.path.basename(relative),
-                     verdict.rows, extra=fields)
-        else:
-            unverified.append(f"{relative}: {verdict.message}")
-            log.warning("%s: database %s not replaced: %s", device.name, os.path.basename(relative),
-                        verdict.message, extra=fields)
-    if unverified:   # the node keeps its previous copy; a new copy is tried at once
-        raise TransferFailed(Outcome(False, True, "database copy not verified"),
-                             f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
-                             + "; ".join(unverified)[:300])
-
-
-def _keep_aside(job: Job, destination: Path, relative: str) -> Path | None:
-    """--safe: hard-link the node's current copy into replaced/STAMP/ before it may be replaced."""
-    current = destination / relative
-    if not current.is_file():
-        return None
-    kept = destination / HIDDEN / "replaced" / job.stamp / relative
-    kept.parent.mkdir(parents=True, exist_ok=True)
-    if not kept.exists():
-        os.link(current, kept)
-        return kept
-    return None
-
-
-def _node_sizes(destination: Path, paths) -> dict:
-    """Sizes of the node's copies of `paths` (relative to `destination`); missing ones are left out."""
-    sizes = {}
-    for path in paths:
-        try:
-            sizes[path] = (destination / path).stat().st_size
-        except OSError:
-            continue
-    return sizes
-
-
-def _results(job: Job, device: Device, deadline: float) -> None:
+def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
+    """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
+    the device keeps a read transaction open on it (see livedb)."""
     config = job.config
-    if not config.live_databases:
-        listing = _transfer(job, device, "results", "all", deadline)
-        job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
-        return
-    holder = livedb.make_holder_command(make_ssh_command(config, device, job.key, job.control_dir)
-                                        + (ssh_target(config, device),),
-                                        config.remote_python, config.remote_results,
+    try:
+        raw_root(config, device).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TransferFailed(Outcome(False, False, "cannot create the raw mirror"),
+                             f"cannot create {raw_root(config, device)}: {error.strerror}") from None
+    if not work.live:
+        return _transfer(job, device, "results", folder, "raw", deadline, only=work.copy)
+    holder = livedb.make_holder_command(_ssh(job, device) + (ssh_target(config, device),), config.remote_python,
+                                        f"{config.remote_results}/{folder}",
                                         max_hold_seconds=min(MAX_HOLD, max(60, int(deadline - time.monotonic()))))
-    raw_root(config, device).mkdir(parents=True, exist_ok=True)
     with job.processes.held(holder, stop=job.stop) as held:
-        # the holder starts on the device while the other results files are copied
-        tree = _transfer(job, device, "results", "skip", deadline)
         first_line = held.ready_line(config.connect_timeout + 20)
         hold = livedb.parse_holder_ready(first_line)
         if hold is None:
             log.warning("%s: could not hold live databases open on the device (%s); copies are "
                         "verified on the node and a torn one never replaces a good one",
                         device.name, first_line[:120] or "no answer", extra=device_fields(device))
-        raw = _transfer(job, device, "results", "raw", deadline)
-    _databases(job, device, raw.received, deadline)
-    if hold is not None:   # live ones: make the next pass compare them in full (see livedb)
+        raw = _transfer(job, device, "results", folder, "raw", deadline, only=work.copy)
+    if hold is not None:   # live ones: make the next raw copy compare them in full (see livedb)
         mirror = raw_root(config, device)
-        livedb.forget_mtimes([mirror / f"{name}{suffix}" for name in hold.held for suffix in ("", "-wal")])
-    databases = _node_sizes(config.destination("results"), [p for p in raw.files if p.endswith(".db")])
-    job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+        held_paths = [f"{folder}/{name}" for name in hold.held if inside(folder, f"{folder}/{name}")]
+        livedb.forget_mtimes([mirror / f"{path}{suffix}" for path in held_paths for suffix in ("", "-wal")])
+    return raw
 
 
-def backup_device(job: Job, device: Device) -> JobResult:
-    """One device's pass: results then videos, with bounded retries of transient failures."""
-    try:
-        return _backup_device(job, device)
-    finally:
-        if job.control_dir:   # close the device's shared ssh connection
-            job.processes.run(make_ssh_command(job.config, device, job.key, job.control_dir)
-                              + ("-O", "exit", ssh_target(job.config, device)), timeout=10)
-
-
-def _attempt(job: Job, device: Device, deadline: float) -> None:
+def _results(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """The device's results folder: other files first, then the databases. Returns problems."""
     config = job.config
-    for kind in config.kinds():
+    destination = config.destination("results")
+    if folder not in found.top["results"]:
+        job.events.put(events.Listed(device.key, "results", ()))
+        return []
+    if not config.live_databases:
+        listing = _transfer(job, device, "results", folder, "all", deadline)
+        job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
+        return listing.problems
+    tree = _transfer(job, device, "results", folder, "skip", deadline)
+    on_device = found.databases(folder)
+    work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
+    if work.copy:
+        _hold_and_copy(job, device, folder, work, deadline)
+    unverified, stopped = recover_all(job, device, work, on_device, deadline)
+    if stopped:
+        raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
+    prune_raw(raw_root(config, device), work.finished)
+    databases = {}
+    for path in on_device:
+        try:
+            databases[path] = (destination / path).stat().st_size
+        except OSError:
+            continue
+    job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+    if unverified:   # the node keeps its previous copy; a new copy is tried at once
+        raise TransferFailed(Outcome(False, True, "database copy not verified"),
+                             f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
+                             + "; ".join(unverified)[:300])
+    return tree.problems
+
+
+def _check_space(config: Config, kinds) -> None:
+    for kind in kinds:
         problem = free_space_problem(config.destination(kind), config.min_free_bytes)
         if problem:
             raise TransferFailed(Outcome(False, False, "disk full"), problem)
+
+
+def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
+    """One attempt at the whole job -> (device, problems). Raises TransferFailed."""
+    config = job.config
+    _check_space(config, config.kinds())
+    found = _probe(job, device, deadline)
+    if not found.machine_id:
+        raise TransferFailed(Outcome(False, False, "no machine id"),
+                             "the device has no valid /etc/machine-id: its own folder is unknown")
+    if device.id and found.machine_id != device.id:
+        raise TransferFailed(Outcome(False, False, "machine id mismatch"),
+                             f"the device at {device.address} says its machine id is {found.machine_id}, "
+                             f"the node server says {device.id}: not backed up")
+    job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
+    device = dataclasses.replace(device, id=found.machine_id)
+    folder = device.id
+    if first:
+        for kind, names in found.foreign(folder).items():
+            shown = ", ".join(repr(name)[1:-1][:60] for name in names[:5]) + (", ..." if len(names) > 5 else "")
+            message = (f"not copied: {kind}/{shown} on the device (only its own folder "
+                       f"{kind}/{folder}/ is backed up)")
+            job.events.put(events.Warned(device.key, message))
+            log.warning("%s: %s", device.name, message, extra=device_fields(device))
+    problems = []
+    for kind in config.kinds():
+        _check_space(config, (kind,))
         if kind == "results":
-            _results(job, device, deadline)
+            problems += _results(job, device, folder, found, deadline)
+        elif folder in found.top[kind]:
+            listing = _transfer(job, device, kind, folder, "all", deadline)
+            problems += listing.problems
+            if not listing.problems:
+                job.events.put(events.Listed(device.key, kind, tuple(listing.files.items())))
         else:
-            listing = _transfer(job, device, kind, "all", deadline)
-            job.events.put(events.Listed(device.key, kind, tuple(listing.files.items())))
+            job.events.put(events.Listed(device.key, kind, ()))
+    return device, problems
+
+
+def backup_device(job: Job, device: Device) -> JobResult:
+    """One device's pass: probe, results then videos, with bounded retries of transient failures.
+    Whatever happens, the device's job ends with a Finished event."""
+    if job.stop.is_set():
+        job.events.put(events.Finished(device.key, False, NOT_STARTED_MESSAGE, time.time()))
+        return JobResult(device, False, NOT_STARTED_MESSAGE)
+    try:
+        return _backup_device(job, device)
+    except Exception as error:   # noqa: BLE001 - a bug must not leave the device "running"
+        message = f"internal error: {type(error).__name__}: {error}"[:300]
+        log.error("%s: %s", device.name, message, exc_info=log.isEnabledFor(10), extra=device_fields(device))
+        job.events.put(events.Finished(device.key, False, message, time.time()))
+        return JobResult(device, False, message)
+    finally:
+        if job.control_dir:   # close the device's shared ssh connection
+            job.processes.run(_ssh(job, device) + ("-O", "exit", ssh_target(job.config, device)), timeout=10)
 
 
 def _backup_device(job: Job, device: Device) -> JobResult:
     config = job.config
     deadline = time.monotonic() + config.device_timeout
-    message = ""
+    message, key = "", device.key
     for attempt in range(1, config.retries + 2):
-        job.events.put(events.Started(device.key, attempt, time.time()))
+        job.events.put(events.Started(key, attempt, time.time()))
         try:
-            _attempt(job, device, deadline)
+            device, problems = _attempt(job, device, deadline, attempt == 1)
+            key = device.key
         except TransferFailed as failure:
             message = str(failure)
             if failure.outcome.retry and attempt <= config.retries and not job.stop.is_set():
@@ -278,10 +313,14 @@ def _backup_device(job: Job, device: Device) -> JobResult:
                         continue
             break
         else:
-            job.events.put(events.Finished(device.key, True, COMPLETED_MESSAGE, time.time()))
+            if problems:
+                message = (f"{len(problems)} problem(s), everything else was copied: "
+                           + "; ".join(problems[:MAX_PROBLEMS_NAMED]))[:1000]
+                break
+            job.events.put(events.Finished(key, True, COMPLETED_MESSAGE, time.time()))
             log.info("%s: backup completed", device.name, extra=device_fields(device))
             return JobResult(device, True, COMPLETED_MESSAGE)
-    job.events.put(events.Finished(device.key, False, message, time.time()))
+    job.events.put(events.Finished(key, False, message, time.time()))
     log.error("%s: backup failed: %s", device.name, message, extra=device_fields(device))
     return JobResult(device, False, message)
 
@@ -318,3 +357,4 @@ def _drain(events_queue: queue.Queue, timeout: float) -> list:
     except queue.Empty:
         pass
     return [event for event in batch if event is not _WAKE]
+

@@ -28,8 +28,8 @@ The method used here (README.md, "Live databases", has the measured figures):
    turns it into a self-contained rollback-journal file and atomically replaces the node's copy
    only if the copy is sound and not older than the one it replaces.
 
-Two rules for the runner's raw rsync (``RAW_FILTER_ARGS``, used by :func:`ethoscope_rsync.rsync.make_rsync_command`),
-both found by experiment:
+Two rules for the runner's raw rsync (:func:`ethoscope_rsync.rsync.make_rsync_command`, "raw";
+``RAW_FILTER_ARGS`` is the same for a whole tree), both found by experiment:
 
 * ``--delete`` in the raw mirror: if the device's ``-wal`` disappears (database closed cleanly), a
   stale raw ``-wal`` left in the mirror would be replayed over the newer ``.db`` and corrupt it.

@@ -8,10 +8,27 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 IDENTIFIER = "ethoscope-backup"
 log = logging.getLogger("ethoscope_rsync")     # modules log here or to a child ("ethoscope_rsync.web")
+
+
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (newlines, terminal escapes, undecodable bytes) escaped:
+    a file name or an HTTP path from the LAN can neither forge a log line nor drive a terminal."""
+    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100
+                        else "\\u%04x" % ord(m.group()), text)
+
+
+class _Printable(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = printable(record.getMessage()), None
+        return True
 
 
 def _under_journald() -> bool:
@@ -50,6 +67,7 @@ def setup(debug: bool = False) -> logging.Logger:
         handler = _TerminalHandler(sys.stderr) if sys.stderr.isatty() else logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(levelname).1s %(message)s" if not debug
                                                else "%(asctime)s %(levelname).1s %(threadName)s %(message)s"))
+    handler.addFilter(_Printable())
     log.addHandler(handler)
     return log
 

@@ -170,6 +170,7 @@ class DeviceRun:
     transfers: dict = dataclasses.field(default_factory=dict)     # kind -> Transfer
     databases: dict = dataclasses.field(default_factory=dict)     # path -> DatabaseVerdict
     error: str = ""
+    warnings: list = dataclasses.field(default_factory=list)      # said once in this pass
 
     @property
     def key(self) -> str:
@@ -196,7 +197,8 @@ class DeviceRun:
                    transfers={k: Transfer.from_json(v) for k, v in mapping(data.get("transfers")).items()
                               if k in KINDS},
                    databases={p: v for p, v in databases.items() if v is not None},
-                   error=text(data.get("error")))
+                   error=text(data.get("error")),
+                   warnings=[w for w in sequence(data.get("warnings")) if isinstance(w, str)])
 
 
 @dataclasses.dataclass
@@ -323,6 +325,28 @@ class PassSummary:
 
 
 @dataclasses.dataclass
+class DatabaseRecord:
+    """The last recovery of one database into place. `signature` is what the device held then
+    (sizes and mtimes of its .db and -wal); a database is copied and recovered again only when
+    the device's signature changed or this recovery was not verified (`ok`)."""
+    signature: list
+    ok: bool
+    rows: int
+    message: str
+    checked: float
+
+    def to_json(self) -> list:
+        return [self.signature, self.ok, self.rows, self.message, round(self.checked, 3)]
+
+    @classmethod
+    def from_json(cls, data):
+        data = sequence(data)
+        if len(data) != 5:
+            return None
+        return cls(sequence(data[0]), data[1] is True, int(number(data[2])), text(data[3]), number(data[4]))
+
+
+@dataclasses.dataclass
 class DeviceHistory:
     id: str = ""
     name: str = ""
@@ -333,13 +357,17 @@ class DeviceHistory:
     last_error_time: float = 0.0
     last_bytes: int = 0
     count: int = 0                    # passes that started this device
+    pinned: bool = False              # answered with the host key of its name: its name and id are its own
+    aes: bool | None = None           # its CPU has AES instructions (None: not known)
     passes: list = dataclasses.field(default_factory=list)          # PassSummary, oldest first
     inventory: dict = dataclasses.field(default_factory=dict)       # kind -> Inventory
+    databases: dict = dataclasses.field(default_factory=dict)       # path -> DatabaseRecord
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
         data["passes"] = [p.to_json() for p in self.passes]
         data["inventory"] = {kind: inv.to_json() for kind, inv in self.inventory.items()}
+        data["databases"] = {path: record.to_json() for path, record in self.databases.items()}
         return data
 
     @classmethod
@@ -350,9 +378,14 @@ class DeviceHistory:
                    last_success=number(data.get("last_success")), last_outcome=text(data.get("last_outcome")),
                    last_error=text(data.get("last_error")), last_error_time=number(data.get("last_error_time")),
                    last_bytes=int(number(data.get("last_bytes"))), count=int(number(data.get("count"))),
+                   pinned=data.get("pinned") is True,
+                   aes=data.get("aes") if isinstance(data.get("aes"), bool) else None,
                    passes=[p for p in passes if p is not None][-PASSES_KEPT:],
                    inventory={k: Inventory.from_json(v) for k, v in mapping(data.get("inventory")).items()
-                              if k in KINDS})
+                              if k in KINDS},
+                   databases={str(p): r for p, r in ((p, DatabaseRecord.from_json(v))
+                                                     for p, v in mapping(data.get("databases")).items())
+                              if r is not None})
 
 
 @dataclasses.dataclass

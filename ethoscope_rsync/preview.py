@@ -4,10 +4,24 @@ from __future__ import annotations
 from ethoscope_rsync import execute
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
-from ethoscope_rsync.logs import log
-from ethoscope_rsync.rsync import classify_exit, make_rsync_command, parse_file_line
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK
 from ethoscope_rsync.humanize import human_size
+from ethoscope_rsync.logs import log
+from ethoscope_rsync.probe import inside, make_probe_command, parse_probe
+from ethoscope_rsync.rsync import classify_exit, informative_line, make_rsync_command, make_ssh_command, \
+    parse_file_line, ssh_target
+
+
+def _folder(config: Config, device, key: str, out) -> str:
+    """The device's own folder (its machine id), asked of the device; "" when it cannot be reached."""
+    argv = make_probe_command(make_ssh_command(config, device, key), ssh_target(config, device),
+                              config.remote_results, config.remote_videos)
+    result = execute.run(argv, timeout=config.connect_timeout + config.io_timeout)
+    if result.returncode != 0:
+        out(f"{device.name}: cannot reach ({classify_exit(result.returncode, result.stderr).label}: "
+            f"{informative_line(result.stderr)[:160]})")
+        return ""
+    return device.id or parse_probe(result.stdout).machine_id
 
 
 def preview_pass(config: Config, out=print) -> int:
@@ -19,24 +33,26 @@ def preview_pass(config: Config, out=print) -> int:
     for warning in found.warnings:
         log.warning("discovery: %s", warning)
     out(f"{len(found.devices)} device(s) from {found.source}")
+    key = str(credential_key(config))
     failed = 0
     for device in found.devices:
+        folder = _folder(config, device, key, out)
+        if not folder:
+            failed += 1
+            continue
         for kind in config.kinds():
-            argv = make_rsync_command(config, device, kind, key=str(credential_key(config)), dry_run=True)
-            files = []
+            argv = make_rsync_command(config, device, kind, key=key, folder=folder, dry_run=True)
             result = execute.run(argv, timeout=config.device_timeout)
-            for line in result.stdout.splitlines():
-                event = parse_file_line(line)
-                if event is not None and event.is_file and event.itemize[0] in "<>":
-                    files.append(event)
+            files = [event for event in map(parse_file_line, result.stdout.splitlines())
+                     if event is not None and event.is_file and event.itemize[0] in "<>"
+                     and inside(folder, f"{folder}/{event.name}")]
             outcome = classify_exit(result.returncode, result.stderr)
             if not outcome.ok:
                 failed += 1
-                out(f"{device.name} {kind}: cannot list ({outcome.label}: {result.last_error_line[:160]})")
+                out(f"{device.name} {kind}: cannot list ({outcome.label}: {informative_line(result.stderr)[:160]})")
                 continue
-            total = sum(f.length for f in files)
-            out(f"{device.name} {kind}: {len(files)} file(s), {human_size(total)} would be copied "
-                f"to {config.destination(kind)}")
+            out(f"{device.name} {kind}: {len(files)} file(s), {human_size(sum(f.length for f in files))} "
+                f"would be copied to {config.destination(kind) / folder}")
             for event in files:
-                out(f"  {event.name} ({human_size(event.length)})")
+                out(f"  {folder}/{event.name} ({human_size(event.length)})")
     return EXIT_FAILED if failed else EXIT_OK

@@ -13,7 +13,6 @@ import shlex
 from pathlib import Path
 
 from ethoscope_rsync.config import Config
-from ethoscope_rsync.livedb import RAW_FILTER_ARGS
 from ethoscope_rsync.devices import Device
 
 FILE_MARK = "ETHOSCOPE-BACKUP-FILE"
@@ -75,6 +74,25 @@ def classify_exit(code: int, stderr: str = "") -> Outcome:
     return outcome
 
 
+def _lines(stderr: str) -> list:
+    return [line.strip() for line in stderr.replace("\r", "\n").split("\n") if line.strip()]
+
+
+def informative_line(stderr: str) -> str:
+    """The line of a failed ssh/rsync's stderr that says what went wrong, in the tool's own words:
+    ssh's own line ("ssh: connect to host ...", "ControlPath too long") before rsync's specific
+    "rsync: ..." line, before rsync's generic "rsync error: ... (code N)"."""
+    lines = _lines(stderr)
+    ssh = [line for line in lines if not line.startswith(("rsync", "@", "Warning: Permanently added"))]
+    specific = [line for line in lines if line.startswith("rsync: ")]
+    return (ssh or specific or lines or [""])[0]
+
+
+def error_lines(stderr: str, limit: int = 10) -> list:
+    """rsync's lines naming what it could not copy (exit 23), at most `limit`."""
+    return [line for line in _lines(stderr) if line.startswith("rsync: ")][:limit]
+
+
 def make_ssh_command(config: Config, device: Device, key: str, control_dir: str = "") -> tuple:
     """ssh argv for one device: key only, no prompts, bounded connect and keep-alive, our known_hosts.
 
@@ -94,8 +112,8 @@ def make_ssh_command(config: Config, device: Device, key: str, control_dir: str 
         "-o", "UpdateHostKeys=no",
         "-o", "HashKnownHosts=no",                           # forget-host finds entries by name
         "-o", f"ConnectTimeout={config.connect_timeout}",
-        "-o", "ServerAliveInterval=5",
-        "-o", f"ServerAliveCountMax={max(2, config.io_timeout // 5)}",
+        "-o", "ServerAliveInterval=5",                       # a vanished device is noticed in 15 s,
+        "-o", "ServerAliveCountMax=3",                       # whatever rsync's --timeout for stalled data
         "-o", "LogLevel=ERROR",
         "-l", config.ssh_user,
     ) + (("-c", config.ssh_ciphers) if config.ssh_ciphers else ())
@@ -105,16 +123,26 @@ def ssh_target(config: Config, device: Device) -> str:
     return f"{config.ssh_user}@{device.address}"
 
 
-def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
-                       bwlimit_kib: int = 0, stamp: str = "", databases: str = "all",
+def filter_pattern(path: str) -> str:
+    """An rsync filter pattern matching exactly `path` from the transfer's root."""
+    if any(c in path for c in "*?["):       # rsync reads backslashes as escapes only then
+        path = re.sub(r"([\\*?\[])", r"\\\1", path)
+    return "/" + path
+
+
+def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, folder: str,
+                       bwlimit_kib: int = 0, stamp: str = "", databases: str = "all", only: tuple = (),
                        dry_run: bool = False, control_dir: str = "") -> tuple:
-    """rsync argv pulling one tree (`results` or `videos`) of one device.
+    """rsync argv pulling one device's own folder (`folder`, its machine id) of one tree (`results` or
+    `videos`) into the same folder on the node: nothing else of the device's tree is copied.
 
     databases: "all" copies everything; "skip" leaves SQLite files out (they go through the
-    live-database path); "raw" copies only databases and their -wal into the raw mirror.
+    live-database path); "raw" copies only the databases in `only` (paths relative to `folder`)
+    and their -wal into the device's raw mirror (see livedb), deleting a mirrored -wal that the
+    device no longer has.
     """
     destination = config.destination(kind)
-    source = f"{config.ssh_user}@{device.ssh_host}:{config.remote_root(kind)}/"
+    source = f"{config.ssh_user}@{device.ssh_host}:{config.remote_root(kind)}/{folder}/"
     argv = [
         "rsync", "--recursive", "--times", "--omit-dir-times",
         "--no-links", "--no-devices", "--no-specials",      # regular files only: no symlink escapes
@@ -133,20 +161,23 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str,
     if bwlimit_kib:
         argv.append(f"--bwlimit={bwlimit_kib}")
     if config.safe and stamp and databases != "raw":
-        argv += ["--backup", f"--backup-dir={HIDDEN}/replaced/{stamp}"]
+        argv += ["--backup", f"--backup-dir={destination}/{HIDDEN}/replaced/{stamp}/{folder}"]
     if dry_run:
         argv.append("--dry-run")
     if databases == "skip":
         argv += ["--exclude=" + pattern for pattern in DATABASE_PATTERNS]
     elif databases == "raw":
-        argv += [*RAW_FILTER_ARGS, "--prune-empty-dirs"]   # see livedb: --delete, exact mtimes
+        argv += ["--delete", "--modify-window=-1", "--prune-empty-dirs", "--include=*/"]
+        for path in only:
+            argv += [f"--include={filter_pattern(path)}", f"--include={filter_pattern(path + '-wal')}"]
+        argv.append("--exclude=*")
         destination = raw_root(config, device)
-    argv += [source, f"{destination}/"]
+    argv += [source, f"{destination}/{folder}/"]
     return tuple(argv)
 
 
 def raw_root(config: Config, device: Device) -> Path:
-    """The device's private raw mirror of its databases (one per device: it is synced with --delete)."""
+    """The device's private raw mirror of its databases (one per device)."""
     return config.results_dir / DB_RAW_DIR / device.key
 
 

@@ -4,11 +4,11 @@ Exit codes: see :mod:`ethoscope_rsync.exits`.
 """
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
+import dataclasses
+import logging
 import os
 import queue
+import shutil
 import signal
 import sys
 import tempfile
@@ -23,32 +23,8 @@ from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
-from ethoscope_rsync.status import StatusStore, load_history, load_status, save_history
-
-
-@contextlib.contextmanager
-def pass_lock(path: Path):
-    """An flock on the state dir's lock file: released by the kernel even if the pass crashes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664), True
-    except PermissionError:          # someone else's lock file: locking needs only read access
-        fd, writable = os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise Busy(f"another backup pass is already running (pid {holder}); "
-                       f"this one exits without doing anything") from None
-        if writable:
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        yield
-    finally:
-        os.close(fd)
+from ethoscope_rsync.identities import add_name_aliases, check_claims
+from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
 
 
 class StopRequest(threading.Event):
@@ -99,18 +75,50 @@ def run_pass(config: Config, stop: threading.Event | None = None) -> int:
         _install_stop_handler(stop)
     try:
         with pass_lock(config.lock_file):
-            return _locked_pass(config, stop)
+            history = load_history(config.history_file)
+            history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
+            store = StatusStore(config.status_file, history, load_status(config.status_file), pid=os.getpid(),
+                                what=config.what, interval=config.update_interval)
+            notifier = Notifier()
+            try:
+                return _locked_pass(config, stop, store, notifier)
+            except Exception as error:   # noqa: BLE001 - whatever happened, the pass ends with its status
+                message = f"internal error: {type(error).__name__}: {error}"[:300]
+                log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
+                return _end(config, store, notifier, "failed", message, EXIT_FAILED)
     except Busy as busy:
         log.error("%s", busy)
         return EXIT_BUSY
 
 
-def _locked_pass(config: Config, stop: threading.Event) -> int:
-    history = load_history(config.history_file)
-    history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
-    store = StatusStore(config.status_file, history, load_status(config.status_file), pid=os.getpid(),
-                        what=config.what, interval=config.update_interval)
-    notifier, terminal = Notifier(), TerminalProgress()
+def make_destinations(config: Config) -> str:
+    """Create every destination root before any transfer ('' or one line naming the folder)."""
+    for kind in config.kinds():
+        folder = config.destination(kind)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return (f"cannot create the {kind} destination {folder}: {error.strerror or error} "
+                    f"(outside /ethoscope_data it needs a ReadWritePaths= drop-in, see ethoscope-backup.conf(5))")
+    return ""
+
+
+def control_directory(candidates) -> str:
+    """A private folder for the devices' shared ssh connections whose socket paths stay short
+    enough ("" when none is: then every ssh connects on its own)."""
+    for base in candidates:
+        # ssh binds <dir>/<%C: 40 hex>.<17 random characters> and a socket path holds 107 bytes
+        if len(str(base)) + len("/ssh-XXXXXXXX/") + 40 + 18 > 107:
+            continue
+        try:
+            return tempfile.mkdtemp(prefix="ssh-", dir=base)
+        except OSError:
+            continue
+    return ""
+
+
+def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, notifier: Notifier) -> int:
+    terminal = TerminalProgress()
     notifier.status("discovering devices")
     store.write()
     try:
@@ -130,15 +138,46 @@ def _locked_pass(config: Config, stop: threading.Event) -> int:
         return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
     if not devices:
         return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK)
+    problem = make_destinations(config)
+    if problem:
+        log.error("%s", problem)
+        return _end(config, store, notifier, "failed", problem, EXIT_FAILED)
+    devices, refused = check_claims((known_identity(device, store.history) for device in devices), store.history)
+    for message in refused:
+        log.error("%s", message)
+    if not devices:
+        return _end(config, store, notifier, "failed", "; ".join(refused)[:500], EXIT_FAILED)
+    try:
+        add_name_aliases(config.known_hosts)
+    except OSError as error:
+        log.warning("cannot update %s: %s", config.known_hosts, error.strerror)
     for device in devices:
         store.add_device(device.id, device.name, device.address)
     store.set_message(f"backing up {len(devices)} device(s)")
-    with tempfile.TemporaryDirectory(prefix="ethoscope-backup-ssh-") as control_dir:
+    control_dir = control_directory((config.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
+    if not control_dir:
+        log.warning("no folder with a short enough path for ssh's shared connections: each transfer connects alone")
+    try:
         job = Job(config=config, key=str(credential_key(config)),
                   bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
-                  events=queue.Queue(), stop=stop)
-        return _run_devices(config, job, devices, found.missing, store, notifier, terminal)
+                  events=queue.Queue(), stop=stop,
+                  known={d.key: dict(store.history.devices[d.key].databases) for d in devices
+                         if d.key in store.history.devices})
+        return _run_devices(config, job, devices, found.missing + refused, store, notifier, terminal)
+    finally:
+        if control_dir:
+            shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def known_identity(device, history) -> object:
+    """A [devices] entry (known by name only) gets the machine id learnt at an earlier first contact."""
+    if device.id:
+        return device
+    for key, entry in history.devices.items():
+        if entry.name == device.name and entry.id == key:
+            return dataclasses.replace(device, id=key)
+    return device
 
 
 def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
@@ -191,7 +230,7 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal) -> in
         message = f"{len(failed)} of {len(results)} device(s) failed: " + ", ".join(
             f"{r.device.name} ({r.message})" for r in failed)[:500]
     elif missing:
-        outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} asked for not found"
+        outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} not found or refused"
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
     code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK

@@ -9,6 +9,8 @@ pass ends.
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import json
 import os
 import tempfile
@@ -16,8 +18,9 @@ import time
 from pathlib import Path
 
 from ethoscope_rsync import events as ev
+from ethoscope_rsync.exits import Busy
 from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, \
-    DatabaseVerdict, DeviceHistory, DeviceRun, FileCopy, History, Inventory, Pass, PassSummary, Progress, \
+    DatabaseRecord, DatabaseVerdict, DeviceHistory, DeviceRun, FileCopy, History, Inventory, Pass, PassSummary, Progress, \
     Status, Transfer
 
 KILLED_MESSAGE = "the previous pass ended before this device finished"
@@ -64,6 +67,31 @@ def load_history(path: Path) -> History:
 
 def save_history(path: Path, history: History) -> None:
     write_json_atomic(path, history.to_json())
+
+
+@contextlib.contextmanager
+def pass_lock(path: Path):
+    """An flock on the state dir's lock file: released by the kernel even if the pass crashes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664), True
+    except PermissionError:          # someone else's lock file: locking needs only read access
+        fd, writable = os.open(path, os.O_RDONLY | os.O_CLOEXEC), False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as error:
+            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            raise Busy(f"another backup pass is already running (pid {holder}); "
+                       f"this one exits without doing anything") from None
+        if writable:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
 
 
 class StatusStore:
@@ -118,6 +146,25 @@ class StatusStore:
             self._history_of(device.key, device).count += 1
             device.transfers, device.databases = {}, {}
 
+    def _contacted(self, device: DeviceRun, event: ev.Contacted) -> None:
+        """The device's name and machine id are pinned to its host key; a device keyed by its
+        name until now is keyed by its machine id from here on."""
+        old = device.key
+        device.id = event.machine_id
+        if old != device.key:
+            self.status.devices = {(device.key if k == old else k): d for k, d in self.status.devices.items()}
+            earlier = self.history.devices.pop(old, None)
+            entry = self._history_of(device.key, device)
+            if earlier is not None and not entry.passes:
+                entry.count, entry.passes = earlier.count, earlier.passes
+        entry = self._history_of(device.key, device)
+        entry.pinned = True
+        entry.aes = event.aes
+
+    def _warned(self, device: DeviceRun, event: ev.Warned) -> None:
+        if event.message not in device.warnings:
+            device.warnings.append(event.message)
+
     def _progressed(self, device: DeviceRun, event: ev.Progressed) -> None:
         index = self.kinds.index(event.kind) if event.kind in self.kinds else 0
         device.progress = Progress(percent=round((index * 100.0 + event.percent) / len(self.kinds), 1),
@@ -146,10 +193,17 @@ class StatusStore:
 
     def _listed(self, device: DeviceRun, event: ev.Listed) -> None:
         entry = self._history_of(device.key, device)
-        entry.inventory.setdefault(event.kind, Inventory()).update(dict(event.files))
+        listing = dict(event.files)
+        entry.inventory.setdefault(event.kind, Inventory()).update(listing)
+        if event.kind == "results":      # records of databases the device no longer has
+            entry.databases = {p: r for p, r in entry.databases.items() if p in listing or not r.ok}
 
     def _database_checked(self, device: DeviceRun, event: ev.DatabaseChecked) -> None:
-        device.databases[event.path] = DatabaseVerdict(event.verdict, event.rows, self.clock(), event.message)
+        now = self.clock()
+        device.databases[event.path] = DatabaseVerdict(event.verdict, event.rows, now, event.message)
+        if event.signature:
+            self._history_of(device.key, device).databases[event.path] = DatabaseRecord(
+                list(event.signature), event.ok, event.rows, event.message, now)
 
     def _finished(self, device: DeviceRun, event: ev.Finished) -> None:
         device.state, device.ended = (COMPLETED if event.ok else ERROR), event.at
@@ -170,7 +224,8 @@ class StatusStore:
         outcome = device.state if not event.ok or copied else "nothing"
         entry.passes = (entry.passes + [PassSummary(event.at, outcome, copied)])[-PASSES_KEPT:]
 
-    _HANDLERS = {ev.Started: _started, ev.Progressed: _progressed, ev.FileReceived: _file_received,
+    _HANDLERS = {ev.Started: _started, ev.Contacted: _contacted, ev.Warned: _warned,
+                 ev.Progressed: _progressed, ev.FileReceived: _file_received,
                  ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
                  ev.Finished: _finished}
 

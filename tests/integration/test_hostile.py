@@ -96,7 +96,6 @@ def test_hostile_device_entries_are_skipped_and_others_backed_up(lab, tmp_path):
         {"id": "d" * 32, "name": "ETHOSCOPE_051", "ip": "not-an-ip", "status": "running"},
         {"id": "e" * 32, "name": "ETHOSCOPE_052", "ip": "-oProxyCommand=x", "status": "running"},
         {"id": "f" * 32, "name": "ETHOSCOPE_053", "ip": "%s; reboot" % a.ip, "status": "running"},
-        {"id": a.id, "name": "ETHOSCOPE_054", "ip": b.ip, "status": "running"},          # duplicate id
         "not even an object",
     ]
     lab.node.set_extra_entries(hostile)

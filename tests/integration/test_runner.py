@@ -213,5 +213,10 @@ def test_static_devices_without_a_node_server(lab, node):
     result = node.run()
     assert result.returncode == 0, result.stderr
     assert "from config" in result.stderr
-    assert set(node.status()["devices"]) == {first.name}      # no machine id known: keyed by name
+    # the device told its machine id at first contact: the node's lookups by machine id find it
+    device = node.status()["devices"]
+    assert set(device) == {first.id} and device[first.id]["name"] == first.name
     assert tree_digest(first.data_root / "videos").items() <= tree_digest(node.videos).items()
+    second = node.run()
+    assert second.returncode == 0, second.stderr
+    assert set(node.status()["devices"]) == {first.id} and node.status()["run"]["files_received"] == 0

@@ -38,9 +38,13 @@ class DeviceOps:
         ])
 
     def _start_sshd(self, d):
-        script = 'mount --bind "$1" /ethoscope_data && exec /usr/sbin/sshd -D -f "$2" -E "$3"'
+        # each device sees its own data tree and its own /etc/machine-id (its id), as a real one does
+        (d.dir / "machine-id").write_text(d.id + "\n")
+        script = ('mount --bind "$1" /ethoscope_data && mount --bind "$4" /etc/machine-id && '
+                  'exec /usr/sbin/sshd -D -f "$2" -E "$3"')
         argv = ["ip", "netns", "exec", d.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
-                "sh", "-c", script, "sh", str(d.data_root), str(d.sshd_config), str(d.sshd_log)]
+                "sh", "-c", script, "sh", str(d.data_root), str(d.sshd_config), str(d.sshd_log),
+                str(d.dir / "machine-id")]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(d.dir / "sshd.stderr", "ab"), start_new_session=True)
         self._procs[("sshd", d.index)] = proc

@@ -7,7 +7,7 @@ import pytest
 from ethoscope_rsync.cli import apply_options, build_parser, main, normalise_argv, status_rows
 from ethoscope_rsync.config import ConfigError, load_config
 from ethoscope_rsync.exits import Busy
-from ethoscope_rsync.runner import pass_lock
+from ethoscope_rsync.status import pass_lock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,3 +92,10 @@ def test_bandwidth_budget_is_shared():
     assert share_bandwidth(8000, 4, 10) == 2000           # four transfers at once share the total
     assert share_bandwidth(8000, 16, 2) == 4000           # only two devices: two transfers
     assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
+
+
+def test_log_lines_escape_control_characters(capsys):
+    from ethoscope_rsync.logs import log, setup
+    setup()
+    log.warning("file %s", "x\nE forged line \x1b[2Jy\udcff")
+    assert capsys.readouterr().err == "W file x\\x0aE forged line \\x1b[2Jy\\udcff\n"

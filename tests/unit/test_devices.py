@@ -10,13 +10,14 @@ def test_node_device_valid():
     device = node_device(GOOD)
     assert (device.name, device.address, device.key, device.number) == (
         "ETHOSCOPE_004", "169.254.3.4", GOOD["id"], 4)
-    assert device.host_key_alias == "ETHOSCOPE_004-" + GOOD["id"]
+    assert device.host_key_alias == "ETHOSCOPE_004"
 
 
 @pytest.mark.parametrize("field, value", [
     ("name", "../../x"), ("name", "ETHOSCOPE_001; rm -rf /"), ("name", "$(reboot)"), ("name", None),
     ("id", "xyz"), ("id", "0123456789ABCDEF0123456789ABCDEF0"), ("ip", "not-an-ip"),
     ("ip", "-oProxyCommand=x"), ("ip", "0.0.0.0"), ("ip", "224.0.0.1"), ("ip", 12),
+    ("ip", "fe80::1%eth0\x00"), ("ip", "fe80::1%a b"), ("ip", "fe80::1%" + "x" * 16),
 ])
 def test_hostile_fields_rejected(field, value):
     with pytest.raises(DeviceError):

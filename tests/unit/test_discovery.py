@@ -4,7 +4,7 @@ import json
 import pytest
 
 from ethoscope_rsync.discovery import DiscoveryError, merge, node_url, parse_node_devices
-from ethoscope_rsync.devices import Device
+from ethoscope_rsync.devices import Device, DeviceError
 
 
 def entry(n, **fields):
@@ -30,13 +30,18 @@ def test_filter_rules():
 def test_invalid_entries_skipped_with_warnings():
     devices, warnings = parse_node_devices(answer(
         entry(1), entry(2, name="../../x"), entry(3, ip="-oProxyCommand=x"), entry(4, id="nothex"),
-        ("dup", entry(1)[1]), ("x", "not an object")))
+        entry(5, ip="fe80::1%eth0\x00x"), ("x", "not an object")))
     assert [d.name for d in devices] == ["ETHOSCOPE_001"]
     assert len(warnings) == 5
-    assert any("duplicate machine id" in w for w in warnings)
 
 
-@pytest.mark.parametrize("body", ["<html>nope</html>", '{"a": ', "[1, 2]", "\x00\xff"])
+def test_the_number_of_devices_is_bounded():
+    devices, warnings = parse_node_devices(answer(*(entry(n, ip=f"169.254.{n // 200}.{n % 200 + 1}")
+                                                    for n in range(1, 1200))))
+    assert len(devices) == 1000 and len(warnings) == 1 and "more than 1000" in warnings[0]
+
+
+@pytest.mark.parametrize("body", ["<html>nope</html>", '{"a": ', "[1, 2]", "\x00\xff", "[" * 100000])
 def test_unusable_answers(body):
     with pytest.raises(DiscoveryError):
         parse_node_devices(body)
@@ -59,12 +64,26 @@ def test_node_url_rejects(server):
         node_url(server)
 
 
-def test_merge_prefers_first_source():
+def test_conflicting_claims_are_all_held_back():
+    """Never first-wins: two entries claiming one name, or one machine id, are both left out."""
     static = Device(name="ETHOSCOPE_001", address="169.254.1.9", source="config")
     found = (Device(name="ETHOSCOPE_001", address="169.254.1.1", id="a" * 32),
-             Device(name="ETHOSCOPE_002", address="169.254.1.2", id="b" * 32))
-    assert [(d.name, d.address) for d in merge((static,), found)] == [
-        ("ETHOSCOPE_001", "169.254.1.9"), ("ETHOSCOPE_002", "169.254.1.2")]
+             Device(name="ETHOSCOPE_002", address="169.254.1.2", id="b" * 32),
+             Device(name="ETHOSCOPE_003", address="169.254.1.3", id="c" * 32),
+             Device(name="ETHOSCOPE_033", address="169.254.1.33", id="c" * 32))
+    devices, warnings = merge((static,), found)
+    assert [d.name for d in devices] == ["ETHOSCOPE_002"]
+    assert len(warnings) == 2
+    assert "ETHOSCOPE_001 at 169.254.1.9 (config), ETHOSCOPE_001 at 169.254.1.1 (node)" in warnings[0]
+    assert "ETHOSCOPE_003" in warnings[1] and "ETHOSCOPE_033" in warnings[1]
+
+
+def test_agreeing_entries_are_one_device():
+    static = Device(name="ETHOSCOPE_001", address="169.254.1.1", source="config")
+    node = Device(name="ETHOSCOPE_001", address="169.254.1.1", id="a" * 32)
+    devices, warnings = merge((static,), (node,))
+    assert devices == (Device(name="ETHOSCOPE_001", address="169.254.1.1", id="a" * 32, source="config"),)
+    assert warnings == ()
 
 
 def test_mdns_service_to_device():
@@ -74,5 +93,9 @@ def test_mdns_service_to_device():
     assert (device.name, device.address, device.id, device.source) == ("ETHOSCOPE_007", "169.254.3.7", "7" * 32, "mdns")
     bare = mdns_device("ETHOSCOPE_008._ethoscope._tcp.local.", ["not-an-ip", "169.254.3.8"], {})
     assert bare.address == "169.254.3.8" and bare.id == ""
-    with pytest.raises(Exception):
-        mdns_device("printer._ipp._tcp.local.", ["169.254.3.9"], {})
+    for name, props in (("printer._ipp._tcp.local.", {}),
+                        ("x._ethoscope._tcp.local.", {b"MACHINE_NAME": b"ETHOSCOPE_12345"}),
+                        ("ETHOSCOPE_12345._ethoscope._tcp.local.", {}),
+                        ("x._ethoscope._tcp.local.", {b"MACHINE_NAME": b"my ETHOSCOPE_001"})):
+        with pytest.raises(DeviceError):
+            mdns_device(name, ["169.254.3.9"], props)

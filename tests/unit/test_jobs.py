@@ -12,9 +12,13 @@ from ethoscope_rsync import events as ev
 from ethoscope_rsync.config import load_config
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.execute import Result
-from ethoscope_rsync.jobs import Job, backup_device, databases_to_recover
+from ethoscope_rsync.databases import pick_databases, signature
+from ethoscope_rsync.jobs import Job, backup_device
+from ethoscope_rsync.model import DatabaseRecord
+from ethoscope_rsync.probe import parse_probe
 from ethoscope_rsync.livedb import READY_PREFIX
-from ethoscope_rsync.rsync import FILE_MARK, FileEvent
+from ethoscope_rsync.probe import MARK
+from ethoscope_rsync.rsync import FILE_MARK
 
 MID = "0123456789abcdef0123456789abcdef"
 DEVICE = Device(name="ETHOSCOPE_004", address="169.254.9.4", id=MID)
@@ -24,15 +28,24 @@ CHUNK = f"{MID}/ETHOSCOPE_004/2025-03-08_10-00-00/2025-03-08_10-00-00_{MID}_0000
 
 def stage(argv) -> str:
     """Which stage of the job an rsync argv is."""
-    if "--include=*.db" in argv:
+    if "--exclude=*" in argv:
         return "results:raw"
     if "--exclude=*.db" in argv:
         return "results:skip"
-    return "videos" if argv[-2].endswith("/videos/") else "results:all"
+    return "videos" if argv[-2].endswith(f"/videos/{MID}/") else "results:all"
 
 
 def file_line(itemize, size, name):
-    return f"{FILE_MARK} {itemize} {size} {size if itemize[0] == '>' else 0} {name}"
+    """An rsync --out-format line; names are relative to the device's folder, as rsync prints them."""
+    return f"{FILE_MARK} {itemize} {size} {size if itemize[0] == '>' else 0} {name.removeprefix(MID + '/')}"
+
+
+def probe_answer(databases=(), machine_id=MID, results=(MID,), videos=(MID,)):
+    """What the probe prints: `databases` are (path under the results root, size, mtime)."""
+    stats = "".join(f"{size} {mtime} ./{path}\0" for path, size, mtime in databases)
+    return (f"{MARK}machine-id\n{machine_id}\n{MARK}cpu\nflags : fpu aes\n{MARK}results\n"
+            + "".join(f"{n}\n" for n in results) + f"{MARK}videos\n" + "".join(f"{n}\n" for n in videos)
+            + f"{MARK}databases\n{stats}\n{MARK}end\n")
 
 
 @dataclasses.dataclass
@@ -47,9 +60,10 @@ class Step:
 class FakeProcesses:
     """Stands in for ethoscope_rsync.execute: scripted answers per stage, a record of calls."""
 
-    def __init__(self, script, ready=READY_PREFIX + '{"held": [], "failed": {}, "idle": []}'):
+    def __init__(self, script, ready=READY_PREFIX + '{"held": [], "failed": {}, "idle": []}', probe=None):
         self.script = {name: list(steps) for name, steps in script.items()}
         self.ready, self.calls = ready, []
+        self.probe = probe if probe is not None else [Step((probe_answer(),))]
 
     def stream(self, argv, on_record, *, timeout, stop=None):
         name = stage(argv)
@@ -63,8 +77,14 @@ class FakeProcesses:
         return Result(tuple(argv), step.code, "", step.stderr)
 
     def run(self, argv, *, timeout, stop=None):
-        self.calls.append("ssh -O exit" if "-O" in argv else "run")
-        return Result(tuple(argv), 0, "", "")
+        if "-O" in argv:
+            self.calls.append("ssh -O exit")
+            return Result(tuple(argv), 0, "", "")
+        self.calls.append("probe")
+        step = self.probe.pop(0) if len(self.probe) > 1 else self.probe[0]
+        if step.effect:
+            step.effect()
+        return Result(tuple(argv), step.code, "".join(step.lines), step.stderr)
 
     @contextlib.contextmanager
     def held(self, argv, *, stop=None):
@@ -101,10 +121,10 @@ def config(tmp_path):
     return load_config(conf)
 
 
-def run_job(config, processes, stop=None):
+def run_job(config, processes, stop=None, known=None, device=DEVICE):
     job = Job(config=config, key="/k", bwlimit_kib=0, stamp="S", control_dir="/c", events=queue.Queue(),
-              stop=stop or RecordingStop(), processes=processes)
-    result = backup_device(job, DEVICE)
+              stop=stop or RecordingStop(), processes=processes, known={MID: known or {}})
+    result = backup_device(job, device)
     sent = []
     while not job.events.empty():
         sent.append(job.events.get())
@@ -120,25 +140,96 @@ def make_db(path, rows):
     con.close()
 
 
+LIVE = ((DB, 8192, "1700000000.5"), (DB + "-wal", 4120, "1700000001.5"), (DB + "-shm", 32768, "1700000001.5"))
+
+
+def raw_copy(config, rows):
+    return lambda: make_db(config.results_dir / ".ethoscope-backup" / "raw" / MID / DB, rows)
+
+
 def test_stage_order_and_what_is_reported(config):
-    raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
     fake = FakeProcesses({
         "results:skip": [Step((file_line(".f", 10, f"{MID}/ETHOSCOPE_004/notes.txt"),))],
-        "results:raw": [Step((file_line(">f+++++++++", 8192, DB),), effect=lambda: make_db(raw_db, 3))],
-        "videos": [Step(("   1,000  50%   1.00MB/s    0:00:01", file_line(">f+++++++++", 1000, CHUNK)))]})
+        "results:raw": [Step((file_line(">f+++++++++", 8192, DB),), effect=raw_copy(config, 3))],
+        "videos": [Step(("   1,000  50%   1.00MB/s    0:00:01", file_line(">f+++++++++", 1000, CHUNK)))]},
+        probe=[Step((probe_answer(LIVE),))])
     result, sent, _ = run_job(config, fake)
     assert result.ok and result.message == "Backup completed successfully"
-    assert fake.calls == ["holder", "results:skip", "holder ready", "results:raw", "holder released",
+    assert fake.calls == ["probe", "results:skip", "holder", "holder ready", "results:raw", "holder released",
                           "videos", "ssh -O exit"]
     kinds = [type(e).__name__ for e in sent]
-    assert kinds == ["Started", "TransferEnded", "DatabaseChecked", "FileReceived", "Listed",
+    assert kinds == ["Started", "Contacted", "TransferEnded", "DatabaseChecked", "FileReceived", "Listed",
                      "Progressed", "FileReceived", "TransferEnded", "Listed", "Finished"]
     listed = {e.kind: dict(e.files) for e in sent if isinstance(e, ev.Listed)}
     node_size = (config.results_dir / DB).stat().st_size
     assert listed == {"results": {f"{MID}/ETHOSCOPE_004/notes.txt": 10, DB: node_size},
                       "videos": {CHUNK: 1000}}
     checked = next(e for e in sent if isinstance(e, ev.DatabaseChecked))
-    assert (checked.path, checked.verdict, checked.rows) == (DB, "ok", 3)
+    assert (checked.path, checked.verdict, checked.rows, checked.ok) == (DB, "ok", 3, True)
+    assert checked.signature == (8192, "1700000000.5", 4120, "1700000001.5")
+
+
+def test_only_the_device_s_own_folder_is_copied_and_the_rest_is_named(config):
+    fake = FakeProcesses({}, probe=[Step((probe_answer(results=(MID, "f" * 32, "lost+found"), videos=()),))])
+    result, sent, _ = run_job(config, fake)
+    assert result.ok and "videos" not in fake.calls          # no folder of its own there: nothing to copy
+    (warning,) = [e for e in sent if isinstance(e, ev.Warned)]
+    assert warning.message == (f"not copied: results/{'f' * 32}, lost+found on the device (only its own "
+                               f"folder results/{MID}/ is backed up)")
+
+
+def test_names_from_rsync_outside_the_folder_are_ignored(config):
+    fake = FakeProcesses({"videos": [Step((file_line(">f+++++++++", 5, "../other/x.h264"),
+                                           file_line(">f+++++++++", 5, "/etc/passwd"),
+                                           file_line(">f+++++++++", 5, f"{MID}/ok.h264")))]})
+    result, sent, _ = run_job(dataclasses.replace(config, what="videos"), fake)
+    assert result.ok
+    assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
+
+
+def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
+    static = Device(name="ETHOSCOPE_004", address="169.254.9.4", source="config")
+    result, sent, _ = run_job(dataclasses.replace(config, what="videos"), FakeProcesses({}), device=static)
+    assert result.ok and result.device.id == MID
+    assert sent[0] == ev.Started("ETHOSCOPE_004", 1, sent[0].at)
+    assert sent[1] == ev.Contacted("ETHOSCOPE_004", MID, True)
+    assert {e.key for e in sent[2:]} == {MID}
+
+
+def test_unchanged_verified_databases_are_neither_held_nor_copied(config):
+    make_db(config.results_dir / DB, 3)
+    raw = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+    make_db(raw, 3)
+    on_device = parse_probe(probe_answer(LIVE)).databases(MID)
+    known = {DB: DatabaseRecord(signature(on_device[DB]), True, 3, "recovered 3 rows", 1.0)}
+    fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
+    result, sent, _ = run_job(config, fake, known=known)
+    assert result.ok and fake.calls == ["probe", "results:skip", "videos", "ssh -O exit"]
+    assert not raw.exists()                                   # finished: the node's copy is the backup
+    assert not any(isinstance(e, ev.DatabaseChecked) for e in sent)
+
+
+def test_a_failed_recovery_is_tried_again_until_it_works(config):
+    """The raw copy arrived in an earlier pass whose recovery failed: this pass recovers it,
+    although the device's files did not change since."""
+    raw_copy(config, 5)()
+    on_device = parse_probe(probe_answer(LIVE)).databases(MID)
+    known = {DB: DatabaseRecord(signature(on_device[DB]), False, 0, "No space left on device", 1.0)}
+    fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
+    result, sent, _ = run_job(config, fake, known=known)
+    assert result.ok and "results:raw" in fake.calls
+    (checked,) = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert checked.ok and checked.rows == 5
+
+
+def test_a_failed_recovery_of_a_database_the_device_deleted_uses_the_raw_copy(config):
+    raw_copy(config, 5)()
+    known = {DB: DatabaseRecord([8192, "1", -1, ""], False, 0, "refused: 5 rows < 6 in existing copy", 1.0)}
+    fake = FakeProcesses({}, probe=[Step((probe_answer(()),))])
+    result, sent, _ = run_job(config, fake, known=known)
+    assert result.ok and "results:raw" not in fake.calls
+    (checked,) = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert (checked.path, checked.ok, checked.signature) == (DB, True, (8192, "1", -1, ""))
 
 
 def test_transient_failures_are_retried_with_backoff(config):
@@ -162,7 +253,6 @@ def test_retries_are_bounded_and_the_message_carries_rsync_s_own_line(config):
 
 
 @pytest.mark.parametrize("code,stderr,expected", [
-    (23, "rsync: send_files failed to open \"x\": Permission denied (13)\n", "partial transfer due to error"),
     (255, "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@\n", "forget-host ETHOSCOPE_004"),
     (11, "rsync: write failed on \"x\": No space left on device (28)\n", "destination full"),
 ])
@@ -187,6 +277,19 @@ def test_no_room_means_no_transfer(config):
     assert fake.calls == ["ssh -O exit"]
 
 
+def test_unreadable_files_do_not_stop_the_rest(config):
+    """rsync 23 in the results: the databases and videos are still copied, then the device fails
+    naming what could not be read."""
+    unreadable = 'rsync: [sender] send_files failed to open "/ethoscope_data/results/x/secret": Permission denied (13)\n'
+    fake = FakeProcesses({"results:skip": [Step(code=23, stderr=unreadable + "rsync error: some files (code 23)\n")],
+                          "videos": [Step((file_line(">f+++++++++", 1000, CHUNK),))]})
+    result, sent, stop = run_job(config, fake)
+    assert fake.calls == ["probe", "results:skip", "videos", "ssh -O exit"] and stop.waits == []
+    assert not result.ok and result.message == (
+        "1 problem(s), everything else was copied: results: " + unreadable.strip())
+    assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [CHUNK]
+
+
 def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
     raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
 
@@ -194,20 +297,32 @@ def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
         raw_db.parent.mkdir(parents=True, exist_ok=True)
         raw_db.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
 
-    fake = FakeProcesses({"results:raw": [Step((file_line(">f+++++++++", 4016, DB),), effect=torn)]})
+    fake = FakeProcesses({"results:raw": [Step((file_line(">f+++++++++", 4016, DB),), effect=torn)]},
+                         probe=[Step((probe_answer(LIVE[:1]),))])
     result, sent, stop = run_job(dataclasses.replace(config, what="results"), fake)
     assert not result.ok and "database copy(ies) not verified, previous copy kept" in result.message
     assert fake.calls.count("results:raw") == 3 and stop.waits == [5.0, 10.0]
+    assert "holder" not in fake.calls                        # no -wal/-shm: not open on the device
     assert not (config.results_dir / DB).exists()
-    assert {e.verdict for e in sent if isinstance(e, ev.DatabaseChecked)} == {"kept previous copy"}
+    checked = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert {(e.verdict, e.ok) for e in checked} == {("kept previous copy", False)}
 
 
-def test_databases_to_recover(tmp_path):
+def test_which_databases_are_taken(tmp_path):
     raw, node = tmp_path / "raw", tmp_path / "node"
-    for name in ("a/new.db", "a/kept.db", "b/changed.db"):
-        (raw / name).parent.mkdir(parents=True, exist_ok=True)
-        (raw / name).write_bytes(b"x")
-    (node / "a").mkdir(parents=True)
-    (node / "a" / "kept.db").write_bytes(b"x")
-    received = [FileEvent(">f.st......", 5, 5, "b/changed.db-wal"), FileEvent(">f+++++++++", 5, 5, "c/notes.txt")]
-    assert databases_to_recover(raw, node, received) == ["a/new.db", "b/changed.db"]
+    answer = probe_answer((("m/a/new.db", 1, "1"), ("m/a/same.db", 2, "2"), ("m/a/grew.db", 3, "3"),
+                           ("m/a/grew.db-wal", 9, "4"), ("m/a/grew.db-shm", 9, "4"), ("m/a/lost.db", 4, "4")))
+    on_device = parse_probe(answer).databases("m")
+    for name in ("same", "grew"):
+        (node / "m" / "a").mkdir(parents=True, exist_ok=True)
+        (node / "m" / "a" / f"{name}.db").write_bytes(b"x")
+    (raw / "m" / "b").mkdir(parents=True)
+    (raw / "m" / "b" / "failed.db").write_bytes(b"x")
+    known = {"m/a/same.db": DatabaseRecord([2, "2", -1, ""], True, 1, "", 1.0),
+             "m/a/grew.db": DatabaseRecord([3, "3", -1, ""], True, 1, "", 1.0),
+             "m/b/failed.db": DatabaseRecord([1, "1", -1, ""], False, 0, "torn", 1.0),
+             "m/b/gone.db": DatabaseRecord([1, "1", -1, ""], False, 0, "torn", 1.0)}
+    work = pick_databases(on_device, known, node, raw)
+    assert work.copy == ("a/grew.db", "a/lost.db", "a/new.db")
+    assert work.recover == ("m/a/grew.db", "m/a/lost.db", "m/a/new.db", "m/b/failed.db")
+    assert work.live and work.finished == ("m/a/same.db",)

@@ -4,7 +4,7 @@ import pytest
 
 from ethoscope_rsync.config import load_config
 from ethoscope_rsync.devices import Device
-from ethoscope_rsync.rsync import FileEvent, Progress, Stats, classify_exit, make_rsync_command, \
+from ethoscope_rsync.rsync import FileEvent, Progress, Stats, classify_exit, informative_line, make_rsync_command, \
     make_ssh_command, parse_file_line, parse_progress, parse_stats, unescape_name
 from ethoscope_rsync.execute import split_records
 
@@ -22,9 +22,9 @@ def config(tmp_path):
 SSH = ("ssh", "-i", "/k", "-p", "22", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
        "-o", "StrictHostKeyChecking=accept-new", "-o", "UserKnownHostsFile=/var/lib/eb/known_hosts",
        "-o", "GlobalKnownHostsFile=/dev/null",
-       "-o", "HostKeyAlias=ETHOSCOPE_004-0123456789abcdef0123456789abcdef", "-o", "UpdateHostKeys=no",
+       "-o", "HostKeyAlias=ETHOSCOPE_004", "-o", "UpdateHostKeys=no",
        "-o", "HashKnownHosts=no", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
-       "-o", "ServerAliveCountMax=12", "-o", "LogLevel=ERROR", "-l", "ethoscope")
+       "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR", "-l", "ethoscope")
 
 
 def test_ssh_command(config):
@@ -32,36 +32,56 @@ def test_ssh_command(config):
     assert "StrictHostKeyChecking=no" not in make_ssh_command(config, DEVICE, "/k")
 
 
-def test_video_command_has_no_compression_and_no_delete(config):
-    argv = make_rsync_command(config, DEVICE, "videos", key="/k")
+MID = DEVICE.id
+
+
+def test_video_command_pulls_the_device_s_own_folder(config):
+    argv = make_rsync_command(config, DEVICE, "videos", key="/k", folder=MID)
     assert argv[0] == "rsync"
-    assert argv[-2:] == ("ethoscope@169.254.3.4:/ethoscope_data/videos/", "/data/videos/")
+    assert argv[-2:] == (f"ethoscope@169.254.3.4:/ethoscope_data/videos/{MID}/", f"/data/videos/{MID}/")
     assert "--compress" not in argv and not any(a.startswith("--delete") for a in argv)
     assert "--partial-dir=.ethoscope-backup-partial" in argv and "--timeout=60" in argv
-    assert "--no-links" in argv
+    assert "--no-links" in argv and "--info=progress2,name2" in argv
     assert argv[argv.index("-e") + 1].startswith("ssh -i /k -p 22 -o BatchMode=yes")
 
 
 def test_results_command_variants(config):
-    skip = make_rsync_command(config, DEVICE, "results", key="/k", databases="skip", bwlimit_kib=500)
+    skip = make_rsync_command(config, DEVICE, "results", key="/k", folder=MID, databases="skip", bwlimit_kib=500)
     assert "--compress" in skip and "--bwlimit=500" in skip and "--exclude=*.db-wal" in skip
-    assert skip[-1] == "/data/results/"
-    raw = make_rsync_command(config, DEVICE, "results", key="/k", databases="raw")
-    assert raw[-1] == "/data/results/.ethoscope-backup/raw/0123456789abcdef0123456789abcdef/"
-    assert raw.index("--include=*.db") < raw.index("--exclude=*") and "--delete" in raw
+    assert skip[-1] == f"/data/results/{MID}/"
+    raw = make_rsync_command(config, DEVICE, "results", key="/k", folder=MID, databases="raw",
+                             only=("E/2025/a.db", "E/2025/odd*[1].db"))
+    assert raw[-1] == f"/data/results/.ethoscope-backup/raw/{MID}/{MID}/"
+    filters = raw[raw.index("--include=*/"):raw.index("--exclude=*") + 1]
+    assert filters == ("--include=*/", "--include=/E/2025/a.db", "--include=/E/2025/a.db-wal",
+                       "--include=/E/2025/odd\\*\\[1].db", "--include=/E/2025/odd\\*\\[1].db-wal", "--exclude=*")
+    assert "--delete" in raw and "--modify-window=-1" in raw
 
 
 def test_safe_mode_keeps_replaced_versions(config):
     import dataclasses
-    argv = make_rsync_command(dataclasses.replace(config, safe=True), DEVICE, "videos", key="/k",
+    argv = make_rsync_command(dataclasses.replace(config, safe=True), DEVICE, "videos", key="/k", folder=MID,
                               stamp="2026-01-02_03-04-05")
     assert ("--backup" in argv and
-            "--backup-dir=.ethoscope-backup/replaced/2026-01-02_03-04-05" in argv)
+            f"--backup-dir=/data/videos/.ethoscope-backup/replaced/2026-01-02_03-04-05/{MID}" in argv)
 
 
 def test_ipv6_source(config):
-    argv = make_rsync_command(config, Device(name="ETHOSCOPE_001", address="fe80::1"), "videos", key="/k")
-    assert argv[-2] == "ethoscope@[fe80::1]:/ethoscope_data/videos/"
+    argv = make_rsync_command(config, Device(name="ETHOSCOPE_001", address="fe80::1"), "videos", key="/k",
+                              folder=MID)
+    assert argv[-2] == f"ethoscope@[fe80::1]:/ethoscope_data/videos/{MID}/"
+
+
+def test_the_informative_line_is_the_tool_s_own():
+    assert informative_line("ssh: connect to host 169.254.3.4 port 22: Connection timed out\r\n"
+                            "rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]\n"
+                            "rsync error: unexplained error (code 255) at io.c(232) [Receiver=3.2.7]\n") == \
+        "ssh: connect to host 169.254.3.4 port 22: Connection timed out"
+    assert informative_line('unix_listener: path "/very/long/x" too long for Unix domain socket\n'
+                            "rsync error: unexplained error (code 255)\n").startswith("unix_listener: path")
+    assert informative_line('rsync: [sender] change_dir "/x" failed: No such file or directory (2)\n'
+                            "rsync error: some files/attrs were not transferred (code 23)\n").startswith("rsync: [sender]")
+    assert informative_line("") == ""
 
 
 @pytest.mark.parametrize("code, ok, retry", [
@@ -153,3 +173,22 @@ def test_stream_keeps_characters_split_across_reads(tmp_path):
     records = []
     result = stream(("/usr/bin/python3", str(script)), records.append, timeout=30)
     assert result.returncode == 0 and records == [name]
+
+
+def test_records_of_a_stream_are_bounded_and_linear():
+    from ethoscope_rsync.execute import MAX_RECORD, _Records
+    records = _Records()
+    assert records.feed("a\rb") == ("a",)
+    assert records.feed("c\n") == ("bc",)
+    for _ in range(1000):                            # a line that never ends, fed 1 KB at a time
+        assert records.feed("x" * 1024) == ()
+    assert len(records.rest()) == MAX_RECORD
+    (line,) = records.feed("\n")
+    assert len(line) == MAX_RECORD and records.rest() == ""
+
+
+def test_captured_output_is_bounded():
+    from ethoscope_rsync.execute import MAX_STDERR, run
+    result = run(("/bin/sh", "-c", "head -c 300000 /dev/zero | tr '\\0' e >&2; echo last >&2"), timeout=30)
+    assert len(result.stderr) <= MAX_STDERR + 65536 and result.stderr.endswith("last\n")
+    assert run(("/bin/echo", "a\0b"), timeout=5).returncode == 127      # a NUL: one clear failure

@@ -1,0 +1,120 @@
+"""What a device tells us at the start of its job, in one small shell command (no Python on it).
+
+Over the ssh connection that the job's rsyncs then share, the probe prints the device's machine id,
+its CPU features (for the cipher), the top-level folders of its results and videos trees (only its
+own ``<machine id>/`` folder is copied; anything else is named in a warning), and the size and
+mtime of every database file, so that databases unchanged since their last verified copy are neither
+held nor copied again. The device costs one ``sh``, ``head``, ``grep``, ``ls`` and ``find``.
+
+Everything here is pure; the answer is hostile input: bounded, parsed strictly, and every path
+checked to stay inside the device's own folder before it is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import re
+import shlex
+
+MARK = "@ethoscope-backup-probe "
+MAX_OUTPUT = 4 << 20              # bytes of probe output read at most
+MAX_TOP_ENTRIES = 100
+MAX_DATABASE_FILES = 20000
+DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm")
+_ID_RE = re.compile(r"[0-9a-f]{32}")
+_STAT_RE = re.compile(r"(\d{1,15}) (\d{1,12}(?:\.\d{1,10})?) \./(.+)", re.S)
+
+
+def probe_script(remote_results: str, remote_videos: str) -> str:
+    """The remote command: sections introduced by MARK lines; database stats NUL-terminated."""
+    results, videos = shlex.quote(remote_results), shlex.quote(remote_videos)
+    return "; ".join((
+        f"echo '{MARK}machine-id'", "head -c 64 /etc/machine-id 2>/dev/null", "echo",
+        f"echo '{MARK}cpu'", "grep -m1 -E '^(flags|Features)[[:space:]]*:' /proc/cpuinfo 2>/dev/null | head -c 8192",
+        "echo",
+        f"echo '{MARK}results'", f"ls -A -- {results} 2>/dev/null | head -n {MAX_TOP_ENTRIES}",
+        f"echo '{MARK}videos'", f"ls -A -- {videos} 2>/dev/null | head -n {MAX_TOP_ENTRIES}",
+        f"echo '{MARK}databases'",
+        f"cd -- {results} 2>/dev/null && find . -type f \\( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' \\)"
+        f" -printf '%s %T@ %p\\0' 2>/dev/null | head -c {MAX_OUTPUT - 65536}",
+        "echo", f"echo '{MARK}end'",
+    ))
+
+
+def make_probe_command(ssh_argv, target: str, remote_results: str, remote_videos: str) -> tuple:
+    """ssh argv + target + the probe as ONE remote command string (run by the device's shell)."""
+    return tuple(ssh_argv) + (target, probe_script(remote_results, remote_videos))
+
+
+@dataclasses.dataclass(frozen=True)
+class FileStat:
+    size: int
+    mtime: str           # as find printed it: compared, never computed with
+
+
+@dataclasses.dataclass(frozen=True)
+class Probe:
+    machine_id: str                   # "" when the device has no valid /etc/machine-id
+    aes: bool | None                  # AES instructions; None when the CPU did not say
+    top: dict                         # kind -> tuple of top-level entry names
+    files: dict                       # path under the results root -> FileStat (database files only)
+    complete: bool                    # False when the answer was cut short
+
+    def databases(self, folder: str) -> dict:
+        """The databases in the device's own folder: path (under the results root) ->
+        (db stat, -wal stat or None, has -shm). The signature of what the device holds."""
+        prefix = folder + "/"
+        found = {}
+        for path, stat in self.files.items():
+            if path.startswith(prefix) and path.endswith(".db"):
+                found[path] = (stat, self.files.get(path + "-wal"), path + "-shm" in self.files)
+        return found
+
+    def foreign(self, folder: str) -> dict:
+        """kind -> top-level entries that are not the device's own folder (never copied)."""
+        return {kind: tuple(name for name in names if name != folder)
+                for kind, names in self.top.items() if any(name != folder for name in names)}
+
+
+def safe_relative(path: str) -> str | None:
+    """`path` if it is a plain relative path (no '..', no absolute, no empty or '.' parts), else None."""
+    if not path or path.startswith("/") or "\0" in path:
+        return None
+    parts = path.split("/")
+    if any(part in ("", ".", "..") for part in parts):
+        return None
+    return posixpath.normpath(path) if posixpath.normpath(path) == path else None
+
+
+def inside(folder: str, path: str) -> bool:
+    """True when `path` (relative to a tree's root) is a file in `folder`/ of that tree."""
+    checked = safe_relative(path)
+    return checked is not None and checked.startswith(folder + "/")
+
+
+def parse_probe(output: str) -> Probe:
+    """The probe's stdout -> Probe. Unknown sections and malformed lines are ignored."""
+    sections, current = {}, None
+    for chunk in output.split("\n"):
+        if chunk.startswith(MARK):
+            current = chunk[len(MARK):].strip()
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(chunk)
+    machine_id = "".join(sections.get("machine-id", [])).strip()
+    cpu = " ".join(sections.get("cpu", [])).lower()
+    aes = None
+    if ":" in cpu:
+        aes = "aes" in cpu.split(":", 1)[1].split()
+    top = {kind: tuple(name for name in sections.get(kind, []) if name)[:MAX_TOP_ENTRIES]
+           for kind in ("results", "videos")}
+    files = {}
+    for record in "\n".join(sections.get("databases", [])).split("\0"):
+        record = record.lstrip("\n")
+        match = _STAT_RE.fullmatch(record)
+        if not match or len(files) >= MAX_DATABASE_FILES:
+            continue
+        path = safe_relative(match.group(3))
+        if path is not None and path.endswith(DATABASE_SUFFIXES):
+            files[path] = FileStat(int(match.group(1)), match.group(2))
+    return Probe(machine_id if _ID_RE.fullmatch(machine_id) else "", aes, top, files, "end" in sections)
