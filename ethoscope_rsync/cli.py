@@ -26,8 +26,10 @@ PROG = "ethoscope-backup"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("-c", "--config", metavar="FILE|DIR", type=Path,
+                        help=f"configuration file (default {DEFAULT_CONFIG}); a directory, as with the "
+                             "upstream tool, is the folder holding the node's ethoscope.conf, whose "
+                             "destinations are used (backup.conf is then read from its default path)")
     parser.add_argument("-D", "--debug", action="store_true", help="debug logging")
 
 

@@ -92,3 +92,17 @@ def test_bandwidth_budget_is_shared():
     assert share_bandwidth(8000, 4, 10) == 2000           # four transfers at once share the total
     assert share_bandwidth(8000, 16, 2) == 4000           # only two devices: two transfers
     assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
+
+
+def test_upstream_config_dir_on_the_command_line(tmp_path, monkeypatch):
+    """The upstream tool's `-c /etc/ethoscope` (a folder holding ethoscope.conf) works, in --help too."""
+    folder = tmp_path / "etc-ethoscope"
+    folder.mkdir()
+    (folder / "ethoscope.conf").write_text('{"folders": {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}}}')
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    args = parse("-c", str(folder), "-e", "4")
+    config = apply_options(load_config(args.config), args)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert main(["-c", str(tmp_path / "nowhere"), "-n"]) == 2
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "FILE|DIR" in help_text and "ethoscope.conf" in help_text

@@ -145,3 +145,17 @@ def test_man_pages_have_no_groff_warnings(page):
 def test_man_pages_name_the_package_files(page):
     text = roff_text(page)
     assert "/etc/ethoscope/backup.conf" in text
+
+
+def test_man_page_jobs_default_is_the_configspec_default():
+    spec = configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8")
+    default = re.search(r"default=(\d+)", spec["transfer"]["jobs"]).group(1)
+    entry = roff_text(MAN8).split("--jobs", 1)[1].split("\n.TP", 1)[0]
+    assert re.search(rf'"\[transfer\] jobs"\s*,\s*{default}\)', entry), entry
+
+
+def test_docs_named_in_the_man_pages_are_the_shipped_ones():
+    """dh_compress ships README.md as README.md.gz: a page must not name the uncompressed file."""
+    for page in MAN_PAGES:
+        for name in re.findall(r"/usr/share/doc/ethoscope-rsync/([\w.]+?)\.?[)\s\"]", roff_text(page) + " "):
+            assert name in ("README.md.gz", "README.Debian", "README.Debian.gz"), (page.name, name)
