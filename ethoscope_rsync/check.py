@@ -5,6 +5,7 @@ Also ``forget-host``: drop a device's recorded host key after its SD card was re
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import stat
@@ -67,8 +68,10 @@ def check_device(config: Config, device, key: str) -> tuple:
     return "FAIL", f"{device.name} ({device.address}): {label} ({result.last_error_line[:120]}); {hint}"
 
 
-def run_checks(config: Config, out=print) -> int:
-    findings = [check_key(credential_key(config))]
+def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> int:
+    """`key_finding`: the key as root saw it before handing the check over to the service user
+    (whose private copy of the key says nothing about the original's owner and mode)."""
+    findings = [key_finding or check_key(credential_key(config))]
     known = config.known_hosts.parent
     findings.append(("ok", f"known hosts {config.known_hosts}") if os.access(known, os.W_OK) or not known.exists()
                     else ("FAIL", f"known hosts folder {known} is not writable"))
@@ -114,8 +117,25 @@ def forget_host(config: Config, name: str, out=print) -> int:
     if len(kept) == len(lines):
         out(f"no host key recorded for {prefix} in {config.known_hosts}")
         return EXIT_OK
-    temp = config.known_hosts.with_name(config.known_hosts.name + ".tmp")
-    temp.write_text("".join(kept))
-    os.replace(temp, config.known_hosts)
+    _replace_file(config.known_hosts, "".join(kept))
     out(f"forgot {len(lines) - len(kept)} host key(s) of {prefix}; the next pass records its new key")
     return EXIT_OK
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Atomically replace `path` by `text`, keeping its mode: through a new private file in the same
+    folder (mkstemp: O_CREAT|O_EXCL, a name nobody could plant a link at beforehand), renamed over
+    `path` itself (a symbolic link there is replaced, its target never written)."""
+    mode = stat.S_IMODE(os.lstat(path).st_mode) & 0o644
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), mode)
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
