@@ -217,6 +217,9 @@ def test_timer_passes_and_root_commands_after_an_sd_card_swap(installed, lab):
     assert timer_pass(box) == "success", box.sh("journalctl -b --no-pager -n 60 -u " + RUNNER).stdout
     known = box.path("/var/lib/ethoscope-backup/known_hosts")
     first_keys = known.read_text()
+    preview = box.exec(["ethoscope-backup", "run", "--dry-run"], timeout=120, check=False)   # as root
+    assert preview.returncode == 0, preview.stdout + preview.stderr
+    assert all(owner(box, f) == SERVICE_USER for f in files), [(f, owner(box, f)) for f in files]
     swapped = lab.devices[0]
     lab.regenerate_host_key(swapped)            # SD card swapped: same name and address, a new key
     check = box.exec(["ethoscope-backup", "check"], timeout=120, check=False)
