@@ -238,7 +238,7 @@ def test_timer_passes_and_root_commands_after_an_sd_card_swap(installed, lab):
     # A later change of key is refused: that device fails, the pass says so, the key stays pinned.
     lab.regenerate_host_key(swapped)
     assert timer_pass(box) == "exit-code"
-    status = json.loads(box.path("/run/ethoscope-backup/status.json").read_text())
+    status = wait_for(lambda: curl(box, 8093, "/status"), 30, interval=0.3, what="GET /status")
     device = status["devices"][swapped.id]
     assert device["progress"]["status"] == "error" and "host key" in json.dumps(device).lower(), device
     assert new_key in known.read_text()
