@@ -17,7 +17,9 @@ from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.disk import free_space_problem, nearest_existing
 from ethoscope_rsync.rsync import classify_exit, make_ssh_command, ssh_target
-from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
+from ethoscope_rsync.identities import remove_host_keys, unpin
+from ethoscope_rsync.status import load_history, pass_lock, save_history
 
 
 def check_key(path: Path) -> tuple:
@@ -67,8 +69,10 @@ def check_device(config: Config, device, key: str) -> tuple:
     return "FAIL", f"{device.name} ({device.address}): {label} ({result.last_error_line[:120]}); {hint}"
 
 
-def run_checks(config: Config, out=print) -> int:
-    findings = [check_key(credential_key(config))]
+def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> int:
+    """`key_finding`: the key as root saw it before handing the check over to the service user
+    (whose private copy of the key says nothing about the original's owner and mode)."""
+    findings = [key_finding or check_key(credential_key(config))]
     known = config.known_hosts.parent
     findings.append(("ok", f"known hosts {config.known_hosts}") if os.access(known, os.W_OK) or not known.exists()
                     else ("FAIL", f"known hosts folder {known} is not writable"))
@@ -104,18 +108,17 @@ def forget_host(config: Config, name: str, out=print) -> int:
         return EXIT_USAGE
     prefix = f"ETHOSCOPE_{number:03d}"
     try:
-        lines = config.known_hosts.read_text().splitlines(keepends=True)
-    except FileNotFoundError:
-        lines = []
-    alias = prefix.lower()      # ssh records HostKeyAlias names in lower case
-    kept = [line for line in lines
-            if not any(host == alias or host.startswith(alias + "-")
-                       for host in line.split(" ", 1)[0].lower().split(","))]
-    if len(kept) == len(lines):
+        with pass_lock(config.lock_file):         # the history is the pass's: never write it beside one
+            removed = remove_host_keys(config.known_hosts, prefix)
+            history = load_history(config.history_file)
+            unpinned = unpin(history, prefix)
+            if unpinned:
+                save_history(config.history_file, history)
+    except Busy as busy:
+        out(f"forget-host: {busy}; try again when it has ended")
+        return EXIT_BUSY
+    if not removed and not unpinned:
         out(f"no host key recorded for {prefix} in {config.known_hosts}")
         return EXIT_OK
-    temp = config.known_hosts.with_name(config.known_hosts.name + ".tmp")
-    temp.write_text("".join(kept))
-    os.replace(temp, config.known_hosts)
-    out(f"forgot {len(lines) - len(kept)} host key(s) of {prefix}; the next pass records its new key")
+    out(f"forgot {removed} host key(s) of {prefix} and its machine id; the next pass records its new key")
     return EXIT_OK

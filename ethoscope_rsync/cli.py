@@ -5,18 +5,18 @@ import argparse
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import sys
 import time
 from pathlib import Path
 
 from ethoscope_rsync import __version__
-from ethoscope_rsync.config import DEFAULT_CONFIG, ConfigError, derive_videos_dir, load_config, parse_rate
+from ethoscope_rsync.config import (DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir, load_config,
+                                    parse_rate)
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.humanize import format_age, human_size
-from ethoscope_rsync.identity import IdentityError, become, service_owner
+from ethoscope_rsync.identity import KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError, as_service_user
 from ethoscope_rsync.logs import printable, setup
 from ethoscope_rsync.render import view
 from ethoscope_rsync.status import read_json
@@ -26,8 +26,10 @@ PROG = "ethoscope-backup"
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-c", "--config", metavar="FILE", type=Path,
-                        help=f"configuration file (default {DEFAULT_CONFIG})")
+    parser.add_argument("-c", "--config", metavar="FILE|DIR", type=Path,
+                        help=f"configuration file (default {DEFAULT_CONFIG}); a directory, as with the "
+                             "upstream tool, is the folder holding the node's ethoscope.conf, whose "
+                             "destinations are used (backup.conf is then read from its default path)")
     parser.add_argument("-D", "--debug", action="store_true", help="debug logging")
 
 
@@ -163,19 +165,37 @@ def main(argv: list | None = None) -> int:
         return EXIT_FAILED
 
 
+# What each command started by root on a packaged node needs handed over to the service user
+# besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
+KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY}
+
+
 def _dispatch(args: argparse.Namespace, config) -> int:
-    if args.command == "run":
-        return run_command(config)
+    if args.command == "status":
+        return show_status(config, as_json=args.json)
+    try:
+        if args.command == "run":
+            return run_command(config)
+        key_finding = None
+        if args.command == "check":
+            from ethoscope_rsync.check import check_key
+            key_finding = check_key(credential_key(config))   # the real key, as its owner sees it
+        with as_service_user(config, KEY_NEEDS[args.command]):
+            return _command(args, config, key_finding)
+    except IdentityError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _command(args: argparse.Namespace, config, key_finding) -> int:
     if args.command == "serve":
         from ethoscope_rsync.web import serve
         return serve(config.status_file, config.history_file, listen=config.listen,
                      cors_origin=config.cors_origin, idle_exit=config.idle_exit,
                      stale_after=config.stale_after)
-    if args.command == "status":
-        return show_status(config, as_json=args.json)
     if args.command == "check":
         from ethoscope_rsync.check import run_checks
-        return run_checks(config)
+        return run_checks(config, key_finding=key_finding)
     if args.command == "daemon":
         if config.dry_run:
             print(f"{PROG}: daemon: --dry-run is only for a single 'run'", file=sys.stderr)
@@ -189,25 +209,14 @@ def _dispatch(args: argparse.Namespace, config) -> int:
 
 
 def run_command(config) -> int:
-    """``run``: a preview with --dry-run, else a pass (as the service user when root starts it)."""
-    if config.dry_run:
-        from ethoscope_rsync.preview import preview_pass
-        return preview_pass(config)
+    """``run``: a preview with --dry-run, else a pass; both as the service user when root starts them."""
     from ethoscope_rsync.runner import StopRequest, run_pass
-    owner = service_owner(config)
-    credentials = None
-    if owner is not None:     # root on a packaged node: run as the service's user
-        try:
-            credentials = become(config, owner)
-        except IdentityError as error:
-            print(f"{PROG}: {error}", file=sys.stderr)
-            return EXIT_USAGE
     stop = StopRequest()
-    try:
+    with as_service_user(config, KEY_REQUIRED):
+        if config.dry_run:
+            from ethoscope_rsync.preview import preview_pass
+            return preview_pass(config)
         code = run_pass(config, stop)
-    finally:
-        if credentials is not None:
-            shutil.rmtree(credentials, ignore_errors=True)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)
         os.kill(os.getpid(), stop.signum)

@@ -19,6 +19,7 @@ import validate
 DEFAULT_CONFIG = Path("/etc/ethoscope/backup.conf")
 SPEC_PATH = Path(__file__).with_name("backup.configspec")
 DEFAULT_RESULTS = Path("/ethoscope_data/results")
+UPSTREAM_NAME = "ethoscope.conf"      # what the upstream tool's -c DIR holds
 
 _SIZE_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -170,15 +171,27 @@ def _validate(conf: configobj.ConfigObj, path: Path) -> None:
         raise ConfigError(f"{path}: unknown section or key {name!r}")
 
 
-def _upstream_folders(path: Path) -> dict:
-    """folders.results.path / folders.video.path of the upstream node's JSON config."""
+def _upstream_folders(path: Path, explicit: bool = False) -> dict:
+    """folders.results.path / folders.video.path of the upstream node's JSON config.
+
+    A missing or unreadable file gives no folders, unless it was named on the command line
+    (``-c DIR``, `explicit`): then it is a configuration error."""
     try:
         data = json.loads(path.read_text())
-        folders = data["folders"]
-        return {kind: folders[key]["path"] for kind, key in (("results", "results"), ("videos", "video"))
-                if isinstance(folders.get(key), dict) and isinstance(folders[key].get("path"), str)}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: no such file (-c DIR names the folder holding "
+                              "the upstream node's ethoscope.conf)") from None
         return {}
+    except (OSError, ValueError) as error:
+        if explicit:
+            raise ConfigError(f"{path}: cannot read the upstream node's JSON configuration: {error}") from None
+        return {}
+    folders = data.get("folders") if isinstance(data, dict) else None
+    if not isinstance(folders, dict):
+        return {}
+    return {kind: folders[key]["path"] for kind, key in (("results", "results"), ("videos", "video"))
+            if isinstance(folders.get(key), dict) and isinstance(folders[key].get("path"), str)}
 
 
 def derive_videos_dir(results_dir: Path) -> Path:
@@ -194,14 +207,22 @@ def _absolute(path: Path, section: str, key: str, value: str) -> Path:
 
 
 def load_config(path: Path | str | None = None) -> Config:
-    """Read, validate and resolve the configuration file (default /etc/ethoscope/backup.conf)."""
+    """Read, validate and resolve the configuration file (default /etc/ethoscope/backup.conf).
+
+    `path` may also be a directory, as the upstream tool's ``-c DIR``: the folder holding the
+    upstream node's ``ethoscope.conf``, whose destinations are then used (unless backup.conf sets
+    them); backup.conf itself is then read from its default path."""
     explicit = path is not None
     path = Path(path) if path is not None else DEFAULT_CONFIG
+    upstream_path = None
+    if path.is_dir():
+        upstream_path, path, explicit = path / UPSTREAM_NAME, DEFAULT_CONFIG, False
     conf = _read_file(path, explicit)
     _validate(conf, path)
     node, paths, ssh, transfer, status = (conf[s] for s in ("node", "paths", "ssh", "transfer", "status"))
 
-    upstream = _upstream_folders(Path(paths["upstream_config"]))
+    upstream = (_upstream_folders(upstream_path, explicit=True) if upstream_path
+                else _upstream_folders(Path(paths["upstream_config"])))
     results_value = paths["results"] or upstream.get("results")
     results = _absolute(path, "paths", "results", results_value) if results_value else DEFAULT_RESULTS
     videos_value = paths["videos"] or upstream.get("videos")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 
@@ -58,11 +59,14 @@ def _hosts(line: str) -> list:
 
 
 def rewrite_known_hosts(path: Path, lines: list) -> None:
-    """Replace `path` with `lines` through a private temporary file beside it (never a fixed
-    name another user could plant a symlink at)."""
-    fd, temp = tempfile.mkstemp(prefix=".known_hosts.", dir=path.parent)
+    """Replace `path` with `lines`, keeping its mode, through a new private file beside it
+    (mkstemp: a name nobody could plant a link at beforehand), renamed over `path` itself (a
+    symbolic link there is replaced, its target never written)."""
+    mode = stat.S_IMODE(os.lstat(path).st_mode) & 0o644
+    fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as handle:
+            os.fchmod(handle.fileno(), mode)
             handle.writelines(lines)
             handle.flush()
             os.fsync(handle.fileno())

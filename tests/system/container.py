@@ -103,10 +103,12 @@ def rootfs_for(packages, timeout=600):
 
 # ---------------------------------------------------------------------------------------- container
 class Container:
-    """A booted systemd-nspawn container (host network, volatile overlay on the cached rootfs)."""
+    """A booted systemd-nspawn container (volatile overlay on the cached rootfs), on the host's network
+    or, with `netns`, in that network namespace (/run/netns/NAME: see LabNetns)."""
 
-    def __init__(self, rootfs, name, binds_ro=(), boot_timeout=60):
+    def __init__(self, rootfs, name, binds_ro=(), boot_timeout=60, netns=None):
         self.rootfs, self.name, self.binds_ro, self.boot_timeout = Path(rootfs), name, list(binds_ro), boot_timeout
+        self.netns = netns
         self.proc = None
         self.leader = None
         self.log_path = None
@@ -127,6 +129,8 @@ class Container:
                 "-M", self.name, "--console=passive", "--volatile=overlay"]
         for host, guest in self.binds_ro:
             argv.append("--bind-ro=%s:%s" % (host, guest))
+        if self.netns:
+            argv.append("--network-namespace-path=/run/netns/%s" % self.netns)
         self.log = tempfile.NamedTemporaryFile(prefix="nspawn-%s-" % self.name, suffix=".log", delete=False)
         self.log_path = self.log.name
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT,
@@ -192,3 +196,33 @@ class Container:
             os.write(fd, data)
         finally:
             os.close(fd)
+
+
+class LabNetns:
+    """A network namespace of its own for a container, joined to a simulated lab's bridge
+    (tests.lab) at ADDRESS (169.254.X.N/24): the container reaches the lab's devices and node
+    server, and its ports (8093) are its own. Removed on exit (the veth pair goes with it)."""
+
+    def __init__(self, lab, name, host_number=5):
+        self.lab, self.name = lab, name
+        self.address = "%s.%d" % (lab.subnet, host_number)
+        self.veth = "v" + name[-13:]
+
+    def __enter__(self):
+        bridge = self.lab._manifest["bridge"]
+        self.__exit__()
+        run(["ip", "netns", "add", self.name])
+        try:
+            run(["ip", "link", "add", self.veth, "type", "veth", "peer", "name", "eth0", "netns", self.name])
+            run(["ip", "link", "set", self.veth, "master", bridge, "up"])
+            run(["ip", "-n", self.name, "-batch", "-"],
+                input="link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n" % self.address)
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.name in run(["ip", "netns", "list"]).stdout.split():
+            run(["ip", "netns", "del", self.name], check=False)
+        run(["ip", "link", "del", self.veth], check=False)

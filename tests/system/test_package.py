@@ -21,14 +21,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, build_deb, dependency_names, rootfs_for, run, wait_for
+from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, run, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
 UNITS = ["ethoscope-backup.service", "ethoscope-backup.timer",
-         "ethoscope-backup-status.socket", "ethoscope-backup-status.service"]
+         "ethoscope-backup-status.socket", "ethoscope-backup-status.service", "ethoscope-backup-compat.service"]
 RUNNER, STATUS, TIMER, SOCKET = ("ethoscope-backup.service", "ethoscope-backup-status.service",
                                  "ethoscope-backup.timer", "ethoscope-backup-status.socket")
+COMPAT = "ethoscope-backup-compat.service"
 MAX_EXPOSURE = {RUNNER: 3.0, STATUS: 2.0}
 GUEST_DEB_DIR = "/mnt/ethoscope-deb"            # not /tmp: the container's /tmp is its own tmpfs
 SERVICE_USER = "ethoscope-backup"
@@ -48,20 +49,6 @@ def http_get(port, path="/", timeout=15):
 
 
 # ------------------------------------------------------------------------------------------ fixtures
-@pytest.fixture(scope="module")
-def deb(tmp_path_factory):
-    """The package under test: built from the working tree, or ETHOSCOPE_TEST_DEB (e.g. dist/*.deb of `make deb`)."""
-    if os.environ.get("ETHOSCOPE_TEST_DEB"):
-        path = Path(os.environ["ETHOSCOPE_TEST_DEB"]).resolve()
-        copy = tmp_path_factory.mktemp("deb") / path.name      # its own directory: that is bound into the container
-        copy.write_bytes(path.read_bytes())
-        return copy
-    t0 = time.monotonic()
-    path = build_deb(tmp_path_factory.mktemp("debbuild"))
-    print("built %s in %.1fs" % (path.name, time.monotonic() - t0))
-    return path
-
-
 @pytest.fixture(scope="module")
 def rootfs(deb):
     t0 = time.monotonic()
@@ -111,9 +98,14 @@ def test_units_installed_enabled_and_active(box):
     for unit in (TIMER, SOCKET):
         assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
         assert box.systemctl("is-active", unit, check=False).stdout.strip() == "active", unit
-    # The two services are never enabled by themselves: only the timer and the socket start them.
+    # The services are never enabled by themselves: only the timer and the socket start them.
     for unit in (RUNNER, STATUS):
         assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "static", unit
+    # No [Install] either; "indirect": only reached through its alias (and the timer's Wants=).
+    assert box.systemctl("is-enabled", COMPAT, check=False).stdout.strip() == "indirect"
+    # A node without the upstream backup units: the node's check still sees the timer (alias).
+    assert box.systemctl("is-active", "ethoscope_backup_unified", check=False).stdout.strip() == "active"
+    assert box.show("ethoscope_backup_unified.service", "Id") == COMPAT
     assert box.path("/etc/ethoscope/backup.conf").is_file()
     assert "/etc/ethoscope/backup.conf" in box.path("/var/lib/dpkg/info/ethoscope-rsync.conffiles").read_text()
     for man in ("/usr/share/man/man8/ethoscope-backup.8.gz", "/usr/share/man/man5/ethoscope-backup.conf.5.gz"):

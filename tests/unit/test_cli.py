@@ -94,6 +94,110 @@ def test_bandwidth_budget_is_shared():
     assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
 
 
+def test_upstream_config_dir_on_the_command_line(tmp_path, monkeypatch):
+    """The upstream tool's `-c /etc/ethoscope` (a folder holding ethoscope.conf) works, in --help too."""
+    folder = tmp_path / "etc-ethoscope"
+    folder.mkdir()
+    (folder / "ethoscope.conf").write_text('{"folders": {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}}}')
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    args = parse("-c", str(folder), "-e", "4")
+    config = apply_options(load_config(args.config), args)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert main(["-c", str(tmp_path / "nowhere"), "-n"]) == 2
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "FILE|DIR" in help_text and "ethoscope.conf" in help_text
+
+
+# ----------------------------------------------------------------------------- root hands over
+HANDED_OVER = [  # argv, the command body that must run after the hand-over, what it needs of the key
+    (["run"], "ethoscope_rsync.runner.run_pass", "required"),
+    (["run", "-n"], "ethoscope_rsync.preview.preview_pass", "required"),
+    (["check"], "ethoscope_rsync.check.run_checks", "optional"),
+    (["forget-host", "004"], "ethoscope_rsync.check.forget_host", "none"),
+    (["daemon"], "ethoscope_rsync.daemon.run_daemon", "required"),
+    (["serve"], "ethoscope_rsync.web.serve", "none"),
+]
+
+
+@pytest.mark.parametrize("argv, body, key", HANDED_OVER, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_command_root_starts_runs_as_the_service_user(conf, monkeypatch, argv, body, key):
+    """Root on a packaged node (state dir owned by the service user): every command but `status`
+    switches user before its body runs, and takes the SSH key along only where it needs it."""
+    events = []
+    monkeypatch.setattr("ethoscope_rsync.identity.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.identity.become",
+                        lambda config, uid, need: events.append(("become", uid, need)))
+    monkeypatch.setattr(body, lambda *a, **k: events.append("body") or 0)
+    assert main([argv[0], "-c", str(conf), *argv[1:]]) == 0
+    assert events == [("become", 4242, key), "body"]
+
+
+def test_status_only_reads_and_is_not_handed_over(conf, monkeypatch, capsys):
+    monkeypatch.setattr("ethoscope_rsync.identity.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.identity.become", lambda *a: pytest.fail("status handed over"))
+    assert main(["status", "-c", str(conf)]) == 0
+
+
+def test_a_failed_hand_over_is_one_line_and_exit_2(conf, monkeypatch, capsys):
+    from ethoscope_rsync.identity import IdentityError
+
+    def refuse(config, uid, need):
+        raise IdentityError("cannot hand the SSH key /k to ethoscope-backup: No such file or directory")
+    monkeypatch.setattr("ethoscope_rsync.identity.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.identity.become", refuse)
+    monkeypatch.setattr("ethoscope_rsync.runner.run_pass", lambda *a: pytest.fail("ran without the hand-over"))
+    assert main(["run", "-c", str(conf)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_check_reports_the_real_key_as_root_saw_it(conf, tmp_path, monkeypatch):
+    """The key finding is made before the hand-over (the service user cannot read the original)."""
+    from ethoscope_rsync import check
+    key = tmp_path / "id_rsa"
+    key.write_text("k")
+    key.chmod(0o644)
+    conf.write_text(conf.read_text() + f"[ssh]\nkey = {key}\n")
+    seen = {}
+    monkeypatch.setattr("ethoscope_rsync.identity.service_owner", lambda config: None)
+    monkeypatch.setattr(check, "run_checks", lambda config, key_finding=None: seen.setdefault("k", key_finding) and 1)
+    main(["check", "-c", str(conf)])
+    assert seen["k"][0] == "FAIL" and "readable by others" in seen["k"][1]
+
+
+# ----------------------------------------------------------------------------- forget-host
+def test_forget_host_rewrites_through_a_private_temp_file(conf, tmp_path, monkeypatch):
+    """A link planted at the old fixed temp name (or any name) is never written through; the file
+    keeps its mode; nothing is left behind."""
+    from ethoscope_rsync.check import forget_host
+    state = tmp_path / "state"
+    state.mkdir()
+    known = state / "known_hosts"
+    known.write_text("ethoscope_004 ssh-ed25519 AAAA\nethoscope_004-0123 ssh-ed25519 AAAA\nethoscope_005 ssh-ed25519 BBBB\n")
+    known.chmod(0o640)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (state / "known_hosts.tmp").symlink_to(victim)
+    conf.write_text(conf.read_text() + f"[ssh]\nknown_hosts = {known}\n")
+    lines = []
+    assert forget_host(load_config(conf), "4", out=lines.append) == 0
+    assert known.read_text() == "ethoscope_005 ssh-ed25519 BBBB\n" and "forgot 2" in lines[0]
+    assert (known.stat().st_mode & 0o777) == 0o640 and not known.is_symlink()
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in state.iterdir()) == ["known_hosts", "known_hosts.tmp"]
+
+
+def test_forget_host_replaces_a_planted_link_instead_of_writing_its_target(conf, tmp_path):
+    from ethoscope_rsync.check import forget_host
+    victim = tmp_path / "victim"
+    victim.write_text("ethoscope_004 ssh-ed25519 AAAA\nkeep me\n")
+    known = tmp_path / "known_hosts"
+    known.symlink_to(victim)
+    conf.write_text(conf.read_text() + f"[ssh]\nknown_hosts = {known}\n")
+    assert forget_host(load_config(conf), "ETHOSCOPE_004", out=lambda line: None) == 0
+    assert victim.read_text() == "ethoscope_004 ssh-ed25519 AAAA\nkeep me\n"
+    assert not known.is_symlink() and known.read_text() == "keep me\n"
+
+
 def test_log_lines_escape_control_characters(capsys):
     from ethoscope_rsync.logs import log, setup
     setup()

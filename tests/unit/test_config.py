@@ -94,3 +94,47 @@ def test_credential_directory_wins(tmp_path, monkeypatch):
     assert credential_key(config) == tmp_path / "ssh-key"
     monkeypatch.delenv("CREDENTIALS_DIRECTORY")
     assert str(credential_key(config)) == "/etc/ethoscope/keys/id_rsa"
+
+
+def upstream_dir(tmp_path, folders):
+    folder = tmp_path / "etc-ethoscope"
+    folder.mkdir()
+    (folder / "ethoscope.conf").write_text(json.dumps({"folders": folders}))
+    return folder
+
+
+def test_config_dir_as_upstream_reads_its_ethoscope_conf(tmp_path, monkeypatch):
+    """-c DIR (upstream's command line): DIR/ethoscope.conf gives the destinations; backup.conf
+    comes from the default path, whose own keys still win."""
+    folder = upstream_dir(tmp_path, {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}})
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    config = load_config(folder)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert config.source == str(tmp_path / "absent.conf")
+    default = write(tmp_path, "[paths]\nresults = /data/results\n", name="default.conf")
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", default)
+    config = load_config(folder)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/data/results", "/srv/v")
+
+
+def test_config_dir_without_video_path_derives_videos(tmp_path, monkeypatch):
+    folder = upstream_dir(tmp_path, {"results": {"path": "/srv/x/results"}})
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    assert str(load_config(folder).videos_dir) == "/srv/x/videos"
+
+
+@pytest.mark.parametrize("content, expected", [(None, "no such file"), ("{not json", "cannot read")])
+def test_config_dir_without_a_readable_ethoscope_conf_is_an_error(tmp_path, monkeypatch, content, expected):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    if content is not None:
+        (folder / "ethoscope.conf").write_text(content)
+    monkeypatch.setattr("ethoscope_rsync.config.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    with pytest.raises(ConfigError, match=expected) as error:
+        load_config(folder)
+    assert str(folder / "ethoscope.conf") in str(error.value)
+
+
+def test_config_file_still_accepted(tmp_path):
+    path = write(tmp_path, no_upstream(tmp_path) + "results = /data/results\n")
+    assert str(load_config(path).results_dir) == "/data/results"

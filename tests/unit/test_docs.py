@@ -145,3 +145,27 @@ def test_man_pages_have_no_groff_warnings(page):
 def test_man_pages_name_the_package_files(page):
     text = roff_text(page)
     assert "/etc/ethoscope/backup.conf" in text
+
+
+def test_man_page_jobs_default_is_the_configspec_default():
+    spec = configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8")
+    default = re.search(r"default=(\d+)", spec["transfer"]["jobs"]).group(1)
+    entry = roff_text(MAN8).split("--jobs", 1)[1].split("\n.TP", 1)[0]
+    assert re.search(rf'"\[transfer\] jobs"\s*,\s*{default}\)', entry), entry
+
+
+def _shipped_name(source: Path, name: str) -> str:
+    """dh_compress ships documentation over 4 kB compressed: README.md as README.md.gz."""
+    return name + ".gz" if source.stat().st_size > 4096 else name
+
+
+def test_docs_named_anywhere_are_the_shipped_ones():
+    """Man pages, units, maintainer scripts and README name /usr/share/doc files as they ship."""
+    shipped = {_shipped_name(ROOT / "README.md", "README.md"),
+               _shipped_name(ROOT / "debian" / "ethoscope-rsync.README.Debian", "README.Debian"), "copyright"}
+    sources = [*MAN_PAGES, ROOT / "README.md", *(p for p in (ROOT / "systemd").rglob("*") if p.is_file()),
+               *(ROOT / "debian").glob("ethoscope-rsync.*")]
+    for source in sources:
+        text = roff_text(source) if source in MAN_PAGES else source.read_text(encoding="utf-8")
+        for name in re.findall(r"/usr/share/doc/ethoscope-rsync/([\w.]*\w)", text):
+            assert name in shipped, f"{source.name} names /usr/share/doc/ethoscope-rsync/{name}; shipped: {shipped}"

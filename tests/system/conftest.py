@@ -1,0 +1,24 @@
+"""Fixtures shared by the system tests."""
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.system.container import build_deb
+
+
+@pytest.fixture(scope="session")
+def deb(tmp_path_factory):
+    """The package under test: built from the working tree, or ETHOSCOPE_TEST_DEB (e.g. dist/*.deb of `make deb`)."""
+    if os.environ.get("ETHOSCOPE_TEST_DEB"):
+        path = Path(os.environ["ETHOSCOPE_TEST_DEB"]).resolve()
+        copy = tmp_path_factory.mktemp("deb") / path.name      # its own directory: that is bound into the container
+        copy.write_bytes(path.read_bytes())
+        return copy
+    t0 = time.monotonic()
+    path = build_deb(tmp_path_factory.mktemp("debbuild"))
+    print("built %s in %.1fs" % (path.name, time.monotonic() - t0))
+    return path
+
+
