@@ -159,7 +159,7 @@ def build(recorded: Pass, finish: bool = True, history: History | None = None) -
         if finish:
             failed = store.status.run.devices_failed
             clock.now += 1
-            store.finish("failed" if failed else "success", f"{failed} failed", success=not failed)
+            store.finish("failed" if failed else "success", f"{failed} failed", completed=True)
         store.write()
         save_history(history_path, store.history)
         return read_json(status_path), read_json(history_path)

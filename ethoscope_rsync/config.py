@@ -60,6 +60,7 @@ class Config:
     retry_delay: float
     min_free_bytes: int
     safe: bool
+    keep_replaced_days: float
     live_databases: bool
     listen: str
     cors_origin: str
@@ -273,6 +274,7 @@ def load_config(path: Path | str | None = None) -> Config:
         retry_delay=transfer["retry_delay"],
         min_free_bytes=checked("transfer", "min_free", parse_size),
         safe=transfer["safe"],
+        keep_replaced_days=transfer["keep_replaced_days"],
         live_databases=transfer["live_databases"],
         listen=status["listen"],
         cors_origin=status["cors_origin"],

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from pathlib import Path
 
 from ethoscope_rsync.humanize import human_size
@@ -40,3 +42,20 @@ def disk_full_message(path: Path) -> str:
         free = "unknown"
     return (f"destination full: no space left on the filesystem of {path} ({free} free); "
             f"interrupted files stay in .ethoscope-backup-partial folders, nothing was replaced")
+
+
+def prune_replaced(folder: Path, keep_days: float, now: float) -> list:
+    """Remove the DATE folders of old versions kept by --safe (``folder``/DATE, DATE as the pass
+    stamps it) older than `keep_days`. Returns the names removed. Raises OSError."""
+    if keep_days <= 0 or not folder.is_dir():
+        return []
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        try:
+            stamp = time.mktime(time.strptime(name, "%Y-%m-%d_%H-%M-%S"))
+        except ValueError:
+            continue              # not ours: left alone
+        if now - stamp > keep_days * 86400:
+            shutil.rmtree(folder / name)
+            removed.append(name)
+    return removed

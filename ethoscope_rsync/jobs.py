@@ -11,10 +11,12 @@ status writer. Every process a job starts goes through ``job.processes`` (the
 from __future__ import annotations
 
 import dataclasses
+import os
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from ethoscope_rsync import events, execute, livedb, probe as probing
 from ethoscope_rsync.config import Config
@@ -23,7 +25,7 @@ from ethoscope_rsync.devices import Device
 from ethoscope_rsync.disk import disk_full_message, free_space_problem
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
+from ethoscope_rsync.rsync import PARTIAL_DIR, Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
     make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
 from ethoscope_rsync.probe import Probe, inside
 
@@ -168,6 +170,26 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     raise TransferFailed(outcome, message)
 
 
+def remove_orphan_partials(destination: Path, files: dict) -> list:
+    """After a complete transfer, interrupted files left in the partial folders of the folders it
+    listed are of files the device no longer has (rsync removes the others): remove them."""
+    removed = []
+    for folder in sorted({path.rpartition("/")[0] for path in files}):
+        partial = destination / folder / PARTIAL_DIR
+        try:
+            names = os.listdir(partial)
+        except OSError:
+            continue
+        for name in names:
+            if f"{folder}/{name}" not in files:
+                try:
+                    os.unlink(partial / name)
+                    removed.append(f"{folder}/{name}")
+                except OSError:
+                    continue
+    return removed
+
+
 def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
     """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
     the device keeps a read transaction open on it (see livedb)."""
@@ -209,6 +231,8 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
         return listing.problems
     tree = _transfer(job, device, "results", folder, "skip", deadline)
+    if not tree.problems:
+        remove_orphan_partials(destination, tree.files)
     on_device = found.databases(folder)
     work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
     if work.copy:
@@ -270,6 +294,7 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
             problems += listing.problems
             if not listing.problems:
                 job.events.put(events.Listed(device.key, kind, tuple(listing.files.items())))
+                remove_orphan_partials(config.destination(kind), listing.files)
         else:
             job.events.put(events.Listed(device.key, kind, ()))
     return device, problems

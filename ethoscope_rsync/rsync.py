@@ -51,16 +51,20 @@ _EXIT_TABLE = {
     255: Outcome(False, True, "ssh connection failed"),
 }
 
-# Failures that waiting will not fix, recognised from rsync's captured stderr by *who* says it:
+# Failures recognised from rsync's captured stderr by *who* says it:
 # ssh's own lines (host keys, authentication) and rsync's sender failing to enter the device's
 # folder. A file-level "Permission denied (13)" from rsync, or an error of the node's receiver,
 # is not a login problem.
-_PERMANENT = (
-    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED"), "host key changed"),
-    (re.compile(r"^Host key verification failed", re.M), "host key verification failed"),
+_RECOGNISED = (
+    (re.compile(r"REMOTE HOST IDENTIFICATION HAS CHANGED"), "host key changed", False),
+    (re.compile(r"^Host key verification failed", re.M), "host key verification failed", False),
     (re.compile(r"Permission denied \((?:publickey|password|keyboard-interactive|hostbased|gssapi)"),
-     "ssh authentication refused"),
-    (re.compile(r"^rsync: \[sender\] change_dir \S", re.M), "remote folder missing or unreadable"),
+     "ssh authentication refused", False),
+    (re.compile(r"^rsync: \[sender\] change_dir \S", re.M), "remote folder missing or unreadable", False),
+    # not answering at all: retried within the bounds (keep-alives notice a loss in 15 s, a connect
+    # gives up after connect_timeout), so a vanished device is given up within a minute
+    (re.compile(r"^ssh: connect to host \S+ port \d+: (Connection timed out|No route to host|"
+                r"Network is unreachable|Connection refused|Host is unreachable)", re.M), "device unreachable", True),
 )
 
 
@@ -68,9 +72,9 @@ def classify_exit(code: int, stderr: str = "") -> Outcome:
     """Map an rsync exit code (and its stderr) to an Outcome; unknown codes fail without retry."""
     outcome = _EXIT_TABLE.get(code, Outcome(False, False, f"rsync exit code {code}"))
     if not outcome.ok:
-        for pattern, label in _PERMANENT:
+        for pattern, label, retry in _RECOGNISED:
             if pattern.search(stderr):
-                return Outcome(False, False, label)
+                return Outcome(False, retry, label)
     return outcome
 
 
@@ -246,14 +250,16 @@ def parse_progress(record: str) -> Progress | None:
                     rate, to_check, total)
 
 
+# %i is 11 characters, with spaces for "unchanged" (".f          " of a file listed by --info=name2)
+_FILE_RE = re.compile(re.escape(FILE_MARK) + r" (\S.{10}) (\d{1,19}) (\d{1,19}) (.+)", re.S)
+
+
 def parse_file_line(line: str) -> FileEvent | None:
     """One ``--out-format`` line -> FileEvent, or None for anything else."""
-    if not line.startswith(FILE_MARK + " "):
+    match = _FILE_RE.match(line)
+    if not match:
         return None
-    parts = line[len(FILE_MARK) + 1:].split(" ", 3)
-    if len(parts) != 4 or not parts[1].isdigit() or not parts[2].isdigit():
-        return None
-    return FileEvent(parts[0], int(parts[1]), int(parts[2]), unescape_name(parts[3]))
+    return FileEvent(match.group(1), int(match.group(2)), int(match.group(3)), unescape_name(match.group(4)))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,13 @@ from pathlib import Path
 
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
+from ethoscope_rsync.disk import prune_replaced
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
+from ethoscope_rsync.rsync import HIDDEN
 from ethoscope_rsync.identities import add_name_aliases, check_claims
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
 
@@ -103,6 +105,20 @@ def make_destinations(config: Config) -> str:
     return ""
 
 
+def prune_old_versions(config: Config) -> None:
+    """Old versions kept by --safe go after [transfer] keep_replaced_days."""
+    for kind in config.kinds():
+        folder = config.destination(kind) / HIDDEN / "replaced"
+        try:
+            removed = prune_replaced(folder, config.keep_replaced_days, time.time())
+        except OSError as error:
+            log.warning("cannot remove old versions in %s: %s", folder, error.strerror or error)
+            continue
+        if removed:
+            log.info("removed old versions kept by --safe for more than %g days: %s/{%s}",
+                     config.keep_replaced_days, folder, ",".join(removed))
+
+
 def control_directory(candidates) -> str:
     """A private folder for the devices' shared ssh connections whose socket paths stay short
     enough ("" when none is: then every ssh connects on its own)."""
@@ -137,11 +153,12 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     if not devices and found.missing:
         return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
     if not devices:
-        return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK)
+        return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK, completed=True)
     problem = make_destinations(config)
     if problem:
         log.error("%s", problem)
         return _end(config, store, notifier, "failed", problem, EXIT_FAILED)
+    prune_old_versions(config)
     devices, refused = check_claims((known_identity(device, store.history) for device in devices), store.history)
     for message in refused:
         log.error("%s", message)
@@ -197,10 +214,12 @@ def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
     return stale
 
 
-def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, message: str, code: int) -> int:
-    """The pass's final status and history, written whatever happened before."""
+def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, message: str, code: int,
+         completed: bool = False) -> int:
+    """The pass's final status and history, written whatever happened before. `completed`: every
+    device job ran to its end (some may have failed): then it is the last backup, as upstream's."""
     warn_stale(store, config.stale_after, time.time())
-    store.finish(outcome, message, success=code == EXIT_OK)
+    store.finish(outcome, message, completed=completed)
     store.write()
     save_history(config.history_file, store.history)
     summary = _summary(store)
@@ -234,4 +253,4 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal) -> in
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
     code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK
-    return _end(config, store, notifier, outcome, message, code)
+    return _end(config, store, notifier, outcome, message, code, completed=not stop.is_set())

@@ -233,10 +233,12 @@ class StatusStore:
     def set_message(self, message: str) -> None:
         self.status.run.message = message
 
-    def finish(self, outcome: str, message: str, success: bool) -> None:
+    def finish(self, outcome: str, message: str, completed: bool) -> None:
+        """The pass ends; `completed`: its device jobs all ran to their end (whatever their outcome),
+        which makes it the last backup (upstream's meaning; failures show per device)."""
         run = self.status.run
         run.ended, run.outcome, run.message = self.clock(), outcome, message
-        if success:
+        if completed:
             self.history.last_backup = run.ended
 
     def running(self) -> list:

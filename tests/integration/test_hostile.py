@@ -39,7 +39,11 @@ def test_malformed_config_is_one_line_exit_2(tmp_path, case):
 def test_broken_node_server_fails_fast_with_one_clear_line(make_lab, tmp_path):
     lab = make_lab(n_devices=1)
     backup = Backup(lab, tmp_path, node={"discovery_timeout": 3, "mdns_timeout": 0.5})
-    for mode in ("garbage", "html", "http500", "truncated", "down"):
+    modes = ("garbage", "html", "http500", "truncated", "down",
+             # not HTTP at all (server = node:22), too many or too long headers, a cut chunked body,
+             # JSON nested past the interpreter's limit, a redirect elsewhere, one byte a second
+             "banner", "headers", "longheader", "chunked-truncated", "nested", "redirect", "drip")
+    for mode in modes:
         lab.node.set_mode(mode)
         started = time.monotonic()
         result = backup.run(timeout=60)
@@ -50,7 +54,9 @@ def test_broken_node_server_fails_fast_with_one_clear_line(make_lab, tmp_path):
         assert len(errors) == 1, (mode, result.stderr)
         assert "node server" in errors[0], (mode, errors)
         assert elapsed < 20, "%s: took %.1fs" % (mode, elapsed)
-        assert backup.status()["run"]["outcome"] != "success", mode
+        status = backup.status()
+        assert status["run"]["outcome"] == "discovery failed" and status["status"] == "idle", mode
+        assert (backup.state / "history.json").exists(), mode
         assert not backup.results.exists() or not visible_files(backup.results), mode
 
 

@@ -8,7 +8,8 @@ import time
 
 from .system import PYTHON, REPO_ROOT, _atomic_write, _wait_tcp
 
-NODE_MODES = ("ok", "garbage", "html", "http500", "truncated", "empty", "down")
+NODE_MODES = ("ok", "garbage", "html", "http500", "truncated", "empty", "down",
+              "banner", "headers", "longheader", "chunked-truncated", "nested", "redirect", "drip")
 
 
 class NodeControl:

@@ -65,6 +65,8 @@ class Handler(BaseHTTPRequestHandler):
             if path == "/":
                 return self._send(200, b"<html><body>fake ethoscope node</body></html>", "text/html")
             return self._send(404, b'{"error": "not found"}')
+        if mode in HOSTILE:
+            return HOSTILE[mode](self, devices_body(state))
         if mode == "garbage":
             return self._send(200, os.urandom(512))
         if mode == "html":
@@ -78,6 +80,37 @@ class Handler(BaseHTTPRequestHandler):
         if mode == "truncated":
             body = body[: len(body) // 2]
         return self._send(200, body)
+
+
+def _raw(handler, data, close=True):
+    handler.wfile.write(data)
+    handler.wfile.flush()
+    handler.close_connection = close
+
+
+def _drip(handler, body):
+    """A valid answer, one byte a second: only an overall deadline ends it."""
+    data = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    for byte in data[:120]:
+        handler.wfile.write(bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(1.0)
+    handler.close_connection = True
+
+
+# Answers a node-server port might give that are not a well-formed HTTP answer (issue 11, item 2).
+HOSTILE = {
+    "banner": lambda h, body: _raw(h, b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"),
+    "headers": lambda h, body: _raw(h, b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-%d: y\r\n" % n for n in range(150))
+                                    + b"Content-Length: %d\r\n\r\n" % len(body) + body),
+    "longheader": lambda h, body: _raw(h, b"HTTP/1.1 200 OK\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n" + body),
+    "chunked-truncated": lambda h, body: _raw(h, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                              + b"%x\r\n" % len(body) + body[:len(body) // 2]),
+    "nested": lambda h, body: _raw(h, b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"[" * 200000),
+    "redirect": lambda h, body: _raw(h, b"HTTP/1.1 302 Found\r\nLocation: http://169.254.254.254/devices\r\n"
+                                        b"Content-Length: 0\r\n\r\n"),
+    "drip": _drip,
+}
 
 
 def make_server(bind, port):

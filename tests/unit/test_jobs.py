@@ -37,7 +37,7 @@ def stage(argv) -> str:
 
 def file_line(itemize, size, name):
     """An rsync --out-format line; names are relative to the device's folder, as rsync prints them."""
-    return f"{FILE_MARK} {itemize} {size} {size if itemize[0] == '>' else 0} {name.removeprefix(MID + '/')}"
+    return f"{FILE_MARK} {itemize.ljust(11)} {size} {size if itemize[0] == '>' else 0} {name.removeprefix(MID + '/')}"
 
 
 def probe_answer(databases=(), machine_id=MID, results=(MID,), videos=(MID,)):

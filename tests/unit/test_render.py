@@ -63,7 +63,7 @@ def test_values_are_ours_and_correct(done):
     assert a["ended"] == int(NOW - 3600 - 570) and a["processing"] is False and a["count"] == 1
     assert not a["stale"] and b["stale"] and doc["stale_devices"] == [B]
     assert doc["status"] == "idle" and doc["run"]["outcome"] == "failed"
-    assert doc["last_backup"] == ""                      # no pass has completed yet
+    assert doc["last_backup"] == render.format_time(NOW - 3600 - 559)   # the pass ended, one device failed
     assert doc["current_device"] is None and doc["processing_devices"] == []
 
 

@@ -192,3 +192,10 @@ def test_captured_output_is_bounded():
     result = run(("/bin/sh", "-c", "head -c 300000 /dev/zero | tr '\\0' e >&2; echo last >&2"), timeout=30)
     assert len(result.stderr) <= MAX_STDERR + 65536 and result.stderr.endswith("last\n")
     assert run(("/bin/echo", "a\0b"), timeout=5).returncode == 127      # a NUL: one clear failure
+
+
+def test_unchanged_files_are_listed_too():
+    """--info=name2 lists the files rsync left alone, with an itemize of spaces: they are parsed."""
+    event = parse_file_line("ETHOSCOPE-BACKUP-FILE .f          123 0 a/b c.h264")
+    assert event == FileEvent(".f         ", 123, 0, "a/b c.h264")
+    assert event.is_file and not event.changed

@@ -83,7 +83,7 @@ def test_failure_is_remembered_until_success(tmp_path):
     s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
     finish_device(s, ok=False, message="ssh connection failed")
     assert s.status.devices[ID].state == "error" and s.status.devices[ID].error == "ssh connection failed"
-    s.finish("failed", "1 failed", success=False)
+    s.finish("failed", "1 failed", completed=False)
     save_history(tmp_path / "history.json", s.history)
     again = store(tmp_path, history=load_history(tmp_path / "history.json"))
     past = again.history.devices[ID]
@@ -133,11 +133,11 @@ def test_inventory_keeps_what_the_device_deleted(tmp_path):
     assert inventory.newest(1) == {"c": 5}
 
 
-def test_last_backup_only_after_success(tmp_path):
+def test_last_backup_is_the_end_of_the_last_completed_pass(tmp_path):
     s = store(tmp_path)
-    s.finish("failed", "x", success=False)
+    s.finish("interrupted", "x", completed=False)
     assert s.history.last_backup == 0 and not s.status.run.active
-    s.finish("success", "ok", success=True)
+    s.finish("failed", "one device failed", completed=True)
     assert s.history.last_backup == 1000.0
 
 
