@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
+from ethoscope_rsync.disk import record_usage
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
@@ -200,6 +201,7 @@ def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
 def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, message: str, code: int) -> int:
     """The pass's final status and history, written whatever happened before."""
     warn_stale(store, config.stale_after, time.time())
+    record_usage(config, store.history, time.time())
     store.finish(outcome, message, success=code == EXIT_OK)
     store.write()
     save_history(config.history_file, store.history)
