@@ -10,7 +10,8 @@ reads the history and the status the pass wrote, works out the *condition* of ev
 * each destination file system (``disk:KINDS``): ``filling`` when full within ``[alert] disk_horizon``
   days at its recent growth;
 * the pass itself (``pass``): failed as a whole (discovery failed, configuration error, killed,
-  timed out) —
+  timed out);
+* each verified device's copies (``damaged:KEY``): damaged files found by its last ``verify`` —
 
 and compares them with the conditions it recorded last time (``alerts.json`` in the state dir).
 Only the differences are sent: a subject going from good to bad, or back. Comparing levels, not
@@ -19,16 +20,18 @@ difference. :func:`transitions` is that comparison, a pure function.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import errno
-import fcntl
-import os
+import socket
 
-from ethoscope_rsync import forecast
+from ethoscope_rsync import forecast, notify
+from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK
+from ethoscope_rsync.locks import try_lock
+from ethoscope_rsync.logs import log
 from ethoscope_rsync.model import ERROR, History, Status, is_stale, mapping, number, sequence
+from ethoscope_rsync.status import load_history, load_status, read_json, write_json_atomic
 
-FAILED, STALE, FILLING, PASS_FAILED = "failed", "stale", "filling", "pass failed"
+FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
+PASS_UNIT = "ethoscope-backup.service"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,14 +105,33 @@ def disk_conditions(history: History, horizon_days: float) -> list:
 _STOPPED = ("TERM", "INT", "15", "2")    # stopped on purpose (systemctl stop, shutdown): not a failure
 
 
+def damage_conditions(verifications: dict, history: History) -> list:
+    """One condition per device ever verified (key -> Verification, from verify.json)."""
+    conditions = []
+    for key, checked in verifications.items():
+        entry = history.devices.get(key)
+        detail = "%d damaged file(s), e.g. %s: %s" % ((checked.damaged_count,) + tuple(checked.damaged[0])) \
+            if checked.damaged_count and checked.damaged else ""
+        conditions.append(Condition(f"damaged:{key}", DAMAGED if checked.damaged_count else "",
+                                    entry.name if entry and entry.name else key, checked.at, _one_line(detail),
+                                    entry.id if entry and entry.id else key))
+    return conditions
+
+
 def pass_condition(status: Status, monitor: dict, now: float) -> Condition:
-    """The pass as a whole, from systemd's MONITOR_* variables (OnFailure=/OnSuccess=) and the status."""
+    """The pass as a whole, from systemd's MONITOR_* variables (OnFailure=/OnSuccess=) and the status.
+    Started by another unit (a failed verification), the alert knows nothing new of the pass."""
+    if monitor.get("MONITOR_UNIT", PASS_UNIT) != PASS_UNIT:
+        return Condition("pass", None, "backup pass")
     result, code = monitor.get("MONITOR_SERVICE_RESULT", ""), monitor.get("MONITOR_EXIT_STATUS", "")
     since = status.run.ended or status.run.started
     if status.run.outcome == "discovery failed":
         return Condition("pass", PASS_FAILED, "backup pass", since, _one_line("discovery failed: " + status.run.message))
-    if result in ("", "success") or (result == "exit-code" and code == "1"):
-        return Condition("pass", "" if result else None, "backup pass")
+    if not result:        # run by hand or by the daemon: the status is all there is to go by
+        return Condition("pass", None if status.run.outcome in ("", "running", "interrupted") else "",
+                         "backup pass")
+    if result == "success" or (result == "exit-code" and code == "1"):     # 1: devices failed, said per device
+        return Condition("pass", "", "backup pass")
     if result == "signal" and code in _STOPPED:
         return Condition("pass", None, "backup pass")
     detail = {"exit-code": "configuration or usage error" if code == "2" else f"exited with status {code}",
@@ -158,19 +180,42 @@ def state_document(state: dict, now: float) -> dict:
     return {"schema": 1, "updated": round(now, 3), "subjects": state}
 
 
-@contextlib.contextmanager
-def alert_lock(path):
-    """Non-blocking flock: yields False when another alert run holds it (it will see the same changes)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
-                raise
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+# ------------------------------------------------------------------ the command
+
+def conditions(config, history: History, status: Status, monitor: dict, now: float) -> list:
+    """Every subject's condition now."""
+    from ethoscope_rsync.verify import load_verifications
+    return (device_conditions(history, status, now, config.stale_after, config.alert_failures)
+            + disk_conditions(history, config.disk_horizon) + [pass_condition(status, monitor, now)]
+            + damage_conditions(load_verifications(config.verify_file), history))
+
+
+def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
+    """``ethoscope-backup alert``: send what changed since the last run (exit 0 even when a channel
+    failed: that is a warning); with `test`, a test message through every channel (exit 1 if one failed)."""
+    from ethoscope_rsync import render_alert      # it words this module's Changes
+    node = socket.gethostname() or "this node"
+    url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
+    if test:
+        change = Change(Condition("test", "", "test message"), True, "", now)
+        subject = "ethoscope backup on %s: test message" % node
+        text = "A test of the alert channels of %s, sent by ethoscope-backup alert --test.\n" % node
+        notify.journal([("", subject, {})])
+        document = dict(render_alert.document([change], node, now, subject, text), event="test")
+        return EXIT_FAILED if notify.send(config, subject, text, document) else EXIT_OK
+    with try_lock(config.state_dir / "alerts.lock") as mine:
+        if not mine:
+            log.info("another alert run is in progress; it sends what changed")
+            return EXIT_OK
+        previous = read_state(read_json(config.alerts_file))
+        found = conditions(config, load_history(config.history_file), load_status(config.status_file), monitor, now)
+        changes, state = transitions(previous, found)
+        if changes:
+            notify.journal(render_alert.journal_entries(changes, now))
+            subject = render_alert.subject_line(changes, node)
+            text = render_alert.body(changes, node, now, url)
+            notify.send(config, subject, text, render_alert.document(changes, node, now, subject, text))
+        write_json_atomic(config.alerts_file, state_document(state, now))
+    bad = sum(1 for c in found if c.problem)
+    log.info("alert: %d change(s) sent; %d subject(s) in trouble", len(changes), bad)
+    return EXIT_OK

@@ -117,6 +117,26 @@ def disk_document(v: View, horizon_days: float) -> dict:
     return {"destinations": out, "horizon_days": horizon_days, "samples": len(v.history.disk)}
 
 
+def terminal_notes(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:
+    """Lines under ``ethoscope-backup status``'s table: each destination with its forecast, and
+    the devices whose last verification found damage."""
+    v = view(status, history, now, stale_after, files=False)
+    lines = []
+    for kind, d in disk_document(v, horizon_days)["destinations"].items():
+        growth = ("growing %s, full in %s" % (d["growth_human"], d["full_in"]) if d["full_in"]
+                  else "growing %s" % d["growth_human"] if d["growth_human"] else "growth not known yet")
+        lines.append("%-8s %s: %s used by backups (raw database mirror %s), %s free of %s; %s%s" % (
+            kind, d["path"], d["used_human"], human_size(d["raw_mirror_bytes"]), d["free_human"], d["total_human"],
+            growth, "  WARNING: under [alert] disk_horizon" if d["warning"] else ""))
+    for key, d in v.devices.items():
+        checked = v.history.verification.get(key)
+        if checked and checked.damaged_count:
+            lines.append("%s: %d damaged file(s) found by verify on %s, e.g. %s" % (
+                d.name or key, checked.damaged_count, format_time(checked.at),
+                checked.damaged[0][0] if checked.damaged else "?"))
+    return lines
+
+
 def _summary(v: View) -> dict:
     out = {}
     for kind in KINDS:

@@ -26,6 +26,7 @@ from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
 from ethoscope_rsync.identities import add_name_aliases, check_claims
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
+from ethoscope_rsync.verify import load_verifications
 
 
 class StopRequest(threading.Event):
@@ -202,6 +203,7 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
     """The pass's final status and history, written whatever happened before."""
     warn_stale(store, config.stale_after, time.time())
     record_usage(config, store.history, time.time())
+    store.history.verification = load_verifications(config.verify_file)
     store.finish(outcome, message, success=code == EXIT_OK)
     store.write()
     save_history(config.history_file, store.history)
