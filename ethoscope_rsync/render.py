@@ -315,12 +315,12 @@ def _disk_metrics(metric, found: dict, paths: dict, horizon_days: float) -> None
            per(lambda f: f.used))
     metric("ethoscope_backup_destination_raw_mirror_bytes", "gauge",
            "Bytes of the raw database mirror (.ethoscope-backup/raw) in the destination.", per(lambda f: f.raw))
-    metric("ethoscope_backup_destination_growth_bytes_per_day", "gauge",
-           "How fast the destination's file system fills (absent until known).",
-           per(lambda f: round(f.per_day), lambda f: f.per_day is not None))
-    metric("ethoscope_backup_destination_days_to_full", "gauge",
-           "Days until the destination's file system is full at that rate (absent when not filling).",
-           per(lambda f: round(f.days, 2), lambda f: f.days is not None))
+    metric("ethoscope_backup_destination_growth_bytes_per_second", "gauge",
+           "How fast the destination's file system fills, over the last week (absent until known).",
+           per(lambda f: round(f.per_day / 86400.0, 3), lambda f: f.per_day is not None))
+    metric("ethoscope_backup_destination_full_in_seconds", "gauge",
+           "Time until the destination's file system is full at that rate (absent when not filling).",
+           per(lambda f: round(f.days * 86400.0), lambda f: f.days is not None))
     metric("ethoscope_backup_destination_full_soon", "gauge",
            "1 if the destination will be full within the warning horizon ([alert] disk_horizon).",
            per(lambda f: 1 if f.short(horizon_days) else 0))

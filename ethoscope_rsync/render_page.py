@@ -28,7 +28,7 @@ td.num{text-align:right;white-space:nowrap}
 .stale{background:#fff4e5}
 .small{font-size:.85em;color:#666}
 .strip{display:block;margin-top:.3em}.p-ok{fill:#2e9e4f}.p-none{fill:#aaa}.p-err{fill:#d32f2f}
-.dest{margin:.4em 0 1em;max-width:44em}.dest p{margin:.2em 0}.warn{color:#c62828;font-weight:bold}
+.dest{margin:.4em 0 1em;max-width:40em}.dest p{margin:.2em 0}.warn{color:#c62828;font-weight:bold}
 .chart{width:100%;height:auto;display:block}.c-bg{fill:#fafafa;stroke:#ddd}
 .c-cap{stroke:#d32f2f;stroke-dasharray:4 3}.c-used{fill:none;stroke:#1565c0;stroke-width:2}
 .c-fc{stroke:#1565c0;stroke-dasharray:6 4;stroke-width:1.5}.c-txt{font-size:11px;fill:#555}
@@ -101,9 +101,9 @@ def destinations_html(v: View, horizon_days: float, charts: bool = True) -> str:
         else:
             growth = '%s a day: <span class="%s">full in %s</span>' % (
                 _e(human_size(f.per_day)), "warn" if f.short(horizon_days) else "", _e(format_days(f.days)))
-        parts.append('<div class="dest" data-kinds="%s"><p><b>%s</b></p><p>%s used by backups '
-                     '(%s of it the raw database mirror), %s free of %s; %s</p>'
-                     % (_e(" ".join(kinds)), _e(paths), _e(human_size(used)), _e(human_size(raw)),
+        mirror = " (%s of it the raw database mirror)" % human_size(raw) if raw else ""
+        parts.append('<div class="dest" data-kinds="%s"><p><b>%s</b></p><p>%s used by backups%s, %s free of %s; %s</p>'
+                     % (_e(" ".join(kinds)), _e(paths), _e(human_size(used)), _e(mirror),
                         _e(human_size(f.free)), _e(human_size(f.total)), growth))
         if charts:
             label = "%s: %s used, %s" % (" and ".join(kinds), human_size(used),

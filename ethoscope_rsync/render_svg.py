@@ -63,7 +63,7 @@ def strip(passes: list) -> str:
 
 # ---------------------------------------------------------------- usage chart
 
-W, H, LEFT, TOP, BOTTOM = 600, 170, 64, 12, 22     # chart size and margins (SVG units)
+W, H, LEFT, TOP, BOTTOM = 480, 150, 60, 12, 20     # chart size and margins (SVG units)
 MAX_POINTS = 40                                    # chart points (samples are thinned to about this)
 
 
@@ -107,7 +107,7 @@ def usage_chart(series: list, capacity: int, per_day: float | None, horizon_days
     parts.append('<text class="c-txt" x="%d" y="%.1f" text-anchor="end">%s</text>'
                  % (LEFT - 4, y(last) + 4, _e(human_size(last))))
     labels = [(t1, "middle", "last pass"), (t_end, "end", format_time(t_end)[:10])]
-    if x(t1) - x(t0) > 90:
+    if x(t1) - x(t0) > 110:
         labels.append((t0, "start", format_time(t0)[:10]))
     for t, anchor, text in labels:
         parts.append('<text class="c-txt" x="%.1f" y="%d" text-anchor="%s">%s</text>' % (x(t), H - 6, anchor, _e(text)))

@@ -229,6 +229,14 @@ def load_verifications(path) -> dict:
             if isinstance(v, dict)}
 
 
+def _carry_over(previous: Verification, record: Verification, checked: set) -> Verification:
+    """A partial (--since) verification keeps the damage an earlier one found outside its window."""
+    kept = [entry for entry in previous.damaged if entry[0] not in checked]
+    unlisted = max(0, previous.damaged_count - len(previous.damaged))
+    return dataclasses.replace(record, damaged=(record.damaged + kept)[:DAMAGED_LISTED],
+                               damaged_count=record.damaged_count + len(kept) + unlisted)
+
+
 def _devices(config) -> list:
     """(key, machine id, name) of the history's devices chosen by -e, with a machine id folder."""
     chosen = []
@@ -276,6 +284,8 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
                 log.error("%s: DAMAGED %s: %s", name, item.shown, problem,
                           extra=dict(fields, VERIFY_FILE=item.shown, VERIFY_RESULT="damaged"))
         bar.clear()
+        if since and key in records:          # damage found before in files not checked this time stays
+            record = _carry_over(records[key], record, {item.shown for item in items})
         records[key] = dataclasses.replace(record, at=time.time())
         write_json_atomic(config.verify_file, {"schema": 1, "devices": {k: v.to_json() for k, v in records.items()}})
         (log.error if record.damaged_count else log.info)(

@@ -49,9 +49,10 @@ def test_metrics_carry_the_disk(documents):
     free = re.search(r'^ethoscope_backup_destination_free_bytes\{destination="videos",path="/ethoscope_data/videos"\} (\d+)$',
                      text, re.M)
     assert free and int(free.group(1)) > 0
-    growth = re.search(r'^ethoscope_backup_destination_growth_bytes_per_day\{destination="videos",[^}]*\} (\d+)$', text, re.M)
-    assert growth and int(growth.group(1)) == pytest.approx(80e9, rel=0.01)
-    assert re.search(r'^ethoscope_backup_destination_days_to_full\{destination="videos",[^}]*\} [\d.]+$', text, re.M)
+    growth = re.search(r'^ethoscope_backup_destination_growth_bytes_per_second\{destination="videos",[^}]*\} ([\d.]+)$',
+                       text, re.M)
+    assert growth and float(growth.group(1)) == pytest.approx(80e9 / DAY, rel=0.01)
+    assert re.search(r'^ethoscope_backup_destination_full_in_seconds\{destination="videos",[^}]*\} \d+$', text, re.M)
     assert re.search(r'^ethoscope_backup_destination_full_soon\{destination="videos",[^}]*\} 0$', text, re.M)
 
 
