@@ -1,6 +1,5 @@
 """The status page with its strips and usage charts, in headless Chromium: drawn on a desktop window and
 readable on a phone (no sideways scrolling); and /metrics with the disk figures passes promtool."""
-import os
 import re
 import subprocess
 
