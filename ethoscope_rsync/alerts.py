@@ -24,11 +24,10 @@ import dataclasses
 import socket
 
 from ethoscope_rsync import forecast, notify
-from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK
-from ethoscope_rsync.locks import try_lock
+from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.logs import log
 from ethoscope_rsync.model import ERROR, History, Status, is_stale, mapping, number, sequence
-from ethoscope_rsync.status import load_history, load_status, read_json, write_json_atomic
+from ethoscope_rsync.status import load_history, load_status, pass_lock, read_json, write_json_atomic
 
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
 PASS_UNIT = "ethoscope-backup.service"
@@ -195,7 +194,6 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
     failed: that is a warning); with `test`, a test message through every channel (exit 1 if one failed)."""
     from ethoscope_rsync import render_alert      # it words this module's Changes
     node = socket.gethostname() or "this node"
-    url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
     if test:
         change = Change(Condition("test", "", "test message"), True, "", now)
         subject = "ethoscope backup on %s: test message" % node
@@ -203,19 +201,21 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
         notify.journal([("", subject, {})])
         document = dict(render_alert.document([change], node, now, subject, text), event="test")
         return EXIT_FAILED if notify.send(config, subject, text, document) else EXIT_OK
-    with try_lock(config.state_dir / "alerts.lock") as mine:
-        if not mine:
-            log.info("another alert run is in progress; it sends what changed")
-            return EXIT_OK
-        previous = read_state(read_json(config.alerts_file))
-        found = conditions(config, load_history(config.history_file), load_status(config.status_file), monitor, now)
-        changes, state = transitions(previous, found)
-        if changes:
-            notify.journal(render_alert.journal_entries(changes, now))
-            subject = render_alert.subject_line(changes, node)
-            text = render_alert.body(changes, node, now, url)
-            notify.send(config, subject, text, render_alert.document(changes, node, now, subject, text))
-        write_json_atomic(config.alerts_file, state_document(state, now))
-    bad = sum(1 for c in found if c.problem)
-    log.info("alert: %d change(s) sent; %d subject(s) in trouble", len(changes), bad)
+    try:
+        with pass_lock(config.state_dir / "alerts.lock"):      # the pass's kind of flock, on a file of its own
+            previous = read_state(read_json(config.alerts_file))
+            found = conditions(config, load_history(config.history_file), load_status(config.status_file),
+                               monitor, now)
+            changes, state = transitions(previous, found)
+            if changes:
+                url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
+                notify.journal(render_alert.journal_entries(changes, now))
+                subject = render_alert.subject_line(changes, node)
+                text = render_alert.body(changes, node, now, url)
+                notify.send(config, subject, text, render_alert.document(changes, node, now, subject, text))
+            write_json_atomic(config.alerts_file, state_document(state, now))
+    except Busy:
+        log.info("another alert run is in progress; it sends what changed")
+        return EXIT_OK
+    log.info("alert: %d change(s) sent; %d subject(s) in trouble", len(changes), sum(1 for c in found if c.problem))
     return EXIT_OK

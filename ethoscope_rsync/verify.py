@@ -31,12 +31,11 @@ import time
 import urllib.parse
 
 from ethoscope_rsync.devices import ID_RE, NAME_RE, Device, selected
-from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK
+from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
-from ethoscope_rsync.locks import try_lock
 from ethoscope_rsync.logs import log
 from ethoscope_rsync.model import DAMAGED_LISTED, KINDS, Verification, mapping
-from ethoscope_rsync.status import load_history, read_json, write_json_atomic
+from ethoscope_rsync.status import load_history, pass_lock, read_json, write_json_atomic
 
 HIDDEN_PREFIX = ".ethoscope-backup"
 SIDECAR_LIMIT = 65536
@@ -311,8 +310,9 @@ def run_verify(config, since_days: float) -> int:
         stop.set()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    with try_lock(config.state_dir / "verify.lock") as mine:
-        if not mine:
-            log.error("another verify is already running; this one exits without doing anything")
-            return EXIT_BUSY
-        return verify(config, since_days, stop)
+    try:
+        with pass_lock(config.state_dir / "verify.lock"):      # the pass's kind of flock, on a file of its own
+            return verify(config, since_days, stop)
+    except Busy:
+        log.error("another verify is already running; this one exits without doing anything")
+        return EXIT_BUSY

@@ -7,7 +7,19 @@ import threading
 from pathlib import Path
 
 
-class Webhook:
+class _Served:
+    """Serves `self.server` in a thread for the duration of a with block."""
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class Webhook(_Served):
     """An HTTP server on 127.0.0.1 (a free port) recording every request; `answer` (status, headers)
     chooses the reply. Use as a context manager."""
 
@@ -35,16 +47,8 @@ class Webhook:
     def documents(self):
         return [json.loads(r["body"]) for r in self.requests]
 
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
 
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class Smtp:
+class Smtp(_Served):
     """Just enough SMTP (HELO/EHLO, MAIL, RCPT, DATA, QUIT) to receive messages on 127.0.0.1."""
 
     def __init__(self):
@@ -90,14 +94,6 @@ class Smtp:
         self.server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.address = self.server.server_address
-
-    def __enter__(self):
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def sendmail_script(folder: Path, exit_code: int = 0) -> str:

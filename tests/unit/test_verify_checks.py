@@ -79,14 +79,17 @@ def test_database_sound_damaged_and_not_a_database(tmp_path):
     assert check_database(str(junk), stop).startswith("not a sound database: ")
 
 
-def test_database_in_wal_mode_is_checked_without_touching_it(tmp_path):
-    db = tmp_path / "wal.db"
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("CREATE TABLE t (x)")
-    con.execute("INSERT INTO t VALUES (1)")
+def sql_db(path, *statements):
+    con = sqlite3.connect(path)
+    for statement in statements:
+        con.execute(statement)
     con.commit()
     con.close()
+    return path
+
+
+def test_database_in_wal_mode_is_checked_without_touching_it(tmp_path):
+    db = sql_db(tmp_path / "wal.db", "PRAGMA journal_mode=WAL", "CREATE TABLE t (x)", "INSERT INTO t VALUES (1)")
     names = sorted(p.name for p in tmp_path.iterdir())
     assert check_database(str(db), threading.Event()) == ""
     assert sorted(p.name for p in tmp_path.iterdir()) == names
@@ -102,13 +105,9 @@ def test_database_check_has_a_deadline(tmp_path):
 
 
 def test_a_hostile_schema_never_runs(tmp_path):
-    db = tmp_path / "hostile.db"
-    con = sqlite3.connect(db)
-    con.execute("CREATE TABLE t (x)")
-    con.execute("CREATE VIEW v AS SELECT load_extension('/tmp/evil') AS y")
-    con.execute("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT load_extension('/tmp/evil'); END")
-    con.commit()
-    con.close()
+    db = sql_db(tmp_path / "hostile.db", "CREATE TABLE t (x)",
+                "CREATE VIEW v AS SELECT load_extension('/tmp/evil') AS y",
+                "CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT load_extension('/tmp/evil'); END")
     assert check_database(str(db), threading.Event()) == ""
 
 

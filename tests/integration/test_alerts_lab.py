@@ -23,6 +23,13 @@ def alert(node, env, *args):
     return p
 
 
+def pass_and_alert(node, env, code):
+    """A pass that must exit with `code`, then the alert command."""
+    p = node.run()
+    assert p.returncode == code, p.stderr
+    alert(node, env)
+
+
 def seed_history(node, now):
     """Before the first pass: a device seen three days ago that the node server no longer lists,
     and disk samples in which the destinations' file system lost 1 TB of free space every 2 hours."""
@@ -59,9 +66,7 @@ def test_one_alert_when_a_device_is_cut_one_recovery_when_it_is_back(make_lab, t
         assert "results and videos: destination filling up" in doc["text"] and "add a disk" in doc["text"]
 
         lab.cut_link(cut)
-        failed = node.run()
-        assert failed.returncode == 1, failed.stderr
-        alert(node, env)
+        pass_and_alert(node, env, 1)
         assert len(hook.requests) == 2
         doc = hook.documents()[1]
         assert doc["event"] == "alert" and [c["name"] for c in doc["changes"]] == [cut.name]
@@ -74,16 +79,13 @@ def test_one_alert_when_a_device_is_cut_one_recovery_when_it_is_back(make_lab, t
         assert mail.startswith("ARGS: -oi -- lab@example.org\n") and "PROBLEM: %s" % cut.name in mail
 
         for _ in range(2):                            # still cut: failed passes, nothing new to say
-            assert node.run().returncode == 1
-            alert(node, env)
+            pass_and_alert(node, env, 1)
         assert len(hook.requests) == 2 and len(mails(tmp_path / "spool")) == 2
         state = json.loads((node.state / "alerts.json").read_text())["subjects"]
         assert state["device:" + cut.id][0] == "failed"
 
         lab.restore_link(cut)
-        back = node.run()
-        assert back.returncode == 0, back.stderr
-        alert(node, env)
+        pass_and_alert(node, env, 0)
         assert len(hook.requests) == 3
         doc = hook.documents()[2]
         assert doc["event"] == "recovery" and [(c["name"], c["recovered"]) for c in doc["changes"]] == \
