@@ -1,6 +1,9 @@
 """verify: .md5 sidecars parsed (pure), files hashed, databases checked defensively (real SQLite),
 and the walk confined to a device's folder."""
+import dataclasses
 import hashlib
+import json
+import logging
 import os
 import sqlite3
 import threading
@@ -8,6 +11,9 @@ import threading
 import pytest
 
 from ethoscope_rsync import verify
+from ethoscope_rsync.config import load_config
+from ethoscope_rsync.model import DeviceHistory, History
+from ethoscope_rsync.status import save_history
 from ethoscope_rsync.verify import Item, check_database, check_sidecar, device_items, parse_md5
 
 HEX = "0123456789abcdef0123456789abcdef"
@@ -141,3 +147,45 @@ def test_a_symlinked_file_is_never_followed_at_check_time(tmp_path):
     os.symlink(str(make_db(tmp_path / "real.db")), tmp_path / "link.db")
     assert verify.check_item(Item(str(tmp_path / "link.db"), "results/link.db", 0, "database"),
                              threading.Event()) == "a symbolic link, not checked"
+
+
+class Terminal:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, text):
+        self.text += text
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_on_a_terminal_only():
+    terminal = Terminal()
+    bar = verify._Bar(total=200, stream=terminal)
+    bar.show(50, "ETHOSCOPE_001 x.h264")
+    bar.clear()
+    assert terminal.text == "\r\033[K[%-30s]  25%% ETHOSCOPE_001 x.h264\r\033[K" % ("#" * 7)
+    quiet = verify._Bar(total=200, stream=open(os.devnull, "w"))
+    assert quiet.enabled is False
+
+
+def test_verify_records_and_logs_with_journal_fields(tmp_path, journal):
+    conf = tmp_path / "backup.conf"
+    conf.write_text("[paths]\nresults = %s\nvideos = %s\nstate_dir = %s\n" % (
+        tmp_path / "results", tmp_path / "videos", tmp_path / "state"))
+    config = load_config(conf)
+    save_history(config.history_file, History(devices={MID: DeviceHistory(id=MID, name="ETHOSCOPE_001")}))
+    chunk = write(tmp_path / "videos" / MID / "ETHOSCOPE_001" / "ts" / "c.h264", b"abc")
+    write(tmp_path / "videos" / MID / "ETHOSCOPE_001" / "ts" / "c.h264.md5", (OTHER + "\n").encode())
+    assert verify.verify(config, 0, threading.Event()) == 1
+    (damaged,) = [r for r in journal.records if r.levelno == logging.ERROR and "DAMAGED" in r.getMessage()]
+    assert (damaged.DEVICE_ID, damaged.DEVICE_NAME, damaged.VERIFY_RESULT) == (MID, "ETHOSCOPE_001", "damaged")
+    assert damaged.VERIFY_FILE == "videos/%s" % chunk.relative_to(tmp_path / "videos")
+    record = json.loads(config.verify_file.read_text())["devices"][MID]
+    assert (record["files"], record["bytes"], record["damaged_count"], record["complete"]) == (1, 3, 1, True)
+    assert dataclasses.asdict(verify.load_verifications(config.verify_file)[MID])["damaged"][0][1].startswith(
+        "checksum mismatch")
