@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.listeners import Webhook, sendmail_script
-from tests.system.container import BASE_PACKAGES, Container, build_deb, dependency_names, rootfs_for, wait_for
+from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -33,13 +33,9 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def box(tmp_path_factory):
-    """The package installed in a booted container (status socket on a free port, timer stopped)."""
-    if os.environ.get("ETHOSCOPE_TEST_DEB"):
-        deb = tmp_path_factory.mktemp("deb") / Path(os.environ["ETHOSCOPE_TEST_DEB"]).name
-        deb.write_bytes(Path(os.environ["ETHOSCOPE_TEST_DEB"]).read_bytes())
-    else:
-        deb = build_deb(tmp_path_factory.mktemp("debbuild"))
+def box(deb):
+    """The package (conftest's `deb`) installed in a booted container (status socket on a free port,
+    timer stopped)."""
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
     with Container(rootfs, "ethalert%d" % os.getpid(), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
         c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
