@@ -67,6 +67,11 @@ def _livedb_cost(quick):
     return res
 
 
+def _page_render(quick):
+    from bench import page_render
+    return page_render.run(quick)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -74,6 +79,7 @@ SCENARIOS = {
     "scale": transfer.scale,
     "status": _status_service,
     "livedb": _livedb_cost,
+    "page": _page_render,
 }
 
 

@@ -17,7 +17,8 @@ import tempfile
 from pathlib import Path
 
 from ethoscope_rsync import events as ev
-from ethoscope_rsync.model import History
+from ethoscope_rsync import forecast
+from ethoscope_rsync.model import DiskSample, History, Usage
 from ethoscope_rsync.status import StatusStore, read_json, save_history
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,12 +38,14 @@ class Pass:
 
 
 def scripted_pass(n_devices: int = 100, chunks: int = 3, now: float = 1795673957.0, seed: int = 1,
-                  running: bool = False, failing: float = 0.05) -> Pass:
+                  running: bool = False, failing: float = 0.05, ids_seed: int | None = None) -> Pass:
+    """`ids_seed`: the devices' machine ids come from this seed (the same devices in several passes)."""
     rnd = random.Random(seed)
+    ids = random.Random(seed if ids_seed is None else ids_seed)
     started = now - 600
     devices, events = [], []
     for i in range(1, n_devices + 1):
-        mid = "%032x" % rnd.getrandbits(128)
+        mid = "%032x" % (ids if ids_seed is not None else rnd).getrandbits(128)
         name = "ETHOSCOPE_%03d" % i
         devices.append((mid, name, "169.254.77.%d" % (10 + i % 240)))
         ts = "2025-03-%02d_10-00-00" % (1 + i % 28)
@@ -173,3 +176,50 @@ def write_pair(directory: str, recorded: Pass, finish: bool = True) -> tuple:
         with open(path, "w") as handle:
             json.dump(doc, handle, separators=(",", ":"))
     return paths
+
+
+def long_history(n_devices: int = 100, passes: int = 30, interval: float = 300.0, end: float = NOW,
+                 files: int = 0) -> tuple:
+    """(status, history) after `passes` scripted passes of `n_devices` through the real store (each
+    device's strip full), with a week of disk samples as the passes' ends record them. `files`: the
+    last pass lists that many video chunks on every device (a real device keeps days of them)."""
+    history = History()
+    status = None
+    for k in range(passes):
+        when = end - 3600 - (passes - k) * interval
+        recorded = scripted_pass(n_devices, chunks=1 + k % 3, now=when, seed=k + 1, ids_seed=0)
+        if files and k == passes - 1:
+            recorded = _listing_pass(recorded, files)
+        status, data = build(recorded, history=history)
+        history = History.from_json(data)
+    history.disk = disk_samples(end - 3600, days=7)
+    return status, history.to_json()
+
+
+def _listing_pass(recorded: Pass, files: int) -> Pass:
+    """`recorded` with each device's videos listing grown to `files` chunks of CHUNK bytes."""
+    events = []
+    for event in recorded.events:
+        if isinstance(event, ev.Listed) and event.kind == "videos" and event.files:
+            folder = event.files[0][0].rsplit("/", 1)[0]
+            event = dataclasses.replace(event, files=tuple((f"{folder}/chunk_{n:05d}.h264", CHUNK)
+                                                           for n in range(files)))
+        events.append(event)
+    return dataclasses.replace(recorded, events=tuple(events))
+
+
+def disk_samples(end: float, days: int = 7, shared: bool = False) -> list:
+    """Hourly samples over `days` days up to `end`: results and videos on their own file systems
+    (or one, `shared`), videos growing 80 GB a day towards a 4 TB disk, results 1 GB a day."""
+    samples = []
+    for hour in range(days * 24 + 1):
+        t = end - (days * 24 - hour) * 3600.0
+        videos = int(1.5e12 + hour * 80e9 / 24)
+        results = int(40e9 + hour * 1e9 / 24)
+        usage = {"results": Usage(int(1e12 - results), int(1e12), results, results // 2, 1),
+                 "videos": Usage(int(4e12 - videos), int(4e12), videos, 0, 2)}
+        if shared:
+            free = int(4e12 - videos - results)
+            usage = {kind: dataclasses.replace(u, free=free, total=int(4e12), fs=2) for kind, u in usage.items()}
+        samples = forecast.add_sample(samples, forecast.with_growth(samples, DiskSample(t, usage)))
+    return samples

@@ -18,10 +18,10 @@ from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.humanize import format_age, human_size
 from ethoscope_rsync.identity import KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError, as_service_user
 from ethoscope_rsync.logs import printable, setup
-from ethoscope_rsync.render import view
+from ethoscope_rsync.render import terminal_notes, view
 from ethoscope_rsync.status import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
 PROG = "ethoscope-backup"
 
 
@@ -94,6 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "(after its SD card was replaced)")
     _common(forget)
     forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
+    alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
+    _common(alert)
+    alert.add_argument("--test", action="store_true", help="send a test message through every channel")
+    verify = commands.add_parser("verify", help="check the node's copies: videos against their .md5, "
+                                                "databases with integrity_check")
+    _common(verify)
+    verify.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    verify.add_argument("--since", metavar="DAYS", type=float,
+                        help="only files changed in the last DAYS days (default: all)")
     for sub in commands.choices.values():
         sub.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -137,6 +146,8 @@ def apply_options(config, args: argparse.Namespace):
             raise ConfigError(f"--bwlimit: {error}") from None
     if get("listen"):
         changes["listen"] = args.listen
+    if get("since") is not None and not 0 < args.since <= 36500:
+        raise ConfigError("--since: must be a number of days above 0")
     if get("interval") is not None:
         if args.interval < 1:
             raise ConfigError("--interval: must be at least 1 second")
@@ -167,7 +178,8 @@ def main(argv: list | None = None) -> int:
 
 # What each command started by root on a packaged node needs handed over to the service user
 # besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
-KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY}
+KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY,
+             "alert": NO_KEY, "verify": NO_KEY}
 
 
 def _dispatch(args: argparse.Namespace, config) -> int:
@@ -205,6 +217,12 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
     if args.command == "forget-host":
         from ethoscope_rsync.check import forget_host
         return forget_host(config, args.device)
+    if args.command == "alert":
+        from ethoscope_rsync.alerts import run_alerts
+        return run_alerts(config, dict(os.environ), time.time(), test=args.test)
+    if args.command == "verify":
+        from ethoscope_rsync.verify import run_verify
+        return run_verify(config, args.since or 0.0)
     raise AssertionError(args.command)
 
 
@@ -254,4 +272,8 @@ def show_status(config, as_json: bool) -> int:
     widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
     for row in rows:
         print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:5])) + "  " + row[5])
+    notes = terminal_notes(status, history, time.time(), config.stale_after, config.disk_horizon)
+    if notes:
+        print()
+        print("\n".join(notes))
     return EXIT_OK

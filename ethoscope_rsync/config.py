@@ -11,6 +11,7 @@ import dataclasses
 import json
 import os
 import re
+import urllib.parse
 from pathlib import Path
 
 import configobj
@@ -72,6 +73,11 @@ class Config:
     selection: tuple = ()
     dry_run: bool = False
     debug: bool = False
+    mail_to: tuple = ()                # [alert]: addresses mailed through sendmail
+    webhook: str = ""                  # [alert]: http(s) URL a JSON alert is POSTed to
+    alert_failures: int = 1            # [alert] failures: consecutive failed passes before an alert
+    alert_timeout: float = 10.0        # [alert] timeout: seconds for each channel
+    disk_horizon: float = 14.0         # [alert] disk_horizon: days; warn when full sooner (0: never)
 
     @property
     def history_file(self) -> Path:
@@ -80,6 +86,14 @@ class Config:
     @property
     def lock_file(self) -> Path:
         return self.state_dir / "lock"
+
+    @property
+    def alerts_file(self) -> Path:
+        return self.state_dir / "alerts.json"
+
+    @property
+    def verify_file(self) -> Path:
+        return self.state_dir / "verify.json"
 
     def kinds(self) -> tuple:
         """The trees this pass copies, in order: results before videos."""
@@ -116,6 +130,31 @@ def parse_rate(text: str) -> int:
     if re.fullmatch(r"\s*\d+\s*", text):
         return int(text)
     return max(1, parse_size(text) // 1024)
+
+
+# user@host: no spaces, quotes, brackets or commas; never starting with "-" (sendmail's argv)
+_ADDRESS_RE = re.compile(r"[A-Za-z0-9_+=.][A-Za-z0-9_+=.-]*@[A-Za-z0-9][A-Za-z0-9.-]*")
+
+
+def parse_addresses(text: str) -> tuple:
+    """'a@lab.org, b@lab.org' -> ('a@lab.org', 'b@lab.org'); '' -> (). Raises ValueError."""
+    addresses = tuple(a.strip() for a in text.split(",") if a.strip())
+    for address in addresses:
+        if len(address) > 254 or not _ADDRESS_RE.fullmatch(address):
+            raise ValueError(f"not a mail address: {address!r} (use user@host, comma-separated)")
+    return addresses
+
+
+def parse_webhook(text: str) -> str:
+    """An http:// or https:// URL with a host, or '' (no webhook). Raises ValueError."""
+    text = text.strip()
+    if not text:
+        return ""
+    parsed = urllib.parse.urlsplit(text)
+    if (parsed.scheme not in ("http", "https") or not parsed.hostname or len(text) > 2000
+            or any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in text)):
+        raise ValueError(f"not an http:// or https:// URL: {text[:80]!r}")
+    return text
 
 
 def _line_of(path: Path, section: str, key: str) -> int | None:
@@ -220,7 +259,8 @@ def load_config(path: Path | str | None = None) -> Config:
         upstream_path, path, explicit = path / UPSTREAM_NAME, DEFAULT_CONFIG, False
     conf = _read_file(path, explicit)
     _validate(conf, path)
-    node, paths, ssh, transfer, status = (conf[s] for s in ("node", "paths", "ssh", "transfer", "status"))
+    node, paths, ssh, transfer, status, alert = (conf[s] for s in ("node", "paths", "ssh", "transfer", "status",
+                                                                   "alert"))
 
     upstream = (_upstream_folders(upstream_path, explicit=True) if upstream_path
                 else _upstream_folders(Path(paths["upstream_config"])))
@@ -283,6 +323,11 @@ def load_config(path: Path | str | None = None) -> Config:
         update_interval=status["update_interval"],
         daemon_interval=conf["daemon"]["interval"],
         static_devices=tuple(statics),
+        mail_to=checked("alert", "mail_to", parse_addresses),
+        webhook=checked("alert", "webhook", parse_webhook),
+        alert_failures=alert["failures"],
+        alert_timeout=alert["timeout"],
+        disk_horizon=alert["disk_horizon"],
     )
 
 

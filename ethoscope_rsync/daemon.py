@@ -1,13 +1,16 @@
 """``ethoscope-backup daemon``: the upstream "service mode" for hosts without systemd.
 
-One process serves the status URLs (same app as ``serve``) and runs a backup pass, then waits
-``[daemon] interval`` seconds after its end before the next, until SIGTERM/SIGINT.
+One process serves the status URLs (same app as ``serve``) and runs a backup pass and the alerts
+(what ``ethoscope-backup-alert.service`` does under systemd), then waits ``[daemon] interval``
+seconds after its end before the next, until SIGTERM/SIGINT.
 """
 from __future__ import annotations
 
 import signal
 import threading
+import time
 
+from ethoscope_rsync.alerts import run_alerts
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.logs import log
 from ethoscope_rsync.exits import EXIT_OK, EXIT_USAGE
@@ -36,6 +39,10 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     try:
         while not stop.is_set():
             code = run_pass(config, stop)
+            try:
+                run_alerts(config, {}, time.time())
+            except OSError as error:       # e.g. the state dir turned read-only: the passes go on
+                log.warning("alerts not sent: %s", error)
             log.info("daemon: pass ended with exit code %d; next in %.0fs", code, config.daemon_interval)
             stop.wait(config.daemon_interval)
     finally:

@@ -1,4 +1,5 @@
-"""The node's destination file systems: free space before a device starts, and what to say when full."""
+"""The node's destination file systems: free space before a device starts, what to say when full,
+and at the end of each pass their usage and growth (see :mod:`ethoscope_rsync.forecast`)."""
 from __future__ import annotations
 
 import os
@@ -6,7 +7,11 @@ import shutil
 import time
 from pathlib import Path
 
-from ethoscope_rsync.humanize import human_size
+from ethoscope_rsync import forecast
+from ethoscope_rsync.humanize import format_days, human_size
+from ethoscope_rsync.logs import log
+from ethoscope_rsync.model import KINDS, DiskSample, Usage
+from ethoscope_rsync.rsync import DB_RAW_DIR
 
 
 def nearest_existing(path: Path) -> Path:
@@ -59,3 +64,55 @@ def prune_replaced(folder: Path, keep_days: float, now: float) -> list:
             shutil.rmtree(folder / name)
             removed.append(name)
     return removed
+
+
+# ------------------------------------------------------------------ usage and forecast, once a pass
+
+def tree_bytes(root: Path) -> int:
+    """Bytes of the regular files under `root` (symbolic links not followed; 0 if missing).
+    Used for the raw database mirror only: it holds databases and their -wal files, nothing else."""
+    total, stack = 0, [root]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            continue
+    return total
+
+
+def measure(config, history, now: float) -> DiskSample:
+    """Each destination's file system now, and what our copies take there: the devices'
+    inventories (kept from rsync's listings, nothing is walked) plus the raw database mirror."""
+    usage = {}
+    for kind in KINDS:
+        path = nearest_existing(config.destination(kind))
+        try:
+            stats, fs = os.statvfs(path), os.stat(path).st_dev
+        except OSError as error:
+            log.warning("cannot measure the file system of %s: %s", path, error.strerror)
+            continue
+        inventories = sum(d.inventory[kind].bytes for d in history.devices.values() if kind in d.inventory)
+        raw = tree_bytes(config.results_dir / DB_RAW_DIR) if kind == "results" else 0
+        usage[kind] = Usage(stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize,
+                            inventories + raw, raw, fs)
+    return DiskSample(now, usage)
+
+
+def record_usage(config, history, now: float) -> None:
+    """Add this pass's sample (with its growth estimate) to the history; warn in the journal about
+    each destination that will be full within [alert] disk_horizon days at that rate."""
+    if not any(kind in d.inventory for d in history.devices.values() for kind in KINDS):
+        return        # nothing copied yet: no figures worth keeping
+    sample = forecast.with_growth(history.disk, measure(config, history, now))
+    history.disk = forecast.add_sample(history.disk, sample)
+    for kind, f in forecast.forecasts(history.disk).items():
+        if f.short(config.disk_horizon):
+            log.warning("%s destination %s: full in %s at %s a day (%s free; warning below "
+                        "[alert] disk_horizon=%g days)", kind, config.destination(kind), format_days(f.days),
+                        human_size(f.per_day), human_size(f.free), config.disk_horizon,
+                        extra=dict(DESTINATION=kind, DAYS_TO_FULL=round(f.days, 1)))

@@ -23,6 +23,7 @@ KILL_GRACE = 3.0    # seconds between SIGTERM and SIGKILL
 MAX_RECORD = 64 << 10           # longer output records are cut (a device's output is hostile)
 MAX_STDERR = 64 << 10           # the last of it is kept
 MAX_STDOUT = 8 << 20            # kept by run(); stream() keeps none
+MAX_INPUT = 64 << 10             # stdin given to a child: fits a pipe's buffer, so writing it never blocks
 
 
 def split_records(buffer: str) -> tuple:
@@ -87,21 +88,28 @@ def _spawn(argv: tuple, stdin=subprocess.DEVNULL) -> subprocess.Popen:
                             start_new_session=True, env=env)
 
 
-def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None) -> Result:
-    """Run to completion, capture output."""
-    return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True)
+def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None, input: bytes = b"") -> Result:
+    """Run to completion, capture output; `input` (at most MAX_INPUT bytes) is the child's stdin."""
+    return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True, input=input)
 
 
 def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
-           stop: threading.Event | None = None, keep_stdout: bool = False) -> Result:
+           stop: threading.Event | None = None, keep_stdout: bool = False, input: bytes = b"") -> Result:
     """Run `argv`, calling on_record for each stdout record (split on \\n and \\r).
 
     Ends the child when `timeout` seconds have passed or `stop` is set.
     """
+    if len(input) > MAX_INPUT:
+        raise ValueError(f"at most {MAX_INPUT} bytes of input, not {len(input)}")
     try:
-        process = _spawn(argv)
+        process = _spawn(argv, subprocess.PIPE if input else subprocess.DEVNULL)
     except (OSError, ValueError) as error:       # ValueError: a NUL in an argument
         return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {getattr(error, 'strerror', None) or error}")
+    if input:
+        with contextlib.suppress(BrokenPipeError):    # a child that exits unread says why on stderr
+            process.stdin.write(input)
+        with contextlib.suppress(BrokenPipeError):
+            process.stdin.close()
     deadline = time.monotonic() + timeout
     stdout_parts, stderr_parts, records = [], [], _Records()
     kept = {"out": 0, "err": 0}

@@ -56,3 +56,11 @@ def human_rate(bytes_per_second) -> str:
             return "%.2f%s/s" % (rate, unit)
         rate /= 1024.0
     return "%.2fGB/s" % rate
+
+
+def format_days(days) -> str:
+    """Days until a destination is full: ``about 47 days``, ``about 1 day``, ``less than a day``."""
+    days = max(0.0, _number(days))
+    if days < 1:
+        return "less than a day"
+    return "about %d day%s" % (round(days), "" if round(days) == 1 else "s")

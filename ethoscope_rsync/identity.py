@@ -2,7 +2,7 @@
 
 On a packaged node the timer's passes and the status service run as ``ethoscope-backup``. A
 command an operator starts by hand as root (``run``, ``run --dry-run``, ``check``, ``forget-host``,
-``daemon``, ``serve``) would otherwise leave root-owned files (lock, history, known_hosts, copies)
+``daemon``, ``serve``, ``alert``, ``verify``) would otherwise leave root-owned files (lock, history, known_hosts, copies)
 that the service can no longer change, or rewrite the service's files as root in a folder that
 user can write. So root hands the command over: when it needs the SSH key, the root-only key is
 copied into a private credentials directory owned by that user (what ``LoadCredential=`` does under

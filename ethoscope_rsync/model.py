@@ -20,6 +20,7 @@ SCHEMA = 2
 KINDS = ("results", "videos")
 PASSES_KEPT = 30          # per device, for the status page's strip
 FILES_LISTED = 500        # per device and kind: the newest files named in the status
+DAMAGED_LISTED = 50       # per device: the damaged files named by the last verification
 
 
 def device_key(machine_id: str, name: str) -> str:
@@ -389,14 +390,90 @@ class DeviceHistory:
 
 
 @dataclasses.dataclass
+class Usage:
+    """One destination's file system at the end of a pass. `used` is what our copies take there:
+    the devices' inventories of that tree plus, for results, the raw database mirror (`raw`, part
+    of `used`); `fs` tells file systems apart (st_dev); `growth`: bytes a day that file system
+    fills, estimated when the sample was taken (:mod:`ethoscope_rsync.forecast`), None if unknown."""
+    free: int
+    total: int
+    used: int
+    raw: int = 0
+    fs: int = 0
+    growth: float | None = None
+
+    def to_json(self) -> list:
+        growth = None if self.growth is None else round(self.growth, 1)
+        return [self.free, self.total, self.used, self.raw, self.fs, growth]
+
+    @classmethod
+    def from_json(cls, data):
+        if type(data) is not list or len(data) != 6:
+            return None
+        free, total, used, raw, fs, growth = data
+        if not type(free) is type(total) is type(used) is type(raw) is type(fs) is int:   # hand-edited
+            free, total, used, raw, fs = (int(number(value)) for value in data[:5])
+        return cls(free, total, used, raw, fs, None if growth is None else number(growth))
+
+
+@dataclasses.dataclass
+class DiskSample:
+    """The destinations at the end of one pass (kind -> Usage)."""
+    at: float
+    usage: dict
+
+    def to_json(self) -> list:
+        return [round(self.at, 1), {kind: u.to_json() for kind, u in self.usage.items()}]
+
+    @classmethod
+    def from_json(cls, data):
+        if type(data) is not list or len(data) != 2 or number(data[0]) <= 0:
+            return None
+        usage = {}
+        for kind, value in mapping(data[1]).items():
+            parsed = Usage.from_json(value) if kind in KINDS else None
+            if parsed is not None:
+                usage[kind] = parsed
+        return cls(number(data[0]), usage)
+
+
+@dataclasses.dataclass
+class Verification:
+    """The last `ethoscope-backup verify` of one device's files on the node."""
+    at: float = 0.0
+    files: int = 0
+    bytes: int = 0
+    damaged: list = dataclasses.field(default_factory=list)     # [path, reason], the first DAMAGED_LISTED
+    damaged_count: int = 0
+    complete: bool = True          # False: stopped (signal, time) before every file was checked
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        data = mapping(data)
+        damaged = [[text(d[0]), text(d[1])] for d in map(sequence, sequence(data.get("damaged")))
+                   if len(d) == 2][:DAMAGED_LISTED]
+        return cls(at=number(data.get("at")), files=int(number(data.get("files"))),
+                   bytes=int(number(data.get("bytes"))), damaged=damaged,
+                   damaged_count=int(number(data.get("damaged_count"), len(damaged))),
+                   complete=data.get("complete") is not False)
+
+
+@dataclasses.dataclass
 class History:
     last_backup: float = 0.0          # end of the last pass that completed
     devices: dict = dataclasses.field(default_factory=dict)         # key -> DeviceHistory
     destinations: dict = dataclasses.field(default_factory=dict)    # kind -> the node's folder
+    disk: list = dataclasses.field(default_factory=list)            # DiskSample, oldest first
+    verification: dict = dataclasses.field(default_factory=dict)    # key -> Verification (copy of verify's)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "last_backup": self.last_backup, "destinations": self.destinations,
-                "devices": {key: device.to_json() for key, device in self.devices.items()}}
+                "devices": {key: device.to_json() for key, device in self.devices.items()},
+                "disk": [sample.to_json() for sample in self.disk],
+                "verification": {key: v.to_json() for key, v in self.verification.items()}}
 
     @classmethod
     def from_json(cls, data):
@@ -406,4 +483,8 @@ class History:
                    if isinstance(v, dict)}
         destinations = {k: v for k, v in mapping(data.get("destinations")).items()
                         if k in KINDS and isinstance(v, str)}
-        return cls(last_backup=number(data.get("last_backup")), devices=devices, destinations=destinations)
+        disk = (DiskSample.from_json(sample) for sample in sequence(data.get("disk")))
+        verification = {str(k): Verification.from_json(v) for k, v in mapping(data.get("verification")).items()
+                        if isinstance(v, dict)}
+        return cls(last_backup=number(data.get("last_backup")), devices=devices, destinations=destinations,
+                   disk=[sample for sample in disk if sample is not None], verification=verification)

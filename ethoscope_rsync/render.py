@@ -2,91 +2,29 @@
 
 Inputs are the parsed ``status.json`` and ``history.json`` (dicts, or ``None`` when a file is
 missing), read into :mod:`ethoscope_rsync.model` records; neither input is modified. ``now`` is an
-epoch float supplied by the caller; ``stale_after`` is in seconds.
+epoch float supplied by the caller; ``stale_after`` is in seconds; ``horizon_days`` is ``[alert]
+disk_horizon`` (a destination full sooner is flagged).
 
-This is the only module that formats the model for people and for the upstream node: the
-``/status`` document keeps every key path of the upstream ``rsync_backup_tool`` answer
+Only the render modules format the model for people and for the upstream node: this one (JSON
+and Prometheus text), :mod:`~ethoscope_rsync.render_page` (the HTML page, re-exported here as
+``render_html``), :mod:`~ethoscope_rsync.render_svg` (its charts) and
+:mod:`~ethoscope_rsync.render_alert` (alert messages). The ``/status`` document keeps every key path
+of the upstream ``rsync_backup_tool`` answer
 (``devices.ID.{name,status,started,ended,processing,count,metadata,progress,synced,transfer_details}``
 and ``disk_usage_summary``), with file records keyed by file name as the node's reader looks them up.
 """
 from __future__ import annotations
 
 import dataclasses
-import html
 import math
 import os
 import re
 
-from ethoscope_rsync.humanize import format_age, format_time, human_rate, human_size
-from ethoscope_rsync.model import COMPLETED, ERROR, KINDS, QUEUED, RUNNING, DeviceHistory, DeviceRun, \
-    FileCopy, History, Inventory, Status, Transfer, is_stale
-
-
-@dataclasses.dataclass(frozen=True)
-class DeviceView:
-    """One device as every rendering sees it: its run in the current pass (if any) and its history."""
-    key: str
-    run: DeviceRun | None
-    past: DeviceHistory
-    stale: bool
-
-    @property
-    def name(self) -> str:
-        return (self.run.name if self.run else "") or self.past.name
-
-    @property
-    def address(self) -> str:
-        return (self.run.address if self.run else "") or self.past.address
-
-    @property
-    def state(self) -> str:
-        return self.run.state if self.run else (self.past.last_outcome or "unknown")
-
-    @property
-    def percent(self) -> float:
-        if self.run:
-            return max(0.0, min(100.0, self.run.progress.percent))
-        return 100.0 if self.past.last_outcome == COMPLETED else 0.0
-
-    @property
-    def message(self) -> str:
-        if self.run:
-            return self.run.progress.message
-        return "not in the current pass (from history)"
-
-    @property
-    def bytes_copied(self) -> int:
-        if self.run:
-            return sum(t.bytes_sent for t in self.run.transfers.values())
-        return self.past.last_bytes
-
-    @property
-    def files_copied(self) -> int:
-        return sum(t.files_received for t in self.run.transfers.values()) if self.run else 0
-
-
-@dataclasses.dataclass(frozen=True)
-class View:
-    status: Status
-    history: History
-    devices: dict                     # key -> DeviceView, sorted by name
-    has_status: bool
-
-
-def view(status, history, now: float, stale_after: float) -> View:
-    """The model read from the two documents, with every device's run and history side by side."""
-    current, past = Status.from_json(status), History.from_json(history)
-    devices = {}
-    for key in set(current.devices) | set(past.devices):
-        entry = past.devices.get(key) or DeviceHistory()
-        devices[key] = DeviceView(key, current.devices.get(key), entry,
-                                  is_stale(entry.last_success, now, stale_after))
-    ordered = dict(sorted(devices.items(), key=lambda item: (item[1].name, item[0])))
-    return View(current, past, ordered, status is not None and current.run.pid != 0)
-
-
-def last_backup_time(v: View) -> float:
-    return v.history.last_backup
+from ethoscope_rsync import forecast
+from ethoscope_rsync.humanize import format_days, format_time, human_rate, human_size
+from ethoscope_rsync.model import KINDS, RUNNING, FileCopy, Inventory, Transfer
+from ethoscope_rsync.render_page import render_html  # noqa: F401 (the web service's entry point)
+from ethoscope_rsync.views import DeviceView, View, last_backup_time, view
 
 
 # ---------------------------------------------------------------- upstream shapes
@@ -149,7 +87,54 @@ def _device_entry(d: DeviceView, v: View, now: float) -> dict:
             "progress": progress, "synced": synced, "transfer_details": transfer_details,
             "last_success": past.last_success, "last_error": (run.error if run else "") or past.last_error,
             "last_error_time": past.last_error_time, "attempts": run.attempts if run else 0,
-            "stale": d.stale, "from_history": run is None, "databases": databases}
+            "stale": d.stale, "from_history": run is None, "databases": databases,
+            "verification": _verification(v, d.key)}
+
+
+def _verification(v: View, key: str) -> dict | None:
+    """The device's last ``ethoscope-backup verify`` (None: never verified)."""
+    checked = v.history.verification.get(key)
+    if checked is None:
+        return None
+    return {"time": format_time(checked.at), "timestamp": checked.at, "files": checked.files,
+            "bytes": checked.bytes, "damaged_count": checked.damaged_count, "damaged": checked.damaged,
+            "complete": checked.complete}
+
+
+def disk_document(v: View, horizon_days: float) -> dict:
+    """Each destination at the end of the last pass: its file system's free and total bytes, what
+    our copies take there (raw database mirror included), the growth a day and days to full."""
+    out = {}
+    for kind, f in forecast.forecasts(v.history.disk).items():
+        out[kind] = {"path": v.history.destinations.get(kind, ""), "measured": f.at,
+                     "free_bytes": f.free, "total_bytes": f.total, "used_bytes": f.used,
+                     "raw_mirror_bytes": f.raw, "growth_bytes_per_day": f.per_day, "days_to_full": f.days,
+                     "full_in": format_days(f.days) if f.days is not None else "",
+                     "warning": f.short(horizon_days), "shares_file_system_with": list(f.shared),
+                     "free_human": human_size(f.free), "total_human": human_size(f.total),
+                     "used_human": human_size(f.used),
+                     "growth_human": "%s/day" % human_size(f.per_day) if f.per_day is not None else ""}
+    return {"destinations": out, "horizon_days": horizon_days, "samples": len(v.history.disk)}
+
+
+def terminal_notes(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:
+    """Lines under ``ethoscope-backup status``'s table: each destination with its forecast, and
+    the devices whose last verification found damage."""
+    v = view(status, history, now, stale_after, files=False)
+    lines = []
+    for kind, d in disk_document(v, horizon_days)["destinations"].items():
+        growth = ("growing %s, full in %s" % (d["growth_human"], d["full_in"]) if d["full_in"]
+                  else "growing %s" % d["growth_human"] if d["growth_human"] else "growth not known yet")
+        lines.append("%-8s %s: %s used by backups (raw database mirror %s), %s free of %s; %s%s" % (
+            kind, d["path"], d["used_human"], human_size(d["raw_mirror_bytes"]), d["free_human"], d["total_human"],
+            growth, "  WARNING: under [alert] disk_horizon" if d["warning"] else ""))
+    for key, d in v.devices.items():
+        checked = v.history.verification.get(key)
+        if checked and checked.damaged_count:
+            lines.append("%s: %d damaged file(s) found by verify on %s, e.g. %s" % (
+                d.name or key, checked.damaged_count, format_time(checked.at),
+                checked.damaged[0][0] if checked.damaged else "?"))
+    return lines
 
 
 def _summary(v: View) -> dict:
@@ -180,8 +165,8 @@ def _processing(v: View) -> list:
             for d in v.devices.values() if d.run and d.run.processing]
 
 
-def status_document(status, history, now: float, stale_after: float) -> dict:
-    """``GET /status``: upstream-compatible, plus the pass, the devices in it and staleness."""
+def status_document(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> dict:
+    """``GET /status``: upstream-compatible, plus the pass, the devices in it, staleness and the disk."""
     v = view(status, history, now, stale_after)
     processing = _processing(v)
     doc = {"devices": {key: _device_entry(d, v, now) for key, d in v.devices.items()},
@@ -190,7 +175,8 @@ def status_document(status, history, now: float, stale_after: float) -> dict:
            "current_file": processing[0]["current_file"] if processing else None,
            "processing_devices": processing,
            "run": dataclasses.asdict(v.status.run), "generated": v.status.generated,
-           "stale_after": stale_after, "stale_devices": [k for k, d in v.devices.items() if d.stale]}
+           "stale_after": stale_after, "stale_devices": [k for k, d in v.devices.items() if d.stale],
+           "disk": disk_document(v, horizon_days)}
     if not v.has_status:
         doc["message"] = ("no backup pass yet" if not v.devices
                           else "no pass since the last reboot; devices from history")
@@ -243,80 +229,6 @@ def next_change(status, history, now: float, stale_after: float) -> float:
     return min(flips, default=math.inf)
 
 
-# ---------------------------------------------------------------- HTML
-
-_STATE_CLASS = {COMPLETED: "ok", ERROR: "err", RUNNING: "run", QUEUED: "queue"}
-
-_CSS = """
-body{font-family:system-ui,sans-serif;margin:1.5em;color:#222}
-h1{font-size:1.4em;margin:0 0 .3em}
-.summary{margin:.3em 0 1em;color:#444}
-table{border-collapse:collapse;width:100%}
-th,td{padding:.35em .6em;border-bottom:1px solid #ddd;text-align:left;vertical-align:top}
-th{background:#f3f3f3}
-td.num{text-align:right;white-space:nowrap}
-.bar{width:10em;height:.9em;background:#eee;border-radius:3px;overflow:hidden;display:inline-block}
-.bar span{display:block;height:100%;background:#4a90d9}
-.ok{color:#1a7f37}.err{color:#c62828}.run{color:#1565c0}.queue{color:#777}
-.stale{background:#fff4e5}
-.small{font-size:.85em;color:#666}
-"""
-
-
-def _e(value) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _pass_summary(v: View) -> str:
-    run = v.status.run
-    if not v.has_status:
-        return "No pass since boot." if v.devices else "No backup pass yet."
-    if run.active:
-        message = run.message.rstrip(".")
-        return "Pass in progress: %d of %d devices done, %d failed.%s" % (
-            run.devices_done, run.devices_total, run.devices_failed,
-            (" %s." % (message[:1].upper() + message[1:])) if message else "")
-    return "Idle. Last pass: %s (%s)." % (run.outcome or "unknown", format_time(run.ended) or "-")
-
-
-def _html_row(d: DeviceView, now: float) -> str:
-    state, pct, last = d.state, d.percent, d.past.last_success
-    when = ('%s <span class="small">(%s ago)</span>' % (_e(format_time(last)), _e(format_age(now - last)))
-            if last else "never")
-    message = d.message
-    error = (d.run.error if d.run else "") or d.past.last_error
-    if state == ERROR and error and error != message:
-        message = (message + ": " if message else "") + error
-    return ('<tr class="device%s" data-id="%s"><td><b>%s</b><br><span class="small">%s %s</span></td>'
-            '<td class="%s">%s%s</td>'
-            '<td><span class="bar" title="%.0f%%"><span style="width:%.1f%%"></span></span> %.0f%%</td>'
-            '<td>%s</td><td class="num">%s<br><span class="small">%d files</span></td><td>%s</td></tr>'
-            % (" stale" if d.stale else "", _e(d.key), _e(d.name or d.key), _e(d.key), _e(d.address),
-               _STATE_CLASS.get(state, ""), _e(state or "-"), " (stale)" if d.stale else "",
-               pct, pct, pct, when, _e(human_size(d.bytes_copied)), d.files_copied, _e(message)))
-
-
-def render_html(status, history, now: float, stale_after: float, refresh: int = 5) -> str:
-    """A readable page: one row per device; meta refresh only while a pass is active."""
-    v = view(status, history, now, stale_after)
-    parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">']
-    if v.status.run.active:
-        parts.append('<meta http-equiv="refresh" content="%d">' % int(refresh))
-    parts.append("<title>ethoscope backup status</title><style>%s</style></head><body>" % _CSS)
-    parts.append("<h1>ethoscope backup</h1>")
-    parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.</p>'
-                 % (_e(_pass_summary(v)), _e(format_time(last_backup_time(v)) or "never"), len(v.devices),
-                    sum(1 for d in v.devices.values() if d.stale)))
-    parts.append('<table id="devices"><thead><tr><th>Device</th><th>State</th><th>Progress</th>'
-                 '<th>Last success</th><th>Copied</th><th>Error / message</th></tr></thead><tbody>')
-    parts.extend(_html_row(d, now) for d in v.devices.values())
-    parts.append("</tbody></table>")
-    parts.append('<p class="small">Generated %s. JSON: <a href="status">/status</a>, '
-                 '<a href="metrics">/metrics</a>.</p></body></html>' % _e(format_time(now)))
-    return "".join(parts)
-
-
 # ---------------------------------------------------------------- Prometheus
 
 def _label(value) -> str:
@@ -329,7 +241,7 @@ def _fmt(value) -> str:
     return repr(value)
 
 
-def render_metrics(status, history, now: float, stale_after: float) -> str:
+def render_metrics(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> str:
     """Prometheus text exposition format 0.0.4."""
     v = view(status, history, now, stale_after)
     run = v.status.run
@@ -378,4 +290,37 @@ def render_metrics(status, history, now: float, stale_after: float) -> str:
            "Bytes transferred for the device in the current or last pass.", per(lambda d: d.bytes_copied))
     metric("ethoscope_backup_device_files_transferred", "gauge",
            "Files transferred for the device in the current pass.", per(lambda d: d.files_copied))
+    checked = [(k, d, v.history.verification[k]) for k, d in v.devices.items() if k in v.history.verification]
+    metric("ethoscope_backup_device_last_verified_timestamp_seconds", "gauge",
+           "End of the device's last 'ethoscope-backup verify' (devices never verified are absent).",
+           [((("device_id", k), ("device_name", d.name)), c.at) for k, d, c in checked])
+    metric("ethoscope_backup_device_damaged_files", "gauge",
+           "Files of the device its last verify found damaged.",
+           [((("device_id", k), ("device_name", d.name)), c.damaged_count) for k, d, c in checked])
+    _disk_metrics(metric, forecast.forecasts(v.history.disk), v.history.destinations, horizon_days)
     return "\n".join(lines) + "\n"
+
+
+def _disk_metrics(metric, found: dict, paths: dict, horizon_days: float) -> None:
+    def per(value, when=lambda f: True):
+        return [((("destination", kind), ("path", paths.get(kind, ""))), value(f))
+                for kind, f in found.items() if when(f)]
+
+    metric("ethoscope_backup_destination_free_bytes", "gauge",
+           "Free bytes of the destination's file system at the end of the last pass.", per(lambda f: f.free))
+    metric("ethoscope_backup_destination_size_bytes", "gauge",
+           "Size of the destination's file system.", per(lambda f: f.total))
+    metric("ethoscope_backup_destination_used_bytes", "gauge",
+           "Bytes of the backed-up copies in the destination (raw database mirror included).",
+           per(lambda f: f.used))
+    metric("ethoscope_backup_destination_raw_mirror_bytes", "gauge",
+           "Bytes of the raw database mirror (.ethoscope-backup/raw) in the destination.", per(lambda f: f.raw))
+    metric("ethoscope_backup_destination_growth_bytes_per_second", "gauge",
+           "How fast the destination's file system fills, over the last week (absent until known).",
+           per(lambda f: round(f.per_day / 86400.0, 3), lambda f: f.per_day is not None))
+    metric("ethoscope_backup_destination_full_in_seconds", "gauge",
+           "Time until the destination's file system is full at that rate (absent when not filling).",
+           per(lambda f: round(f.days * 86400.0), lambda f: f.days is not None))
+    metric("ethoscope_backup_destination_full_soon", "gauge",
+           "1 if the destination will be full within the warning horizon ([alert] disk_horizon).",
+           per(lambda f: 1 if f.short(horizon_days) else 0))

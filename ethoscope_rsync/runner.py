@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
-from ethoscope_rsync.disk import prune_replaced
+from ethoscope_rsync.disk import prune_replaced, record_usage
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
@@ -27,6 +27,7 @@ from ethoscope_rsync.model import ERROR, is_stale
 from ethoscope_rsync.rsync import HIDDEN
 from ethoscope_rsync.identities import add_name_aliases, check_claims
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
+from ethoscope_rsync.verify import load_verifications
 
 
 class StopRequest(threading.Event):
@@ -219,6 +220,8 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
     """The pass's final status and history, written whatever happened before. `completed`: every
     device job ran to its end (some may have failed): then it is the last backup, as upstream's."""
     warn_stale(store, config.stale_after, time.time())
+    record_usage(config, store.history, time.time())
+    store.history.verification = load_verifications(config.verify_file)
     store.finish(outcome, message, completed=completed)
     store.write()
     save_history(config.history_file, store.history)

@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from tests.polling import wait_for  # noqa: F401 (re-exported for the system test)
 

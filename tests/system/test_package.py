@@ -13,7 +13,6 @@ import re
 import shutil
 import socket
 import sqlite3
-import subprocess
 import tempfile
 import time
 import urllib.request

@@ -16,7 +16,6 @@ Run as root: /usr/bin/python3 -m pytest -p no:cacheprovider tests/system
 import json
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest

@@ -58,7 +58,7 @@ def test_usage_error_exit_code():
     assert result.returncode == 2 and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("command", ["run", "serve", "status", "check", "daemon", "forget-host"])
+@pytest.mark.parametrize("command", ["run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify"])
 def test_version_everywhere(command, capsys):
     with pytest.raises(SystemExit) as done:
         build_parser().parse_args([command, "--version"])
@@ -116,6 +116,8 @@ HANDED_OVER = [  # argv, the command body that must run after the hand-over, wha
     (["forget-host", "004"], "ethoscope_rsync.check.forget_host", "none"),
     (["daemon"], "ethoscope_rsync.daemon.run_daemon", "required"),
     (["serve"], "ethoscope_rsync.web.serve", "none"),
+    (["alert"], "ethoscope_rsync.alerts.run_alerts", "none"),
+    (["verify", "--since", "7"], "ethoscope_rsync.verify.run_verify", "none"),
 ]
 
 
