@@ -153,6 +153,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         store.set_message(f"not found: {names}")
     if not devices and found.missing:
         return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
+    if not devices and found.held:
+        return _end(config, store, notifier, "failed", "; ".join(found.held)[:500], EXIT_FAILED)
     if not devices:
         return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK, completed=True)
     problem = make_destinations(config)
@@ -182,7 +184,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
                          if d.key in store.history.devices})
-        return _run_devices(config, job, devices, found.missing + refused, store, notifier, terminal)
+        return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
+                            terminal)
     finally:
         if control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)

@@ -2,6 +2,7 @@
 order and database selection are tested without sshd, root or a network."""
 import contextlib
 import dataclasses
+import json
 import queue
 import sqlite3
 import threading
@@ -185,6 +186,21 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
     result, sent, _ = run_job(dataclasses.replace(config, what="videos"), fake)
     assert result.ok
     assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
+    assert [e.message for e in sent if isinstance(e, ev.Warned)] == [
+        f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: ../other/x.h264, /etc/passwd"]
+
+
+def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path):
+    outside = tmp_path / "outside.db"
+    outside.write_bytes(b"x")
+    before = outside.stat().st_mtime_ns
+    forged = ["../../x.db", str(outside), "a/../../b.db"]
+    fake = FakeProcesses({"results:raw": [Step(effect=raw_copy(config, 3))]}, probe=[Step((probe_answer(LIVE),))],
+                         ready=READY_PREFIX + '{"held": %s, "failed": {}, "idle": []}' % json.dumps(forged))
+    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    assert result.ok and outside.stat().st_mtime_ns == before
+    (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
+    assert warning.startswith(f"ignored 3 name(s) outside the device's folder in the holder's answer for results/{MID}/")
 
 
 def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
