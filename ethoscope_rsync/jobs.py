@@ -253,7 +253,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
     if work.copy:
         _hold_and_copy(job, device, folder, work, deadline)
-    unverified, stopped = recover_all(job, device, work, on_device, deadline)
+    unverified, stopped, transient = recover_all(job, device, work, on_device, deadline)
     if stopped:
         raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
     prune_raw(raw_root(config, device), work.finished)
@@ -264,8 +264,8 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         except OSError:
             continue
     job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
-    if unverified:   # the node keeps its previous copy; a new copy is tried at once
-        raise TransferFailed(Outcome(False, True, "database copy not verified"),
+    if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
+        raise TransferFailed(Outcome(False, transient, "database copy not verified"),
                              f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
                              + "; ".join(unverified)[:300])
     return tree.problems

@@ -1,8 +1,9 @@
 """Every device confined to its own archive (issue 12): attacks on the lab, for real.
 
 A hostile device writes into another device's folder, forges the holder's answer and rsync's
-per-file lines, tells another machine id; an impostor with its own sshd, host key and machine id
-claims a known device's name or id through the node server or mDNS. Each test runs the real command
+per-file lines, tells another machine id, crafts databases that are expensive to check; an
+impostor with its own sshd, host key and machine id claims a known device's name or id through the
+node server or mDNS. Each test runs the real command
 line against real sshd/rsync/SQLite and checks that the honest devices' data on the node is
 byte-identical (content and mtime) before and after the attack.
 """
@@ -10,11 +11,12 @@ import json
 import os
 import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.integration.safety_helpers import HIDDEN, Backup, roi_rows, sha256
+from bench.hostile_database import measured
+from tests.integration.safety_helpers import HIDDEN, Backup, clean_env, roi_rows, sha256
+from tests.lab.crafted import craft
 from tests.lab.lab import _make_db
 
 FAKE_ROWS = 5000          # far more than an honest device's 200: a fake floor for the victim's copies
@@ -355,3 +357,45 @@ def test_mdns_never_overrides_the_node_server_and_names_must_match_exactly(impos
     assert "ETHOSCOPE_1234" not in {d["name"] for d in status["devices"].values()}
     assert status["devices"][a.id]["progress"]["status"] == "completed"
     assert node_data(backup, b) == before
+
+
+# ---------------------------------------------------------------- crafted databases
+def measured_run(backup, *args):
+    """A pass -> (result, CPU seconds of the pass and its children, peak RSS in MB of the largest)."""
+    return measured(backup.argv(*args), env=clean_env(), timeout=300)
+
+
+def test_a_crafted_database_is_not_verified_and_the_pass_ends_in_bounded_time_and_memory(lab, tmp_path):
+    a, b = lab.devices
+    backup = Backup(lab, tmp_path, transfer={"retries": 2, "database_check_timeout": 2})
+    honest, honest_cpu, honest_rss = measured_run(backup)
+    assert honest.returncode == 0, honest.stderr
+    before_a, before_b = node_data(backup, a), node_data(backup, b)
+    # A's database becomes an hour of CPU to check (100,000 rows, 2.6 MB); a new experiment of A's
+    # holds a database costing 1.2 GB to check; B goes on recording
+    own, _ = victim_files(a)
+    own_db = a.data_root / "results" / own
+    craft(own_db, a, own.parent.name, "cpu", "generated", rows=100_000)
+    bomb = own_db.parents[1] / "2024-03-02_09-00-00" / f"2024-03-02_09-00-00_{a.id}.db"
+    bomb.parent.mkdir()
+    craft(bomb, a, bomb.parent.name, "memory", "check", rows=2)
+    lab._chown_tree(a.data_root, own_db.parents[1])
+    victim_db, _ = victim_files(b)
+    add_rows(b.data_root / "results" / victim_db, 25)
+
+    attacked, cpu, rss = measured_run(backup)
+    print(f"\npass CPU and peak RSS: honest first pass {honest_cpu:.2f} s, {honest_rss:.0f} MB; "
+          f"with the crafted databases {cpu:.2f} s, {rss:.0f} MB (database_check_timeout = 2 s)")
+    assert attacked.returncode == 1, attacked.stderr
+    entry = backup.device(a)
+    assert entry["progress"]["status"] == "error" and entry["attempts"] == 1, entry["last_error"]
+    assert "2 database copy(ies) not verified, previous copy kept" in entry["last_error"]
+    verdicts = entry["databases"]
+    assert verdicts[str(own)]["verdict"] == verdicts[str(bomb.relative_to(a.data_root / "results"))]["verdict"] \
+        == "not verified"
+    assert "took longer than the 2s allowed" in verdicts[str(own)]["message"]
+    assert node_data(backup, a) == before_a, "the node's previous copy of A's database did not stay"
+    assert backup.device(b)["progress"]["status"] == "completed"
+    assert roi_rows(backup.results / victim_db) == 200 + 25 and node_data(backup, b) != before_b
+    assert cpu < honest_cpu + 3 * 2 + 5, "the pass spent %.1f s of CPU" % cpu
+    assert rss < max(2 * honest_rss, honest_rss + 64), "the pass peaked at %.0f MB" % rss

@@ -324,6 +324,28 @@ def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
     assert {(e.verdict, e.ok) for e in checked} == {("kept previous copy", False)}
 
 
+def test_a_database_past_the_limits_fails_the_device_without_retry(config):
+    """A crafted database is "not verified" at once; trying again in this pass cannot help."""
+    from tests.lab.crafted import craft
+
+    class Owner:
+        id, name = MID, "ETHOSCOPE_004"
+    raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+
+    def crafted():
+        raw_db.parent.mkdir(parents=True, exist_ok=True)
+        craft(raw_db, Owner, "2025-03-08_10-00-00", "memory", "check", rows=2)
+
+    fake = FakeProcesses({"results:raw": [Step(effect=crafted)]}, probe=[Step((probe_answer(LIVE[:1]),))])
+    result, sent, stop = run_job(dataclasses.replace(config, what="results"), fake)
+    assert not result.ok and result.message.startswith("1 database copy(ies) not verified, previous copy kept: ")
+    assert "not verified: builds values larger than allowed" in result.message
+    assert fake.calls.count("results:raw") == 1 and stop.waits == []
+    (checked,) = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert (checked.verdict, checked.ok) == ("not verified", False)
+    assert not (config.results_dir / DB).exists()
+
+
 def test_which_databases_are_taken(tmp_path):
     raw, node = tmp_path / "raw", tmp_path / "node"
     answer = probe_answer((("m/a/new.db", 1, "1"), ("m/a/same.db", 2, "2"), ("m/a/grew.db", 3, "3"),
