@@ -399,3 +399,34 @@ def test_a_crafted_database_is_not_verified_and_the_pass_ends_in_bounded_time_an
     assert roi_rows(backup.results / victim_db) == 200 + 25 and node_data(backup, b) != before_b
     assert cpu < honest_cpu + 3 * 2 + 5, "the pass spent %.1f s of CPU" % cpu
     assert rss < max(2 * honest_rss, honest_rss + 64), "the pass peaked at %.0f MB" % rss
+
+
+# ---------------------------------------------------------------- retired devices keep their pins
+def test_a_retired_device_leaves_the_status_and_its_identity_stays_pinned(impostor_lab, tmp_path):
+    lab, a, b, impostor = impostor_lab
+    backup = Backup(lab, tmp_path, extra="[status]\nretire_after = 0.001\n")
+    first_pass(backup, a, b)
+    before = node_data(backup, b)
+    lab.node.set_device_status(b, "offline")                     # B leaves the lab
+    gone = backup.run()
+    assert gone.returncode == 0, gone.stderr
+    assert lines_with(gone.stderr, "I ", "no longer shown", b.name), gone.stderr
+    assert b.id not in backup.status()["devices"]
+    table = backup.run(command="status")
+    assert table.returncode == 0 and b.name not in table.stdout and a.name in table.stdout, table.stdout
+
+    # someone takes B's name (or its id) later: refused, as for a device still shown
+    lab.node.set_extra_entries([{"id": impostor.id, "name": b.name, "ip": impostor.ip, "status": "running"},
+                                {"id": b.id, "name": "ETHOSCOPE_050", "ip": impostor.ip, "status": "running"}])
+    logins_before = logins(impostor)
+    claimed = backup.run()
+    assert claimed.returncode == 1, claimed.stderr
+    assert len(lines_with(claimed.stderr, "refused", f"forget-host {b.name}")) == 2, claimed.stderr
+    assert logins(impostor) == logins_before and node_data(backup, b) == before
+
+    # B itself comes back: known by the same pin, backed up and shown again
+    lab.node.set_extra_entries([])
+    lab.node.set_device_status(b, "running")
+    back = backup.run()
+    assert back.returncode == 0, back.stderr
+    assert backup.device(b)["progress"]["status"] == "completed" and node_data(backup, b) == before
