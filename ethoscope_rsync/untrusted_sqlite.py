@@ -1,8 +1,8 @@
 """SQLite files that came from a device, opened on the node defensively, with limits and a deadline.
 
 A device decides everything in its database files, including SQL that SQLite runs on the node
-while it only checks them: ``PRAGMA integrity_check`` evaluates every CHECK constraint, generated
-column and index expression for every row. A file of a few kilobytes holding
+while it only checks them: ``PRAGMA integrity_check`` evaluates every generated column and index
+expression, and on a writable connection every CHECK constraint, for every row. A file of a few kilobytes holding
 ``CHECK (length(hex(zeroblob(250000000))) > 0)`` costs 750 MB per row checked; one holding
 ``instr()`` of two long strings costs minutes of CPU per row (``bench/hostile_database.py`` has the
 figures). So every connection to such a file (:func:`connect`) gets, before the schema is read:
@@ -68,15 +68,17 @@ _LIMIT_WORDS = re.compile(r"too (?:big|large|long|many)|maximum depth", re.I)
 
 @dataclasses.dataclass
 class Budget:
-    """The time one database may take, shared by every statement on it: the progress handler."""
+    """The time one database may take, shared by every statement on it: the progress handler.
+    `stop` (a threading.Event): a stop request interrupts too, without expiring the budget."""
     seconds: float
     started: float = dataclasses.field(default_factory=time.monotonic)
     expired: bool = False
+    stop: object = None
 
     def __call__(self) -> int:
         if time.monotonic() - self.started > self.seconds:
             self.expired = True
-        return int(self.expired)
+        return int(self.expired or (self.stop is not None and self.stop.is_set()))
 
 
 def defensive(con: sqlite3.Connection) -> bool:

@@ -17,7 +17,7 @@ import pytest
 from bench.hostile_database import measured
 from tests.integration.safety_helpers import HIDDEN, Backup, clean_env, roi_rows, sha256
 from tests.lab.crafted import craft
-from tests.lab.lab import _make_db
+from tests.lab.data import _make_db
 
 FAKE_ROWS = 5000          # far more than an honest device's 200: a fake floor for the victim's copies
 FORGED = "forged-by-a-device"
