@@ -69,6 +69,8 @@ class Config:
     stale_after: float
     update_interval: float
     daemon_interval: float
+    database_check_timeout: float = 300.0   # [transfer]: seconds the node may spend on one device database
+    retire_after: float = 2592000.0         # [status]: seconds unseen after which a device is no longer shown
     static_devices: tuple = ()
     selection: tuple = ()
     dry_run: bool = False
@@ -322,6 +324,8 @@ def load_config(path: Path | str | None = None) -> Config:
         stale_after=status["stale_after"],
         update_interval=status["update_interval"],
         daemon_interval=conf["daemon"]["interval"],
+        database_check_timeout=transfer["database_check_timeout"],
+        retire_after=status["retire_after"],
         static_devices=tuple(statics),
         mail_to=checked("alert", "mail_to", parse_addresses),
         webhook=checked("alert", "webhook", parse_webhook),

@@ -93,26 +93,28 @@ def remove_leftovers(dest_db: Path) -> None:
                 continue
 
 
-def _recover_one(job, device, path: str, sign: list) -> str:
-    """Recover one database into place; report it. Returns "" or why it was not verified."""
+def _recover_one(job, device, path: str, sign: list, check_timeout: float) -> livedb.Verdict:
+    """Recover one database into place within `check_timeout` seconds; report it."""
     config = job.config
     destination = config.destination("results")
     raw_db = raw_root(config, device) / path
-    if not raw_db.is_file():
-        return ""                # gone from the device before it could be copied: nothing to take
+    if not raw_db.is_file():     # gone from the device before it could be copied: nothing to take
+        return livedb.Verdict(True, 0, "gone from the device", False)
     wal = raw_db.with_name(raw_db.name + "-wal")
     started = time.time()
     kept = None
     try:
         kept = keep_aside(destination, job.stamp, path) if config.safe else None
         remove_leftovers(destination / path)
-        verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / path)
+        verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / path,
+                                          check_timeout=check_timeout)
         if kept is not None and not verdict.replaced:
             kept.unlink()
         size = (destination / path).stat().st_size if verdict.replaced else 0
     except OSError as error:
         verdict = livedb.Verdict(False, 0, f"{error.strerror or error}: {error.filename or path}", False)
-    label = ("ok" if verdict.replaced else "unchanged") if verdict.ok else "kept previous copy"
+    label = (("ok" if verdict.replaced else "unchanged") if verdict.ok
+             else "not verified" if verdict.over_limits else "kept previous copy")
     job.events.put(events.DatabaseChecked(device.key, path, label, verdict.rows, verdict.message,
                                           verdict.ok, tuple(sign)))
     fields = dict(device_fields(device), DATABASE=path, DATABASE_ROWS=verdict.rows)
@@ -121,21 +123,25 @@ def _recover_one(job, device, path: str, sign: list) -> str:
     if verdict.ok:
         log.info("%s: database %s verified (%d rows)", device.name, os.path.basename(path), verdict.rows,
                  extra=fields)
-        return ""
-    log.warning("%s: database %s not replaced: %s", device.name, os.path.basename(path), verdict.message,
-                extra=fields)
-    return f"{path}: {verdict.message}"
+    else:
+        log.warning("%s: database %s not replaced: %s", device.name, os.path.basename(path), verdict.message,
+                    extra=fields)
+    return verdict
 
 
 def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: float) -> tuple:
-    """Recover every database of `work` -> (reasons of those not verified, stopped early)."""
+    """Recover every database of `work`, each within [transfer] database_check_timeout (and what is
+    left of the device's time) -> (reasons of those not verified, stopped early, whether another
+    attempt in this pass could help: not when every failure was a database past its limits)."""
     known = job.known.get(device.key, {})
-    unverified = []
+    unverified, transient = [], False
     for path in work.recover:
         if time.monotonic() > deadline or job.stop.is_set():
-            return unverified, True
+            return unverified, True, True
         sign = signature(on_device[path]) if path in on_device else known[path].signature
-        reason = _recover_one(job, device, path, sign)
-        if reason:
-            unverified.append(reason)
-    return unverified, False
+        allowed = min(job.config.database_check_timeout, max(1.0, deadline - time.monotonic()))
+        verdict = _recover_one(job, device, path, sign, allowed)
+        if not verdict.ok:
+            unverified.append(f"{path}: {verdict.message}")
+            transient = transient or not verdict.over_limits
+    return unverified, False, transient

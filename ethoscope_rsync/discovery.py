@@ -33,6 +33,7 @@ class Discovered:
     warnings: tuple
     source: str
     missing: tuple = ()      # -e selections that matched no discovered device
+    held: tuple = ()         # why selected devices are held back (conflicting claims): not backed up
 
 
 def parse_node_devices(text: str) -> tuple:
@@ -173,10 +174,10 @@ def browse_mdns(timeout: float) -> tuple:
 
 
 def merge(*groups: tuple) -> tuple:
-    """Devices from several sources -> (devices, warnings). Entries that claim one name or one
+    """Devices from several sources -> (devices, warnings, held). Entries that claim one name or one
     machine id are one device when they agree (same name and address; the machine id of the one
-    that has it); otherwise none of them is backed up, with a warning naming them: which one is
-    the impostor is not for a list to decide."""
+    that has it); otherwise none of them is backed up (`held`), with a warning naming them: which
+    one is the impostor is not for a list to decide."""
     entries = [device for group in groups for device in group]
     merged, warnings, held = [], [], set()
     for device in entries:
@@ -193,7 +194,8 @@ def merge(*groups: tuple) -> tuple:
             if not any(id(r) in held for r in rivals):
                 names = ", ".join(f"{d.name} at {d.address} ({d.source})" for d in [device, *rivals])
                 warnings.append(f"holding back entries that claim the same name or machine id: {names}")
-    return tuple(d for d in merged if id(d) not in held), tuple(warnings)
+    return (tuple(d for d in merged if id(d) not in held), tuple(warnings),
+            tuple(d for d in merged if id(d) in held))
 
 
 def discover(config: Config) -> Discovered:
@@ -223,8 +225,10 @@ def discover(config: Config) -> Discovered:
                 raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
     if statics:
         sources.append("config")
-    every, conflicts = merge(statics, found)
+    every, conflicts, held = merge(statics, found)
     warnings += conflicts
     devices = tuple(d for d in every if selected(d, config.selection))
-    missing = tuple(token for token in config.selection if not any(selected(d, (token,)) for d in every))
-    return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing", missing)
+    missing = tuple(token for token in config.selection if not any(selected(d, (token,)) for d in every + held))
+    held_back = tuple(f"{d.name} at {d.address} held back (another entry claims its name or machine id)"
+                      for d in held if selected(d, config.selection))
+    return Discovered(devices, tuple(warnings), " + ".join(sources) or "nothing", missing, held_back)

@@ -25,20 +25,33 @@ def forget_hint(name: str) -> str:
     return f"if {name}'s SD card was replaced, run: ethoscope-backup forget-host {name}"
 
 
+def pins(history: History) -> dict:
+    """machine id -> name of every pinned device, those retired from the status included."""
+    found = dict(history.retired)
+    found.update({key: entry.name for key, entry in history.devices.items() if entry.pinned and entry.id == key})
+    return found
+
+
+def pinned_id(history: History, name: str) -> str:
+    """The machine id pinned to the name `name` ("" when none is)."""
+    return next((key for key, pinned in pins(history).items() if pinned == name), "")
+
+
 def check_claims(devices, history: History) -> tuple:
     """-> (devices whose claims agree with the pins, one message per refused device)."""
-    by_name = {entry.name: key for key, entry in history.devices.items() if entry.pinned and entry.id == key}
+    by_id = pins(history)
+    by_name = {name: key for key, name in by_id.items()}
     allowed, refused = [], []
     for device in devices:
         pinned_id = by_name.get(device.name)
-        owner = history.devices.get(device.id) if device.id else None
+        owner = by_id.get(device.id) if device.id else None
         if device.id and pinned_id and pinned_id != device.id:
             refused.append(f"{device.name} at {device.address} claims machine id {device.id}, but {device.name} "
                            f"is {pinned_id} (pinned to its host key at first contact): refused; "
                            + forget_hint(device.name))
-        elif owner is not None and owner.pinned and owner.name and owner.name != device.name:
+        elif owner and owner != device.name:
             refused.append(f"{device.name} at {device.address} claims the machine id {device.id} of "
-                           f"{owner.name}: refused; " + forget_hint(owner.name))
+                           f"{owner}: refused; " + forget_hint(owner))
         else:
             allowed.append(device)
     return tuple(allowed), tuple(refused)
@@ -51,6 +64,9 @@ def unpin(history: History, name: str) -> int:
         if entry.name == name and entry.pinned:
             entry.pinned = False
             count += 1
+    for key in [key for key, pinned in history.retired.items() if pinned == name]:
+        del history.retired[key]
+        count += 1
     return count
 
 

@@ -121,14 +121,17 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     except for files that could not be copied (rsync 23): those come back as problems."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
                               stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir)
-    listing, records = Listing(), []
+    listing, records, outside = Listing(), [], []
     state = {"current": "", "started": time.time(), "last_progress": 0.0}
 
     def on_record(record: str) -> None:
         event = parse_file_line(record)
         if event is not None:
             path = f"{folder}/{event.name}"
-            if not event.is_file or not inside(folder, path):
+            if not event.is_file:
+                return
+            if not inside(folder, path):
+                outside.append(event.name)
                 return
             now = time.time()
             listing.files[path] = event.length
@@ -152,6 +155,8 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
 
     remaining = max(1.0, deadline - time.monotonic())
     result = job.processes.stream(argv, on_record, timeout=remaining, stop=job.stop)
+    if outside:
+        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", outside)
     stats = parse_stats(records)
     outcome, message = _outcome(job, device, kind, result)
     part = "databases" if databases == "raw" else "tree"
@@ -190,6 +195,14 @@ def remove_orphan_partials(destination: Path, files: dict) -> list:
     return removed
 
 
+def _ignored_names(job: Job, device: Device, where: str, names: list) -> None:
+    """Names from the device that would leave its folder (absolute, '..') are never used: say so."""
+    shown = ", ".join(repr(name)[1:-1][:80] for name in names[:3]) + (", ..." if len(names) > 3 else "")
+    message = f"ignored {len(names)} name(s) outside the device's folder in {where}: {shown}"
+    job.events.put(events.Warned(device.key, message))
+    log.warning("%s: %s", device.name, message, extra=device_fields(device))
+
+
 def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
     """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
     the device keeps a read transaction open on it (see livedb)."""
@@ -215,6 +228,9 @@ def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, de
     if hold is not None:   # live ones: make the next raw copy compare them in full (see livedb)
         mirror = raw_root(config, device)
         held_paths = [f"{folder}/{name}" for name in hold.held if inside(folder, f"{folder}/{name}")]
+        if len(held_paths) < len(hold.held):
+            _ignored_names(job, device, f"the holder's answer for results/{folder}/",
+                           [name for name in hold.held if not inside(folder, f"{folder}/{name}")])
         livedb.forget_mtimes([mirror / f"{path}{suffix}" for path in held_paths for suffix in ("", "-wal")])
     return raw
 
@@ -237,7 +253,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
     if work.copy:
         _hold_and_copy(job, device, folder, work, deadline)
-    unverified, stopped = recover_all(job, device, work, on_device, deadline)
+    unverified, stopped, transient = recover_all(job, device, work, on_device, deadline)
     if stopped:
         raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
     prune_raw(raw_root(config, device), work.finished)
@@ -248,8 +264,8 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         except OSError:
             continue
     job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
-    if unverified:   # the node keeps its previous copy; a new copy is tried at once
-        raise TransferFailed(Outcome(False, True, "database copy not verified"),
+    if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
+        raise TransferFailed(Outcome(False, transient, "database copy not verified"),
                              f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
                              + "; ".join(unverified)[:300])
     return tree.problems

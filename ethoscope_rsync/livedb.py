@@ -26,7 +26,9 @@ The method used here (README.md, "Live databases", has the measured figures):
    then closes the holder's stdin (it releases and exits, having written nothing).
 3. ``recover_database`` opens a copy of the raw pair on the node (SQLite replays the WAL), checks it,
    turns it into a self-contained rollback-journal file and atomically replaces the node's copy
-   only if the copy is sound and not older than the one it replaces.
+   only if the copy is sound and not older than the one it replaces. The files came from the device:
+   they are opened defensively, with limits and a deadline (:mod:`ethoscope_rsync.untrusted_sqlite`);
+   one that exceeds them is "not verified" and the node's copy stays.
 
 Two rules for the runner's raw rsync (:func:`ethoscope_rsync.rsync.make_rsync_command`, "raw";
 ``RAW_FILTER_ARGS`` is the same for a whole tree), both found by experiment:
@@ -50,6 +52,8 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
+from ethoscope_rsync import untrusted_sqlite
+
 __all__ = [
     "HOLDER_SCRIPT", "READY_PREFIX", "DONE_PREFIX", "HOLDER_TIMEOUT_EXIT", "RAW_RSYNC_ARGS", "RAW_FILTER_ARGS",
     "HoldResult", "Verdict", "make_holder_command", "parse_holder_ready", "count_rows",
@@ -59,6 +63,7 @@ __all__ = [
 READY_PREFIX = "ETHOSCOPE-BACKUP-HOLD "
 DONE_PREFIX = "ETHOSCOPE-BACKUP-RELEASED "
 HOLDER_TIMEOUT_EXIT = 3       # holder released because max_hold_seconds passed, not because of EOF
+CHECK_TIMEOUT = 300.0         # seconds a database's recovery may take ([transfer] database_check_timeout)
 
 # rsync options for step 3 (device results -> <dest>/.ethoscope-backup/raw/), see module docstring.
 RAW_FILTER_ARGS = (
@@ -167,6 +172,7 @@ class Verdict:
     rows: int
     message: str
     replaced: bool
+    over_limits: bool = False     # stopped by the limits or the deadline: trying again now will not help
 
 
 def make_holder_command(ssh_argv: Sequence[str], remote_python: str, remote_root: str,
@@ -209,27 +215,34 @@ def _uri(path: Path, **params) -> str:
 
 
 def _count(con: sqlite3.Connection) -> int:
+    """Rows of the ordinary tables (a virtual table's module is never called)."""
     names = [r[0] for r in con.execute(
-        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")]
+        "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+        " AND coalesce(sql, '') NOT LIKE 'CREATE VIRTUAL%'")]
     return sum(con.execute('SELECT count(*) FROM "%s"' % n.replace('"', '""')).fetchone()[0] for n in names)
 
 
-def count_rows(path: Path) -> int:
-    """Sum of count(*) over the user tables, read-only. Raises sqlite3.DatabaseError if unreadable.
-
-    A lone file is opened immutable (nothing created next to it); one with a -wal beside it is
-    opened mode=ro so the wal's rows count too.
-    """
+def _count_rows(path: Path, budget: untrusted_sqlite.Budget) -> int:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(str(path))
     wal = Path(str(path) + "-wal")
     uri = _uri(path, mode="ro") if wal.exists() else _uri(path, mode="ro", immutable=1)
-    con = sqlite3.connect(uri, uri=True, isolation_level=None)
+    con = untrusted_sqlite.connect(uri, budget, uri=True)
     try:
         return _count(con)
     finally:
         con.close()
+
+
+def count_rows(path: Path, check_timeout: float = CHECK_TIMEOUT) -> int:
+    """Sum of count(*) over the user tables, read-only and defensively (see untrusted_sqlite).
+    Raises sqlite3.DatabaseError if unreadable, or past the limits or `check_timeout` seconds.
+
+    A lone file is opened immutable (nothing created next to it); one with a -wal beside it is
+    opened mode=ro so the wal's rows count too.
+    """
+    return _count_rows(path, untrusted_sqlite.Budget(check_timeout))
 
 
 def _fsync(path: Path, directory: bool = False) -> None:
@@ -254,12 +267,14 @@ def _same_content(a: Path, b: Path) -> bool:
 
 
 def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
-                     previous_rows: Optional[int] = None) -> Verdict:
+                     previous_rows: Optional[int] = None, check_timeout: float = CHECK_TIMEOUT) -> Verdict:
     """Rebuild dest_db from a raw .db (+ -wal) copy; replace it atomically only if sound and not older.
 
     The raw files are only read. Work happens in a hidden temp file beside dest_db (same filesystem)
-    which is removed on any failure, leaving dest_db untouched.
+    which is removed on any failure, leaving dest_db untouched. Every SQLite file is opened as a
+    device's (untrusted_sqlite), and all of it together may take `check_timeout` seconds.
     """
+    budget = untrusted_sqlite.Budget(check_timeout)
     raw_db, dest_db = Path(raw_db), Path(dest_db)
     raw_wal = Path(raw_wal) if raw_wal is not None else None
     dest_db.parent.mkdir(parents=True, exist_ok=True)
@@ -274,7 +289,7 @@ def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
         shutil.copyfile(str(raw_db), str(tmp))
         if has_wal:
             shutil.copyfile(str(raw_wal), str(side[0]))
-        con = sqlite3.connect(str(tmp), isolation_level=None)
+        con = untrusted_sqlite.connect(str(tmp), budget)
         try:
             result = [r[0] for r in con.execute("PRAGMA integrity_check")]
             if result != ["ok"]:
@@ -293,8 +308,10 @@ def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
         floor, why = previous_rows, "previous pass"
         if floor is None and dest_db.exists():
             try:
-                floor, why = count_rows(dest_db), "existing copy"
+                floor, why = _count_rows(dest_db, budget), "existing copy"
             except sqlite3.DatabaseError:
+                if budget.expired:     # not known to be unreadable: only out of time
+                    raise
                 floor = None           # the existing copy is unreadable: a sound copy may replace it
         if floor is not None and rows < floor:
             return Verdict(False, rows, "refused: %d rows < %d in %s" % (rows, floor, why), False)
@@ -311,7 +328,12 @@ def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
         os.replace(str(tmp), str(dest_db))
         _fsync(dest_db.parent, directory=True)
         return Verdict(True, rows, "recovered %d rows" % rows, True)
-    except (sqlite3.Error, OSError) as e:
+    except (sqlite3.Error, MemoryError) as e:      # MemoryError: SQLite's own, past its heap limit
+        why = untrusted_sqlite.over_limits(e, budget)
+        if why:
+            return Verdict(False, 0, "not verified: " + why, False, over_limits=True)
+        return Verdict(False, 0, "%s: %s" % (type(e).__name__, e), False)
+    except OSError as e:
         return Verdict(False, 0, "%s: %s" % (type(e).__name__, e), False)
     finally:
         _unlink(tmp, *side)

@@ -28,6 +28,11 @@ def device_key(machine_id: str, name: str) -> str:
     return machine_id or name
 
 
+def last_seen(entry) -> float:
+    """When a device (a DeviceHistory) last ended a job, successful or not (0: never)."""
+    return max(entry.last_success, entry.last_error_time, entry.passes[-1].ended if entry.passes else 0.0)
+
+
 def is_stale(last_success: float, now: float, stale_after: float) -> bool:
     """A device is stale when its last success is older than ``stale_after`` seconds, or never was."""
     return last_success <= 0 or now - last_success > stale_after
@@ -468,12 +473,15 @@ class History:
     destinations: dict = dataclasses.field(default_factory=dict)    # kind -> the node's folder
     disk: list = dataclasses.field(default_factory=list)            # DiskSample, oldest first
     verification: dict = dataclasses.field(default_factory=dict)    # key -> Verification (copy of verify's)
+    retired: dict = dataclasses.field(default_factory=dict)         # machine id -> name: pins of devices
+    #                                   no longer published (not seen for [status] retire_after)
 
     def to_json(self) -> dict:
         return {"schema": SCHEMA, "last_backup": self.last_backup, "destinations": self.destinations,
                 "devices": {key: device.to_json() for key, device in self.devices.items()},
                 "disk": [sample.to_json() for sample in self.disk],
-                "verification": {key: v.to_json() for key, v in self.verification.items()}}
+                "verification": {key: v.to_json() for key, v in self.verification.items()},
+                "retired": dict(self.retired)}
 
     @classmethod
     def from_json(cls, data):
@@ -486,5 +494,7 @@ class History:
         disk = (DiskSample.from_json(sample) for sample in sequence(data.get("disk")))
         verification = {str(k): Verification.from_json(v) for k, v in mapping(data.get("verification")).items()
                         if isinstance(v, dict)}
+        retired = {str(k): v for k, v in mapping(data.get("retired")).items() if isinstance(v, str)}
         return cls(last_backup=number(data.get("last_backup")), devices=devices, destinations=destinations,
-                   disk=[sample for sample in disk if sample is not None], verification=verification)
+                   disk=[sample for sample in disk if sample is not None], verification=verification,
+                   retired=retired)

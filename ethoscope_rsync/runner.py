@@ -25,7 +25,7 @@ from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
 from ethoscope_rsync.rsync import HIDDEN
-from ethoscope_rsync.identities import add_name_aliases, check_claims
+from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
 from ethoscope_rsync.verify import load_verifications
 
@@ -153,6 +153,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         store.set_message(f"not found: {names}")
     if not devices and found.missing:
         return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
+    if not devices and found.held:
+        return _end(config, store, notifier, "failed", "; ".join(found.held)[:500], EXIT_FAILED)
     if not devices:
         return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK, completed=True)
     problem = make_destinations(config)
@@ -182,20 +184,17 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
                          if d.key in store.history.devices})
-        return _run_devices(config, job, devices, found.missing + refused, store, notifier, terminal)
+        return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
+                            terminal)
     finally:
         if control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)
 
 
 def known_identity(device, history) -> object:
-    """A [devices] entry (known by name only) gets the machine id learnt at an earlier first contact."""
-    if device.id:
-        return device
-    for key, entry in history.devices.items():
-        if entry.name == device.name and entry.id == key:
-            return dataclasses.replace(device, id=key)
-    return device
+    """A [devices] entry (known by name only) gets the machine id pinned at an earlier first contact
+    (none after forget-host: its next first contact pins the new one)."""
+    return device if device.id else dataclasses.replace(device, id=pinned_id(history, device.name))
 
 
 def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
@@ -222,6 +221,10 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
     warn_stale(store, config.stale_after, time.time())
     record_usage(config, store.history, time.time())
     store.history.verification = load_verifications(config.verify_file)
+    retired = store.retire(time.time(), config.retire_after)
+    if retired:
+        log.info("not seen for more than [status] retire_after=%.0fs, no longer shown (their identities stay "
+                 "pinned): %s", config.retire_after, ", ".join(retired))
     store.finish(outcome, message, completed=completed)
     store.write()
     save_history(config.history_file, store.history)

@@ -21,7 +21,7 @@ from ethoscope_rsync import events as ev
 from ethoscope_rsync.exits import Busy
 from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, \
     DatabaseRecord, DatabaseVerdict, DeviceHistory, DeviceRun, FileCopy, History, Inventory, Pass, PassSummary, Progress, \
-    Status, Transfer
+    Status, Transfer, last_seen
 
 KILLED_MESSAGE = "the previous pass ended before this device finished"
 
@@ -160,6 +160,7 @@ class StatusStore:
         entry = self._history_of(device.key, device)
         entry.pinned = True
         entry.aes = event.aes
+        self.history.retired.pop(device.key, None)
 
     def _warned(self, device: DeviceRun, event: ev.Warned) -> None:
         if event.message not in device.warnings:
@@ -240,6 +241,20 @@ class StatusStore:
         run.ended, run.outcome, run.message = self.clock(), outcome, message
         if completed:
             self.history.last_backup = run.ended
+
+    def retire(self, now: float, after: float) -> list:
+        """Devices not in this pass and not seen for `after` seconds (0: never) leave the history,
+        so every published view; the name and machine id of those that answered stay pinned
+        (``History.retired``), so that nobody can claim them later. Returns their names."""
+        if after <= 0:
+            return []
+        gone = [key for key, entry in self.history.devices.items()
+                if key not in self.status.devices and now - last_seen(entry) > after]
+        for key in gone:
+            entry = self.history.devices.pop(key)
+            if entry.pinned and entry.id == key and entry.name:
+                self.history.retired[key] = entry.name
+        return [self.history.retired.get(key, key) for key in gone]
 
     def running(self) -> list:
         return [d for d in self.status.devices.values() if d.state == RUNNING]

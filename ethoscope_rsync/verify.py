@@ -4,8 +4,8 @@
   Sidecars hold either the bare hex digest or ``md5sum`` lines (``HEX  NAME`` or ``HEX *NAME``); a
   sidecar whose file is missing, or that holds no digest, is damage too.
 * A database (``*.db``) is opened read-only and immutable (nothing is ever written, no lock taken,
-  no -wal read), with ``trusted_schema=OFF``, tight SQLite limits and a deadline, and must pass
-  ``PRAGMA integrity_check``.
+  no -wal read), as every database from a device is (:mod:`ethoscope_rsync.untrusted_sqlite`: the
+  schema untrusted, limits, bounded memory, a deadline), and must pass ``PRAGMA integrity_check``.
 
 Everything under a destination came from a device and is treated as hostile: only regular files
 are read (symbolic links are never followed), each device's walk stays in its own
@@ -30,6 +30,7 @@ import threading
 import time
 import urllib.parse
 
+from ethoscope_rsync import untrusted_sqlite
 from ethoscope_rsync.devices import ID_RE, NAME_RE, Device, selected
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
@@ -106,43 +107,26 @@ def check_sidecar(path: str, sidecar: str, stop: threading.Event) -> str:
     return "" if actual == expected else f"checksum mismatch: md5 {actual}, its .md5 says {expected}"
 
 
-_LIMITS = ("SQLITE_LIMIT_LENGTH", 1 << 30), ("SQLITE_LIMIT_SQL_LENGTH", 1 << 20), \
-    ("SQLITE_LIMIT_COLUMN", 2000), ("SQLITE_LIMIT_EXPR_DEPTH", 100), ("SQLITE_LIMIT_COMPOUND_SELECT", 10), \
-    ("SQLITE_LIMIT_FUNCTION_ARG", 8), ("SQLITE_LIMIT_ATTACHED", 0), ("SQLITE_LIMIT_TRIGGER_DEPTH", 10)
-
-
 def check_database(path: str, stop: threading.Event, deadline: float = DATABASE_DEADLINE) -> str:
-    """'' when the database passes PRAGMA integrity_check, else what is wrong. Raises Stopped."""
+    """'' when the database passes PRAGMA integrity_check, else what is wrong. Raises Stopped.
+    Opened as every device database is (untrusted_sqlite: limits, memory, deadline)."""
     if os.path.islink(path):        # (the walk only lists regular files; rsync never makes links here)
         return "a symbolic link, not checked"
     uri = "file:%s?mode=ro&immutable=1" % urllib.parse.quote(os.path.abspath(path), safe="/")
-    ends = time.monotonic() + deadline
-    timed_out = []
-
-    def progress():
-        if stop.is_set() or time.monotonic() > ends:
-            timed_out.append(True)
-            return 1
-        return 0
+    budget = untrusted_sqlite.Budget(deadline, stop=stop)
+    con = None
     try:
-        con = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
-    except sqlite3.Error as error:
-        return f"cannot open as a database: {error}"
-    try:
-        for name, value in _LIMITS:
-            if hasattr(con, "setlimit") and hasattr(sqlite3, name):
-                con.setlimit(getattr(sqlite3, name), value)
-        con.set_progress_handler(progress, 10000)
-        con.execute("PRAGMA trusted_schema=OFF")
+        con = untrusted_sqlite.connect(uri, budget, uri=True)
         rows = con.execute("PRAGMA integrity_check(20)").fetchall()
-    except sqlite3.Error as error:
-        if timed_out:
-            if stop.is_set():
-                raise Stopped() from None
+    except (sqlite3.Error, MemoryError) as error:     # MemoryError: SQLite's own, past its heap limit
+        if stop.is_set():
+            raise Stopped() from None
+        if budget.expired:
             return f"integrity_check did not finish within {deadline:.0f}s"
-        return f"not a sound database: {error}"
+        return f"not a sound database: {untrusted_sqlite.over_limits(error, budget) or error}"
     finally:
-        con.close()
+        if con is not None:
+            con.close()
     if rows == [("ok",)]:
         return ""
     return "integrity_check: " + "; ".join(str(r[0]) for r in rows[:3])[:300]

@@ -39,12 +39,16 @@ class DeviceOps:
 
     def _start_sshd(self, d):
         # each device sees its own data tree and its own /etc/machine-id (its id), as a real one does
-        (d.dir / "machine-id").write_text(d.id + "\n")
+        machine_id = d.dir / "machine-id"       # written at lab up; set_machine_id() changes it
+        # programs in the device's own bin/ (see override_programs) come first on its PATH
+        binds = ["%s=/usr/local/bin" % (d.dir / "bin")] if (d.dir / "bin").is_dir() else []
         script = ('mount --bind "$1" /ethoscope_data && mount --bind "$4" /etc/machine-id && '
-                  'exec /usr/sbin/sshd -D -f "$2" -E "$3"')
+                  'config=$2 && log=$3 && shift 4 && '
+                  'for bind in "$@"; do mount --bind "${bind%%=*}" "${bind#*=}" || exit 1; done && '
+                  'exec /usr/sbin/sshd -D -f "$config" -E "$log"')
         argv = ["ip", "netns", "exec", d.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
                 "sh", "-c", script, "sh", str(d.data_root), str(d.sshd_config), str(d.sshd_log),
-                str(d.dir / "machine-id")]
+                str(machine_id)] + binds
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=open(d.dir / "sshd.stderr", "ab"), start_new_session=True)
         self._procs[("sshd", d.index)] = proc
@@ -84,6 +88,26 @@ class DeviceOps:
         if not _wait_tcp(device.ip, 22, time.monotonic() + 15):
             raise RuntimeError("sshd of %s did not restart" % device.name)
         self._write_summary()
+
+    def set_machine_id(self, device, machine_id):
+        """What the device's /etc/machine-id says from now on (rewritten in place: the bind mount
+        of the running sshd sees it)."""
+        with open(device.dir / "machine-id", "r+") as f:
+            f.truncate(0)
+            f.write(machine_id + "\n")
+
+    def override_programs(self, device, programs):
+        """Programs found before the system's on the device's PATH ({name: script text}), as a
+        hostile device's own ``python3`` or ``rsync``; the device's sshd restarts (same host key)."""
+        folder = device.dir / "bin"
+        folder.mkdir(exist_ok=True)
+        for name, text in programs.items():
+            (folder / name).write_text(text)
+            (folder / name).chmod(0o755)
+        self._stop_sshd(device)
+        self._start_sshd(device)
+        if not _wait_tcp(device.ip, 22, time.monotonic() + 15):
+            raise RuntimeError("sshd of %s did not restart" % device.name)
 
     def stop_device(self, device):
         """The device vanishes: its sshd (and every session) is killed and its link goes down."""

@@ -241,6 +241,7 @@ class Lab(LabData, NodeServer, DeviceOps, LabRegistry):
                 p.mkdir(parents=True, exist_ok=True)
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             self._new_host_key(d)
+            (d.dir / "machine-id").write_text(d.id + "\n")
             d.sshd_config.write_text(self._sshd_config(d, authorized))
             _run(["ip", "-n", d.netns, "-batch", "-"],
                  input="link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n" % d.ip)
@@ -337,15 +338,20 @@ class Lab(LabData, NodeServer, DeviceOps, LabRegistry):
         return w
 
     # ------------------------------------------------------------------ mDNS
-    def announce_mdns(self, port=9000, timeout=30.0):
-        """Announce ``_ethoscope._tcp.local.`` for every device, from a separate process bound to the bridge
-        address (python3-zeroconf). Returns that process's pid; ``down()`` kills it."""
+    def announce_mdns(self, port=9000, timeout=30.0, services=None):
+        """Announce ``_ethoscope._tcp.local.`` for every device (or for `services`, a list of
+        ``{"name", "id", "ip"}``), from a separate process bound to the bridge address
+        (python3-zeroconf). Returns that process's pid; ``down()`` kills it."""
         ready = self.base_dir / "node" / "mdns.ready"
         if ready.exists():
             ready.unlink()
         self._write_summary()
         argv = [PYTHON, "-m", "tests.lab.mdns", "--bind", self.subnet + ".1", "--lab-json",
                 str(self.base_dir / "lab.json"), "--ready", str(ready), "--port", str(port)]
+        if services is not None:
+            listed = self.base_dir / "node" / ("mdns-services-%d.json" % time.monotonic_ns())
+            _atomic_write(listed, json.dumps(list(services)))
+            argv += ["--services", str(listed)]
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")
         proc = subprocess.Popen(argv, cwd=str(REPO_ROOT), env=env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=open(self.base_dir / "node" / "mdns.log", "ab"),

@@ -71,8 +71,10 @@ def test_conflicting_claims_are_all_held_back():
              Device(name="ETHOSCOPE_002", address="169.254.1.2", id="b" * 32),
              Device(name="ETHOSCOPE_003", address="169.254.1.3", id="c" * 32),
              Device(name="ETHOSCOPE_033", address="169.254.1.33", id="c" * 32))
-    devices, warnings = merge((static,), found)
+    devices, warnings, held = merge((static,), found)
     assert [d.name for d in devices] == ["ETHOSCOPE_002"]
+    assert [(d.name, d.address) for d in held] == [("ETHOSCOPE_001", "169.254.1.9"), ("ETHOSCOPE_001", "169.254.1.1"),
+                                                   ("ETHOSCOPE_003", "169.254.1.3"), ("ETHOSCOPE_033", "169.254.1.33")]
     assert len(warnings) == 2
     assert "ETHOSCOPE_001 at 169.254.1.9 (config), ETHOSCOPE_001 at 169.254.1.1 (node)" in warnings[0]
     assert "ETHOSCOPE_003" in warnings[1] and "ETHOSCOPE_033" in warnings[1]
@@ -81,9 +83,9 @@ def test_conflicting_claims_are_all_held_back():
 def test_agreeing_entries_are_one_device():
     static = Device(name="ETHOSCOPE_001", address="169.254.1.1", source="config")
     node = Device(name="ETHOSCOPE_001", address="169.254.1.1", id="a" * 32)
-    devices, warnings = merge((static,), (node,))
+    devices, warnings, held = merge((static,), (node,))
     assert devices == (Device(name="ETHOSCOPE_001", address="169.254.1.1", id="a" * 32, source="config"),)
-    assert warnings == ()
+    assert warnings == () and held == ()
 
 
 def test_mdns_service_to_device():

@@ -2,8 +2,9 @@
 import os
 
 from ethoscope_rsync.devices import Device
-from ethoscope_rsync.identities import add_name_aliases, check_claims, remove_host_keys, unpin
+from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id, pins, remove_host_keys, unpin
 from ethoscope_rsync.model import DeviceHistory, History
+from ethoscope_rsync.runner import known_identity
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEx0"
@@ -56,3 +57,23 @@ def test_forgetting_a_host_never_follows_a_planted_link(tmp_path):
     assert path.read_text() == f"ethoscope_0040 {KEY}\n"
     assert target.read_text() == "do not touch\n" and not path.is_symlink()
     assert remove_host_keys(tmp_path / "missing", "ETHOSCOPE_004") == 0
+
+
+def test_retired_devices_keep_their_pins():
+    """A device no longer shown (retired) keeps its name and id pinned: nobody claims them later."""
+    h = History(devices={B: DeviceHistory(id=B, name="ETHOSCOPE_005", pinned=True)}, retired={A: "ETHOSCOPE_004"})
+    assert pins(h) == {A: "ETHOSCOPE_004", B: "ETHOSCOPE_005"} and pinned_id(h, "ETHOSCOPE_004") == A
+    allowed, refused = check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C), Device("ETHOSCOPE_077", "169.254.9.7", A),
+                                     Device("ETHOSCOPE_004", "169.254.1.4", A)), h)
+    assert allowed == (Device("ETHOSCOPE_004", "169.254.1.4", A),)
+    assert "but ETHOSCOPE_004 is " + A in refused[0] and f"claims the machine id {A} of ETHOSCOPE_004" in refused[1]
+    assert unpin(h, "ETHOSCOPE_004") == 1 and h.retired == {}
+    assert check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C),), h) == ((Device("ETHOSCOPE_004", "169.254.9.9", C),), ())
+
+
+def test_a_device_from_the_config_gets_its_pinned_id_only():
+    h = History(devices={A: DeviceHistory(id=A, name="ETHOSCOPE_004", pinned=True),
+                         B: DeviceHistory(id=B, name="ETHOSCOPE_005", pinned=False)},   # after forget-host
+                retired={C: "ETHOSCOPE_006"})
+    static = [Device(f"ETHOSCOPE_00{n}", "169.254.1.9", source="config") for n in (4, 5, 6, 7)]
+    assert [known_identity(d, h).id for d in static] == [A, "", C, ""]

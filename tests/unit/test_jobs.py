@@ -2,6 +2,7 @@
 order and database selection are tested without sshd, root or a network."""
 import contextlib
 import dataclasses
+import json
 import queue
 import sqlite3
 import threading
@@ -185,6 +186,21 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
     result, sent, _ = run_job(dataclasses.replace(config, what="videos"), fake)
     assert result.ok
     assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
+    assert [e.message for e in sent if isinstance(e, ev.Warned)] == [
+        f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: ../other/x.h264, /etc/passwd"]
+
+
+def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path):
+    outside = tmp_path / "outside.db"
+    outside.write_bytes(b"x")
+    before = outside.stat().st_mtime_ns
+    forged = ["../../x.db", str(outside), "a/../../b.db"]
+    fake = FakeProcesses({"results:raw": [Step(effect=raw_copy(config, 3))]}, probe=[Step((probe_answer(LIVE),))],
+                         ready=READY_PREFIX + '{"held": %s, "failed": {}, "idle": []}' % json.dumps(forged))
+    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    assert result.ok and outside.stat().st_mtime_ns == before
+    (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
+    assert warning.startswith(f"ignored 3 name(s) outside the device's folder in the holder's answer for results/{MID}/")
 
 
 def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
@@ -306,6 +322,28 @@ def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
     assert not (config.results_dir / DB).exists()
     checked = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
     assert {(e.verdict, e.ok) for e in checked} == {("kept previous copy", False)}
+
+
+def test_a_database_past_the_limits_fails_the_device_without_retry(config):
+    """A crafted database is "not verified" at once; trying again in this pass cannot help."""
+    from tests.lab.crafted import craft
+
+    class Owner:
+        id, name = MID, "ETHOSCOPE_004"
+    raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+
+    def crafted():
+        raw_db.parent.mkdir(parents=True, exist_ok=True)
+        craft(raw_db, Owner, "2025-03-08_10-00-00", "memory", "check", rows=2)
+
+    fake = FakeProcesses({"results:raw": [Step(effect=crafted)]}, probe=[Step((probe_answer(LIVE[:1]),))])
+    result, sent, stop = run_job(dataclasses.replace(config, what="results"), fake)
+    assert not result.ok and result.message.startswith("1 database copy(ies) not verified, previous copy kept: ")
+    assert "not verified: builds values larger than allowed" in result.message
+    assert fake.calls.count("results:raw") == 1 and stop.waits == []
+    (checked,) = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert (checked.verdict, checked.ok) == ("not verified", False)
+    assert not (config.results_dir / DB).exists()
 
 
 def test_which_databases_are_taken(tmp_path):

@@ -237,3 +237,16 @@ def test_metrics_empty():
 
 def test_next_change_is_the_next_stale_flip(done):
     assert render.next_change(*done, NOW, DAY) == NOW - 3600 - 570 + DAY
+
+
+def test_device_warnings_are_in_its_entry():
+    """What a device was warned about in this pass (said once) is in its /status entry."""
+    example = example_pass()
+    said = ev.Warned(A, f"not copied: results/{B} on the device (only its own folder results/{A}/ is backed up)")
+    status, history = build(Pass(example.devices, example.events[:1] + (said, said) + example.events[1:],
+                                 started=example.started))
+    doc = render.status_document(status, history, NOW, DAY)
+    assert doc["devices"][A]["warnings"] == [said.message]
+    assert doc["devices"][B]["warnings"] == []
+    history_only = render.status_document(None, history, NOW, DAY)
+    assert history_only["devices"][A]["warnings"] == []

@@ -204,3 +204,33 @@ def test_status_file_is_lean(tmp_path):
     size = len(json.dumps(status, separators=(",", ":")))
     assert size < 86.1e6 / 10, size
     assert size / (100 * 501) < 130          # bytes per file record, all in
+
+
+def test_devices_not_seen_for_long_are_retired_and_stay_pinned(tmp_path):
+    """Devices gone for [status] retire_after leave the published state, their pins stay."""
+    from ethoscope_rsync.model import DeviceHistory, PassSummary
+    from ethoscope_rsync.render import status_document
+    day, NOW = 86400.0, 1.7e9
+    old, never, gone_unpinned, recent = "a" * 32, "b" * 32, "c" * 32, "d" * 32
+    history = History(devices={
+        ID: DeviceHistory(id=ID, name="ETHOSCOPE_004", pinned=True, last_success=0.0),      # in this pass
+        old: DeviceHistory(id=old, name="ETHOSCOPE_010", pinned=True, last_success=NOW - 40 * day,
+                           passes=[PassSummary(NOW - 31 * day, "error", 0)]),
+        never: DeviceHistory(id=never, name="ETHOSCOPE_011", pinned=True),
+        gone_unpinned: DeviceHistory(id=gone_unpinned, name="ETHOSCOPE_012", last_error_time=NOW - 60 * day),
+        recent: DeviceHistory(id=recent, name="ETHOSCOPE_013", pinned=True, last_error_time=NOW - 29 * day)})
+    s = store(tmp_path, history)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    assert s.retire(NOW, 0) == []                                   # 0: never
+    assert sorted(s.retire(NOW, 30 * day)) == ["ETHOSCOPE_010", "ETHOSCOPE_011", gone_unpinned]
+    assert set(s.history.devices) == {ID, recent}
+    assert s.history.retired == {old: "ETHOSCOPE_010", never: "ETHOSCOPE_011"}
+    save_history(tmp_path / "history.json", s.history)
+    reread = load_history(tmp_path / "history.json")
+    assert reread.retired == s.history.retired
+    doc = status_document(None, json.loads((tmp_path / "history.json").read_text()), NOW, day)
+    assert set(doc["devices"]) == {ID, recent}
+    # a retired device that answers again is published again, under the same pin
+    s.add_device(old, "ETHOSCOPE_010", "169.254.1.10")
+    s.apply(ev.Contacted(old, old, None))
+    assert old not in s.history.retired and s.history.devices[old].pinned

@@ -7,6 +7,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -189,3 +190,19 @@ def test_verify_records_and_logs_with_journal_fields(tmp_path, journal):
     assert (record["files"], record["bytes"], record["damaged_count"], record["complete"]) == (1, 3, 1, True)
     assert dataclasses.asdict(verify.load_verifications(config.verify_file)[MID])["damaged"][0][1].startswith(
         "checksum mismatch")
+
+
+def test_a_crafted_database_costs_verify_nothing(tmp_path):
+    """verify opens a device's database like a pass does (untrusted_sqlite): a schema costing 1.2 GB
+    or hours of CPU to check is reported at once, or at the deadline. (Read-only, SQLite skips CHECK
+    constraints, but not generated columns or index expressions.)"""
+    from tests.lab.crafted import craft
+
+    class Owner:
+        id, name = MID, "ETHOSCOPE_001"
+    bomb = craft(tmp_path / "bomb.db", Owner, "2024-03-01_09-00-00", "memory", "generated", rows=2)
+    started = time.process_time()
+    assert check_database(str(bomb), threading.Event()).startswith("not a sound database: builds values larger")
+    slow = craft(tmp_path / "slow.db", Owner, "2024-03-01_09-00-00", "cpu", "generated", rows=100_000)
+    assert check_database(str(slow), threading.Event(), deadline=1.0) == "integrity_check did not finish within 1s"
+    assert time.process_time() - started < 5
