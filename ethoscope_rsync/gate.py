@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import selectors
+import select
 import socket
 import threading
 import time
 
 from .gateconn import BUSY, DRAIN, FLUSH, WAIT, GatedConnection, declares_body
 
-_ACCEPT, _WAKE = object(), object()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,46 +51,77 @@ REFUSALS = {code: _canned(status) for code, status in (
 
 
 class Gate:
-    """cheroot's connection manager, replaced: ``run``/``stop``/``close``/``put`` as cheroot calls
-    them; only the gate's own thread touches the selector (workers hand back via a queue)."""
+    """cheroot's connection manager, replaced (``run``, ``stop``, ``close``, ``put`` and
+    ``can_add_keepalive_connection``, as cheroot calls them).
+
+    Connections sit in a one-shot epoll set: an event disarms the connection, so whoever holds
+    it (the gate's thread, or a worker answering it) may re-arm it without racing the other.
+    Workers re-arm kept-alive connections themselves: no wake-up of the gate's thread per request.
+    """
 
     def __init__(self, server, limits: Limits = Limits(), listeners=(), clock=time.monotonic):
         self.server, self.limits, self.clock = server, limits, clock
-        self._selector = selectors.DefaultSelector()
+        self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
-        for s in (self._wake_r, self._wake_w):
-            s.setblocking(False)
-        self._back = collections.deque()
-        self._conns = set()
+        self._listeners = {}
+        for sock in list(listeners or (server.socket,)) + [self._wake_r]:
+            sock.setblocking(False)
+            self._listeners[sock.fileno()] = sock
+            self._epoll.register(sock.fileno(), select.EPOLLIN)
+        self._fds = {}                # fd → connection, for every connection the gate knows
+        self._lock = threading.Lock()  # connection state changes and (un)arming
         self._stopping = self._closed = False
         self._running = threading.Event()
         self.refused = collections.Counter()
-        for listener in listeners or (server.socket,):
-            listener.setblocking(False)
-            self._selector.register(listener, selectors.EVENT_READ, _ACCEPT)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
 
-    # -- called from worker threads
+    # -- called from worker threads (and the gate's own)
     @property
     def can_add_keepalive_connection(self) -> bool:
-        return len(self._conns) < self.limits.max_connections
+        return len(self._fds) < self.limits.max_connections
 
     def put(self, conn):
-        """cheroot: a keep-alive connection whose answer is written (or queued in its tail)."""
-        self.give_back(conn, close=False)
+        """cheroot: an answered keep-alive connection (its answer written or in its tail)."""
+        self.release(conn, close=False)
 
-    def give_back(self, conn, close: bool):
-        if self._closed:
-            conn.shut()
-            return
+    def release(self, conn, close: bool):
+        """A worker is done with ``conn``: send its tail, then close it or wait for its next request."""
         conn.close_after = conn.close_after or close
-        self._back.append(conn)
+        now = self.clock()
+        with self._lock:
+            if self._closed or conn.socket.fileno() < 0:
+                self._forget(conn)
+            elif conn.wfile.tail:
+                self._arm(conn, FLUSH, now, select.EPOLLOUT)
+            elif conn.close_after:
+                self._forget(conn)
+            elif not self._hand_over_if_complete(conn, 0):
+                conn.started = now if conn.head else None   # part of a pipelined request
+                self._arm(conn, WAIT, now, select.EPOLLIN)
+
+    def _arm(self, conn, state, since, events):
+        conn.state, conn.since = state, since
+        fd = conn.socket.fileno()
+        self._fds[fd] = conn
         try:
-            self._wake_w.send(b"x")
-        except BlockingIOError:
-            pass      # the wake-up socket is full: the gate is awake anyway
-        except OSError:
-            conn.shut()   # closed meanwhile
+            self._epoll.modify(fd, events | select.EPOLLONESHOT)
+        except FileNotFoundError:
+            self._epoll.register(fd, events | select.EPOLLONESHOT)
+
+    def _forget(self, conn):
+        """Close ``conn`` and forget it (under the lock)."""
+        fd = conn.socket.fileno()
+        if self._fds.get(fd) is conn:
+            del self._fds[fd]
+            try:
+                self._epoll.unregister(fd)
+            except (FileNotFoundError, ValueError, OSError):
+                pass
+        conn.shut()
+
+    def _drop(self, conn):
+        with self._lock:
+            if conn.state != BUSY:
+                self._forget(conn)
 
     # -- the gate's thread
     def run(self, expiration_interval: float = 0.5):
@@ -99,19 +129,29 @@ class Gate:
         try:
             last_expiry = self.clock()
             while not self._stopping:
-                for key, events in self._selector.select(timeout=expiration_interval):
-                    if key.data is _ACCEPT:
-                        self._accept(key.fileobj)
-                    elif key.data is _WAKE:
-                        self._take_back()
+                for fd, events in self._epoll.poll(expiration_interval):
+                    listener = self._listeners.get(fd)
+                    if listener is self._wake_r:
+                        self._drain_wake()
+                    elif listener is not None:
+                        self._accept(listener)
                     else:
-                        self._ready(key.data, events)
+                        conn = self._fds.get(fd)
+                        if conn is not None:
+                            self._ready(conn)
                 now = self.clock()
                 if now - last_expiry >= expiration_interval:
                     last_expiry = now
                     self._expire(now)
         finally:
             self._running.clear()
+
+    def _drain_wake(self):
+        try:
+            while self._wake_r.recv(4096):
+                pass
+        except OSError:
+            pass
 
     def _accept(self, listener):
         for _ in range(64):
@@ -124,81 +164,62 @@ class Gate:
                 self._evict_oldest()
                 return
             sock.setblocking(False)
-            if len(self._conns) >= self.limits.max_connections:
+            if len(self._fds) >= self.limits.max_connections:
                 self._evict_oldest()
             conn = GatedConnection(self.server, sock, self)
             if isinstance(addr, tuple):
                 conn.remote_addr, conn.remote_port = addr[0], addr[1]
-            self._conns.add(conn)
-            self._wait(conn, self.clock())
+            conn.started = None
+            with self._lock:
+                self._arm(conn, WAIT, self.clock(), select.EPOLLIN)
 
     def _evict_oldest(self):
-        waiting = [c for c in self._conns if c.state != BUSY]
+        waiting = [c for c in list(self._fds.values()) if c.state != BUSY]
         if waiting:
             self.refused["evicted"] += 1
             self._drop(min(waiting, key=lambda c: c.since))
 
-    def _take_back(self):
-        try:
-            while self._wake_r.recv(4096):
-                pass
-        except (BlockingIOError, OSError):
-            pass
-        while self._back:
-            conn = self._back.popleft()
-            if conn.wfile.tail:
-                conn.state, conn.since = FLUSH, self.clock()
-                self._selector.register(conn.socket, selectors.EVENT_WRITE, conn)
-            elif conn.close_after:
-                self._drop(conn)
-            else:
-                self._next_request(conn)
-
-    def _wait(self, conn, now):
-        conn.state, conn.since = WAIT, now
-        conn.started = now if conn.head else None
-        self._selector.register(conn.socket, selectors.EVENT_READ, conn)
-
-    def _next_request(self, conn):
-        if not self._hand_over_if_complete(conn, 0):
-            self._wait(conn, self.clock())
-
-    def _ready(self, conn, events):
+    def _ready(self, conn):
         if conn.state == FLUSH:
             try:
                 done = conn.wfile.flush_some()
             except OSError:
                 done, conn.close_after = True, True
             if done:
-                self._selector.unregister(conn.socket)
-                if conn.close_after:
-                    self._drop(conn, registered=False)
-                else:
-                    self._next_request(conn)
+                conn.state = BUSY       # back in the gate's hands: release() decides what next
+                self.release(conn, close=False)
+            else:
+                with self._lock:
+                    self._arm(conn, FLUSH, conn.since, select.EPOLLOUT)
             return
         try:
             data = conn.socket.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            data = None
         except OSError:
             data = b""
-        if not data:
-            self._drop(conn)
+        if data == b"":
+            conn.state = BUSY
+            with self._lock:
+                self._forget(conn)
             return
-        if conn.state == DRAIN:
-            return
-        if conn.started is None:
-            conn.started = self.clock()
-        searched = len(conn.head)
-        conn.head += data
-        if self._hand_over_if_complete(conn, searched, registered=True):
-            return
-        if len(conn.head) > self.limits.max_head:
-            self._refuse(conn, 431 if b"\r\n" in conn.head[:self.limits.max_line] else 414)
-        elif len(conn.head) > self.limits.max_line and b"\r\n" not in conn.head[:self.limits.max_line]:
-            self._refuse(conn, 414)
+        if data and conn.state == WAIT:
+            if conn.started is None:
+                conn.started = self.clock()
+            searched = len(conn.head)
+            conn.head += data
+            if self._hand_over_if_complete(conn, searched):
+                return
+            if len(conn.head) > self.limits.max_head:
+                self._refuse(conn, 431 if b"\r\n" in conn.head[:self.limits.max_line] else 414)
+                return
+            if len(conn.head) > self.limits.max_line and b"\r\n" not in conn.head[:self.limits.max_line]:
+                self._refuse(conn, 414)
+                return
+        with self._lock:
+            self._arm(conn, conn.state, conn.since, select.EPOLLIN)
 
-    def _hand_over_if_complete(self, conn, searched: int, registered: bool = False) -> bool:
+    def _hand_over_if_complete(self, conn, searched: int) -> bool:
         head = conn.head
         if head[:2] == b"\r\n":           # stray CRLFs between requests (RFC 9112 allows them)
             del head[:len(head) - len(head.lstrip(b"\r\n"))]
@@ -206,8 +227,6 @@ class Gate:
         end = head.find(b"\r\n\r\n", max(0, searched - 3))
         if end < 0 or end + 4 > self.limits.max_head:
             return False
-        if registered:
-            self._selector.unregister(conn.socket)
         request = bytes(head[:end + 4])
         del head[:end + 4]
         conn.close_after = declares_body(request)
@@ -224,11 +243,13 @@ class Gate:
         except OSError:
             self._drop(conn)
             return
-        conn.state, conn.since, conn.head = DRAIN, self.clock(), bytearray()
+        conn.head = bytearray()
+        with self._lock:
+            self._arm(conn, DRAIN, self.clock(), select.EPOLLIN)
 
     def _expire(self, now):
         lim = self.limits
-        for conn in list(self._conns):
+        for conn in list(self._fds.values()):
             age = now - conn.since
             if conn.state == WAIT and conn.started is not None and now - conn.started > lim.head_timeout:
                 self._refuse(conn, 408)
@@ -236,15 +257,6 @@ class Gate:
                   or conn.state == FLUSH and age > lim.write_timeout
                   or conn.state == DRAIN and age > lim.drain_timeout):
                 self._drop(conn)
-
-    def _drop(self, conn, registered: bool = True):
-        if registered and conn.state != BUSY:
-            try:
-                self._selector.unregister(conn.socket)
-            except (KeyError, ValueError):
-                pass
-        self._conns.discard(conn)
-        conn.shut()
 
     # -- cheroot's server calls these to stop
     def stop(self, timeout: float = 5.0):
@@ -258,10 +270,11 @@ class Gate:
             time.sleep(0.01)
 
     def close(self):
-        self._closed = True
-        for conn in list(self._conns):
-            if conn.state != BUSY:
-                self._drop(conn)
-        self._selector.close()
+        with self._lock:
+            self._closed = True
+            for conn in list(self._fds.values()):
+                if conn.state != BUSY:
+                    self._forget(conn)
+        self._epoll.close()
         self._wake_r.close()
         self._wake_w.close()

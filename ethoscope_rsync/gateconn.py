@@ -105,7 +105,7 @@ class GatedConnection(HTTPConnection):
 
     def close(self):
         """A worker is done with it: the gate sends the rest of the answer, then closes."""
-        self.gate.give_back(self, close=True)
+        self.gate.release(self, close=True)
 
     def shut(self):
         try:

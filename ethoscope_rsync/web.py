@@ -14,32 +14,41 @@ import json
 import logging
 import sys
 
-from .clientlog import ClientLog
-from .gate import Limits
-from .listen import ServeError, activated_sockets, client_address, format_address
-from .logs import Notifier
-from .server import Service, run_until_stopped, stop_signals
-from .webapp import JSON_TYPE, StatusApp
 
-__all__ = ["ServeError", "StatusServer", "make_wsgi_app", "serve"]
+def _import_framework():
+    """Import cheroot and CherryPy without what a plain-HTTP status service never uses.
 
-
-def _import_cherrypy():
-    # cherrypy imports pkg_resources only to look up its own version string and falls back to
-    # "unknown" without it; skipping it saves ~130 ms of start-up (socket activation: the first
-    # request waits for it) and ~8 MB of memory.
-    if "cherrypy" in sys.modules or "pkg_resources" in sys.modules:
-        import cherrypy as cp
-        return cp
-    sys.modules["pkg_resources"] = None  # makes "import pkg_resources" raise ImportError
+    cherrypy imports ``pkg_resources`` only to look up its own version string (it falls back to
+    "unknown"): ~130 ms of start-up, which the first socket-activated request waits for, and
+    ~8 MB. cheroot and the standard modules CherryPy pulls in (urllib.request, http.client)
+    import ``ssl`` and OpenSSL's ``_hashlib`` when available and do without them otherwise: the
+    service speaks plain HTTP on the LAN, so libssl and libcrypto (~4 MB resident) stay out.
+    Only modules not loaded yet are held back, and only during this import: a process that
+    already uses them (``ethoscope-backup daemon``) keeps them as they are.
+    """
+    held = [name for name in ("pkg_resources", "ssl", "_hashlib") if name not in sys.modules]
+    for name in held:
+        sys.modules[name] = None      # makes "import name" raise ImportError
     try:
+        import cheroot.wsgi  # noqa: F401 - imported here, under the same conditions as cherrypy
         import cherrypy as cp
     finally:
-        del sys.modules["pkg_resources"]
+        for name in held:
+            if sys.modules.get(name, 0) is None:
+                del sys.modules[name]
     return cp
 
 
-cherrypy = _import_cherrypy()
+cherrypy = _import_framework()
+
+from .clientlog import ClientLog  # noqa: E402 - after the framework, see _import_framework
+from .gate import Limits  # noqa: E402
+from .listen import ServeError, activated_sockets, client_address, format_address  # noqa: E402
+from .logs import Notifier  # noqa: E402
+from .server import Service, run_until_stopped, stop_signals  # noqa: E402
+from .webapp import JSON_TYPE, StatusApp  # noqa: E402
+
+__all__ = ["ServeError", "StatusServer", "make_wsgi_app", "serve"]
 
 log = logging.getLogger("ethoscope_rsync.web")
 _errors = ClientLog(log)
@@ -65,18 +74,6 @@ class _Handler:
         return answer.body
 
 
-class _Dispatch:
-    """CherryPy dispatcher: every path to the one handler, with the application's config."""
-
-    def __init__(self, handler, config: dict):
-        self.handler, self.config = handler, config
-
-    def __call__(self, path_info):
-        req = cherrypy.serving.request
-        req.config = dict(self.config)
-        req.handler = self.handler
-
-
 def _error_page(status, message, traceback, version):
     """CherryPy's own errors (e.g. an undecodable query string): JSON, never a traceback."""
     code = str(status).split(" ", 1)[0]
@@ -97,31 +94,47 @@ def _unexpected_error():
     resp.body = [body]
 
 
+class _Request(cherrypy._cprequest.Request):
+    """CherryPy's request with this service's settings as class attributes (not per-request config)."""
+
+    show_tracebacks = False
+    show_mismatched_params = False
+    methods_with_bodies = ()            # never read request bodies: nothing can be posted
+    process_request_body = False
+    error_response = staticmethod(_unexpected_error)
+    error_page = {"default": _error_page}
+
+
+class _Response(cherrypy._cprequest.Response):
+    def __init__(self):
+        super().__init__()
+        dict.__setitem__(self.headers, "Server", "ethoscope-backup")
+
+
+class _Dispatch:
+    """CherryPy dispatcher: every path to the one handler. No config per path, so no tools run
+    (not even CherryPy's default ones: there is nothing to encode, redirect or log per request)."""
+
+    def __init__(self, handler):
+        self.handler = handler
+
+    def __call__(self, path_info):
+        req = cherrypy.serving.request
+        req.config = {}
+        req.handler = self.handler
+
+
 def _no_access_log():
     pass
 
 
 def make_wsgi_app(app: StatusApp):
     """The CherryPy application (a WSGI callable) around ``app``; not mounted in cherrypy.tree."""
-    conf = {
-        "request.show_tracebacks": False,
-        "request.show_mismatched_params": False,
-        "request.methods_with_bodies": (),   # never read request bodies: nothing can be posted
-        "request.process_request_body": False,
-        "request.error_response": _unexpected_error,
-        "error_page.default": _error_page,
-        "tools.encode.on": False,
-        "tools.trailing_slash.on": False,
-        "response.headers.server": "ethoscope-backup",
-        "log.screen": False,
-        "log.access_file": "",
-        "log.error_file": "",
-    }
-    handler = _Handler(app)
-    conf["request.dispatch"] = _Dispatch(handler, {**cherrypy.config, **conf})
-    cp_app = cherrypy.Application(None, script_name="", config={"/": conf})
+    cp_app = cherrypy.Application(None, script_name="",
+                                  config={"/": {"request.dispatch": _Dispatch(_Handler(app))}})
+    cp_app.request_class, cp_app.response_class = _Request, _Response
     cp_app.log.screen = False
-    cp_app.log.access = _no_access_log
+    cp_app.log.access = _no_access_log   # the service logs refused and failed requests only
     cp_app.log.error_log.propagate = False
     return cp_app
 
