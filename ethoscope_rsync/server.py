@@ -28,11 +28,16 @@ from .listen import bind_socket
 log = logging.getLogger("ethoscope_rsync.web")
 _server_log = ClientLog(log)    # cheroot's messages can quote what a client sent
 
+# Workers never wait for a client (the gate reads heads and sends tails), so their time is CPU
+# under one GIL: two are enough to answer cached documents while the other rebuilds one, and
+# fewer threads contend less for the GIL (measured: more threads, no more answers a second).
+THREADS = 2
+
 
 class HTTPServer(cheroot.wsgi.Server):
     """cheroot's WSGI server on listening ``socks``, connections managed by a :class:`Gate`."""
 
-    def __init__(self, socks: list, wsgi_app, threads: int = 4, limits: Limits = Limits()):
+    def __init__(self, socks: list, wsgi_app, threads: int = THREADS, limits: Limits = Limits()):
         self._given_sockets = list(socks)
         self.limits = limits
         super().__init__(socks[0].getsockname()[:2], wsgi_app, numthreads=threads,
@@ -83,7 +88,7 @@ class Service:
     :class:`ethoscope_rsync.listen.ServeError` when binding fails.
     """
 
-    def __init__(self, wsgi_app, socks=(), listen=None, threads: int = 4, limits: Limits = Limits()):
+    def __init__(self, wsgi_app, socks=(), listen=None, threads: int = THREADS, limits: Limits = Limits()):
         self._app = wsgi_app
         self._socks, self._listen = list(socks), listen
         self._threads, self._limits = threads, limits

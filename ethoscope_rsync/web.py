@@ -45,7 +45,7 @@ from .clientlog import ClientLog  # noqa: E402 - after the framework, see _impor
 from .gate import Limits  # noqa: E402
 from .listen import ServeError, activated_sockets, client_address, format_address  # noqa: E402
 from .logs import Notifier  # noqa: E402
-from .server import Service, run_until_stopped, stop_signals  # noqa: E402
+from .server import THREADS, Service, run_until_stopped, stop_signals  # noqa: E402
 from .webapp import JSON_TYPE, StatusApp  # noqa: E402
 
 __all__ = ["ServeError", "StatusServer", "make_wsgi_app", "serve"]
@@ -147,7 +147,7 @@ class StatusServer:
     """
 
     def __init__(self, status_file, history_file, listen=None, sock=None, cors_origin="*",
-                 stale_after=86400.0, threads=4, limits: Limits = Limits(), socks=()):
+                 stale_after=86400.0, threads=THREADS, limits: Limits = Limits(), socks=()):
         self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after)
         socks = list(socks) + ([sock] if sock is not None else [])
         self.service = Service(make_wsgi_app(self.app), socks=socks, listen=listen, threads=threads,
