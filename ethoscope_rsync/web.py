@@ -101,7 +101,6 @@ class _Request(cherrypy._cprequest.Request):
     show_mismatched_params = False
     methods_with_bodies = ()            # never read request bodies: nothing can be posted
     process_request_body = False
-    error_response = staticmethod(_unexpected_error)
     error_page = {"default": _error_page}
 
 
@@ -122,10 +121,17 @@ class _Dispatch:
         req = cherrypy.serving.request
         req.config = {}
         req.handler = self.handler
+        req.error_response = _unexpected_error    # Request.run() resets it for every request
 
 
 def _no_access_log():
     pass
+
+
+def _framework_error(msg="", context="", severity=logging.INFO, traceback=False):
+    """CherryPy's own error log (a failure outside the handler): one escaped line, no traceback."""
+    if severity >= logging.WARNING:
+        _errors.log(severity, "cherrypy%s: %s", " " + context if context else "", str(msg))
 
 
 def make_wsgi_app(app: StatusApp):
@@ -135,7 +141,7 @@ def make_wsgi_app(app: StatusApp):
     cp_app.request_class, cp_app.response_class = _Request, _Response
     cp_app.log.screen = False
     cp_app.log.access = _no_access_log   # the service logs refused and failed requests only
-    cp_app.log.error_log.propagate = False
+    cp_app.log.error = _framework_error
     return cp_app
 
 

@@ -100,6 +100,17 @@ def query_param(query: str, name: str):
     return None
 
 
+def route_of(parts: list):
+    """Path segments → ``"root"``, ``"status"``, ``"device"``, ``"metrics"``, or None (404)."""
+    if not parts:
+        return "root"
+    if parts == ["metrics"]:
+        return "metrics"
+    if parts[0] == "status" and len(parts) <= 2:
+        return "status" if len(parts) == 1 else "device"
+    return None
+
+
 # ---------------------------------------------------------------- the application
 
 class _Problem(Exception):
@@ -158,36 +169,37 @@ class StatusApp:
         if len(path) + len(query) > MAX_TARGET:
             raise _Problem(414, "request target too long")
         parts = [p for p in path.split("/") if p]
-        if parts and not (parts[0] == "status" and len(parts) <= 2
-                          or parts == ["metrics"]) and not (method == "OPTIONS" and path == "*"):
+        route = route_of(parts)
+        if route is None and not (method == "OPTIONS" and path == "*"):
             raise _Problem(404, "not found")
         if method == "OPTIONS":
             return Response(204, self._cors([("Allow", ALLOW), ("Access-Control-Allow-Methods", "GET, HEAD"),
                                              ("Access-Control-Max-Age", "86400")]), b"")
         if method not in ("GET", "HEAD"):
             raise _Problem(405, "method not allowed (read-only service)", [("Allow", ALLOW)])
-        vary = "Accept-Encoding"
         try:
-            if not parts:
-                vary = "Accept, Accept-Encoding"
-                fmt = query_param(query, "format")
-                if fmt == "html" or (fmt != "json" and prefers_html(h.get("accept", ""))):
-                    rep = self.documents.get("html", self._html, per_second=True)
-                else:
-                    rep = self.documents.get("root", self._root)
-            elif parts[0] == "metrics":
-                rep = self.documents.get("metrics", self._metrics)
-            elif len(parts) == 1:
-                rep = self.documents.get("status", self._status)
-            else:
-                device = render.find_device(self.documents.get("directory", self._directory), parts[1])
-                rep = None if device is None else self.documents.get(("device", device), self._device(device))
-                if rep is None:
-                    raise _Problem(404, "unknown device", device=parts[1])
+            rep = self._document(route, parts, query, h)
         except StatusUnavailable as exc:
             raise _Problem(503, "status file unreadable or invalid", [("Retry-After", "5")],
                            detail=str(exc), status_file=str(self.status_file)) from None
-        return self._representation(rep, method, h, vary)
+        return self._representation(rep, method, h, "Accept, Accept-Encoding" if route == "root" else "Accept-Encoding")
+
+    def _document(self, route, parts, query, h):
+        docs = self.documents
+        if route == "root":
+            fmt = query_param(query, "format")
+            if fmt == "html" or (fmt != "json" and prefers_html(h.get("accept", ""))):
+                return docs.get("html", self._html, per_second=True)
+            return docs.get("root", self._root)
+        if route == "metrics":
+            return docs.get("metrics", self._metrics)
+        if route == "status":
+            return docs.get("status", self._status)
+        device = render.find_device(docs.get("directory", self._directory), parts[1])
+        rep = None if device is None else docs.get(("device", device), self._device(device))
+        if rep is None:
+            raise _Problem(404, "unknown device", device=parts[1])
+        return rep
 
     def _representation(self, rep, method, h, vary) -> Response:
         gz = rep.gzip_body is not None and accepts_gzip(h.get("accept-encoding", ""))

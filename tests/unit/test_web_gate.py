@@ -190,3 +190,16 @@ def test_stop_leaves_the_listening_socket_alone(gate):
     g.stop()
     assert server.socket.fileno() >= 0
     logging.getLogger(__name__).debug("stopped")
+
+
+def test_documented_limits_are_the_defaults():
+    from pathlib import Path
+    page = (Path(__file__).resolve().parents[2] / "man" / "ethoscope-backup.8").read_text()
+    text = " ".join(page.split())
+    lim = Limits()
+    assert "request line of at most %d KiB" % (lim.max_line // 1024) in text
+    assert "request head of at most %d KiB" % (lim.max_head // 1024) in text
+    assert "within %g seconds of its first byte" % lim.head_timeout in text
+    assert "idle for %g seconds" % lim.idle_timeout in text
+    assert "within %g seconds is dropped" % lim.write_timeout in text
+    assert "beyond %d connections" % lim.max_connections in text
