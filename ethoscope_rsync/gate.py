@@ -3,7 +3,7 @@
 cheroot hands a new connection straight to a worker thread, which then blocks reading its
 request line; with a handful of threads, as many slow-loris clients (a byte every few seconds,
 or nothing at all) starve everyone. The :class:`Gate` replaces cheroot's connection manager: one
-selector thread owns every connection that is not being answered and reads request heads
+thread owns every connection that is not being answered and reads request heads
 without blocking. A connection reaches the worker queue only when its head (request line and
 headers, up to the blank line) is complete; the worker reads it from memory and writes without
 blocking (:mod:`ethoscope_rsync.gateconn`): what the client does not take at once is left to
@@ -27,7 +27,6 @@ import time
 from .gateconn import BUSY, DRAIN, FLUSH, WAIT, GatedConnection, declares_body
 
 
-
 @dataclasses.dataclass(frozen=True)
 class Limits:
     head_timeout: float = 5.0      # from the first byte of a request to its blank line
@@ -47,7 +46,7 @@ def _canned(status: str) -> bytes:
 
 REFUSALS = {code: _canned(status) for code, status in (
     (408, "408 Request Timeout"), (414, "414 URI Too Long"),
-    (431, "431 Request Header Fields Too Large"), (503, "503 Service Unavailable"))}
+    (431, "431 Request Header Fields Too Large"))}
 
 
 class Gate:

@@ -121,6 +121,7 @@ class Snapshot:
 
 
 Build = Callable[[object, object, float], object]
+_MISSING = object()
 
 
 class Documents:
@@ -142,39 +143,33 @@ class Documents:
         self._history_error_for = None
         self.builds = 0
 
-    def _current(self, identity, now):
+    def _cached(self, name, second, now):
+        """The current snapshot (or None) and the cached document ``name`` (or _MISSING)."""
         snap = self._snapshot
-        return snap if snap.identity == identity and now < snap.valid_until else None
+        if snap.identity != (self.status.identity(), self.history.identity()) or now >= snap.valid_until:
+            return None, _MISSING
+        if snap.error:
+            raise StatusUnavailable(snap.error)
+        hit = snap.documents.get(name)
+        return snap, (hit[1] if hit is not None and hit[0] == second else _MISSING)
 
     def get(self, name, build: Build, per_second: bool = False):
         """The document ``name`` as ``build`` made it; StatusUnavailable (→ 503)."""
         now = self.clock()
         second = int(now) if per_second else None
-        identity = (self.status.identity(), self.history.identity())
-        snap = self._current(identity, now)
-        if snap is not None:
-            if snap.error:
-                raise StatusUnavailable(snap.error)
-            hit = snap.documents.get(name)
-            if hit is not None and hit[0] == second:
-                return hit[1]
+        doc = self._cached(name, second, now)[1]
+        if doc is not _MISSING:
+            return doc
         with self._build_lock:          # one build at a time: concurrent misses wait for it
-            return self._build(name, build, second, now)
+            snap, doc = self._cached(name, second, now)
+            return doc if doc is not _MISSING else self._build(snap, name, build, second, now)
 
-    def _build(self, name, build, second, now):
-        identity = (self.status.identity(), self.history.identity())
-        snap = self._current(identity, now)
-        if snap is not None:
-            if snap.error:
-                raise StatusUnavailable(snap.error)
-            hit = snap.documents.get(name)
-            if hit is not None and hit[0] == second:
-                return hit[1]
+    def _build(self, snap, name, build, second, now):
         status = history = None
         try:
             skey, status = self.status.load()
         except StatusUnavailable as exc:
-            self._snapshot = Snapshot((self.status.identity(), identity[1]), error=str(exc))
+            self._snapshot = Snapshot((self.status.identity(), self.history.identity()), error=str(exc))
             raise
         try:
             hkey, history = self.history.load()
