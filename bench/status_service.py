@@ -128,7 +128,7 @@ def _warm(port, seconds) -> dict:
 def _attack(port, seconds) -> dict:
     gz = [("Accept-Encoding", "gzip")]
     quiet = wrk(port, seconds, connections=4, threads=1, headers=gz)
-    attacker = start_attack(port, seconds + 3)
+    attacker = start_attack(port, seconds + 1)
     try:
         attacked = wrk(port, seconds, connections=4, threads=1, headers=gz)
     finally:
@@ -140,7 +140,7 @@ def _attack(port, seconds) -> dict:
 
 def run(quick: bool = False) -> dict:
     d = tempfile.mkdtemp(prefix="status-bench-")
-    seconds, cold_n = (2, 3) if quick else (8, 10)
+    seconds, cold_n = (1, 2) if quick else (8, 10)
     procs = []
     try:
         f = _fixture(d)
