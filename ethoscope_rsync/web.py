@@ -178,7 +178,9 @@ class StatusServer:
 
 
 def _setup_logging():
-    if not logging.getLogger().handlers and not log.handlers:
+    """Lines on stderr when nothing configured logging (serve() called by itself); under the
+    command line the package's logger (journald, or the terminal) has them already."""
+    if not (logging.getLogger().handlers or logging.getLogger("ethoscope_rsync").handlers or log.handlers):
         h = logging.StreamHandler(sys.stderr)
         h.setFormatter(logging.Formatter("ethoscope-backup serve: %(message)s"))
         log.addHandler(h)
