@@ -293,6 +293,8 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout))
     backup_pass = {"ethoscope_rsync." + m for m in ("runner", "jobs", "execute", "livedb", "discovery", "config",
-                                                    "status", "rsync", "devices", "cli", "preview", "check")}
-    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources"}
+                                                    "status", "rsync", "devices", "cli", "preview", "check",
+                                                    "probe", "databases", "identities", "identity", "disk",
+                                                    "events", "daemon")}
+    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "ssl", "_hashlib"}
     assert not loaded & (backup_pass | heavy), sorted(loaded & (backup_pass | heavy))
