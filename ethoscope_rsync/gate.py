@@ -68,6 +68,7 @@ class Gate:
             self._listeners[sock.fileno()] = sock
             self._epoll.register(sock.fileno(), select.EPOLLIN)
         self._fds = {}                # fd → connection, for every connection the gate knows
+        self._scratch = bytearray(1 << 20)
         self._lock = threading.Lock()  # connection state changes and (un)arming
         self._stopping = self._closed = False
         self._running = threading.Event()
@@ -192,7 +193,10 @@ class Gate:
                     self._arm(conn, FLUSH, conn.since, select.EPOLLOUT)
             return
         try:
-            data = conn.socket.recv(65536)
+            if conn.state == DRAIN:        # a refused request's rest: read into scratch, dropped
+                data = b"x" if conn.socket.recv_into(self._scratch) else b""
+            else:                          # never more than a refusal needs to see
+                data = conn.socket.recv(self.limits.max_head + 1 - len(conn.head))
         except (BlockingIOError, InterruptedError):
             data = None
         except OSError:
