@@ -2,8 +2,10 @@
 
 ``python3 -m bench.status_load attack HOST PORT SECONDS`` is the attacker process: 64 slow-loris
 connections (a partial request, a byte a second, reopened when the server gives up on them)
-and 4 clients sending 300 KB request lines back to back; it prints ``ready`` once the 64 are
-open, and a JSON summary at the end.
+and 4 clients sending 300 KB request lines back to back, together at gigabit-LAN speed (on
+loopback an unpaced flood is ten times what the LAN can carry, and measures the attacker's own
+use of this machine's two cores); it prints ``ready`` once the 64 are open, and a JSON summary
+at the end.
 """
 from __future__ import annotations
 
@@ -141,6 +143,9 @@ def cold_samples(command, n, env=None) -> list:
 
 # ---------------------------------------------------------------- the attacker
 
+LAN_BYTES_PER_S = 125e6    # the flood as fast as a gigabit LAN carries it (loopback carries 10x more)
+
+
 class Attack:
     """Slow-loris connections and a flood of huge request lines against 127.0.0.1:port."""
 
@@ -173,7 +178,10 @@ class Attack:
 
     def flood(self):
         line = b"GET /status/" + b"0" * 300000 + b"x HTTP/1.1\r\nHost: x\r\n\r\n"
-        while not self.stopped.is_set():
+        interval = len(line) * self.flooders / LAN_BYTES_PER_S
+        due = time.monotonic()
+        while not self.stopped.wait(max(0.0, due - time.monotonic())):
+            due += interval
             try:
                 answer = raw_exchange(self.port, line, timeout=10)[:12].decode("latin-1")
             except OSError as exc:

@@ -240,6 +240,9 @@ def rows(res) -> list:
                 "<= %g" % t["attack_p99_ratio"]))
     out.append(("attacked: normal requests answered in %ds" % res["wrk_seconds"], ours["attacked"]["answered"],
                 bare["attacked"]["answered"], None, ""))
+    out.append(("attacked: 300 KB request lines sent (%s)" % ", ".join(
+                    "%s %d" % kv for kv in sorted(ours["attacker"]["huge_answers"].items())),
+                ours["attacker"]["huge_sent"], bare["attacker"]["huge_sent"], None, "gigabit-LAN pace"))
     return out
 
 
