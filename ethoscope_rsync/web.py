@@ -69,8 +69,8 @@ class _Handler:
         headers = resp.headers
         if answer.status in NO_BODY:
             headers.pop("Content-Type", None)
-        for name, value in answer.headers:
-            headers[name] = value
+        for name, value in answer.headers:   # names as respond() spells them ("ETag", not "Etag")
+            dict.__setitem__(headers, name, value)
         return answer.body
 
 

@@ -11,7 +11,8 @@ from ethoscope_rsync.webapp import Response, StatusApp
 from tests.unit.web_helpers import web_log, write_example  # noqa: F401 - web_log is a fixture
 
 
-def call(wsgi, method="GET", path="/", query="", **headers):
+def call(wsgi, method="GET", path="/", query="", names=None, **headers):
+    """→ (status line, {lower-case header name: value}, body); ``names`` gets the names as sent."""
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query, "SCRIPT_NAME": "",
                "SERVER_NAME": "x", "SERVER_PORT": "8093", "SERVER_PROTOCOL": "HTTP/1.1",
                "ACTUAL_SERVER_PROTOCOL": "HTTP/1.1", "REMOTE_ADDR": "::ffff:10.1.2.3", "REMOTE_PORT": "5",
@@ -23,6 +24,8 @@ def call(wsgi, method="GET", path="/", query="", **headers):
 
     def start_response(status, header_list, exc_info=None):
         seen["status"], seen["headers"] = status, header_list
+        if names is not None:
+            names.extend(name for name, _ in header_list)
 
     out = wsgi(environ, start_response)
     try:
@@ -86,3 +89,9 @@ def test_client_address_and_query_reach_the_app(app, monkeypatch):
     method, path, headers, query, client = seen[0]
     assert (method, path, query, client) == ("GET", "/status", "format=json&x=1", "10.1.2.3")
     assert headers["Accept"] == "text/html"
+
+
+def test_header_names_as_the_app_spells_them(app):
+    names = []
+    call(make_wsgi_app(app), path="/status", names=names)
+    assert "ETag" in names and "Access-Control-Allow-Origin" in names and "Cache-Control" in names
