@@ -144,7 +144,8 @@ def run(quick: bool = False) -> dict:
     procs = []
     try:
         f = _fixture(d)
-        res = {"devices": 100, "status_bytes": os.path.getsize(f["status"]),
+        res = {"load_average_before": os.getloadavg()[0], "devices": 100,
+               "status_bytes": os.path.getsize(f["status"]),
                "response_bytes": os.path.getsize(f["served"]), "gzip_bytes": os.path.getsize(f["served"] + ".gz"),
                "wrk_seconds": seconds, "connections": 16, "targets": TARGETS}
 
@@ -175,6 +176,7 @@ def run(quick: bool = False) -> dict:
                          for k, v in cold.items()},
                    nginx_cold_start_to_first_answer_ms=nginx_cold, warm=warm,
                    rss_mb={k: round(v, 1) for k, v in rss.items()}, attack=attack)
+        res["load_average_after"] = os.getloadavg()[0]   # others' work on this machine skews every figure
         _compat(res)
         return res
     finally:
@@ -256,6 +258,8 @@ def table(res) -> str:
         lines.append("%-58s %9s %9s %7s %9s %7s  %s" % (measure, _fmt(ours), _fmt(bare), _ratio(ours, bare),
                                                            _fmt(nginx), _ratio(ours, nginx), target))
     met = res["meets_targets"]
+    lines.append("1-minute load average before/after: %.2f/%.2f on %d cores (the benchmark's own share "
+                 "is about 2)" % (res["load_average_before"], res["load_average_after"], os.cpu_count()))
     lines.append("targets met: %d of %d; missed: %s" % (sum(met.values()), len(met),
                                                         ", ".join(k for k, v in met.items() if not v) or "none"))
     return "\n".join(lines)
