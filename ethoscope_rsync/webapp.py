@@ -174,6 +174,7 @@ class StatusApp:
             raise _Problem(404, "not found")
         if method == "OPTIONS":
             return Response(204, self._cors([("Allow", ALLOW), ("Access-Control-Allow-Methods", "GET, HEAD"),
+                                             ("Access-Control-Allow-Headers", "If-None-Match"),
                                              ("Access-Control-Max-Age", "86400")]), b"")
         if method not in ("GET", "HEAD"):
             raise _Problem(405, "method not allowed (read-only service)", [("Allow", ALLOW)])

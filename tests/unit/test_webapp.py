@@ -142,6 +142,7 @@ def test_methods(app):
         assert r.status == 405 and hdr(r, "Allow") == "GET, HEAD, OPTIONS", method
     r = app.respond("OPTIONS", "/status", {"Origin": "http://node"})
     assert (r.status, r.body) == (204, b"") and hdr(r, "Access-Control-Allow-Methods") == "GET, HEAD"
+    assert hdr(r, "Access-Control-Allow-Headers") == "If-None-Match"   # a poll may revalidate by hand
     assert app.respond("OPTIONS", "*", {}).status == 204
     head, full = app.respond("HEAD", "/status", {}), get(app, "/status")
     assert head.status == 200 and head.body == b"" and head.headers == full.headers
