@@ -14,6 +14,29 @@ bytes (see bench/status_baselines.py), at 16 keep-alive connections (wrk):
 
 Every figure is printed with its baseline, the ratio and the target.
 Run: ``/usr/bin/python3 -m bench.status_service [--quick]``.
+
+Measured 2026-12-01 on the development machine (2-core Intel Xeon VM, Debian 12, Python 3.11,
+cheroot 9.0.0, CherryPy 18.8.0, nginx 1.22.1, wrk 4.1.0; load average 1.3 before, 2.9 after),
+100 devices, 16 connections (ratios ours/baseline):
+
+==================================================  ========  ==========  ======  =========
+measure                                             ours      bare CP     nginx   target
+==================================================  ========  ==========  ======  =========
+warm /status req/s                                  2278      498 (4.6)   4453    >= 1200
+warm /status p99 ms                                 12.5      80.9        11.5    <= 20
+warm /status, gzip req/s                            4414      325 (13.6)  87562
+conditional /status (304) req/s                     4994      797 (6.3)   108006  >= 2400
+conditional /status (304) p99 ms                    7.5       67.2        3.4
+unchanged poll, bytes both ways                     333       302         306     <= 600
+cold first answer ms (serve() / the real CLI)       123 / 134 110         33      <= 200
+RSS MB after the warm runs (serve() / the CLI)      30.8/32.7 47.3        11.1    <= 35
+normal client p99 ms, quiet -> attacked             2.9 -> 2.4  36.6 -> none answered  <= 2x
+==================================================  ========  ==========  ======  =========
+
+Under attack (64 slow-loris connections and 300 KB request lines at gigabit pace, all 3,752
+answered 414) ours answered 35,548 normal requests in 8 s; the bare CherryPy answered none.
+Other engineers' tests share the machine: runs under a load average of 5 missed the p99, cold
+and attack targets for ours and the baselines alike (the table prints the load average).
 """
 from __future__ import annotations
 
