@@ -2,13 +2,14 @@
 ``StatusApp.respond`` and its answers back unchanged; CherryPy's own failures stay JSON."""
 import io
 import json
+import logging
 import sys
 
 import pytest
 
 from ethoscope_rsync.web import make_wsgi_app
 from ethoscope_rsync.webapp import Response, StatusApp
-from tests.unit.web_helpers import web_log, write_example  # noqa: F401 - web_log is a fixture
+from tests.unit.web_helpers import write_example
 
 
 def call(wsgi, method="GET", path="/", query="", names=None, **headers):
@@ -64,7 +65,7 @@ def test_not_modified_has_no_body_or_type(app):
     assert "content-type" not in headers and "content-length" not in headers
 
 
-def test_handler_failure_is_a_json_500_and_one_escaped_line(app, web_log, monkeypatch):
+def test_handler_failure_is_a_json_500_and_one_escaped_line(app, journal, monkeypatch):
     def broken(*args, **kwargs):
         raise ValueError("bad\nthing")
 
@@ -72,7 +73,8 @@ def test_handler_failure_is_a_json_500_and_one_escaped_line(app, web_log, monkey
     status, headers, body = call(make_wsgi_app(app), path="/status\nX")
     assert status.startswith("500") and json.loads(body) == {"error": "internal error", "status": 500}
     assert headers["content-type"] == "application/json"
-    assert web_log.messages == ["10.1.2.3 GET /status\\x0aX: 500 internal error: ValueError: bad\\x0athing"]
+    assert journal.messages(logging.WARNING) == [
+        "10.1.2.3 GET /status\\x0aX: 500 internal error: ValueError: bad\\x0athing"]
 
 
 def test_framework_errors_are_json(app):

@@ -6,6 +6,7 @@ tests check what the web layer adds (routes, negotiation, ETags, gzip, caching, 
 """
 import gzip
 import json
+import logging
 import os
 import subprocess
 
@@ -15,7 +16,7 @@ from bench.status_fixture import B, NOW, build, example_pass
 from bench.status_service import write_json
 from ethoscope_rsync import render
 from ethoscope_rsync.webapp import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param
-from tests.unit.web_helpers import web_log, write_example  # noqa: F401 - web_log is a fixture
+from tests.unit.web_helpers import write_example
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
@@ -259,25 +260,26 @@ def test_bad_status_file_503_cached(tmp_path, content):
     assert b"Traceback" not in r.body
 
 
-def test_bad_history_is_ignored_once(files, web_log):
+def test_bad_history_is_ignored_once(files, journal):
     files[1].write_text("not json")
     app = StatusApp(files[0], files[1])
     assert get(app, "/status").status == 200
     assert get(app, "/metrics").status == 200
-    assert sum("ignoring history" in m for m in web_log.messages) == 1
+    assert sum("ignoring history" in m for m in journal.messages(logging.WARNING)) == 1
 
 
 # ---------------------------------------------------------------- logs
 
-def test_client_text_is_escaped_in_logs(app, web_log):
+def test_client_text_is_escaped_in_logs(app, journal):
     app.respond("GET", "/x\nFAKE: 200 ok\r\x1b[31m\u2028\\", {}, client="10.0.0.1")
     app.respond("P\nOST", "/status", {}, client="10.0.0.1")
     get(app, "/status/" + "é\n" * 2000)
-    assert len(web_log.messages) == 3
-    for message in web_log.messages:
+    assert len(journal.messages(logging.WARNING)) == 3
+    for message in journal.messages(logging.WARNING):
         assert message.isprintable(), message
         assert len(message) < 400
-    assert web_log.messages[0] == "10.0.0.1 GET /x\\x0aFAKE: 200 ok\\x0d\\x1b[31m\\u2028\\\\: 404 not found"
+    first = journal.messages(logging.WARNING)[0]
+    assert first == "10.0.0.1 GET /x\\x0aFAKE: 200 ok\\x0d\\x1b[31m\\u2028\\\\: 404 not found"
 
 
 def test_serving_imports_nothing_of_the_backup_pass(files):
