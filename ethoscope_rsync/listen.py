@@ -1,8 +1,9 @@
 """The status service's listening socket: inherited from systemd (socket activation) or bound.
 
 ``ListenStream=8093`` hands over a dual-stack IPv6 socket, ``ListenStream=127.0.0.1:8093`` an IPv4
-one: :func:`activated_socket` adopts fd 3 whatever its family, and only when ``LISTEN_PID`` names
-this process. Otherwise :func:`bind_socket` binds ``--listen`` and fails with one clear line.
+one, several ``ListenStream=`` lines several sockets: :func:`activated_sockets` adopts them
+whatever their family, and only when ``LISTEN_PID`` names this process. Otherwise
+:func:`bind_socket` binds ``--listen`` and fails with one clear line.
 """
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import errno
 import os
 import socket
 
+import systemd.daemon
+
 DEFAULT_LISTEN = "0.0.0.0:8093"
-SD_LISTEN_FDS_START = 3
 
 
 class ServeError(Exception):
@@ -65,27 +67,30 @@ def bind_socket(listen: str | None) -> socket.socket:
     return sock
 
 
-def activated_socket(environ=os.environ):
-    """The socket passed by systemd (fd 3) if it is meant for this process, else None.
+def activated_sockets() -> list:
+    """The listening sockets systemd passed to this process (socket activation), else ``[]``.
 
-    Unsets ``LISTEN_PID``/``LISTEN_FDS``/``LISTEN_FDNAMES`` so neither children nor cheroot see them.
+    ``systemd.daemon.listen_fds`` honours ``LISTEN_PID`` (sockets meant for another process, e.g.
+    a parent that exec'd us without clearing the environment, are ignored) and unsets the
+    variables in the C environment; they are removed from ``os.environ`` too, so that neither
+    cheroot (which adopts fd 3 as AF_INET whenever ``LISTEN_PID`` is set) nor children see them.
     """
-    pid, fds = environ.get("LISTEN_PID"), environ.get("LISTEN_FDS")
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        environ.pop(name, None)
     try:
-        if pid is None or int(pid) != os.getpid() or int(fds or 0) < 1:
-            return None
-    except ValueError:
-        return None
-    try:
-        sock = socket.socket(fileno=SD_LISTEN_FDS_START)  # family/type detected from the fd
-    except OSError as exc:
-        raise ServeError("LISTEN_FDS set but fd 3 is not a socket: %s" % exc) from None
-    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
-        raise ServeError("socket passed by systemd is not a TCP stream socket")
-    os.set_inheritable(sock.fileno(), False)
-    return sock
+        fds = systemd.daemon.listen_fds()
+    finally:
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)
+    socks = []
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)   # family and type detected from the descriptor
+        except OSError as exc:
+            raise ServeError("descriptor %d passed by systemd is not a socket: %s" % (fd, exc.strerror)) from None
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+            raise ServeError("socket %d passed by systemd is not a TCP stream socket" % fd)
+        os.set_inheritable(fd, False)
+        socks.append(sock)
+    return socks
 
 
 def client_address(addr) -> str:

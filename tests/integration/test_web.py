@@ -7,122 +7,14 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-PYTHON = "/usr/bin/python3"
-sys.path.insert(0, ROOT)
-
-from bench.status_fixture import add_history_device, build, example_pass  # noqa: E402
-from bench.status_service import generate_status, write_json  # noqa: E402
-
-
-def documents(name):
-    """Status and history documents written by the real store from an example pass:
-    "done" (two devices, the second failed) and "running" (both still copying)."""
-    status, history = build(example_pass(running=name == "running"), finish=name != "running")
-    return status, add_history_device(history)
-
-
-def have_ipv6():
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-def free_port(host="127.0.0.1"):
-    fam = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(fam, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-class Service:
-    """A server process; ``requests`` go to ``host``/``port``."""
-
-    def __init__(self, tmp, mode="bind", listen=None, idle_exit=60.0, status=None, history=None,
-                 host="127.0.0.1"):
-        self.tmp = tmp
-        self.status_file = os.path.join(tmp, "status.json")
-        self.history_file = os.path.join(tmp, "history.json")
-        if status:
-            write_json(self.status_file, documents(status)[0])
-        if history:
-            write_json(self.history_file, documents(history)[1])
-        self.host = host
-        self.port = free_port(host if host != "::" else "::1")
-        code = ("import sys; from ethoscope_rsync.web import serve; sys.exit(serve(%r, %r, listen=%r, "
-                "idle_exit=%r))" % (self.status_file, self.history_file,
-                                    listen or "127.0.0.1:%d" % self.port, idle_exit))
-        cmd = [PYTHON, "-c", code]
-        if mode == "v4":
-            cmd = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % self.port] + cmd
-        elif mode == "v6":
-            cmd = ["systemd-socket-activate", "-l", "[::]:%d" % self.port] + cmd
-        elif mode == "port":
-            cmd = ["systemd-socket-activate", "-l", "%d" % self.port] + cmd
-        env = dict(os.environ, PYTHONPATH=ROOT)
-        env.pop("NOTIFY_SOCKET", None)
-        self.stderr_path = os.path.join(tmp, "stderr-%d" % self.port)
-        self.stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=self.stderr)
-        self.mode = mode
-        self._wait_listening()
-
-    def _wait_listening(self, timeout=10.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                return
-            for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-                try:
-                    with open(table) as f:
-                        for line in f.readlines()[1:]:
-                            fields = line.split()
-                            if fields[1].endswith(":%04X" % self.port) and fields[3] == "0A":
-                                return
-                except FileNotFoundError:
-                    pass
-            time.sleep(0.01)
-        raise AssertionError("server did not listen within %ss" % timeout)
-
-    def request(self, method="GET", path="/", headers=None, host=None, timeout=10):
-        conn = http.client.HTTPConnection(host or self.host, self.port, timeout=timeout)
-        try:
-            conn.request(method, path, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, dict(resp.getheaders()), resp.read()
-        finally:
-            conn.close()
-
-    def json(self, path="/", **kw):
-        status, headers, body = self.request(path=path, **kw)
-        assert status == 200, (status, body)
-        assert headers["Content-Type"].startswith("application/json")
-        return json.loads(body)
-
-    def log(self):
-        with open(self.stderr_path, "rb") as f:
-            return f.read().decode(errors="replace")
-
-    def stop(self, timeout=10):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            rc = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            rc = self.proc.wait()
-        self.stderr.close()
-        return rc
+from bench.status_service import generate_status, write_json
+from tests.integration.web_helpers import PYTHON, ROOT, Service, documents, free_port, have_ipv6
 
 
 @pytest.fixture
@@ -403,3 +295,131 @@ def test_chromium_renders_page(services, tmp):
     rows = re.findall(r'<tr class="device[^"]*" data-id="([0-9a-f]{32})"', dom)
     assert len(rows) == 3, dom[:2000]
     assert "ETHOSCOPE_001" in dom and "ETHOSCOPE_017" in dom
+
+
+# ---------------------------------------------------------------- hostile clients
+
+def _big_status(s, devices=100):
+    status, history = generate_status(devices)
+    write_json(s.status_file, status)
+    write_json(s.history_file, history)
+
+
+def test_slow_and_idle_clients_cannot_starve_the_service(services):
+    """64 slow-loris connections (a partial request, a byte now and then) and 64 idle ones are held
+    by the connection gate, not by the worker threads: a normal client is still answered."""
+    s = services(status="done", history="done")
+    slow, idle = [], []
+    try:
+        for _ in range(64):
+            c = s.connect()
+            c.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            slow.append(c)
+            idle.append(s.connect())
+        for c in slow:
+            c.sendall(b"a")
+        for _ in range(5):   # the client's own timeout bounds the wait
+            assert len(s.json("/status", timeout=10)["devices"]) == 3
+        slow[0].settimeout(30)
+        assert slow[0].recv(100).startswith(b"HTTP/1.1 408 ")   # a head has a deadline
+    finally:
+        for c in slow + idle:
+            c.close()
+    assert s.stop() == 0
+    assert "Traceback" not in s.log()
+
+
+def test_clients_that_do_not_read_cannot_starve_the_service(services):
+    s = services()
+    _big_status(s)
+    hogs = []
+    try:
+        for _ in range(16):
+            c = socket.socket()
+            c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            c.connect((s.host, s.port))
+            # 8 answers of 830 KB: more than the server's socket buffer (4 MB at most) takes
+            c.sendall(b"GET /status HTTP/1.1\r\nHost: x\r\n\r\n" * 8)   # and never read
+            hogs.append(c)
+        for _ in range(5):
+            code, _, body = s.request(path="/status", timeout=10)
+            assert code == 200 and len(json.loads(body)["devices"]) == 100
+    finally:
+        for c in hogs:
+            c.close()
+
+
+def test_huge_requests_get_clear_answers_while_others_are_served(services):
+    s = services(status="done", history="done")
+    stop, answers = threading.Event(), []
+
+    def flood():
+        while not stop.is_set():
+            answers.append(s.raw(b"GET /status/" + b"0" * 300000 + b"x HTTP/1.1\r\nHost: x\r\n\r\n")[:40])
+
+    flooders = [threading.Thread(target=flood) for _ in range(4)]
+    for t in flooders:
+        t.start()
+    try:
+        for _ in range(20):
+            assert s.request(path="/status", timeout=10)[0] == 200
+    finally:
+        stop.set()
+        for t in flooders:
+            t.join(60)
+    assert answers and all(a.startswith(b"HTTP/1.1 414 ") for a in answers), set(answers)
+    assert s.raw(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n").startswith(b"HTTP/1.1 431 ")
+    # keys that made the old key pattern backtrack, or int() give up (a 500)
+    for key in ("0" * 8000 + "x", "9" * 5000, "1" * 4301):
+        code, _, body = s.request(path="/status/" + key)
+        assert code == 404 and json.loads(body)["error"] == "unknown device"
+    assert s.request(path="/status/ETHOSCOPE_" + "0" * 7000 + "1")[0] == 404
+    assert s.stop() == 0
+    log = s.log()
+    assert "Traceback" not in log and " 500 " not in log
+
+
+def test_log_lines_escape_what_clients_send(services):
+    s = services()
+    s.request(path="/a%0aFAKE:%20forged%20line%0d%1b[2J")
+    s.request(path="/status/x%0aFAKE2")
+    s.raw(b"GE\x0bT\x85 /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert s.stop() == 0
+    log = s.log()
+    assert "\\x0aFAKE: forged line\\x0d\\x1b[2J" in log and "x\\x0aFAKE2" in log
+    assert "GE\\x0bT" in log
+    assert not [line for line in log.splitlines() if not line.startswith("ethoscope-backup serve: ")], log
+
+
+# ---------------------------------------------------------------- a feed that costs the LAN little
+
+def _head_and_body(answer: bytes):
+    head, _, body = answer.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    return lines[0], {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}, body
+
+
+def test_gzip_etag_and_a_few_hundred_bytes_per_unchanged_poll(services):
+    s = services()
+    _big_status(s)
+    ask = b"GET /status HTTP/1.1\r\nHost: x\r\nAccept-Encoding: gzip\r\nConnection: close\r\n"
+    status_line, headers, body = _head_and_body(s.raw(ask + b"\r\n"))
+    assert status_line == "HTTP/1.1 200 OK" and headers["content-encoding"] == "gzip"
+    assert headers["vary"] == "Accept-Encoding" and int(headers["content-length"]) == len(body)
+    import gzip
+    plain = gzip.decompress(body)
+    assert len(json.loads(plain)["devices"]) == 100 and len(body) < len(plain) / 10
+    poll = ask + b"If-None-Match: " + headers["etag"].encode() + b"\r\n\r\n"
+    unchanged = s.raw(poll)
+    assert unchanged.startswith(b"HTTP/1.1 304 ") and len(unchanged) < 400, unchanged
+    assert len(poll) + len(unchanged) < 600
+    _big_status(s, devices=99)
+    assert s.raw(poll).startswith(b"HTTP/1.1 200 ")
+
+
+def test_several_activated_sockets(services):
+    s = services(mode="two", status="done")
+    assert s.json("/")["status"] == "idle"
+    assert s.json("/", port=s.port2)["status"] == "idle"
+    assert s.stop() == 0
+    assert "127.0.0.1:%d, 127.0.0.1:%d (socket-activated)" % (s.port, s.port2) in s.log()
