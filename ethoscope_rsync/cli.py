@@ -204,7 +204,7 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         from ethoscope_rsync.web import serve
         return serve(config.status_file, config.history_file, listen=config.listen,
                      cors_origin=config.cors_origin, idle_exit=config.idle_exit,
-                     stale_after=config.stale_after)
+                     stale_after=config.stale_after, horizon_days=config.disk_horizon)
     if args.command == "check":
         from ethoscope_rsync.check import run_checks
         return run_checks(config, key_finding=key_finding)

@@ -14,32 +14,14 @@ import logging
 import threading
 import time
 
+from ethoscope_rsync import logs
+
 LIMIT = 200
 
 
-def _escape(char: str) -> str:
-    if char == "\\":
-        return "\\\\"
-    if char.isprintable():
-        return char
-    code = ord(char)
-    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
-
-
 def printable(text, limit: int = LIMIT) -> str:
-    """``text`` (any object) as one printable line of at most ``limit`` characters (plus a note
-    of how many were left out)."""
-    text = text if isinstance(text, str) else str(text)
-    if len(text) <= limit and text.isprintable() and "\\" not in text:
-        return text
-    out, size = [], 0
-    for shown, char in enumerate(text):
-        piece = _escape(char)
-        size += len(piece)
-        if size > limit:
-            return "".join(out) + "...(%d more characters)" % (len(text) - shown)
-        out.append(piece)
-    return "".join(out)
+    """``text`` (any object) as one printable line of at most ``limit`` characters."""
+    return logs.printable(text, limit)
 
 
 class ClientLog:

@@ -28,7 +28,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     server = StatusServer(str(config.status_file), str(config.history_file), listen=config.listen,
-                          cors_origin=config.cors_origin, stale_after=config.stale_after)
+                          cors_origin=config.cors_origin, stale_after=config.stale_after, horizon_days=config.disk_horizon)
     try:
         server.start()
     except ServeError as error:

@@ -8,21 +8,38 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import sys
 
 IDENTIFIER = "ethoscope-backup"
 log = logging.getLogger("ethoscope_rsync")     # modules log here or to a child ("ethoscope_rsync.web")
 
 
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+def _escape(char: str) -> str:
+    if char == "\\":
+        return "\\\\"
+    if char.isprintable():
+        return char
+    code = ord(char)
+    return "\\x%02x" % code if code < 0x100 else "\\u%04x" % code if code < 0x10000 else "\\U%08x" % code
 
 
-def printable(text: str) -> str:
-    """`text` with control characters (newlines, terminal escapes, undecodable bytes) escaped:
-    a file name or an HTTP path from the LAN can neither forge a log line nor drive a terminal."""
-    return _CONTROL.sub(lambda m: "\\x%02x" % ord(m.group()) if ord(m.group()) < 0x100
-                        else "\\u%04x" % ord(m.group()), text)
+def printable(text, limit: int | None = None) -> str:
+    """`text` (any object) as one harmless line: control characters (newlines, terminal escapes),
+    line and paragraph separators, bidi marks and undecodable bytes become ``\\xNN``/``\\uNNNN``
+    escapes and a backslash ``\\\\`` (so an escape in a log is always ours): a file name or an HTTP
+    path from the LAN can neither forge a log line nor drive a terminal. With `limit`, longer text
+    is cut, saying how much was left out."""
+    text = text if isinstance(text, str) else str(text)
+    if (limit is None or len(text) <= limit) and text.isprintable() and "\\" not in text:
+        return text
+    out, size = [], 0
+    for shown, char in enumerate(text):
+        piece = _escape(char)
+        size += len(piece)
+        if limit is not None and size > limit:
+            return "".join(out) + "...(%d more characters)" % (len(text) - shown)
+        out.append(piece)
+    return "".join(out)
 
 
 class _Printable(logging.Filter):

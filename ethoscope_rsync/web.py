@@ -153,8 +153,9 @@ class StatusServer:
     """
 
     def __init__(self, status_file, history_file, listen=None, sock=None, cors_origin="*",
-                 stale_after=86400.0, threads=THREADS, limits: Limits = Limits(), socks=()):
-        self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after)
+                 stale_after=86400.0, threads=THREADS, limits: Limits = Limits(), socks=(), horizon_days=14.0):
+        self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after,
+                             horizon_days=horizon_days)
         socks = list(socks) + ([sock] if sock is not None else [])
         self.service = Service(make_wsgi_app(self.app), socks=socks, listen=listen, threads=threads,
                                limits=limits)
@@ -189,7 +190,7 @@ def _setup_logging():
 
 
 def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300.0,
-          stale_after=86400.0) -> int:
+          stale_after=86400.0, horizon_days=14.0) -> int:
     """Run the status service until SIGTERM/SIGINT/SIGHUP or ``idle_exit`` seconds without requests.
 
     Socket-activated when systemd passed sockets, else binds ``listen`` (default ``0.0.0.0:8093``).
@@ -201,7 +202,7 @@ def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300
         try:
             socks = activated_sockets()
             server = StatusServer(status_file, history_file, listen=listen, socks=socks,
-                                  cors_origin=cors_origin, stale_after=stale_after)
+                                  cors_origin=cors_origin, stale_after=stale_after, horizon_days=horizon_days)
             server.start()
         except ServeError as exc:
             sys.stderr.write("ethoscope-backup serve: %s\n" % exc)

@@ -123,8 +123,9 @@ class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
     def __init__(self, status_file, history_file, cors_origin="*", stale_after=86400.0,
-                 clock=time.time, logger=log):
+                 clock=time.time, logger=log, horizon_days=14.0):
         self.stale_after = float(stale_after)
+        self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
         self.cors_origin = cors_origin
         self.clients = ClientLog(logger)
         self.documents = Documents(status_file, history_file, self.stale_after, clock,
@@ -136,13 +137,14 @@ class StatusApp:
         return prepare(dumps(render.root_document(status, history)), JSON_TYPE)
 
     def _html(self, status, history, now):
-        return prepare(render.render_html(status, history, now, self.stale_after).encode(), HTML_TYPE)
+        return prepare(render.render_html(status, history, now, self.stale_after,
+                                           horizon_days=self.horizon_days).encode(), HTML_TYPE)
 
     def _status(self, status, history, now):
-        return prepare(dumps(render.status_document(status, history, now, self.stale_after)), JSON_TYPE)
+        return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        return prepare(render.render_metrics(status, history, now, self.stale_after).encode(), METRICS_TYPE)
+        return prepare(render.render_metrics(status, history, now, self.stale_after, self.horizon_days).encode(), METRICS_TYPE)
 
     def _directory(self, status, history, now):
         """The devices' ids and names (for ``find_device``), from the /status document's shape."""

@@ -203,5 +203,9 @@ def test_forget_host_replaces_a_planted_link_instead_of_writing_its_target(conf,
 def test_log_lines_escape_control_characters(capsys):
     from ethoscope_rsync.logs import log, setup
     setup()
-    log.warning("file %s", "x\nE forged line \x1b[2Jy\udcff")
-    assert capsys.readouterr().err == "W file x\\x0aE forged line \\x1b[2Jy\\udcff\n"
+    try:
+        log.warning("file %s", "x\nE forged line \x1b[2Jy\udcff \\x0a")
+        assert capsys.readouterr().err == "W file x\\x0aE forged line \\x1b[2Jy\\udcff \\\\x0a\n"
+    finally:                      # leave the package logger as other tests expect it
+        log.handlers.clear()
+        log.propagate = True
