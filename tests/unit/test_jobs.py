@@ -364,3 +364,19 @@ def test_which_databases_are_taken(tmp_path):
     assert work.copy == ("a/grew.db", "a/lost.db", "a/new.db")
     assert work.recover == ("m/a/grew.db", "m/a/lost.db", "m/a/new.db", "m/b/failed.db")
     assert work.live and work.finished == ("m/a/same.db",)
+
+
+def test_safe_keeps_the_old_copy_where_hard_links_are_refused(tmp_path, monkeypatch):
+    """Debian's protected_hardlinks refuses a link to another user's file: --safe copies it instead
+    (a fault the lab, running as root, cannot reach)."""
+    from ethoscope_rsync import databases
+
+    def refused(source, target):
+        raise PermissionError(1, "Operation not permitted")
+
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.db").write_bytes(b"old rows")
+    monkeypatch.setattr(databases.os, "link", refused)
+    kept = databases.keep_aside(tmp_path, "2026-01-02_03-04-05", "m/a.db")
+    assert kept == tmp_path / ".ethoscope-backup" / "replaced" / "2026-01-02_03-04-05" / "m" / "a.db"
+    assert kept.read_bytes() == b"old rows"
