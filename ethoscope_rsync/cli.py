@@ -242,8 +242,8 @@ def run_command(config) -> int:
 
 
 def status_rows(status: dict | None, history: dict | None, now: float, stale_after: float = 86400.0) -> list:
-    """Table rows (device, state, last success, age, bytes, message), from the same view of the
-    status and the history as the web service's /status."""
+    """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
+    of the status and the history as the web service's /status."""
     rows = []
     for d in view(status, history, now, stale_after).devices.values():
         state = f"running {d.percent:.0f}%" if d.state == "running" else d.state
@@ -252,6 +252,7 @@ def status_rows(status: dict | None, history: dict | None, now: float, stale_aft
         rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
                      format_age(now - success) if success else "-", human_size(d.bytes_copied),
+                     printable(d.cipher.removesuffix("@openssh.com")) or "-",
                      printable(error) if d.state == "error" else ""))
     return sorted(rows)
 
@@ -267,11 +268,11 @@ def show_status(config, as_json: bool) -> int:
     elif not current.devices:
         print("no backup pass has run yet")
         return EXIT_OK
-    header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "ERROR")
+    header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR")
     rows = [header] + status_rows(status, history, time.time(), config.stale_after)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(5)]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
     for row in rows:
-        print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:5])) + "  " + row[5])
+        print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:6])) + "  " + row[6])
     notes = terminal_notes(status, history, time.time(), config.stale_after, config.disk_horizon)
     if notes:
         print()

@@ -50,6 +50,7 @@ class Job:
     stop: threading.Event
     processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
+    ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +76,7 @@ class Listing:
 
 
 def _ssh(job: Job, device: Device) -> tuple:
-    return make_ssh_command(job.config, device, job.key, job.control_dir)
+    return make_ssh_command(job.config, device, job.key, job.control_dir, job.ciphers.get(device.name))
 
 
 def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, result) -> str:
@@ -120,7 +121,8 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     """Run one rsync of the device's folder; report files and progress. Raises TransferFailed,
     except for files that could not be copied (rsync 23): those come back as problems."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
-                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir)
+                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir,
+                              ciphers=job.ciphers.get(device.name))
     listing, records, outside = Listing(), [], []
     state = {"current": "", "started": time.time(), "last_progress": 0.0}
 

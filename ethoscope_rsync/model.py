@@ -177,6 +177,8 @@ class DeviceRun:
     databases: dict = dataclasses.field(default_factory=dict)     # path -> DatabaseVerdict
     error: str = ""
     warnings: list = dataclasses.field(default_factory=list)      # said once in this pass
+    ciphers: str = ""               # the ssh ciphers offered, in order ("": ssh's own default)
+    cipher_reason: str = ""         # why those
 
     @property
     def key(self) -> str:
@@ -204,7 +206,8 @@ class DeviceRun:
                               if k in KINDS},
                    databases={p: v for p, v in databases.items() if v is not None},
                    error=text(data.get("error")),
-                   warnings=[w for w in sequence(data.get("warnings")) if isinstance(w, str)])
+                   warnings=[w for w in sequence(data.get("warnings")) if isinstance(w, str)],
+                   ciphers=text(data.get("ciphers")), cipher_reason=text(data.get("cipher_reason")))
 
 
 @dataclasses.dataclass

@@ -92,6 +92,16 @@ def inside(folder: str, path: str) -> bool:
     return checked is not None and checked.startswith(folder + "/")
 
 
+def has_aes(cpuinfo: str) -> bool | None:
+    """Whether the first ``flags`` (x86) or ``Features`` (ARM) line of a /proc/cpuinfo lists AES
+    instructions; None when there is no such line."""
+    for line in cpuinfo.splitlines():
+        name, colon, values = line.partition(":")
+        if colon and name.strip().lower() in ("flags", "features"):
+            return "aes" in values.lower().split()
+    return None
+
+
 def parse_probe(output: str) -> Probe:
     """The probe's stdout -> Probe. Unknown sections and malformed lines are ignored."""
     sections, current = {}, None
@@ -102,10 +112,7 @@ def parse_probe(output: str) -> Probe:
         elif current is not None:
             sections[current].append(chunk)
     machine_id = "".join(sections.get("machine-id", [])).strip()
-    cpu = " ".join(sections.get("cpu", [])).lower()
-    aes = None
-    if ":" in cpu:
-        aes = "aes" in cpu.split(":", 1)[1].split()
+    aes = has_aes("\n".join(sections.get("cpu", [])))
     top = {kind: tuple(name for name in sections.get(kind, []) if name)[:MAX_TOP_ENTRIES]
            for kind in ("results", "videos")}
     files = {}

@@ -88,7 +88,9 @@ def _device_entry(d: DeviceView, v: View, now: float) -> dict:
             "last_success": past.last_success, "last_error": (run.error if run else "") or past.last_error,
             "last_error_time": past.last_error_time, "attempts": run.attempts if run else 0,
             "stale": d.stale, "from_history": run is None, "databases": databases,
-            "verification": _verification(v, d.key), "warnings": list(run.warnings) if run else []}
+            "verification": _verification(v, d.key), "warnings": list(run.warnings) if run else [],
+            "cipher": d.cipher,
+            "cipher_reason": run.cipher_reason if run else ""}
 
 
 def _verification(v: View, key: str) -> dict | None:

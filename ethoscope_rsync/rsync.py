@@ -97,12 +97,36 @@ def error_lines(stderr: str, limit: int = 10) -> list:
     return [line for line in _lines(stderr) if line.startswith("rsync: ")][:limit]
 
 
-def make_ssh_command(config: Config, device: Device, key: str, control_dir: str = "") -> tuple:
+# The ciphers offered to a device, in OpenSSH's default set, reordered: AES-GCM first where both ends
+# have AES instructions (several times faster there), chacha20-poly1305 first where either lacks them
+# (a Raspberry Pi 3 or 4). A list, not one cipher, so that a device whose ssh lacks the first still agrees.
+AES_FIRST = ("aes128-gcm@openssh.com,aes256-gcm@openssh.com,chacha20-poly1305@openssh.com,"
+             "aes128-ctr,aes192-ctr,aes256-ctr")
+CHACHA_FIRST = ("chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm@openssh.com,"
+                "aes128-ctr,aes192-ctr,aes256-ctr")
+
+
+def choose_ciphers(configured: str, node_aes: bool | None, device_aes: bool | None) -> tuple:
+    """-> (cipher list to offer, "" for ssh's own default; why, in words) for one device.
+    `configured` is [ssh] ciphers; `device_aes` what the device's CPU said at an earlier contact."""
+    if configured:
+        return configured, "[ssh] ciphers"
+    if device_aes is None:
+        return "", "ssh's default until the device's CPU is known (first contact)"
+    if node_aes and device_aes:
+        return AES_FIRST, "AES instructions on the node and the device"
+    return CHACHA_FIRST, "no AES instructions on the " + ("device" if node_aes else "node")
+
+
+def make_ssh_command(config: Config, device: Device, key: str, control_dir: str = "",
+                     ciphers: str | None = None) -> tuple:
     """ssh argv for one device: key only, no prompts, bounded connect and keep-alive, our known_hosts.
 
     With control_dir, the device's sessions of one pass share one connection (ControlMaster):
-    one TCP and key exchange instead of four, which the device's CPU notices.
+    one TCP and key exchange instead of four, which the device's CPU notices. `ciphers`: the list
+    chosen for the device (:func:`choose_ciphers`; "" ssh's own); None: [ssh] ciphers.
     """
+    ciphers = config.ssh_ciphers if ciphers is None else ciphers
     shared = ("-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C",
               "-o", "ControlPersist=60") if control_dir else ()
     return ("ssh",) + shared + (
@@ -120,7 +144,7 @@ def make_ssh_command(config: Config, device: Device, key: str, control_dir: str 
         "-o", "ServerAliveCountMax=3",                       # whatever rsync's --timeout for stalled data
         "-o", "LogLevel=ERROR",
         "-l", config.ssh_user,
-    ) + (("-c", config.ssh_ciphers) if config.ssh_ciphers else ())
+    ) + (("-c", ciphers) if ciphers else ())
 
 
 def ssh_target(config: Config, device: Device) -> str:
@@ -136,7 +160,7 @@ def filter_pattern(path: str) -> str:
 
 def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, folder: str,
                        bwlimit_kib: int = 0, stamp: str = "", databases: str = "all", only: tuple = (),
-                       dry_run: bool = False, control_dir: str = "") -> tuple:
+                       dry_run: bool = False, control_dir: str = "", ciphers: str | None = None) -> tuple:
     """rsync argv pulling one device's own folder (`folder`, its machine id) of one tree (`results` or
     `videos`) into the same folder on the node: nothing else of the device's tree is copied.
 
@@ -158,7 +182,7 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, f
         "--info=progress2,name2",                            # name2: unchanged files are listed too
         "--stats", "--out-format=" + FILE_MARK + " %i %l %b %n",
         "--exclude=" + HIDDEN, "--exclude=" + HIDDEN + "-*",
-        "-e", shlex.join(make_ssh_command(config, device, key, control_dir)),
+        "-e", shlex.join(make_ssh_command(config, device, key, control_dir, ciphers)),
     ]
     if kind == "results" and config.compress_results:
         argv.append("--compress")

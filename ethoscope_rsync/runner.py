@@ -24,7 +24,8 @@ from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
 from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
-from ethoscope_rsync.rsync import HIDDEN
+from ethoscope_rsync.probe import has_aes
+from ethoscope_rsync.rsync import HIDDEN, choose_ciphers
 from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
 from ethoscope_rsync.verify import load_verifications
@@ -171,8 +172,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         add_name_aliases(config.known_hosts)
     except OSError as error:
         log.warning("cannot update %s: %s", config.known_hosts, error.strerror)
-    for device in devices:
-        store.add_device(device.id, device.name, device.address)
+    ciphers = choose_all_ciphers(config, devices, store, node_has_aes())
     store.set_message(f"backing up {len(devices)} device(s)")
     control_dir = control_directory((config.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
     if not control_dir:
@@ -183,12 +183,33 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
-                         if d.key in store.history.devices})
+                         if d.key in store.history.devices}, ciphers=ciphers)
         return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
                             terminal)
     finally:
         if control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def node_has_aes(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this node's CPU has AES instructions (None: it does not say)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            return has_aes(handle.read(1 << 16))
+    except OSError:
+        return None
+
+
+def choose_all_ciphers(config: Config, devices, store: StatusStore, node_aes: bool | None) -> dict:
+    """Each device's ssh ciphers (device name -> list offered), from the node's CPU and the device's
+    as learnt at an earlier contact; each device is added to the status with them."""
+    chosen = {}
+    for device in devices:
+        past = store.history.devices.get(device.key)
+        offered, why = choose_ciphers(config.ssh_ciphers, node_aes, past.aes if past else None)
+        chosen[device.name] = offered
+        store.add_device(device.id, device.name, device.address, ciphers=offered, cipher_reason=why)
+    return chosen
 
 
 def known_identity(device, history) -> object:

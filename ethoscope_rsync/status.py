@@ -123,8 +123,8 @@ class StatusStore:
         return entry
 
     # ---- devices and events -------------------------------------------------------------
-    def add_device(self, machine_id: str, name: str, address: str) -> str:
-        device = DeviceRun(id=machine_id, name=name, address=address,
+    def add_device(self, machine_id: str, name: str, address: str, ciphers: str = "", cipher_reason: str = "") -> str:
+        device = DeviceRun(id=machine_id, name=name, address=address, ciphers=ciphers, cipher_reason=cipher_reason,
                            progress=Progress(message="waiting for a free job"))
         self.status.devices[device.key] = device
         self.status.run.devices_total += 1

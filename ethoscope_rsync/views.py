@@ -50,6 +50,14 @@ class DeviceView:
         return self.past.last_bytes
 
     @property
+    def cipher(self) -> str:
+        """The ssh cipher offered first to the device in the current pass ("ssh default": ssh's own
+        choice; "": not in the current pass)."""
+        if not self.run:
+            return ""
+        return self.run.ciphers.split(",", 1)[0] or "ssh default"
+
+    @property
     def files_copied(self) -> int:
         return sum(t.files_received for t in self.run.transfers.values()) if self.run else 0
 

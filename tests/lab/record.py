@@ -28,9 +28,9 @@ class RecordingStore(runner.StatusStore):
         RecordingStore.recorded = self
         self.added, self.applied = [], []
 
-    def add_device(self, machine_id, name, address):
+    def add_device(self, machine_id, name, address, **choices):
         self.added.append((machine_id, name, address))
-        return super().add_device(machine_id, name, address)
+        return super().add_device(machine_id, name, address, **choices)
 
     def apply(self, event):
         self.applied.append(event)

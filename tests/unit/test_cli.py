@@ -82,8 +82,8 @@ def test_status_rows_merge_history():
     rows = status_rows(status, history, now=1000.0)
     assert [row[:2] for row in rows] == [("ETHOSCOPE_001", "completed"), ("ETHOSCOPE_002", "completed"),
                                          ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
-    assert rows[0][3:] == ("9 min", "96.7 MB", "")           # ended at 431: 569 s ago; database + chunk
-    assert rows[3][2:] == ("never", "-", "0 B", "gone")
+    assert rows[0][3:] == ("9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
+    assert rows[3][2:] == ("never", "-", "0 B", "-", "gone")          # not in the pass: no cipher
 
 
 def test_bandwidth_budget_is_shared():

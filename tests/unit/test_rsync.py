@@ -165,6 +165,43 @@ def test_ciphers_option(tmp_path):
         load_config(path)
 
 
+def test_ciphers_chosen_per_device():
+    from ethoscope_rsync.rsync import AES_FIRST, CHACHA_FIRST, choose_ciphers
+    assert AES_FIRST.split(",")[0] == "aes128-gcm@openssh.com"
+    assert CHACHA_FIRST.split(",")[0] == "chacha20-poly1305@openssh.com"
+    assert sorted(AES_FIRST.split(",")) == sorted(CHACHA_FIRST.split(","))    # one set, two orders
+    assert choose_ciphers("", True, True) == (AES_FIRST, "AES instructions on the node and the device")
+    assert choose_ciphers("", True, False) == (CHACHA_FIRST, "no AES instructions on the device")
+    assert choose_ciphers("", False, True) == (CHACHA_FIRST, "no AES instructions on the node")
+    assert choose_ciphers("", None, True)[0] == CHACHA_FIRST                  # the node's CPU did not say
+    assert choose_ciphers("", True, None) == ("", "ssh's default until the device's CPU is known (first contact)")
+    assert choose_ciphers("aes256-ctr", True, True) == ("aes256-ctr", "[ssh] ciphers")
+    assert choose_ciphers("aes256-ctr", False, None) == ("aes256-ctr", "[ssh] ciphers")
+
+
+def test_the_chosen_ciphers_reach_ssh_and_rsync(tmp_path):
+    from ethoscope_rsync.rsync import AES_FIRST
+    path = tmp_path / "c.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n[ssh]\nciphers = aes256-ctr\n")
+    config = load_config(path)
+    assert make_ssh_command(config, DEVICE, "/k")[-2:] == ("-c", "aes256-ctr")          # None: [ssh] ciphers
+    assert make_ssh_command(config, DEVICE, "/k", ciphers=AES_FIRST)[-2:] == ("-c", AES_FIRST)
+    assert "-c" not in make_ssh_command(config, DEVICE, "/k", ciphers="")               # ssh's own default
+    argv = make_rsync_command(config, DEVICE, "videos", key="/k", folder=MID, ciphers=AES_FIRST)
+    assert argv[argv.index("-e") + 1].endswith(f" -c {AES_FIRST}")
+
+
+def test_aes_instructions_in_cpuinfo():
+    from ethoscope_rsync.probe import has_aes
+    x86 = "processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu vme sse2 aes avx\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    assert has_aes(x86) is True
+    assert has_aes("processor\t: 0\nflags\t\t: fpu vme sse2 avx vaes_not\n") is False
+    pi4 = "processor\t: 0\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\n"
+    pi5 = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid\n"
+    assert has_aes(pi4) is False and has_aes(pi5) is True
+    assert has_aes("") is None and has_aes("model name : ARMv7\n") is None
+
+
 def test_stream_keeps_characters_split_across_reads(tmp_path):
     from ethoscope_rsync.execute import stream
     name = "a" + "é" * 40000    # 80 001 bytes: longer than one 64 KiB read, which ends mid-character
