@@ -1,8 +1,9 @@
-"""One device's backup job, and the bounded pool that runs a pass over all devices.
+"""One device's backup job (the bounded pool that runs a pass over all devices is in :mod:`ethoscope_rsync.pool`).
 
-A job probes the device (one shell command: machine id, its top-level folders, its databases),
+A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
 then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
-the node, and copies its databases through the live-database path (see livedb) only when they
+the node — the videos in a second thread beside the results, over the device's one shared ssh
+connection — and copies its databases through the live-database path (see livedb) only when they
 changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
 each reports through a queue of :mod:`ethoscope_rsync.events` and the pass's main thread is the only
 status writer. Every process a job starts goes through ``job.processes`` (the
@@ -302,24 +303,51 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
                        f"{kind}/{folder}/ is backed up)")
             job.events.put(events.Warned(device.key, message))
             log.warning("%s: %s", device.name, message, extra=device_fields(device))
-    problems = []
-    for kind in config.kinds():
-        _check_space(config, (kind,))
-        if kind == "results":
-            problems += _results(job, device, folder, found, deadline)
-        elif folder in found.top[kind]:
-            listing = _transfer(job, device, kind, folder, "all", deadline)
-            problems += listing.problems
-            if not listing.problems:
-                job.events.put(events.Listed(device.key, kind, tuple(listing.files.items())))
-                remove_orphan_partials(config.destination(kind), listing.files)
-        else:
-            job.events.put(events.Listed(device.key, kind, ()))
-    return device, problems
+    return device, _trees(job, device, folder, found, deadline)
+
+
+def _trees(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """Both trees at once: the videos in a second thread beside the results (the databases' holder,
+    raw copy and recovery), over the device's one shared connection, so that the results stage
+    costs the videos no time. Returns problems; either tree failing fails the attempt (the results'
+    failure first), once both have ended."""
+    kinds = job.config.kinds()
+    if "results" not in kinds:
+        return _videos(job, device, folder, found, deadline)
+    if "videos" not in kinds:
+        return _results(job, device, folder, found, deadline)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videos") as beside:
+        videos = beside.submit(_videos, job, device, folder, found, deadline)
+        try:
+            problems = _results(job, device, folder, found, deadline)
+        except TransferFailed as failure:
+            raise _worse(failure, videos.exception()) from None     # waits for the videos to end
+        return problems + videos.result()
+
+
+def _worse(failure: TransferFailed, other: BaseException | None) -> BaseException:
+    """Of two trees' failures, the one to report: a bug, else one that must not be retried, else the first."""
+    if other is None:
+        return failure
+    if not isinstance(other, TransferFailed) or failure.outcome.retry and not other.outcome.retry:
+        return other
+    return failure
+
+
+def _videos(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """The device's videos folder. Returns problems."""
+    if folder not in found.top["videos"]:
+        job.events.put(events.Listed(device.key, "videos", ()))
+        return []
+    listing = _transfer(job, device, "videos", folder, "all", deadline)
+    if not listing.problems:
+        job.events.put(events.Listed(device.key, "videos", tuple(listing.files.items())))
+        remove_orphan_partials(job.config.destination("videos"), listing.files)
+    return listing.problems
 
 
 def backup_device(job: Job, device: Device) -> JobResult:
-    """One device's pass: probe, results then videos, with bounded retries of transient failures.
+    """One device's pass: probe, then results and videos at once, with bounded retries of transient failures.
     Whatever happens, the device's job ends with a Finished event."""
     if job.stop.is_set():
         job.events.put(events.Finished(device.key, False, NOT_STARTED_MESSAGE, time.time()))
@@ -366,38 +394,3 @@ def _backup_device(job: Job, device: Device) -> JobResult:
     job.events.put(events.Finished(key, False, message, time.time()))
     log.error("%s: backup failed: %s", device.name, message, extra=device_fields(device))
     return JobResult(device, False, message)
-
-
-def share_bandwidth(total_kib: int, jobs: int, devices: int) -> int:
-    """Per-transfer --bwlimit so that concurrent transfers together stay within the total."""
-    if not total_kib:
-        return 0
-    return max(1, total_kib // max(1, min(jobs, devices)))
-
-
-def run_pool(job: Job, devices: tuple, on_tick) -> list:
-    """Back up `devices` with at most config.jobs at once; call on_tick() from this thread
-    whenever events arrived or every half second. Returns JobResults in device order."""
-    with ThreadPoolExecutor(max_workers=job.config.jobs, thread_name_prefix="job") as pool:
-        futures = [pool.submit(backup_device, job, device) for device in devices]
-        for future in futures:   # wake the writer the moment a job ends, not at its next poll
-            future.add_done_callback(lambda _future: job.events.put(_WAKE))
-        while not all(f.done() for f in futures):
-            on_tick(_drain(job.events, 0.5))
-        on_tick(_drain(job.events, 0))
-        return [f.result() for f in futures]
-
-
-_WAKE = object()
-
-
-def _drain(events_queue: queue.Queue, timeout: float) -> list:
-    batch = []
-    try:
-        batch.append(events_queue.get(timeout=timeout) if timeout else events_queue.get_nowait())
-        while True:
-            batch.append(events_queue.get_nowait())
-    except queue.Empty:
-        pass
-    return [event for event in batch if event is not _WAKE]
-

@@ -106,6 +106,9 @@ class Transfer:
     exit_code: int = -1             # -1: not ended
     ok: bool = False
     message: str = ""
+    percent: float = 0.0            # this tree's progress in the current attempt, 0-100 (100: listed)
+    progress_bytes: int = 0         # bytes its current rsync has moved so far
+    rate: float = 0.0               # bytes per second of its current rsync
 
     def to_json(self) -> dict:
         data = dataclasses.asdict(self)
@@ -120,7 +123,9 @@ class Transfer:
                    bytes_received=int(number(data.get("bytes_received"))),
                    bytes_sent=int(number(data.get("bytes_sent"))),
                    ended=number(data.get("ended")), exit_code=int(number(data.get("exit_code"), -1)),
-                   ok=data.get("ok") is True, message=text(data.get("message")))
+                   ok=data.get("ok") is True, message=text(data.get("message")),
+                   percent=number(data.get("percent")), progress_bytes=int(number(data.get("progress_bytes"))),
+                   rate=number(data.get("rate")))
 
 
 @dataclasses.dataclass
@@ -145,9 +150,9 @@ class DatabaseVerdict:
 @dataclasses.dataclass
 class Progress:
     percent: float = 0.0       # of the whole device job, 0-100
-    kind: str = ""             # tree being copied
-    bytes: int = 0             # bytes of that tree's transfer so far
-    rate: float = 0.0          # bytes per second
+    kind: str = ""             # tree that reported last (both may be copied at once)
+    bytes: int = 0             # bytes of the trees' current transfers so far
+    rate: float = 0.0          # bytes per second, of the trees being copied together
     current_file: str = ""
     message: str = ""
 

@@ -21,9 +21,10 @@ from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.disk import prune_replaced, record_usage
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
-from ethoscope_rsync.jobs import Job, run_pool, share_bandwidth
+from ethoscope_rsync.jobs import Job
 from ethoscope_rsync.logs import Notifier, log
 from ethoscope_rsync.model import ERROR, is_stale
+from ethoscope_rsync.pool import run_pool, share_bandwidth
 from ethoscope_rsync.probe import has_aes
 from ethoscope_rsync.rsync import HIDDEN, choose_ciphers
 from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id
@@ -179,7 +180,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         log.warning("no folder with a short enough path for ssh's shared connections: each transfer connects alone")
     try:
         job = Job(config=config, key=str(credential_key(config)),
-                  bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices)),
+                  bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices), len(config.kinds())),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices

@@ -145,6 +145,8 @@ class StatusStore:
         if event.attempt == 1:
             self._history_of(device.key, device).count += 1
             device.transfers, device.databases = {}, {}
+        for transfer in device.transfers.values():      # a new attempt starts every tree again
+            transfer.percent, transfer.progress_bytes, transfer.rate = 0.0, 0, 0.0
 
     def _contacted(self, device: DeviceRun, event: ev.Contacted) -> None:
         """The device's name and machine id are pinned to its host key; a device keyed by its
@@ -167,10 +169,19 @@ class StatusStore:
             device.warnings.append(event.message)
 
     def _progressed(self, device: DeviceRun, event: ev.Progressed) -> None:
-        index = self.kinds.index(event.kind) if event.kind in self.kinds else 0
-        device.progress = Progress(percent=round((index * 100.0 + event.percent) / len(self.kinds), 1),
-                                   kind=event.kind, bytes=event.bytes, rate=event.rate,
-                                   current_file=event.current_file, message=f"copying {event.kind}")
+        transfer = self._transfer(device, event.kind)
+        transfer.percent, transfer.progress_bytes, transfer.rate = event.percent, event.bytes, event.rate
+        self._sum_progress(device, event.kind, event.current_file)
+
+    def _sum_progress(self, device: DeviceRun, kind: str, current_file: str) -> None:
+        """The device's progress from its trees', which may move at once: the mean of their shares
+        (a tree not started counts 0, a listed one 100), their bytes and rates added up."""
+        trees = [device.transfers[k] for k in self.kinds if k in device.transfers]
+        moving = [k for k in self.kinds if k in device.transfers and device.transfers[k].percent < 100]
+        device.progress = Progress(percent=round(sum(t.percent for t in trees) / len(self.kinds), 1), kind=kind,
+                                   bytes=sum(t.progress_bytes for t in trees),
+                                   rate=sum(t.rate for t in trees if t.percent < 100), current_file=current_file,
+                                   message="copying " + " and ".join(moving or [kind]))
 
     def _transfer(self, device: DeviceRun, kind: str) -> Transfer:
         return device.transfers.setdefault(kind, Transfer())
@@ -193,6 +204,9 @@ class StatusStore:
         transfer.ok, transfer.message = event.ok, event.message
 
     def _listed(self, device: DeviceRun, event: ev.Listed) -> None:
+        transfer = self._transfer(device, event.kind)      # the tree is done in this attempt
+        transfer.percent, transfer.rate = 100.0, 0.0
+        self._sum_progress(device, event.kind, device.progress.current_file)
         entry = self._history_of(device.key, device)
         listing = dict(event.files)
         entry.inventory.setdefault(event.kind, Inventory()).update(listing)

@@ -87,10 +87,11 @@ def test_status_rows_merge_history():
 
 
 def test_bandwidth_budget_is_shared():
-    from ethoscope_rsync.jobs import share_bandwidth
+    from ethoscope_rsync.pool import share_bandwidth
     assert share_bandwidth(0, 16, 3) == 0                 # no limit
     assert share_bandwidth(8000, 4, 10) == 2000           # four transfers at once share the total
     assert share_bandwidth(8000, 16, 2) == 4000           # only two devices: two transfers
+    assert share_bandwidth(8000, 4, 10, trees=2) == 1000  # each device's results beside its videos
     assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
 
 

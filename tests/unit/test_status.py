@@ -41,6 +41,7 @@ def test_device_lifecycle(tmp_path):
     assert device.state == "queued" and not device.processing
     s.apply(ev.Started(ID, 1, 1000.0))
     assert device.state == "running" and device.processing and device.ended == 0
+    s.apply(ev.Listed(ID, "results", ()))
     s.apply(ev.Progressed(ID, "videos", 50, 10, 1048576.0, "a"))
     assert device.progress.percent == 75.0       # results done, videos half-way
     assert device.progress.rate == 1048576.0     # a number, formatted only by render
@@ -59,6 +60,31 @@ def test_progress_share_follows_what_is_copied(tmp_path):
     s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
     s.apply(ev.Progressed(ID, "videos", 50, 10, 1.0, "a"))
     assert s.status.devices[ID].progress.percent == 50.0
+
+
+def test_progress_of_two_trees_moving_at_once(tmp_path):
+    """The videos are copied beside the results: the device's progress adds both up, whichever
+    reported last, and a retry starts both again."""
+    s = store(tmp_path)
+    s.add_device(ID, "ETHOSCOPE_004", "169.254.1.4")
+    device = s.status.devices[ID]
+    s.apply(ev.Started(ID, 1, 1000.0))
+    s.apply(ev.Progressed(ID, "videos", 60, 6000, 3000.0, "v"))
+    s.apply(ev.Progressed(ID, "results", 20, 200, 1000.0, "r"))
+    p = device.progress
+    assert (p.percent, p.bytes, p.rate, p.kind, p.current_file) == (40.0, 6200, 4000.0, "results", "r")
+    assert p.message == "copying results and videos"
+    s.apply(ev.Progressed(ID, "videos", 80, 8000, 3000.0, "v"))
+    assert device.progress.percent == 50.0 and device.progress.kind == "videos"     # results stay at 20
+    s.apply(ev.Listed(ID, "results", ()))
+    p = device.progress
+    assert (p.percent, p.rate, p.message) == (90.0, 3000.0, "copying videos")       # results done
+    s.apply(ev.Started(ID, 2, 1001.0))
+    s.apply(ev.Progressed(ID, "videos", 10, 100, 10.0, "v"))
+    assert device.progress.percent == 5.0 and device.progress.message == "copying results and videos"
+    s.apply(ev.Listed(ID, "results", ()))
+    s.apply(ev.Listed(ID, "videos", ()))
+    assert device.progress.percent == 100.0 and device.progress.rate == 0.0
 
 
 def test_unknown_events_are_errors(tmp_path):
