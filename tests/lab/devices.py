@@ -15,7 +15,7 @@ class DeviceOps:
         _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", d.name, "-f", str(d.host_key)])
 
     @staticmethod
-    def _sshd_config(d, authorized):
+    def _sshd_config(d, authorized, log_level="INFO"):
         return "\n".join([
             "Port 22",
             "ListenAddress %s" % d.ip,
@@ -33,7 +33,7 @@ class DeviceOps:
             "MaxSessions 64",
             "PrintMotd no",
             "Subsystem sftp internal-sftp",
-            "LogLevel INFO",
+            "LogLevel %s" % log_level,             # DEBUG1 logs each connection's cipher ("kex: ... cipher:")
             "",
         ])
 
@@ -42,6 +42,10 @@ class DeviceOps:
         machine_id = d.dir / "machine-id"       # written at lab up; set_machine_id() changes it
         # programs in the device's own bin/ (see override_programs) come first on its PATH
         binds = ["%s=/usr/local/bin" % (d.dir / "bin")] if (d.dir / "bin").is_dir() else []
+        if d.index in self.without_aes:     # a CPU without AES instructions (a Raspberry Pi 3 or 4)
+            with open("/proc/cpuinfo") as real:
+                (d.dir / "cpuinfo").write_text("".join(_without_aes(line) for line in real))
+            binds.append("%s=/proc/cpuinfo" % (d.dir / "cpuinfo"))
         script = ('mount --bind "$1" /ethoscope_data && mount --bind "$4" /etc/machine-id && '
                   'config=$2 && log=$3 && shift 4 && '
                   'for bind in "$@"; do mount --bind "${bind%%=*}" "${bind#*=}" || exit 1; done && '
@@ -121,3 +125,11 @@ class DeviceOps:
             self._start_sshd(device)
         if not _wait_tcp(device.ip, 22, time.monotonic() + 15):
             raise RuntimeError("sshd of %s did not restart" % device.name)
+
+
+def _without_aes(line):
+    """A /proc/cpuinfo line with the AES instructions taken out of its flags (x86) or Features (ARM)."""
+    name, colon, values = line.partition(":")
+    if not colon or name.strip().lower() not in ("flags", "features"):
+        return line
+    return "%s:%s\n" % (name, " ".join([""] + [v for v in values.split() if v.lower() != "aes"]))

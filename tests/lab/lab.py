@@ -86,7 +86,8 @@ class LiveWriter:
 
 
 class Lab(LabData, NodeServer, DeviceOps, LabRegistry):
-    def __init__(self, name="lab", n_devices=3, base_dir=None, decoys=True, node_port=80, persistent=False):
+    def __init__(self, name="lab", n_devices=3, base_dir=None, decoys=True, node_port=80, persistent=False,
+                 without_aes=(), sshd_log_level="INFO"):
         if not name or not all(c.isalnum() or c in "-_." for c in name):
             raise ValueError("lab name must be alphanumeric (with - _ .): %r" % name)
         self.name = name
@@ -95,6 +96,8 @@ class Lab(LabData, NodeServer, DeviceOps, LabRegistry):
         self.decoys = decoys
         self.node_port = node_port
         self.persistent = persistent  # CLI labs: not reaped by down_stale()
+        self.without_aes = frozenset(without_aes)   # device indexes whose CPU says it has no AES instructions
+        self.sshd_log_level = sshd_log_level        # DEBUG1: each connection's cipher in the device's sshd.log
         self.manifest_path = MANIFESTS / ("%s.json" % name)
         self.node = NodeControl(self)
         self._procs = {}
@@ -242,7 +245,7 @@ class Lab(LabData, NodeServer, DeviceOps, LabRegistry):
                 os.chown(p, pw.pw_uid, pw.pw_gid)
             self._new_host_key(d)
             (d.dir / "machine-id").write_text(d.id + "\n")
-            d.sshd_config.write_text(self._sshd_config(d, authorized))
+            d.sshd_config.write_text(self._sshd_config(d, authorized, self.sshd_log_level))
             _run(["ip", "-n", d.netns, "-batch", "-"],
                  input="link set lo up\naddr add %s/24 dev eth0\nlink set eth0 up\n" % d.ip)
 
