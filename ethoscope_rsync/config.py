@@ -51,6 +51,7 @@ class Config:
     connect_timeout: int
     remote_python: str
     ssh_ciphers: str
+    ssh_kex: str
     what: str
     jobs: int
     bwlimit_kib: int
@@ -122,6 +123,14 @@ def parse_ciphers(text: str) -> str:
     text = text.strip()
     if text and not re.fullmatch(r"[A-Za-z0-9@.+-]+(,[A-Za-z0-9@.+-]+)*", text):
         raise ValueError(f"not an ssh cipher list: {text!r}")
+    return text
+
+
+def parse_kex(text: str) -> str:
+    """An ssh KexAlgorithms value ('^curve25519-sha256', 'a,b', '-sntrup761x25519-sha512') or ''."""
+    text = text.strip()
+    if text and not re.fullmatch(r"[+^-]?[A-Za-z0-9@.+-]+(,[A-Za-z0-9@.+-]+)*", text):
+        raise ValueError(f"not an ssh key exchange list: {text!r}")
     return text
 
 
@@ -306,6 +315,7 @@ def load_config(path: Path | str | None = None) -> Config:
         connect_timeout=ssh["connect_timeout"],
         remote_python=ssh["remote_python"],
         ssh_ciphers=checked("ssh", "ciphers", parse_ciphers),
+        ssh_kex=checked("ssh", "kex", parse_kex),
         what=transfer["what"],
         jobs=transfer["jobs"],
         bwlimit_kib=checked("transfer", "bwlimit", parse_rate),

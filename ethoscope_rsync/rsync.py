@@ -143,6 +143,7 @@ def make_ssh_command(config: Config, device: Device, key: str, control_dir: str 
         "-o", "ServerAliveInterval=5",                       # a vanished device is noticed in 15 s,
         "-o", "ServerAliveCountMax=3",                       # whatever rsync's --timeout for stalled data
         "-o", "LogLevel=ERROR",
+    ) + (("-o", f"KexAlgorithms={config.ssh_kex}") if config.ssh_kex else ()) + (
         "-l", config.ssh_user,
     ) + (("-c", ciphers) if ciphers else ())
 

@@ -24,7 +24,8 @@ SSH = ("ssh", "-i", "/k", "-p", "22", "-o", "BatchMode=yes", "-o", "IdentitiesOn
        "-o", "GlobalKnownHostsFile=/dev/null",
        "-o", "HostKeyAlias=ETHOSCOPE_004", "-o", "UpdateHostKeys=no",
        "-o", "HashKnownHosts=no", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
-       "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR", "-l", "ethoscope")
+       "-o", "ServerAliveCountMax=3", "-o", "LogLevel=ERROR",
+       "-o", "KexAlgorithms=^curve25519-sha256,curve25519-sha256@libssh.org", "-l", "ethoscope")
 
 
 def test_ssh_command(config):
@@ -162,6 +163,18 @@ def test_ciphers_option(tmp_path):
     assert argv[-2:] == ("-c", "aes128-gcm@openssh.com")
     path.write_text("[ssh]\nciphers = aes; rm -rf /\n")
     with pytest.raises(Exception, match="not an ssh cipher list"):
+        load_config(path)
+
+
+def test_key_exchange_option(tmp_path):
+    path = tmp_path / "c.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n[ssh]\nkex = \"\"\n")
+    assert not any(a.startswith("KexAlgorithms") for a in make_ssh_command(load_config(path), DEVICE, "/k"))
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n[ssh]\nkex = -sntrup761x25519-sha512@openssh.com\n")
+    argv = make_ssh_command(load_config(path), DEVICE, "/k")
+    assert argv[argv.index("-l") - 1] == "KexAlgorithms=-sntrup761x25519-sha512@openssh.com"
+    path.write_text("[ssh]\nkex = ^a b\n")
+    with pytest.raises(Exception, match="not an ssh key exchange list"):
         load_config(path)
 
 
