@@ -18,7 +18,6 @@ from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.humanize import format_age, human_size
 from ethoscope_rsync.identity import KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError, as_service_user
 from ethoscope_rsync.logs import printable, setup
-from ethoscope_rsync.render import terminal_notes, view
 from ethoscope_rsync.status import read_json
 
 COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
@@ -244,6 +243,7 @@ def run_command(config) -> int:
 def status_rows(status: dict | None, history: dict | None, now: float, stale_after: float = 86400.0) -> list:
     """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
     of the status and the history as the web service's /status."""
+    from ethoscope_rsync.views import view      # not loaded by a pass (each pass starts a Python)
     rows = []
     for d in view(status, history, now, stale_after).devices.values():
         state = f"running {d.percent:.0f}%" if d.state == "running" else d.state
@@ -258,6 +258,7 @@ def status_rows(status: dict | None, history: dict | None, now: float, stale_aft
 
 
 def show_status(config, as_json: bool) -> int:
+    from ethoscope_rsync.render import terminal_notes, view      # not loaded by a pass
     status, history = read_json(config.status_file), read_json(config.history_file)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
