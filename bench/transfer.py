@@ -32,6 +32,7 @@ PYTHON = "/usr/bin/python3"
 WORK_ROOT = Path("/var/tmp")
 PYCACHE = WORK_ROOT / "ethoscope-bench-pycache"
 FAST_CIPHER = "aes128-gcm@openssh.com"
+OURS_KEX = "^curve25519-sha256,curve25519-sha256@libssh.org"      # [ssh] kex's default
 LEGACY_FLAGS = ["-avz", "--progress", "--partial", "--timeout=300"]
 
 
@@ -82,10 +83,10 @@ def chown_tree(top: Path):
             os.chown(os.path.join(dirpath, name), pw.pw_uid, pw.pw_gid)
 
 
-def ssh_opts(lab, cipher=None, known_hosts="/dev/null"):
+def ssh_opts(lab, cipher=None, known_hosts="/dev/null", kex=None):
     opts = ["ssh", "-i", str(lab.key_path), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
             "-o", "StrictHostKeyChecking=no", "-o", f"UserKnownHostsFile={known_hosts}",
-            "-o", "LogLevel=ERROR"]
+            "-o", "LogLevel=ERROR"] + (["-o", f"KexAlgorithms={kex}"] if kex else [])
     if cipher:
         opts += ["-c", cipher, "-o", "Compression=no"]
     return shlex.join(opts)
@@ -206,8 +207,8 @@ def bulk_video(quick=False):
         known = work / "known_hosts"
         known.write_text(lab.known_hosts_text())
 
-        def bare(flags, cipher):
-            return ["rsync", *flags, "-e", ssh_opts(lab, cipher, known), remote(device, "videos"), f"{dest}/"]
+        def bare(flags, cipher, kex=None):
+            return ["rsync", *flags, "-e", ssh_opts(lab, cipher, known, kex), remote(device, "videos"), f"{dest}/"]
 
         variants = {
             "bare -rt (ssh default cipher)": bare(["-rt"], None),
@@ -219,6 +220,7 @@ def bulk_video(quick=False):
         }
         node = fresh_node(lab, node_base)
         diagnostics = {
+            f"bare -rt {FAST_CIPHER} with ours' key exchange ({OURS_KEX})": bare(["-rt"], FAST_CIPHER, OURS_KEX),
             "ours' videos rsync argv as is": ours_rsync_argv(node, device, "videos", dest),
             f"ours' videos rsync argv + -c {FAST_CIPHER}": ours_rsync_argv(node, device, "videos", dest,
                                                                           FAST_CIPHER),
