@@ -38,6 +38,12 @@ def is_stale(last_success: float, now: float, stale_after: float) -> bool:
     return last_success <= 0 or now - last_success > stale_after
 
 
+def fields_of(record) -> dict:
+    """A record's fields as they are, for JSON: unlike dataclasses.asdict, nothing is deep-copied (a
+    device's inventory holds thousands of files, written every pass); nested records are the caller's."""
+    return {field.name: getattr(record, field.name) for field in dataclasses.fields(record)}
+
+
 # ------------------------------------------------------------------ tolerant readers
 
 def number(value, default=0):
@@ -111,9 +117,7 @@ class Transfer:
     rate: float = 0.0               # bytes per second of its current rsync
 
     def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["files"] = files_to_json(self.files.values())
-        return data
+        return dict(fields_of(self), files=files_to_json(self.files.values()))
 
     @classmethod
     def from_json(cls, data):
@@ -194,10 +198,9 @@ class DeviceRun:
         return self.state == RUNNING
 
     def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["transfers"] = {kind: t.to_json() for kind, t in self.transfers.items()}
-        data["databases"] = {path: v.to_json() for path, v in self.databases.items()}
-        return data
+        return dict(fields_of(self), progress=fields_of(self.progress),
+                    transfers={kind: t.to_json() for kind, t in self.transfers.items()},
+                    databases={path: v.to_json() for path, v in self.databases.items()})
 
     @classmethod
     def from_json(cls, data):
@@ -310,7 +313,7 @@ class Inventory:
         return {path: self.present[path] for path in sorted(self.present)[-count:]}
 
     def to_json(self) -> dict:
-        return dataclasses.asdict(self)
+        return fields_of(self)
 
     @classmethod
     def from_json(cls, data):
@@ -378,11 +381,9 @@ class DeviceHistory:
     databases: dict = dataclasses.field(default_factory=dict)       # path -> DatabaseRecord
 
     def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        data["passes"] = [p.to_json() for p in self.passes]
-        data["inventory"] = {kind: inv.to_json() for kind, inv in self.inventory.items()}
-        data["databases"] = {path: record.to_json() for path, record in self.databases.items()}
-        return data
+        return dict(fields_of(self), passes=[p.to_json() for p in self.passes],
+                    inventory={kind: inv.to_json() for kind, inv in self.inventory.items()},
+                    databases={path: record.to_json() for path, record in self.databases.items()})
 
     @classmethod
     def from_json(cls, data):
