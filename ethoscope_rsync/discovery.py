@@ -6,10 +6,10 @@ node server is tested without a network. Fetching and mDNS browsing are thin edg
 from __future__ import annotations
 
 import dataclasses
-import http.client
 import json
 import re
 import socket
+import sys
 import threading
 import time
 
@@ -17,6 +17,24 @@ from ethoscope_rsync.config import Config
 from ethoscope_rsync.devices import NAME_RE, UNUSED_NAME, Device, DeviceError, check_address, check_id, \
     check_name, node_device, selected
 
+
+
+def _plain_http_client():
+    """http.client without ``ssl``, which it imports when it can: the node server speaks plain HTTP,
+    and libssl with libcrypto would be ~5 MB of every pass's memory and ~8 ms of its start. A
+    process that already loaded ssl keeps it; ssl stays importable afterwards."""
+    held = "ssl" not in sys.modules and "http.client" not in sys.modules
+    if held:
+        sys.modules["ssl"] = None           # makes "import ssl" raise ImportError
+    try:
+        import http.client
+    finally:
+        if held and sys.modules.get("ssl", 0) is None:
+            del sys.modules["ssl"]
+    return http.client
+
+
+http_client = _plain_http_client()
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
 MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server
@@ -82,7 +100,7 @@ def fetch_node_devices(server: str, timeout: float) -> str:
     no redirects followed. Raises DiscoveryError."""
     node_url(server)
     host, _, port = server.rpartition(":") if not server.endswith("]") and ":" in server else (server, "", "")
-    connection = http.client.HTTPConnection(host.strip("[]"), int(port) if port else 80, timeout=timeout)
+    connection = http_client.HTTPConnection(host.strip("[]"), int(port) if port else 80, timeout=timeout)
     # A deadline for the whole exchange: a server that sends a byte every few seconds must not hold
     # the pass, and socket timeouts only bound each read.
     watchdog = threading.Timer(timeout, _shut, (connection,))
@@ -93,7 +111,7 @@ def fetch_node_devices(server: str, timeout: float) -> str:
         if answer.status != 200:
             raise DiscoveryError(f"node server {server}: HTTP {answer.status} {answer.reason[:60]}")
         body = answer.read(MAX_ANSWER + 1)
-    except (OSError, http.client.HTTPException, ValueError) as error:
+    except (OSError, http_client.HTTPException, ValueError) as error:
         if not watchdog.is_alive():
             raise DiscoveryError(f"node server {server}: no complete answer within {timeout:g}s") from None
         raise DiscoveryError(f"node server {server} unreachable or broken: {error or type(error).__name__}") from None
@@ -105,7 +123,7 @@ def fetch_node_devices(server: str, timeout: float) -> str:
     return body.decode("utf-8", "replace")
 
 
-def _shut(connection: http.client.HTTPConnection) -> None:
+def _shut(connection: http_client.HTTPConnection) -> None:
     if connection.sock is not None:
         try:
             connection.sock.shutdown(socket.SHUT_RDWR)

@@ -20,7 +20,6 @@ Exit: 0 all sound, 1 damaged files (each named) or stopped, 75 another verify is
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
 import signal
@@ -74,6 +73,7 @@ class Stopped(Exception):
 
 def md5_of(path: str, stop: threading.Event) -> tuple:
     """(hex digest, whether the file changed while it was read)."""
+    import hashlib      # here: a pass reads the verifications only, without loading libcrypto
     digest = hashlib.md5()
     with open(os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC), "rb", buffering=0) as handle:
         before = os.fstat(handle.fileno())

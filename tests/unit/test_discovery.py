@@ -1,10 +1,14 @@
 """Parsing the node server's /devices answer, without a network."""
 import json
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from ethoscope_rsync.discovery import DiscoveryError, merge, node_url, parse_node_devices
 from ethoscope_rsync.devices import Device, DeviceError
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def entry(n, **fields):
@@ -101,3 +105,26 @@ def test_mdns_service_to_device():
                         ("x._ethoscope._tcp.local.", {b"MACHINE_NAME": b"my ETHOSCOPE_001"})):
         with pytest.raises(DeviceError):
             mdns_device(name, ["169.254.3.9"], props)
+
+
+def _loaded_by(code: str) -> set:
+    done = subprocess.run(["/usr/bin/python3", "-c", code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_a_pass_loads_no_openssl():
+    """The node server speaks plain HTTP: libssl and libcrypto (~5 MB of a pass's memory) stay out."""
+    loaded = _loaded_by("import ethoscope_rsync.cli, ethoscope_rsync.runner, ethoscope_rsync.pool")
+    assert "ethoscope_rsync.discovery" in loaded and "http.client" in loaded
+    assert not loaded & {"ssl", "_ssl", "_hashlib"}, sorted(loaded & {"ssl", "_ssl", "_hashlib"})
+
+
+def test_the_daemon_keeps_https_for_its_webhooks():
+    """The daemon runs the alerts in its own process: its http.client must have HTTPS, whatever
+    the pass's discovery holds back."""
+    _loaded_by("import ethoscope_rsync.daemon, http.client, urllib.request, ssl\n"
+               "assert hasattr(http.client, 'HTTPSConnection') and hasattr(urllib.request, 'HTTPSHandler')")
+    _loaded_by("import ethoscope_rsync.discovery, ssl, http.client\n"
+               "assert ssl.OPENSSL_VERSION")                 # ssl itself stays importable after discovery
