@@ -247,6 +247,7 @@ def bulk_video(quick=False):
                 node_now.conf.write_text(node_now.conf.read_text().replace("[ssh]\n", "[ssh]\n" + ssh_keys))
                 if known_device:     # untimed: the first contact (the device has no results to copy)
                     run_cli(node_now, "--results-only")
+                os.sync()            # every timed run starts with nothing of an earlier one left to write back
                 result = run_cli(node_now, "-j", "1", *extra_args)
                 got = sum(p.stat().st_size for p in node_now.videos.rglob("*.h264"))
                 if got != total:
@@ -255,6 +256,7 @@ def bulk_video(quick=False):
                 shutil.rmtree(node_now.base, ignore_errors=True)
                 return
             argv = legacy if name == "legacy" else variants.get(name) or diagnostics[name]
+            os.sync()
             times[name].append(timed(argv))
             got = sum(p.stat().st_size for p in dest.rglob("*.h264"))
             if got != total:
