@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ethoscope_rsync import events as ev
 from ethoscope_rsync import forecast
-from ethoscope_rsync.model import DiskSample, History, Usage
+from ethoscope_rsync.history import DiskSample, History, Usage
 from ethoscope_rsync.status import StatusStore, read_json, save_history
 
 ROOT = Path(__file__).resolve().parents[1]

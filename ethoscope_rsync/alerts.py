@@ -26,7 +26,8 @@ import socket
 from ethoscope_rsync import forecast, notify
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.logs import log
-from ethoscope_rsync.model import ERROR, History, Status, is_stale, mapping, number, sequence
+from ethoscope_rsync.model import ERROR, Status, is_stale, mapping, number, sequence
+from ethoscope_rsync.history import History
 from ethoscope_rsync.status import load_history, load_status, pass_lock, read_json, write_json_atomic
 
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"

@@ -10,7 +10,8 @@ from pathlib import Path
 from ethoscope_rsync import forecast
 from ethoscope_rsync.humanize import format_days, human_size
 from ethoscope_rsync.logs import log
-from ethoscope_rsync.model import KINDS, DiskSample, Usage
+from ethoscope_rsync.model import KINDS
+from ethoscope_rsync.history import DiskSample, Usage
 from ethoscope_rsync.rsync import DB_RAW_DIR
 
 

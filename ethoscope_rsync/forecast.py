@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ethoscope_rsync.model import DiskSample
+from ethoscope_rsync.history import DiskSample
 
 DAY = 86400.0
 SPACING = 7200.0          # one kept sample every two hours (plus the newest) ...

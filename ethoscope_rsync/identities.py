@@ -16,7 +16,7 @@ import stat
 import tempfile
 from pathlib import Path
 
-from ethoscope_rsync.model import History
+from ethoscope_rsync.history import History
 
 _OLD_ALIAS_RE = re.compile(r"(ethoscope_\d{3,4})-[0-9a-f]{32}")
 

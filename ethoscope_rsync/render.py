@@ -22,7 +22,8 @@ import re
 
 from ethoscope_rsync import forecast
 from ethoscope_rsync.humanize import format_days, format_time, human_rate, human_size
-from ethoscope_rsync.model import KINDS, RUNNING, FileCopy, Inventory, Transfer
+from ethoscope_rsync.model import KINDS, RUNNING, FileCopy, Transfer
+from ethoscope_rsync.history import Inventory
 from ethoscope_rsync.render_page import render_html  # noqa: F401 (the web service's entry point)
 from ethoscope_rsync.views import DeviceView, View, last_backup_time, view
 

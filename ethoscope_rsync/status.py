@@ -19,9 +19,8 @@ from pathlib import Path
 
 from ethoscope_rsync import events as ev
 from ethoscope_rsync.exits import Busy
-from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, \
-    DatabaseRecord, DatabaseVerdict, DeviceHistory, DeviceRun, FileCopy, History, Inventory, Pass, PassSummary, Progress, \
-    Status, Transfer, last_seen
+from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
+from ethoscope_rsync.history import DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, last_seen
 
 KILLED_MESSAGE = "the previous pass ended before this device finished"
 

@@ -34,7 +34,8 @@ from ethoscope_rsync.devices import ID_RE, NAME_RE, Device, selected
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.logs import log
-from ethoscope_rsync.model import DAMAGED_LISTED, KINDS, Verification, mapping
+from ethoscope_rsync.model import DAMAGED_LISTED, KINDS, mapping
+from ethoscope_rsync.history import Verification
 from ethoscope_rsync.status import load_history, pass_lock, read_json, write_json_atomic
 
 HIDDEN_PREFIX = ".ethoscope-backup"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from ethoscope_rsync.model import COMPLETED, DeviceHistory, DeviceRun, History, Status, is_stale
+from ethoscope_rsync.model import COMPLETED, DeviceRun, Status, is_stale
+from ethoscope_rsync.history import DeviceHistory, History
 
 
 @dataclasses.dataclass(frozen=True)

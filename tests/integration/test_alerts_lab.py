@@ -7,7 +7,7 @@ import os
 import subprocess
 import time
 
-from ethoscope_rsync.model import DeviceHistory, DiskSample, History, Usage
+from ethoscope_rsync.history import DeviceHistory, DiskSample, History, Usage
 from ethoscope_rsync.status import save_history
 from tests.integration.runner_helpers import PYTHON, ROOT, Node
 from tests.listeners import Webhook, install_sendmail, mails

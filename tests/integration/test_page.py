@@ -7,7 +7,7 @@ import pytest
 
 from bench.status_fixture import NOW, long_history
 from ethoscope_rsync import render
-from ethoscope_rsync.model import Verification
+from ethoscope_rsync.history import Verification
 
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",

@@ -6,7 +6,8 @@ import pytest
 
 from ethoscope_rsync import alerts, render_alert
 from ethoscope_rsync.alerts import FAILED, FILLING, PASS_FAILED, STALE, Change, Condition
-from ethoscope_rsync.model import DeviceHistory, DeviceRun, DiskSample, History, Pass, PassSummary, Status, Usage
+from ethoscope_rsync.model import DeviceRun, Pass, Status
+from ethoscope_rsync.history import DeviceHistory, DiskSample, History, PassSummary, Usage
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -173,7 +174,7 @@ def test_webhook_document_and_journal_entries():
 
 def test_a_failed_verification_alerts_once_per_device_and_never_speaks_for_the_pass():
     from ethoscope_rsync.alerts import DAMAGED
-    from ethoscope_rsync.model import Verification
+    from ethoscope_rsync.history import Verification
     history = History(devices={A: device("ETHOSCOPE_004", ["completed"], NOW - 60)})
     history.devices[A].id = A
     checked = {A: Verification(at=NOW, files=10, damaged=[["videos/x.h264", "checksum mismatch"]], damaged_count=1),

@@ -4,7 +4,7 @@ import shlex
 
 from ethoscope_rsync import events as ev
 from ethoscope_rsync.devices import Device
-from ethoscope_rsync.model import DeviceHistory, History
+from ethoscope_rsync.history import DeviceHistory, History
 from ethoscope_rsync.render import status_document
 from ethoscope_rsync.rsync import AES_FIRST, CHACHA_FIRST
 from ethoscope_rsync.runner import choose_all_ciphers, node_has_aes

@@ -10,7 +10,7 @@ import pytest
 from ethoscope_rsync import forecast
 from ethoscope_rsync.config import load_config
 from ethoscope_rsync.disk import measure, record_usage, tree_bytes
-from ethoscope_rsync.model import DeviceHistory, DiskSample, History, Inventory, Usage
+from ethoscope_rsync.history import DeviceHistory, DiskSample, History, Inventory, Usage
 
 DAY, HOUR = 86400.0, 3600.0
 GB = 10 ** 9

@@ -3,7 +3,7 @@ import os
 
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id, pins, remove_host_keys, unpin
-from ethoscope_rsync.model import DeviceHistory, History
+from ethoscope_rsync.history import DeviceHistory, History
 from ethoscope_rsync.runner import known_identity
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32

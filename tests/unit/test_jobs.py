@@ -9,7 +9,7 @@ from ethoscope_rsync import events as ev
 from ethoscope_rsync.databases import pick_databases, signature
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.livedb import READY_PREFIX
-from ethoscope_rsync.model import DatabaseRecord
+from ethoscope_rsync.history import DatabaseRecord
 from ethoscope_rsync.probe import parse_probe
 from tests.unit.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
     file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)

@@ -6,7 +6,7 @@ import pytest
 
 from bench.status_fixture import NOW, build, disk_samples, example_pass, long_history
 from ethoscope_rsync import render, render_svg
-from ethoscope_rsync.model import PassSummary
+from ethoscope_rsync.history import PassSummary
 
 DAY = 86400.0
 

@@ -6,7 +6,8 @@ import pytest
 
 from bench.status_fixture import build, scripted_pass
 from ethoscope_rsync import events as ev
-from ethoscope_rsync.model import FILES_LISTED, PASSES_KEPT, History, Status
+from ethoscope_rsync.model import FILES_LISTED, PASSES_KEPT, Status
+from ethoscope_rsync.history import History
 from ethoscope_rsync.status import StatusStore, load_history, load_status, save_history, write_json_atomic
 
 ID = "0123456789abcdef0123456789abcdef"
@@ -234,7 +235,7 @@ def test_status_file_is_lean(tmp_path):
 
 def test_devices_not_seen_for_long_are_retired_and_stay_pinned(tmp_path):
     """Devices gone for [status] retire_after leave the published state, their pins stay."""
-    from ethoscope_rsync.model import DeviceHistory, PassSummary
+    from ethoscope_rsync.history import DeviceHistory, PassSummary
     from ethoscope_rsync.render import status_document
     day, NOW = 86400.0, 1.7e9
     old, never, gone_unpinned, recent = "a" * 32, "b" * 32, "c" * 32, "d" * 32

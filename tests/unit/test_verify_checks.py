@@ -13,7 +13,7 @@ import pytest
 
 from ethoscope_rsync import verify
 from ethoscope_rsync.config import load_config
-from ethoscope_rsync.model import DeviceHistory, History
+from ethoscope_rsync.history import DeviceHistory, History
 from ethoscope_rsync.status import save_history
 from ethoscope_rsync.verify import Item, check_database, check_sidecar, device_items, parse_md5
 
