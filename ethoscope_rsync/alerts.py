@@ -17,11 +17,17 @@ and compares them with the conditions it recorded last time (``alerts.json`` in 
 Only the differences are sent: a subject going from good to bad, or back. Comparing levels, not
 counting events, means a run that was missed or failed loses nothing: the next one sees the same
 difference. :func:`transitions` is that comparison, a pure function.
+
+A message that a channel did not take (the mail server down, the webhook answering 500) is kept in
+``alerts.json`` and tried again, on that channel only, by every later run for RETRY_FOR, oldest
+first and marked delayed; at most MAX_UNDELIVERED are kept. A channel that fails in a run is not
+tried again in that run, so a dead channel costs one ``[alert] timeout`` per run, not one per message.
 """
 from __future__ import annotations
 
 import dataclasses
 import socket
+import time
 
 from ethoscope_rsync import forecast, notify
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, Busy
@@ -32,6 +38,8 @@ from ethoscope_rsync.status import load_history, load_status, pass_lock, read_js
 
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
 PASS_UNIT = "ethoscope-backup.service"
+RETRY_FOR = 7 * 86400.0    # seconds an undelivered message is tried again (after every pass)
+MAX_UNDELIVERED = 20       # undelivered messages kept; the oldest are given up first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +172,19 @@ def transitions(state: dict, conditions: list) -> tuple:
     return changes, new
 
 
+@dataclasses.dataclass(frozen=True)
+class Undelivered:
+    """A message one channel did not take; `since` is its first attempt."""
+    channel: str
+    subject: str
+    text: str
+    document: dict
+    since: float
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
 # ------------------------------------------------------------------ the state file
 
 def read_state(data) -> dict:
@@ -176,8 +197,50 @@ def read_state(data) -> dict:
     return out
 
 
-def state_document(state: dict, now: float) -> dict:
-    return {"schema": 1, "updated": round(now, 3), "subjects": state}
+def read_undelivered(data, channels: tuple, now: float) -> tuple:
+    """alerts.json -> (messages to try again, messages given up: older than RETRY_FOR), oldest first.
+    Malformed entries, and those of a channel no longer configured, are dropped."""
+    keep, expired = [], []
+    for entry in sequence(mapping(data).get("undelivered")):
+        entry = mapping(entry)
+        message = Undelivered(str(entry.get("channel", "")), str(entry.get("subject", "")),
+                              str(entry.get("text", "")), mapping(entry.get("document")), number(entry.get("since")))
+        if message.channel in channels and message.subject and message.since > 0:
+            (keep if now - message.since < RETRY_FOR else expired).append(message)
+    return keep, expired
+
+
+def bounded(messages: list) -> tuple:
+    """(the newest MAX_UNDELIVERED of `messages`, the older ones given up)."""
+    cut = max(0, len(messages) - MAX_UNDELIVERED)
+    return messages[cut:], messages[:cut]
+
+
+def state_document(state: dict, now: float, undelivered: list = ()) -> dict:
+    return {"schema": 1, "updated": round(now, 3), "subjects": state,
+            "undelivered": [message.as_json() for message in undelivered]}
+
+
+def _give_up(messages: list, why: str) -> None:
+    for message in messages:
+        log.warning("alert given up (%s): %s by %s, first tried %s", why, message.subject, message.channel,
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(message.since)))
+
+
+def send_pending(config, pending: list) -> tuple:
+    """Try every undelivered message again on its channel, oldest first, marked delayed; a channel
+    that fails is not tried again in this run. Returns (still undelivered, channels that failed)."""
+    still, dead = [], set()
+    for message in pending:
+        if message.channel not in dead:
+            failed = notify.send(config, "(delayed) " + message.subject, message.text,
+                                 dict(message.document, delayed_since=message.since), only=(message.channel,))
+            if not failed:
+                log.info("alert delivered late by %s: %s", message.channel, message.subject)
+                continue
+            dead.add(message.channel)
+        still.append(message)
+    return still, dead
 
 
 # ------------------------------------------------------------------ the command
@@ -204,17 +267,26 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
         return EXIT_FAILED if notify.send(config, subject, text, document) else EXIT_OK
     try:
         with pass_lock(config.state_dir / "alerts.lock"):      # the pass's kind of flock, on a file of its own
-            previous = read_state(read_json(config.alerts_file))
+            recorded = read_json(config.alerts_file)
+            pending, expired = read_undelivered(recorded, notify.channels(config), now)
+            _give_up(expired, "undelivered for %d days" % (RETRY_FOR // 86400))
+            undelivered, dead = send_pending(config, pending)
             found = conditions(config, load_history(config.history_file), load_status(config.status_file),
                                monitor, now)
-            changes, state = transitions(previous, found)
+            changes, state = transitions(read_state(recorded), found)
             if changes:
                 url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
                 notify.journal(render_alert.journal_entries(changes, now))
                 subject = render_alert.subject_line(changes, node)
                 text = render_alert.body(changes, node, now, url)
-                notify.send(config, subject, text, render_alert.document(changes, node, now, subject, text))
-            write_json_atomic(config.alerts_file, state_document(state, now))
+                document = render_alert.document(changes, node, now, subject, text)
+                live = tuple(c for c in notify.channels(config) if c not in dead)
+                failed = set(notify.send(config, subject, text, document, only=live)) | dead
+                undelivered += [Undelivered(channel, subject, text, document, now)
+                                for channel in notify.channels(config) if channel in failed]
+            undelivered, dropped = bounded(undelivered)
+            _give_up(dropped, "more than %d undelivered" % MAX_UNDELIVERED)
+            write_json_atomic(config.alerts_file, state_document(state, now, undelivered))
     except Busy:
         log.info("another alert run is in progress; it sends what changed")
         return EXIT_OK

@@ -101,17 +101,28 @@ def webhook(url: str, document: dict, timeout: float) -> str:
         return f"{type(error).__name__}: {error}"[:200]
 
 
-def send(config, subject: str, body: str, document: dict) -> list:
-    """Mail and webhook, as configured; returns the failures (each also warned about)."""
-    failures = []
-    if config.mail_to:
-        problem = mail(config.mail_to, subject, body, config.alert_timeout)
+MAIL, WEBHOOK = "mail", "webhook"
+
+
+def channels(config) -> tuple:
+    """The channels besides the journal that `config` sets up."""
+    return tuple(name for name, wanted in ((MAIL, config.mail_to), (WEBHOOK, config.webhook)) if wanted)
+
+
+def send(config, subject: str, body: str, document: dict, only: tuple | None = None) -> dict:
+    """Mail and webhook, as configured (or those of them in `only`); returns {channel: what went
+    wrong} for the channels that failed, each also warned about."""
+    failures = {}
+    for channel in channels(config):
+        if only is not None and channel not in only:
+            continue
+        if channel == MAIL:
+            problem = mail(config.mail_to, subject, body, config.alert_timeout)
+            where = f"mail to {', '.join(config.mail_to)}"
+        else:
+            problem = webhook(config.webhook, document, config.alert_timeout)
+            where = f"webhook {urllib.parse.urlsplit(config.webhook).hostname}"
         if problem:
-            failures.append(f"mail to {', '.join(config.mail_to)}: {problem}")
-    if config.webhook:
-        problem = webhook(config.webhook, document, config.alert_timeout)
-        if problem:
-            failures.append(f"webhook {urllib.parse.urlsplit(config.webhook).hostname}: {problem}")
-    for failure in failures:
-        log.warning("alert not delivered: %s", failure)
+            failures[channel] = f"{where}: {problem}"
+            log.warning("alert not delivered: %s", failures[channel])
     return failures

@@ -80,5 +80,6 @@ def test_no_channel_works_is_a_warning_not_an_exception(tmp_path, monkeypatch):
     config = load_config(conf)
     monkeypatch.setattr(notify, "SMTP_PORT", port)
     failures = notify.send(config, "s", "b", {"text": "b"})
-    assert len(failures) == 2 and failures[0].startswith("mail to lab@example.org: ")
-    assert failures[1].startswith("webhook 127.0.0.1: ")
+    assert list(failures) == ["mail", "webhook"] and failures["mail"].startswith("mail to lab@example.org: ")
+    assert failures["webhook"].startswith("webhook 127.0.0.1: ")
+    assert list(notify.send(config, "s", "b", {"text": "b"}, only=("webhook",))) == ["webhook"]

@@ -113,3 +113,19 @@ def test_alert_test_message_and_a_broken_webhook_is_only_a_warning(make_lab, tmp
     assert node.run().returncode == 1
     p = alert(node, env)                          # the device's alert could not go out: still exit 0
     assert "alert not delivered: webhook" in p.stderr and "ALERT %s" % lab.devices[0].name in p.stderr
+    (pending,) = json.loads((node.state / "alerts.json").read_text())["undelivered"]
+    assert pending["channel"] == "webhook" and lab.devices[0].name in pending["subject"]
+
+    with Webhook(answer=(500, {})) as hook:       # the endpoint is back but failing: kept, tried once per run
+        node.conf.write_text(node.conf.read_text().replace("http://127.0.0.1:9/nothing-listens", hook.url))
+        p = alert(node, env)
+        assert len(hook.requests) == 1 and "alert not delivered: webhook 127.0.0.1: HTTP 500" in p.stderr
+        hook.answer = (204, {})                   # and working: the message arrives late, once
+        p = alert(node, env)
+        assert len(hook.requests) == 2 and "alert delivered late by webhook" in p.stderr
+        late = hook.documents()[1]
+        assert late["event"] == "alert" and late["delayed_since"] == pending["since"]
+        assert [c["name"] for c in late["changes"]] == [lab.devices[0].name]
+        alert(node, env)
+        assert len(hook.requests) == 2
+    assert json.loads((node.state / "alerts.json").read_text())["undelivered"] == []

@@ -130,6 +130,27 @@ def test_state_file_is_read_tolerantly():
     assert alerts.read_state(None) == {} and alerts.read_state([1]) == {}
 
 
+
+def test_undelivered_messages_round_trip_expire_and_follow_the_configured_channels():
+    kept = [alerts.Undelivered("mail", "PROBLEM: ETHOSCOPE_004", "text", {"event": "alert"}, NOW - DAY),
+            alerts.Undelivered("webhook", "PROBLEM: ETHOSCOPE_004", "text", {"event": "alert"}, NOW - DAY)]
+    old = alerts.Undelivered("webhook", "PROBLEM: ETHOSCOPE_002", "t", {}, NOW - alerts.RETRY_FOR - 1)
+    doc = json.loads(json.dumps(alerts.state_document({}, NOW, kept + [old])))
+    assert alerts.read_undelivered(doc, ("mail", "webhook"), NOW) == (kept, [old])
+    assert alerts.read_undelivered(doc, ("webhook",), NOW) == (kept[1:], [old])     # mail no longer set up
+    junk = {"undelivered": [1, "x", {"channel": "mail"}, {"channel": "mail", "subject": "s", "since": "soon"},
+                            {"channel": "sms", "subject": "s", "since": NOW}]}
+    assert alerts.read_undelivered(junk, ("mail", "webhook"), NOW) == ([], [])
+    assert alerts.read_undelivered(None, ("mail",), NOW) == ([], [])
+
+
+def test_at_most_max_undelivered_are_kept_the_oldest_given_up():
+    many = [alerts.Undelivered("mail", f"s{i}", "t", {}, NOW + i) for i in range(alerts.MAX_UNDELIVERED + 3)]
+    kept, dropped = alerts.bounded(many)
+    assert kept == many[3:] and dropped == many[:3]
+    assert alerts.bounded(many[:2]) == (many[:2], [])
+
+
 # ---------------------------------------------------------------- the words
 
 def failing(name="ETHOSCOPE_004", detail="ssh: connect to host 169.254.9.4 port 22: Connection timed out"):
