@@ -42,6 +42,13 @@ def printable(text, limit: int | None = None) -> str:
     return "".join(out)
 
 
+def one_line(text: str) -> str:
+    """Text from a device for the status and messages: its control characters, separators and
+    undecodable bytes escaped like :func:`printable` does, its backslashes left as they are (rsync
+    writes its own escapes with them)."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else _escape(c) for c in text)
+
+
 class _Printable(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = printable(record.getMessage()), None

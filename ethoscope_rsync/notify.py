@@ -43,7 +43,13 @@ def _sendmail_path() -> str | None:
     return shutil.which("sendmail") or (SENDMAIL if shutil.which(SENDMAIL) else None)
 
 
+def _utf8(text: str) -> str:
+    """Bytes a device sent that are not UTF-8 (kept as surrogates) as \\udcXX: they cannot be sent."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def mail_message(addresses: tuple, subject: str, body: str) -> email.message.EmailMessage:
+    subject, body = _utf8(subject), _utf8(body)
     message = email.message.EmailMessage()
     message["To"] = ", ".join(addresses)
     message["Subject"] = " ".join(subject.split())[:200]     # one line, whatever a device named itself
@@ -83,7 +89,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 
 def webhook(url: str, document: dict, timeout: float) -> str:
     """POST `document` as JSON to `url`; '' on a 2xx answer, else what went wrong."""
-    body = json.dumps(document, ensure_ascii=False).encode()
+    body = json.dumps(document, ensure_ascii=False).encode("utf-8", "backslashreplace")
     if len(body) > MAX_BODY:
         raise ValueError(f"webhook document of {len(body)} bytes")
     request = urllib.request.Request(url, data=body, method="POST", headers={

@@ -9,6 +9,7 @@ pass ends.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import json
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from ethoscope_rsync import events as ev
 from ethoscope_rsync.exits import Busy
+from ethoscope_rsync.logs import one_line
 from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
 from ethoscope_rsync.history import DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, last_seen
 
@@ -102,6 +104,7 @@ class StatusStore:
         self.history = history
         self.kinds = {"unified": KINDS, "results": ("results",), "videos": ("videos",)}[what]
         self._written = -float("inf")
+        self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
         if previous is not None:
             self._settle(previous)
         self.status = Status(run=Pass(pid=pid, started=clock(), outcome="running", what=what,
@@ -134,8 +137,10 @@ class StatusStore:
         handler = self._HANDLERS.get(type(event))
         if handler is None:
             raise TypeError(f"not a status event: {event!r}")
-        device = self.status.devices.get(event.key)
+        device = self.status.devices.get(self._renamed.get(event.key, event.key))
         if device is not None:
+            if isinstance(getattr(event, "message", None), str):     # words from a device: one printable line
+                event = dataclasses.replace(event, message=one_line(event.message))
             handler(self, device, event)
 
     def _started(self, device: DeviceRun, event: ev.Started) -> None:
@@ -152,7 +157,8 @@ class StatusStore:
         name until now is keyed by its machine id from here on."""
         old = device.key
         device.id = event.machine_id
-        if old != device.key:
+        if old != device.key:      # the job's later attempts may still use the old key: it stays valid
+            self._renamed[old] = device.key
             self.status.devices = {(device.key if k == old else k): d for k, d in self.status.devices.items()}
             earlier = self.history.devices.pop(old, None)
             entry = self._history_of(device.key, device)

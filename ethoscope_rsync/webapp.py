@@ -28,6 +28,8 @@ from .snapshot import Documents, StatusUnavailable, dumps, prepare
 JSON_TYPE = "application/json"
 METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 HTML_TYPE = "text/html; charset=utf-8"
+# a file name a device sent may hold bytes that are not UTF-8 (kept as surrogates): shown as \udcXX
+TEXT_ERRORS = "backslashreplace"
 ALLOW = "GET, HEAD, OPTIONS"
 MAX_TARGET = 8192       # path + query; the connection gate already refuses longer request lines
 
@@ -138,13 +140,14 @@ class StatusApp:
 
     def _html(self, status, history, now):
         return prepare(render.render_html(status, history, now, self.stale_after,
-                                           horizon_days=self.horizon_days).encode(), HTML_TYPE)
+                                           horizon_days=self.horizon_days).encode(errors=TEXT_ERRORS), HTML_TYPE)
 
     def _status(self, status, history, now):
         return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        return prepare(render.render_metrics(status, history, now, self.stale_after, self.horizon_days).encode(), METRICS_TYPE)
+        return prepare(render.render_metrics(status, history, now, self.stale_after, self.horizon_days).encode(errors=TEXT_ERRORS),
+                       METRICS_TYPE)
 
     def _directory(self, status, history, now):
         """The devices' ids and names (for ``find_device``), from the /status document's shape."""

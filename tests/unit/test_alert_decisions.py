@@ -210,3 +210,11 @@ def test_a_failed_verification_alerts_once_per_device_and_never_speaks_for_the_p
     assert alerts.pass_condition(Status(run=Pass(pid=1, outcome="success")), verify_failed, NOW).problem is None
     text = render_alert.describe(Change(found["damaged:" + A], False, DAMAGED, NOW), NOW)
     assert "damaged copies found by verify" in text and "VERIFY_RESULT=damaged" in text
+
+
+def test_a_message_with_bytes_a_device_sent_that_are_not_utf8_can_still_be_sent():
+    from ethoscope_rsync import notify
+    change = failing(detail="rsync: \udcff\udcfe: No such file")
+    text = render_alert.body([change], "node", NOW, "http://node:8093/")
+    mail = bytes(notify.mail_message(("lab@example.org",), "PROBLEM: \udcff", text))
+    assert b"\\udcff" in mail and b"\xff" not in mail

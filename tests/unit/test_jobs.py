@@ -9,7 +9,9 @@ from ethoscope_rsync import events as ev
 from ethoscope_rsync.databases import pick_databases, signature
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.livedb import READY_PREFIX
-from ethoscope_rsync.history import DatabaseRecord
+from ethoscope_rsync.history import DatabaseRecord, History
+from ethoscope_rsync.model import ERROR
+from ethoscope_rsync.status import StatusStore
 from ethoscope_rsync.probe import parse_probe
 from tests.unit.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
     file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
@@ -77,6 +79,23 @@ def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
     assert sent[0] == ev.Started("ETHOSCOPE_004", 1, sent[0].at)
     assert sent[1] == ev.Contacted("ETHOSCOPE_004", MID, True)
     assert {e.key for e in sent[2:]} == {MID}
+
+
+def test_a_device_from_the_config_failing_after_first_contact_ends_failed_in_the_status(config, tmp_path):
+    """Its later attempts and its end still carry the key it started with: the store follows the
+    rename, so the device is never left "running" and its failure reaches the history."""
+    static = Device(name="ETHOSCOPE_004", address="169.254.9.4", source="config")
+    lost = Step(code=12, stderr="rsync: connection unexpectedly closed (0 bytes received so far) [Receiver]\n")
+    result, sent, _ = run_job(config, FakeProcesses({"results:skip": [lost]}), device=static)
+    assert not result.ok and [e.key for e in sent if isinstance(e, ev.Finished)] == ["ETHOSCOPE_004"]
+    store = StatusStore(tmp_path / "status.json", History(), pid=1, what="unified", interval=60)
+    store.add_device("", "ETHOSCOPE_004", "169.254.9.4")
+    for event in sent:
+        store.apply(event)
+    (key, device), = store.status.devices.items()
+    assert key == MID and device.state == ERROR and device.attempts == 3 and "connection unexpectedly" in device.error
+    assert store.status.run.devices_done == 1 and store.status.run.devices_failed == 1
+    assert store.history.devices[MID].last_outcome == ERROR and "connection unexpectedly" in store.history.devices[MID].last_error
 
 
 def test_unchanged_verified_databases_are_neither_held_nor_copied(config):

@@ -301,3 +301,30 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
                                                     "events", "daemon")}
     heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "ssl", "_hashlib"}
     assert not loaded & (backup_pass | heavy), sorted(loaded & (backup_pass | heavy))
+
+
+def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_path):
+    """A device's stderr and file names are decoded with surrogateescape: its bytes that are not
+    UTF-8 and its terminal escapes reach every document escaped, and the page still renders."""
+    from ethoscope_rsync import events as ev
+    from ethoscope_rsync.history import History
+    from ethoscope_rsync.status import StatusStore, save_history
+    mid = "a" * 32
+    odd = f"{mid}/ETHOSCOPE_004/ts/\udcff\x1b[2J.h264"
+    store = StatusStore(tmp_path / "status.json", History(), pid=1, what="unified", interval=0, clock=lambda: NOW)
+    store.add_device(mid, "ETHOSCOPE_004", "169.254.1.4")
+    store.apply(ev.Started(mid, 1, NOW))
+    store.apply(ev.FileReceived(mid, "videos", odd, 10, 10, NOW, NOW + 1))
+    store.apply(ev.Listed(mid, "videos", ((odd, 10),)))
+    store.apply(ev.Finished(mid, False, "ssh: \udcff\udcfe\x1b]0;owned\x07 refused\nsecond line", NOW + 2))
+    assert store.status.devices[mid].error == "ssh: \\udcff\\udcfe\\x1b]0;owned\\x07 refused\\x0asecond line"
+    store.finish("failed", "1 failed", completed=False)
+    store.write()
+    save_history(tmp_path / "history.json", store.history)
+    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3)
+    for path, query in (("/", "format=html"), ("/metrics", ""), ("/status", ""), ("/", "")):
+        answer = get(app, path, query)
+        assert answer.status == 200, (path, answer.status)
+        assert b"\x1b" not in answer.body and b"\xff" not in answer.body
+    page = get(app, "/", "format=html").body.decode()
+    assert "\\udcff\\udcfe" in page and "refused" in page
