@@ -93,11 +93,30 @@ def remove_leftovers(dest_db: Path) -> None:
                 continue
 
 
-def _recover_one(job, device, path: str, sign: list, check_timeout: float) -> livedb.Verdict:
-    """Recover one database into place within `check_timeout` seconds; report it."""
+def not_copied(problems: list, paths) -> dict:
+    """Of `paths` (databases under the results root), those that rsync's problem lines of the raw
+    copy name (the database or its -wal: unreadable, an I/O error) -> the first such line."""
+    found = {}
+    for path in paths:
+        for line in problems:
+            if f'/{path}"' in line or f'/{path}-wal"' in line:
+                found[path] = line
+                break
+    return found
+
+
+def _recover_one(job, device, path: str, sign: list, check_timeout: float, failed_copy: str) -> livedb.Verdict:
+    """Recover one database into place within `check_timeout` seconds; report it. `failed_copy`:
+    rsync's line if its raw copy failed in this attempt (then the raw mirror may be an older copy)."""
     config = job.config
     destination = config.destination("results")
     raw_db = raw_root(config, device) / path
+    if failed_copy:              # never recover an older raw copy as if it were the device's current one
+        verdict = livedb.Verdict(False, 0, "not copied from the device: " + failed_copy, False)
+        job.events.put(events.DatabaseChecked(device.key, path, "kept previous copy", 0, verdict.message, False, ()))
+        log.warning("%s: database %s not copied: %s", device.name, os.path.basename(path), failed_copy,
+                    extra=dict(device_fields(device), DATABASE=path))
+        return verdict
     if not raw_db.is_file():     # gone from the device before it could be copied: nothing to take
         return livedb.Verdict(True, 0, "gone from the device", False)
     wal = raw_db.with_name(raw_db.name + "-wal")
@@ -129,18 +148,20 @@ def _recover_one(job, device, path: str, sign: list, check_timeout: float) -> li
     return verdict
 
 
-def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: float) -> tuple:
+def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: float, copy_problems=()) -> tuple:
     """Recover every database of `work`, each within [transfer] database_check_timeout (and what is
     left of the device's time) -> (reasons of those not verified, stopped early, whether another
-    attempt in this pass could help: not when every failure was a database past its limits)."""
+    attempt in this pass could help: not when every failure was a database past its limits).
+    `copy_problems`: rsync's problem lines of the raw copy; a database they name is not verified."""
     known = job.known.get(device.key, {})
+    failed_copies = not_copied(list(copy_problems), work.recover)
     unverified, transient = [], False
     for path in work.recover:
         if time.monotonic() > deadline or job.stop.is_set():
             return unverified, True, True
         sign = signature(on_device[path]) if path in on_device else known[path].signature
         allowed = min(job.config.database_check_timeout, max(1.0, deadline - time.monotonic()))
-        verdict = _recover_one(job, device, path, sign, allowed)
+        verdict = _recover_one(job, device, path, sign, allowed, failed_copies.get(path, ""))
         if not verdict.ok:
             unverified.append(f"{path}: {verdict.message}")
             transient = transient or not verdict.over_limits

@@ -254,9 +254,8 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         remove_orphan_partials(destination, tree.files)
     on_device = found.databases(folder)
     work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
-    if work.copy:
-        _hold_and_copy(job, device, folder, work, deadline)
-    unverified, stopped, transient = recover_all(job, device, work, on_device, deadline)
+    raw_problems = _hold_and_copy(job, device, folder, work, deadline).problems if work.copy else []
+    unverified, stopped, transient = recover_all(job, device, work, on_device, deadline, raw_problems)
     if stopped:
         raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
     prune_raw(raw_root(config, device), work.finished)
@@ -271,7 +270,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         raise TransferFailed(Outcome(False, transient, "database copy not verified"),
                              f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
                              + "; ".join(unverified)[:300])
-    return tree.problems
+    return tree.problems + raw_problems
 
 
 def _check_space(config: Config, kinds) -> None:

@@ -211,6 +211,21 @@ def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
     assert {(e.verdict, e.ok) for e in checked} == {("kept previous copy", False)}
 
 
+def test_a_database_the_device_cannot_read_is_not_verified_and_an_older_raw_copy_is_not_taken(config):
+    """An I/O error on the SD card while the raw copy reads a database: the device fails naming it,
+    and the raw mirror's copy from an earlier pass is never recovered as the device's current one."""
+    old_raw = raw_copy(config, rows=5)
+    old_raw()                                     # what an earlier pass left in the raw mirror
+    error = f'rsync: [sender] read errors mapping "/ethoscope_data/results/{DB}": Input/output error (5)\n'
+    fake = FakeProcesses({"results:raw": [Step(code=23, stderr=error + "rsync error: some files (code 23)\n")]},
+                         probe=[Step((probe_answer(LIVE[:1]),))])
+    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    assert not result.ok and "not copied from the device: results: rsync: [sender] read errors mapping" in result.message
+    checked = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    assert checked and {(e.path, e.ok, e.signature) for e in checked} == {(DB, False, ())}
+    assert not (config.results_dir / DB).exists()
+
+
 def test_a_database_past_the_limits_fails_the_device_without_retry(config):
     """A crafted database is "not verified" at once; trying again in this pass cannot help."""
     from tests.lab.crafted import craft
