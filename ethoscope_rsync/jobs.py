@@ -25,6 +25,7 @@ from ethoscope_rsync.databases import DatabaseWork, pick_databases, prune_raw, r
 from ethoscope_rsync.devices import Device
 from ethoscope_rsync.disk import disk_full_message, free_space_problem
 from ethoscope_rsync.humanize import human_size
+from ethoscope_rsync.identities import forget_hint
 from ethoscope_rsync.logs import device_fields, log
 from ethoscope_rsync.rsync import PARTIAL_DIR, Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
     make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
@@ -52,6 +53,7 @@ class Job:
     processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
     ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
+    owners: dict = dataclasses.field(default_factory=dict)   # machine id -> name: pinned, or claimed in this pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,9 +291,17 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
         raise TransferFailed(Outcome(False, False, "no machine id"),
                              "the device has no valid /etc/machine-id: its own folder is unknown")
     if device.id and found.machine_id != device.id:
+        claimant = {"node": "the node server says", "mdns": "its mDNS announcement says"}.get(
+            device.source, "the machine id pinned at its first contact is")
         raise TransferFailed(Outcome(False, False, "machine id mismatch"),
                              f"the device at {device.address} says its machine id is {found.machine_id}, "
-                             f"the node server says {device.id}: not backed up")
+                             f"{claimant} {device.id}: not backed up")
+    owner = job.owners.get(found.machine_id, device.name)
+    if owner != device.name:     # a [devices] entry at its first contact, answering with another's identity
+        raise TransferFailed(Outcome(False, False, "machine id of another device"),
+                             f"the device at {device.address} says its machine id is {found.machine_id}, "
+                             f"which is {owner}'s: not backed up (correct the [devices] entry; "
+                             f"{forget_hint(owner)})")
     job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
     device = dataclasses.replace(device, id=found.machine_id)
     folder = device.id

@@ -27,7 +27,7 @@ from ethoscope_rsync.model import ERROR, is_stale
 from ethoscope_rsync.pool import run_pool, share_bandwidth
 from ethoscope_rsync.probe import has_aes
 from ethoscope_rsync.rsync import HIDDEN, choose_ciphers
-from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id
+from ethoscope_rsync.identities import add_name_aliases, check_claims, pinned_id, pins
 from ethoscope_rsync.status import StatusStore, load_history, load_status, pass_lock, save_history
 from ethoscope_rsync.verify import load_verifications
 
@@ -184,7 +184,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
-                         if d.key in store.history.devices}, ciphers=ciphers)
+                         if d.key in store.history.devices}, ciphers=ciphers,
+                  owners={**pins(store.history), **{d.id: d.name for d in devices if d.id}})
         return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
                             terminal)
     finally:

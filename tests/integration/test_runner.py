@@ -220,3 +220,10 @@ def test_static_devices_without_a_node_server(lab, node):
     second = node.run()
     assert second.returncode == 0, second.stderr
     assert set(node.status()["devices"]) == {first.id} and node.status()["run"]["files_received"] == 0
+    # a [devices] typo: another name at the address of the device pinned above is refused, and the
+    # pin (name <-> machine id <-> host key) stays the first device's
+    node.conf.write_text(text + f"[devices]\nETHOSCOPE_777 = {first.ip}\n")
+    typo = node.run()
+    assert typo.returncode == 1 and f"which is {first.name}'s: not backed up" in typo.stderr, typo.stderr
+    history = json.loads((node.state / "history.json").read_text())
+    assert history["devices"][first.id]["name"] == first.name

@@ -122,9 +122,10 @@ def config(tmp_path):
     return load_config(conf)
 
 
-def run_job(config, processes, stop=None, known=None, device=DEVICE, ciphers=None):
+def run_job(config, processes, stop=None, known=None, device=DEVICE, ciphers=None, owners=None):
     job = Job(config=config, key="/k", bwlimit_kib=0, stamp="S", control_dir="/c", events=queue.Queue(),
-              stop=stop or RecordingStop(), processes=processes, known={MID: known or {}}, ciphers=ciphers or {})
+              stop=stop or RecordingStop(), processes=processes, known={MID: known or {}}, ciphers=ciphers or {},
+              owners=owners or {})
     result = backup_device(job, device)
     sent = []
     while not job.events.empty():

@@ -81,6 +81,21 @@ def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
     assert {e.key for e in sent[2:]} == {MID}
 
 
+def test_a_device_from_the_config_answering_with_another_device_s_identity_is_refused(config):
+    """A [devices] typo (or an impostor) puts ETHOSCOPE_005 at the address of ETHOSCOPE_004, whose
+    machine id is pinned: nothing is copied into 004's folder and 004's pin is not renamed."""
+    typo = Device(name="ETHOSCOPE_005", address="169.254.9.4", source="config")
+    fake = FakeProcesses({})
+    result, sent, stop = run_job(config, fake, device=typo, owners={MID: "ETHOSCOPE_004"})
+    assert not result.ok and fake.calls == ["probe", "ssh -O exit"] and stop.waits == []
+    assert result.message == (f"the device at 169.254.9.4 says its machine id is {MID}, which is ETHOSCOPE_004's: "
+                              "not backed up (correct the [devices] entry; if ETHOSCOPE_004's SD card was "
+                              "replaced, run: ethoscope-backup forget-host ETHOSCOPE_004)")
+    assert not any(isinstance(e, ev.Contacted) for e in sent)
+    result, _, _ = run_job(config, FakeProcesses({}), device=typo, owners={MID: "ETHOSCOPE_005"})
+    assert result.ok
+
+
 def test_a_device_from_the_config_failing_after_first_contact_ends_failed_in_the_status(config, tmp_path):
     """Its later attempts and its end still carry the key it started with: the store follows the
     rename, so the device is never left "running" and its failure reaches the history."""
