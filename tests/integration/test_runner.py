@@ -1,5 +1,7 @@
 """`ethoscope-backup run` against real sshd/rsync on simulated ethoscopes (tests/lab)."""
 import json
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -179,7 +181,10 @@ def test_systemd_notifications_and_stale_warning(lab, node):
     import socket
     import subprocess
     from tests.integration.runner_helpers import PYTHON, ROOT
-    path = node.base / "notify.sock"
+    # where systemd's own socket is (/run/systemd/notify): a socket's path must stay under 108 bytes,
+    # whatever TMPDIR the tests run with
+    short = Path(tempfile.mkdtemp(prefix="notify-", dir="/run"))
+    path = short / "sock"
     node.conf.write_text(node.conf.read_text().replace("[ssh]\n", "[ssh]\nconnect_timeout = 2\n")
                          .replace("retry_delay = 0.5\n", "retry_delay = 0.5\nretries = 0\n"))
     messages = []
@@ -197,6 +202,7 @@ def test_systemd_notifications_and_stale_warning(lab, node):
                 if pass_.poll() is not None:
                     messages.append("(end)")
         _, stderr = pass_.communicate(timeout=60)
+    shutil.rmtree(short)
     result = subprocess.CompletedProcess(pass_.args, pass_.returncode, "", stderr)
     assert result.returncode == 1
     assert any(m.startswith("STATUS=") and "devices done" in m for m in messages), messages
