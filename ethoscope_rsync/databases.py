@@ -126,7 +126,7 @@ def _recover_one(job, device, path: str, sign: list, check_timeout: float, faile
         kept = keep_aside(destination, job.stamp, path) if config.safe else None
         remove_leftovers(destination / path)
         verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / path,
-                                          check_timeout=check_timeout)
+                                          check_timeout=check_timeout, stop=job.stop)
         if kept is not None and not verdict.replaced:
             kept.unlink()
         size = (destination / path).stat().st_size if verdict.replaced else 0
@@ -162,6 +162,8 @@ def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: floa
         sign = signature(on_device[path]) if path in on_device else known[path].signature
         allowed = min(job.config.database_check_timeout, max(1.0, deadline - time.monotonic()))
         verdict = _recover_one(job, device, path, sign, allowed, failed_copies.get(path, ""))
+        if job.stop.is_set():     # interrupted: the node keeps its copy, the next pass takes it again
+            return unverified + ([] if verdict.ok else [f"{path}: {verdict.message}"]), True, True
         if not verdict.ok:
             unverified.append(f"{path}: {verdict.message}")
             transient = transient or not verdict.over_limits

@@ -92,13 +92,18 @@ def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, resu
     return f"{outcome.label}: {line[:200]}" if not outcome.ok and line else outcome.label
 
 
+def _stopped(job: Job) -> tuple:
+    """(Outcome, message) of a job that a stop request or its time budget ended."""
+    if job.stop.is_set():
+        return Outcome(False, False, "interrupted"), "interrupted by a stop request"
+    return (Outcome(False, False, "device time budget exhausted"),
+            f"gave up after [transfer] device_timeout={job.config.device_timeout}s")
+
+
 def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
     """(Outcome, message) of a finished process of the job."""
-    if result.interrupted:
-        return Outcome(False, False, "interrupted"), "interrupted by a stop request"
-    if result.timed_out:
-        return (Outcome(False, False, "device time budget exhausted"),
-                f"gave up after [transfer] device_timeout={job.config.device_timeout}s")
+    if result.interrupted or result.timed_out:
+        return _stopped(job)
     outcome = classify_exit(result.returncode, result.stderr)
     return outcome, _failure_message(job, device, kind, outcome, result)
 
@@ -259,7 +264,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     raw_problems = _hold_and_copy(job, device, folder, work, deadline).problems if work.copy else []
     unverified, stopped, transient = recover_all(job, device, work, on_device, deadline, raw_problems)
     if stopped:
-        raise TransferFailed(Outcome(False, False, "stopped"), "stopped before all databases were verified")
+        raise TransferFailed(*_stopped(job))
     prune_raw(raw_root(config, device), work.finished)
     databases = {}
     for path in on_device:

@@ -267,14 +267,16 @@ def _same_content(a: Path, b: Path) -> bool:
 
 
 def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
-                     previous_rows: Optional[int] = None, check_timeout: float = CHECK_TIMEOUT) -> Verdict:
+                     previous_rows: Optional[int] = None, check_timeout: float = CHECK_TIMEOUT,
+                     stop=None) -> Verdict:
     """Rebuild dest_db from a raw .db (+ -wal) copy; replace it atomically only if sound and not older.
 
     The raw files are only read. Work happens in a hidden temp file beside dest_db (same filesystem)
     which is removed on any failure, leaving dest_db untouched. Every SQLite file is opened as a
-    device's (untrusted_sqlite), and all of it together may take `check_timeout` seconds.
+    device's (untrusted_sqlite), and all of it together may take `check_timeout` seconds; `stop`
+    (a threading.Event) set interrupts it at once (the pass is being stopped).
     """
-    budget = untrusted_sqlite.Budget(check_timeout)
+    budget = untrusted_sqlite.Budget(check_timeout, stop=stop)
     raw_db, dest_db = Path(raw_db), Path(dest_db)
     raw_wal = Path(raw_wal) if raw_wal is not None else None
     dest_db.parent.mkdir(parents=True, exist_ok=True)
@@ -329,6 +331,8 @@ def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
         _fsync(dest_db.parent, directory=True)
         return Verdict(True, rows, "recovered %d rows" % rows, True)
     except (sqlite3.Error, MemoryError) as e:      # MemoryError: SQLite's own, past its heap limit
+        if stop is not None and stop.is_set() and not budget.expired:
+            return Verdict(False, 0, "stopped before it was verified", False)
         why = untrusted_sqlite.over_limits(e, budget)
         if why:
             return Verdict(False, 0, "not verified: " + why, False, over_limits=True)

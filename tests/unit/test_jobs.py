@@ -188,6 +188,18 @@ def test_a_stop_request_ends_the_job_without_retry(config):
     assert not result.ok and fake.calls.count("videos") == 1 and stop.waits == []
 
 
+def test_a_stop_request_during_the_databases_keeps_the_node_s_copies_and_says_so(config):
+    stop = RecordingStop()
+    copy = raw_copy(config, rows=5)
+    fake = FakeProcesses({"results:raw": [Step((file_line(">f+++++++++", 8192, DB),),
+                                               effect=lambda: (copy(), stop.set()))]},
+                         probe=[Step((probe_answer(LIVE[:1]),))])
+    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake, stop)
+    assert not result.ok and result.message == "interrupted by a stop request" and stop.waits == []
+    assert not (config.results_dir / DB).exists()
+    assert not any(isinstance(e, ev.DatabaseChecked) and e.ok for e in sent)
+
+
 def test_no_room_means_no_transfer(config):
     result, _, _ = run_job(dataclasses.replace(config, min_free_bytes=1 << 62), fake := FakeProcesses({}))
     assert not result.ok and "not enough free space" in result.message

@@ -50,6 +50,21 @@ def test_recover_pair(tmp_path):
     assert v2.ok and not v2.replaced and (dest.stat().st_mtime_ns, dest.stat().st_ino) == before
 
 
+def test_a_stop_request_interrupts_a_recovery_and_leaves_the_copy_in_place(tmp_path):
+    """systemctl stop during a long integrity check: it ends at SQLite's next progress callback
+    (not after [transfer] database_check_timeout), the node's copy untouched, no temp file left."""
+    import threading
+    raw_db, raw_wal = make_pair(tmp_path, 400)
+    dest = tmp_path / "node" / "dev.db"
+    dest.parent.mkdir()
+    dest.write_bytes(b"the node's copy")
+    stop = threading.Event()
+    stop.set()
+    v = livedb.recover_database(raw_db, raw_wal, dest, check_timeout=3600, stop=stop)
+    assert v == livedb.Verdict(False, 0, "stopped before it was verified", False)
+    assert dest.read_bytes() == b"the node's copy" and os.listdir(dest.parent) == ["dev.db"]
+
+
 def test_torn_wal_recovers_consistent_prefix(tmp_path):
     raw_db, raw_wal = make_pair(tmp_path, 60)
     size = raw_wal.stat().st_size
