@@ -249,8 +249,13 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
         log.info("not seen for more than [status] retire_after=%.0fs, no longer shown (their identities stay "
                  "pinned): %s", config.retire_after, ", ".join(retired))
     store.finish(outcome, message, completed=completed)
-    store.write()
-    save_history(config.history_file, store.history)
+    for what, write in (("history", lambda: save_history(config.history_file, store.history)),
+                        ("status", store.write)):      # one failing (a full disk) never loses the other
+        try:
+            write()
+        except OSError as error:
+            log.error("cannot write the %s: %s: %s", what, error.strerror or error, error.filename or "")
+            code = code if code != EXIT_OK else EXIT_FAILED
     summary = _summary(store)
     notifier.status(f"{outcome}: {summary}")
     failed = code != EXIT_OK and store.status.run.devices_total > 0   # else the cause was logged already
