@@ -9,7 +9,8 @@
 
 Everything under a destination came from a device and is treated as hostile: only regular files
 are read (symbolic links are never followed), each device's walk stays in its own
-``<machine id>/`` folder, our hidden ``.ethoscope-backup*`` folders are skipped, a sidecar is read
+``<machine id>/`` folder, our hidden ``.ethoscope-backup*`` folders and hidden files (a pass's
+temporary ones) are skipped, a file gone between listing and looking is not damage, a sidecar is read
 for at most 64 KiB. A file that changes while it is hashed (a pass replaced it) is checked again
 next time, not reported.
 
@@ -163,10 +164,15 @@ def device_items(roots: dict, machine_id: str, since: float) -> list:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                     continue
-                if not entry.is_file(follow_symlinks=False):
+                # hidden files are a pass's temporary ones (rsync's .NAME.XXXXXX, a recovery's
+                # .NAME.recover-*): never checked, and they may be gone by now
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                     continue
                 shown = f"{kind}/{os.path.relpath(entry.path, root)}"
-                stat = entry.stat(follow_symlinks=False)
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except OSError:         # gone since the folder was listed (no lock is shared with a pass)
+                    continue
                 if since and stat.st_mtime < since:
                     continue
                 if entry.name.endswith(".md5"):

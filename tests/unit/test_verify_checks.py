@@ -206,3 +206,35 @@ def test_a_crafted_database_costs_verify_nothing(tmp_path):
     slow = craft(tmp_path / "slow.db", Owner, "2024-03-01_09-00-00", "cpu", "generated", rows=100_000)
     assert check_database(str(slow), threading.Event(), deadline=1.0) == "integrity_check did not finish within 1s"
     assert time.process_time() - started < 5
+
+
+def test_files_that_vanish_while_the_walk_plans_are_no_damage(tmp_path, monkeypatch):
+    """verify shares no lock with a pass: rsync's temporary ``.NAME.XXXXXX`` and a recovery's
+    ``.x.db.recover-*`` files come and go between listing a folder and looking at a file. Planning
+    goes on (such files are never checked), and a file that vanished is simply not checked."""
+    folder = tmp_path / "results" / MID / "ETHOSCOPE_001" / "ts"
+    kept = make_db(folder / "x.db")
+    gone = [write(folder / ".y.db.AbC123", b"rsync's temporary file"),
+            write(folder / ".x.db.recover-1-2", b"a recovery's temporary file"),
+            make_db(folder / "z.db")]
+    real = os.scandir
+
+    class ThenRemoved:
+        """The real listing, after which the pass removes its files (the fault to inject)."""
+
+        def __init__(self, path):
+            self.path, self.listing = path, real(path)
+
+        def __enter__(self):
+            return self.listing.__enter__()
+
+        def __exit__(self, *exc):
+            self.listing.__exit__(*exc)
+            if self.path == str(folder):
+                for path in gone:
+                    path.unlink()
+
+    monkeypatch.setattr(verify.os, "scandir", ThenRemoved)
+    items = device_items({"results": str(tmp_path / "results")}, MID, since=0)
+    assert [(i.shown, i.check) for i in items] == [(f"results/{MID}/ETHOSCOPE_001/ts/x.db", "database")]
+    assert items[0].size == kept.stat().st_size
