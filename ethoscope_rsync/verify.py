@@ -12,7 +12,8 @@ are read (symbolic links are never followed), each device's walk stays in its ow
 ``<machine id>/`` folder, our hidden ``.ethoscope-backup*`` folders and hidden files (a pass's
 temporary ones) are skipped, a file gone between listing and looking is not damage, a sidecar is read
 for at most 64 KiB. A file that changes while it is hashed (a pass replaced it) is checked again
-next time, not reported.
+next time, not reported. Names and problems are printed escaped (:func:`ethoscope_rsync.logs.printable`):
+rsync restores a name's control characters, and a name must not drive the operator's terminal.
 
 The last verification of each device is kept in ``verify.json`` in the state dir; the next pass
 copies it into the history, where the status service, ``/metrics`` and ``status`` show it.
@@ -34,7 +35,7 @@ from ethoscope_rsync import untrusted_sqlite
 from ethoscope_rsync.devices import ID_RE, NAME_RE, Device, selected
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
-from ethoscope_rsync.logs import log
+from ethoscope_rsync.logs import log, printable
 from ethoscope_rsync.model import DAMAGED_LISTED, KINDS, mapping
 from ethoscope_rsync.history import Verification
 from ethoscope_rsync.status import load_history, pass_lock, read_json, write_json_atomic
@@ -202,9 +203,11 @@ class _Bar:
         self.enabled = stream.isatty()
 
     def show(self, done: int, what: str) -> None:
+        """`what` names a file from a device: printed escaped (logs.printable), as a log line is."""
         if self.enabled:
             share = min(1.0, done / self.total)
-            self.stream.write("\r\033[K[%-30s] %3.0f%% %s" % ("#" * int(share * 30), share * 100, what[-60:]))
+            self.stream.write("\r\033[K[%-30s] %3.0f%% %s" % ("#" * int(share * 30), share * 100,
+                                                           printable(what)[-60:]))
             self.stream.flush()
 
     def clear(self) -> None:
@@ -286,7 +289,7 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
         if stop.is_set():
             break
     for name, shown, problem in damaged_all:
-        print(f"DAMAGED {name} {shown}: {problem}")
+        print(f"DAMAGED {printable(name)} {printable(shown)}: {printable(problem)}")
     if stop.is_set():
         log.warning("verify: stopped before every device was checked")
     return EXIT_FAILED if damaged_all or stop.is_set() else EXIT_OK

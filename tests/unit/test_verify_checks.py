@@ -238,3 +238,22 @@ def test_files_that_vanish_while_the_walk_plans_are_no_damage(tmp_path, monkeypa
     items = device_items({"results": str(tmp_path / "results")}, MID, since=0)
     assert [(i.shown, i.check) for i in items] == [(f"results/{MID}/ETHOSCOPE_001/ts/x.db", "database")]
     assert items[0].size == kept.stat().st_size
+
+
+def test_names_from_a_device_cannot_drive_the_terminal(tmp_path, capsys):
+    """Names on the node came from a device (rsync turns its \\#033 back into ESC): the progress
+    bar and the DAMAGED lines print them escaped, as the log does."""
+    terminal = Terminal()
+    verify._Bar(total=10, stream=terminal).show(5, "ETHOSCOPE_001 c\x1b[2J\n.h264")
+    assert terminal.text.endswith("ETHOSCOPE_001 c\\x1b[2J\\x0a.h264") and terminal.text.count("\x1b") == 1
+    conf = tmp_path / "backup.conf"
+    conf.write_text("[paths]\nresults = %s\nvideos = %s\nstate_dir = %s\n" % (
+        tmp_path / "results", tmp_path / "videos", tmp_path / "state"))
+    config = load_config(conf)
+    save_history(config.history_file, History(devices={MID: DeviceHistory(id=MID, name="ETHOSCOPE_001")}))
+    write(tmp_path / "videos" / MID / "ts" / "c\x1b[2J\n.h264", b"abc")
+    write(tmp_path / "videos" / MID / "ts" / "c\x1b[2J\n.h264.md5", (OTHER + "\n").encode())
+    assert verify.verify(config, 0, threading.Event()) == 1
+    printed = capsys.readouterr().out
+    assert printed == f"DAMAGED ETHOSCOPE_001 videos/{MID}/ts/c\\x1b[2J\\x0a.h264: checksum mismatch: md5 " \
+                      f"{hashlib.md5(b'abc').hexdigest()}, its .md5 says {OTHER}\n"
