@@ -55,3 +55,12 @@ def test_names_from_a_device_cannot_drive_the_terminal(config, monkeypatch):
     assert f"  {MID}/ts/evil\\x1b[2J\\x0aI hid.db (5 B)" in lines
     assert any(line.startswith("ETHOSCOPE_004 videos: cannot list") and "\\x1b[2J\\x1b]0;owned\\x07" in line
                for line in lines)
+
+
+@pytest.mark.parametrize("machine_id", ["", "not-a-machine-id", "\x1b[2J"])
+def test_a_device_without_a_machine_id_is_named_with_the_reason(config, monkeypatch, machine_id):
+    code, lines = preview_of(config, monkeypatch, probe_answer(machine_id), lambda kind: (0, "", ""))
+    assert code == 1
+    assert lines == ["1 device(s) from config",
+                     "ETHOSCOPE_004: no valid /etc/machine-id on the device: its own folder is unknown, "
+                     "nothing to preview"]
