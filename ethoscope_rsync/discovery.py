@@ -1,4 +1,5 @@
-"""Find the ethoscopes to back up: node server, static config entries, mDNS as a bounded fallback.
+"""Find the ethoscopes to back up: node server, static config entries, mDNS as a bounded fallback
+(``[node] mdns_timeout`` seconds in all, at most MAX_DEVICES names).
 
 ``parse_node_devices`` is pure (text in, devices and warnings out) so every hostile answer of a
 node server is tested without a network. Fetching and mDNS browsing are thin edges.
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import queue
 import re
 import socket
 import sys
@@ -151,18 +153,28 @@ def mdns_device(name: str, addresses: list, properties: dict) -> Device:
 
 
 def browse_mdns(timeout: float) -> tuple:
-    """Browse _ethoscope._tcp.local. for `timeout` seconds -> (devices, warnings)."""
+    """Look for devices on mDNS (_ethoscope._tcp.local.) for `timeout` seconds in all -> (devices,
+    warnings). Names are resolved as they are announced, each within a second and all by the
+    deadline; the first MAX_DEVICES names only: the LAN, not us, decides how many announce."""
     if timeout <= 0:
         return (), ()
     try:
         from zeroconf import ServiceBrowser, Zeroconf
     except ImportError:
         return (), ("mDNS fallback unavailable: python3-zeroconf is not installed",)
-    names = []
+    deadline = time.monotonic() + timeout
+    announced, seen, lock, over = queue.Queue(), set(), threading.Lock(), []
 
-    class Listener:
+    class Listener:            # called by zeroconf's own thread
         def add_service(self, zc, type_, name):
-            names.append(name)
+            with lock:
+                if name in seen or over:
+                    return
+                if len(seen) == MAX_DEVICES:
+                    over.append(name)
+                    return
+                seen.add(name)
+            announced.put(name)
 
         def update_service(self, zc, type_, name):
             pass
@@ -177,9 +189,16 @@ def browse_mdns(timeout: float) -> tuple:
         return (), (f"mDNS unavailable: {error}",)
     try:
         ServiceBrowser(zeroconf, MDNS_SERVICE, Listener())
-        time.sleep(timeout)
-        for name in list(names):
-            info = zeroconf.get_service_info(MDNS_SERVICE, name, timeout=1000)
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                name = announced.get(timeout=left)
+            except queue.Empty:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                announced.put(name)
+                break
+            info = zeroconf.get_service_info(MDNS_SERVICE, name, timeout=max(1, int(min(1.0, left) * 1000)))
             if info is None:
                 continue
             try:
@@ -188,6 +207,11 @@ def browse_mdns(timeout: float) -> tuple:
                 warnings.append(f"skipping {error}")
     finally:
         zeroconf.close()
+    if over:
+        warnings.append(f"more than {MAX_DEVICES} mDNS services announced: only the first {MAX_DEVICES} "
+                        f"are considered")
+    if announced.qsize():
+        warnings.append(f"{announced.qsize()} mDNS service(s) not resolved within {timeout:g}s")
     return tuple(devices), tuple(warnings)
 
 

@@ -1,4 +1,7 @@
-"""``run --dry-run``: discover, then ask rsync what it would copy from each device. Changes nothing."""
+"""``run --dry-run``: discover, then ask rsync what it would copy from each device. Changes nothing.
+
+What it prints of a device's answers (file names, error lines) goes through
+:func:`ethoscope_rsync.logs.printable`, as every log line does: a name cannot drive the terminal."""
 from __future__ import annotations
 
 from ethoscope_rsync import execute
@@ -6,22 +9,26 @@ from ethoscope_rsync.config import Config, credential_key
 from ethoscope_rsync.discovery import DiscoveryError, discover
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK
 from ethoscope_rsync.humanize import human_size
-from ethoscope_rsync.logs import log
+from ethoscope_rsync.logs import log, printable
 from ethoscope_rsync.probe import inside, make_probe_command, parse_probe
 from ethoscope_rsync.rsync import classify_exit, informative_line, make_rsync_command, make_ssh_command, \
     parse_file_line, ssh_target
 
 
 def _folder(config: Config, device, key: str, out) -> str:
-    """The device's own folder (its machine id), asked of the device; "" when it cannot be reached."""
+    """The device's own folder (its machine id), asked of the device; "" (said with `out`) when it
+    cannot be reached or has no valid machine id."""
     argv = make_probe_command(make_ssh_command(config, device, key), ssh_target(config, device),
                               config.remote_results, config.remote_videos)
     result = execute.run(argv, timeout=config.connect_timeout + config.io_timeout)
     if result.returncode != 0:
         out(f"{device.name}: cannot reach ({classify_exit(result.returncode, result.stderr).label}: "
-            f"{informative_line(result.stderr)[:160]})")
+            f"{printable(informative_line(result.stderr), 160)})")
         return ""
-    return device.id or parse_probe(result.stdout).machine_id
+    folder = device.id or parse_probe(result.stdout).machine_id
+    if not folder:
+        out(f"{device.name}: no valid /etc/machine-id on the device: its own folder is unknown, nothing to preview")
+    return folder
 
 
 def preview_pass(config: Config, out=print) -> int:
@@ -49,10 +56,11 @@ def preview_pass(config: Config, out=print) -> int:
             outcome = classify_exit(result.returncode, result.stderr)
             if not outcome.ok:
                 failed += 1
-                out(f"{device.name} {kind}: cannot list ({outcome.label}: {informative_line(result.stderr)[:160]})")
+                out(f"{device.name} {kind}: cannot list ({outcome.label}: "
+                    f"{printable(informative_line(result.stderr), 160)})")
                 continue
             out(f"{device.name} {kind}: {len(files)} file(s), {human_size(sum(f.length for f in files))} "
                 f"would be copied to {config.destination(kind) / folder}")
             for event in files:
-                out(f"  {folder}/{event.name} ({human_size(event.length)})")
+                out(f"  {folder}/{printable(event.name)} ({human_size(event.length)})")
     return EXIT_FAILED if failed else EXIT_OK

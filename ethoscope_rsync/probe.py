@@ -9,7 +9,9 @@ and list the two top folders), one ``find`` and one ``head``: a process started 
 milliseconds of the CPU it tracks flies with.
 
 Everything here is pure; the answer is hostile input: bounded, parsed strictly, and every path
-checked to stay inside the device's own folder before it is used.
+checked to stay inside the device's own folder before it is used. A database listing that was cut
+(past LISTING_LIMIT bytes or MAX_DATABASE_FILES files) makes the answer incomplete: a database left
+out must not look absent from the device; a record cut in the middle is never parsed.
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import shlex
 
 MARK = "@ethoscope-backup-probe "
 MAX_OUTPUT = 4 << 20              # bytes of probe output read at most
+LISTING_LIMIT = MAX_OUTPUT - 65536   # bytes of the database listing kept (the device sends one more)
 MAX_TOP_ENTRIES = 100
 MAX_DATABASE_FILES = 20000
 DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm")
@@ -48,7 +51,7 @@ def probe_script(remote_results: str, remote_videos: str) -> str:
         f"echo '{MARK}videos'", _entries(remote_videos),
         f"echo '{MARK}databases'",
         f"cd -- {results} 2>/dev/null && find . -type f \\( -name '*.db' -o -name '*.db-wal' -o -name '*.db-shm' \\)"
-        f" -printf '%s %T@ %p\\0' 2>/dev/null | head -c {MAX_OUTPUT - 65536}",
+        f" -printf '%s %T@ %p\\0' 2>/dev/null | head -c {LISTING_LIMIT + 1}",   # one more: says it was cut
         "echo", f"echo '{MARK}end'",
     ))
 
@@ -70,7 +73,8 @@ class Probe:
     aes: bool | None                  # AES instructions; None when the CPU did not say
     top: dict                         # kind -> tuple of top-level entry names
     files: dict                       # path under the results root -> FileStat (database files only)
-    complete: bool                    # False when the answer was cut short
+    complete: bool                    # False when the answer was cut short, its database listing too
+    shortfall: str = ""               # why it is not complete, for people
 
     def databases(self, folder: str) -> dict:
         """The databases in the device's own folder: path (under the results root) ->
@@ -127,13 +131,21 @@ def parse_probe(output: str) -> Probe:
     aes = has_aes("\n".join(sections.get("cpu", [])))
     top = {kind: tuple(name for name in sections.get(kind, []) if name)[:MAX_TOP_ENTRIES]
            for kind in ("results", "videos")}
+    shortfall = "" if "end" in sections else "the answer ended before its end mark"
+    listing = "\n".join(sections.get("databases", []))
+    records = listing.split("\0")
+    if records.pop().strip("\n"):        # a record without its NUL was cut: never parsed
+        shortfall = shortfall or "the database listing was cut inside a record"
+    if len(listing.encode("utf-8", "surrogateescape")) > LISTING_LIMIT:
+        shortfall = shortfall or f"the database listing is longer than {LISTING_LIMIT} bytes"
     files = {}
-    for record in "\n".join(sections.get("databases", [])).split("\0"):
-        record = record.lstrip("\n")
-        match = _STAT_RE.fullmatch(record)
-        if not match or len(files) >= MAX_DATABASE_FILES:
+    for record in records:
+        match = _STAT_RE.fullmatch(record.lstrip("\n"))
+        path = safe_relative(match.group(3)) if match else None
+        if path is None or not path.endswith(DATABASE_SUFFIXES):
             continue
-        path = safe_relative(match.group(3))
-        if path is not None and path.endswith(DATABASE_SUFFIXES):
-            files[path] = FileStat(int(match.group(1)), match.group(2))
-    return Probe(machine_id if _ID_RE.fullmatch(machine_id) else "", aes, top, files, "end" in sections)
+        if len(files) >= MAX_DATABASE_FILES:
+            shortfall = shortfall or f"more than {MAX_DATABASE_FILES} database files"
+            break
+        files[path] = FileStat(int(match.group(1)), match.group(2))
+    return Probe(machine_id if _ID_RE.fullmatch(machine_id) else "", aes, top, files, not shortfall, shortfall)

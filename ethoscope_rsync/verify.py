@@ -9,9 +9,11 @@
 
 Everything under a destination came from a device and is treated as hostile: only regular files
 are read (symbolic links are never followed), each device's walk stays in its own
-``<machine id>/`` folder, our hidden ``.ethoscope-backup*`` folders are skipped, a sidecar is read
+``<machine id>/`` folder, our hidden ``.ethoscope-backup*`` folders and hidden files (a pass's
+temporary ones) are skipped, a file gone between listing and looking is not damage, a sidecar is read
 for at most 64 KiB. A file that changes while it is hashed (a pass replaced it) is checked again
-next time, not reported.
+next time, not reported. Names and problems are printed escaped (:func:`ethoscope_rsync.logs.printable`):
+rsync restores a name's control characters, and a name must not drive the operator's terminal.
 
 The last verification of each device is kept in ``verify.json`` in the state dir; the next pass
 copies it into the history, where the status service, ``/metrics`` and ``status`` show it.
@@ -33,7 +35,7 @@ from ethoscope_rsync import untrusted_sqlite
 from ethoscope_rsync.devices import ID_RE, NAME_RE, Device, selected
 from ethoscope_rsync.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.humanize import human_size
-from ethoscope_rsync.logs import log
+from ethoscope_rsync.logs import log, printable
 from ethoscope_rsync.model import DAMAGED_LISTED, KINDS, mapping
 from ethoscope_rsync.history import Verification
 from ethoscope_rsync.status import load_history, pass_lock, read_json, write_json_atomic
@@ -163,10 +165,15 @@ def device_items(roots: dict, machine_id: str, since: float) -> list:
                 if entry.is_dir(follow_symlinks=False):
                     stack.append(entry.path)
                     continue
-                if not entry.is_file(follow_symlinks=False):
+                # hidden files are a pass's temporary ones (rsync's .NAME.XXXXXX, a recovery's
+                # .NAME.recover-*): never checked, and they may be gone by now
+                if entry.name.startswith(".") or not entry.is_file(follow_symlinks=False):
                     continue
                 shown = f"{kind}/{os.path.relpath(entry.path, root)}"
-                stat = entry.stat(follow_symlinks=False)
+                try:
+                    stat = entry.stat(follow_symlinks=False)
+                except OSError:         # gone since the folder was listed (no lock is shared with a pass)
+                    continue
                 if since and stat.st_mtime < since:
                     continue
                 if entry.name.endswith(".md5"):
@@ -196,9 +203,11 @@ class _Bar:
         self.enabled = stream.isatty()
 
     def show(self, done: int, what: str) -> None:
+        """`what` names a file from a device: printed escaped (logs.printable), as a log line is."""
         if self.enabled:
             share = min(1.0, done / self.total)
-            self.stream.write("\r\033[K[%-30s] %3.0f%% %s" % ("#" * int(share * 30), share * 100, what[-60:]))
+            self.stream.write("\r\033[K[%-30s] %3.0f%% %s" % ("#" * int(share * 30), share * 100,
+                                                           printable(what)[-60:]))
             self.stream.flush()
 
     def clear(self) -> None:
@@ -280,7 +289,7 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
         if stop.is_set():
             break
     for name, shown, problem in damaged_all:
-        print(f"DAMAGED {name} {shown}: {problem}")
+        print(f"DAMAGED {printable(name)} {printable(shown)}: {printable(problem)}")
     if stop.is_set():
         log.warning("verify: stopped before every device was checked")
     return EXIT_FAILED if damaged_all or stop.is_set() else EXIT_OK

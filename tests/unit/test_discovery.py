@@ -1,6 +1,8 @@
 """Parsing the node server's /devices answer, without a network."""
 import json
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,50 @@ def test_the_daemon_keeps_https_for_its_webhooks():
                "assert hasattr(http.client, 'HTTPSConnection') and hasattr(urllib.request, 'HTTPSHandler')")
     _loaded_by("import ethoscope_rsync.discovery, ssl, http.client\n"
                "assert ssl.OPENSSL_VERSION")                 # ssl itself stays importable after discovery
+
+
+def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):
+    """Thousands of announcers that never answer (a fault a test cannot otherwise stage: the one
+    fake here is zeroconf's browser and resolver) cost the fallback its timeout, not a second
+    each; at most MAX_DEVICES names are taken, with a warning; a device that answers is found."""
+    import sys
+    import types
+    from ethoscope_rsync.discovery import MAX_DEVICES, browse_mdns
+    silent, asked = threading.Event(), []
+
+    class Answer:
+        properties = {b"MACHINE_ID": b"1" * 32}
+
+        def parsed_addresses(self):
+            return ["169.254.1.1"]
+
+    class Zeroconf:
+        def get_service_info(self, type_, name, timeout):
+            asked.append(name)
+            if name.startswith("ETHOSCOPE_001."):
+                return Answer()
+            silent.wait(timeout / 1000)        # no answer: zeroconf waits `timeout` ms for one
+            return None
+
+        def close(self):
+            pass
+
+    def ServiceBrowser(zc, type_, listener):
+        for n in range(1, 5001):
+            listener.add_service(zc, type_, f"ETHOSCOPE_{n:03d}._ethoscope._tcp.local.")
+        listener.add_service(zc, type_, "ETHOSCOPE_001._ethoscope._tcp.local.")     # announced again
+
+    monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser))
+    result = []
+    started = time.monotonic()
+    browsing = threading.Thread(target=lambda: result.append(browse_mdns(1.5)), daemon=True)
+    browsing.start()
+    browsing.join(10)
+    silent.set()                # (lets a browse that ignored its deadline end)
+    assert result, "browse_mdns(1.5) still running after 10 s"
+    assert time.monotonic() - started < 1.5 + 1.0
+    devices, warnings = result[0]
+    assert [(d.name, d.address, d.id) for d in devices] == [("ETHOSCOPE_001", "169.254.1.1", "1" * 32)]
+    assert len(asked) == len(set(asked)) <= MAX_DEVICES
+    assert any(f"more than {MAX_DEVICES}" in w for w in warnings)
+    assert any("not resolved within 1.5s" in w for w in warnings)

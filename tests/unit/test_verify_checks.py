@@ -206,3 +206,54 @@ def test_a_crafted_database_costs_verify_nothing(tmp_path):
     slow = craft(tmp_path / "slow.db", Owner, "2024-03-01_09-00-00", "cpu", "generated", rows=100_000)
     assert check_database(str(slow), threading.Event(), deadline=1.0) == "integrity_check did not finish within 1s"
     assert time.process_time() - started < 5
+
+
+def test_files_that_vanish_while_the_walk_plans_are_no_damage(tmp_path, monkeypatch):
+    """verify shares no lock with a pass: rsync's temporary ``.NAME.XXXXXX`` and a recovery's
+    ``.x.db.recover-*`` files come and go between listing a folder and looking at a file. Planning
+    goes on (such files are never checked), and a file that vanished is simply not checked."""
+    folder = tmp_path / "results" / MID / "ETHOSCOPE_001" / "ts"
+    kept = make_db(folder / "x.db")
+    gone = [write(folder / ".y.db.AbC123", b"rsync's temporary file"),
+            write(folder / ".x.db.recover-1-2", b"a recovery's temporary file"),
+            make_db(folder / "z.db")]
+    real = os.scandir
+
+    class ThenRemoved:
+        """The real listing, after which the pass removes its files (the fault to inject)."""
+
+        def __init__(self, path):
+            self.path, self.listing = path, real(path)
+
+        def __enter__(self):
+            return self.listing.__enter__()
+
+        def __exit__(self, *exc):
+            self.listing.__exit__(*exc)
+            if self.path == str(folder):
+                for path in gone:
+                    path.unlink()
+
+    monkeypatch.setattr(verify.os, "scandir", ThenRemoved)
+    items = device_items({"results": str(tmp_path / "results")}, MID, since=0)
+    assert [(i.shown, i.check) for i in items] == [(f"results/{MID}/ETHOSCOPE_001/ts/x.db", "database")]
+    assert items[0].size == kept.stat().st_size
+
+
+def test_names_from_a_device_cannot_drive_the_terminal(tmp_path, capsys):
+    """Names on the node came from a device (rsync turns its \\#033 back into ESC): the progress
+    bar and the DAMAGED lines print them escaped, as the log does."""
+    terminal = Terminal()
+    verify._Bar(total=10, stream=terminal).show(5, "ETHOSCOPE_001 c\x1b[2J\n.h264")
+    assert terminal.text.endswith("ETHOSCOPE_001 c\\x1b[2J\\x0a.h264") and terminal.text.count("\x1b") == 1
+    conf = tmp_path / "backup.conf"
+    conf.write_text("[paths]\nresults = %s\nvideos = %s\nstate_dir = %s\n" % (
+        tmp_path / "results", tmp_path / "videos", tmp_path / "state"))
+    config = load_config(conf)
+    save_history(config.history_file, History(devices={MID: DeviceHistory(id=MID, name="ETHOSCOPE_001")}))
+    write(tmp_path / "videos" / MID / "ts" / "c\x1b[2J\n.h264", b"abc")
+    write(tmp_path / "videos" / MID / "ts" / "c\x1b[2J\n.h264.md5", (OTHER + "\n").encode())
+    assert verify.verify(config, 0, threading.Event()) == 1
+    printed = capsys.readouterr().out
+    assert printed == f"DAMAGED ETHOSCOPE_001 videos/{MID}/ts/c\\x1b[2J\\x0a.h264: checksum mismatch: md5 " \
+                      f"{hashlib.md5(b'abc').hexdigest()}, its .md5 says {OTHER}\n"
