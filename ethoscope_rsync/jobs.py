@@ -119,8 +119,10 @@ def _probe(job: Job, device: Device, deadline: float) -> Probe:
     if not outcome.ok:
         raise TransferFailed(outcome, message)
     found = probing.parse_probe(result.stdout)
-    if not found.complete:
-        raise TransferFailed(Outcome(False, True, "incomplete answer"), "the device's answer to the probe was cut short")
+    if not found.complete:     # cut by the link: try again; past the limits: the same answer again
+        again = found.shortfall == probing.CUT_SHORT
+        raise TransferFailed(Outcome(False, again, "incomplete answer"),
+                             f"the device's answer to the probe was cut short: {found.shortfall}")
     return found
 
 

@@ -24,6 +24,7 @@ MARK = "@ethoscope-backup-probe "
 MAX_OUTPUT = 4 << 20              # bytes of probe output read at most
 LISTING_LIMIT = MAX_OUTPUT - 65536   # bytes of the database listing kept (the device sends one more)
 MAX_TOP_ENTRIES = 100
+CUT_SHORT = "the answer ended before its end mark"     # (the link, not the limits: worth another try)
 MAX_DATABASE_FILES = 20000
 DATABASE_SUFFIXES = (".db", ".db-wal", ".db-shm")
 _ID_RE = re.compile(r"[0-9a-f]{32}")
@@ -131,7 +132,7 @@ def parse_probe(output: str) -> Probe:
     aes = has_aes("\n".join(sections.get("cpu", [])))
     top = {kind: tuple(name for name in sections.get(kind, []) if name)[:MAX_TOP_ENTRIES]
            for kind in ("results", "videos")}
-    shortfall = "" if "end" in sections else "the answer ended before its end mark"
+    shortfall = "" if "end" in sections else CUT_SHORT
     listing = "\n".join(sections.get("databases", []))
     records = listing.split("\0")
     if records.pop().strip("\n"):        # a record without its NUL was cut: never parsed

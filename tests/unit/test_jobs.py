@@ -12,7 +12,7 @@ from ethoscope_rsync.livedb import READY_PREFIX
 from ethoscope_rsync.history import DatabaseRecord, History
 from ethoscope_rsync.model import ERROR
 from ethoscope_rsync.status import StatusStore
-from ethoscope_rsync.probe import parse_probe
+from ethoscope_rsync.probe import MARK, parse_probe
 from tests.unit.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
     file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
 
@@ -198,6 +198,20 @@ def test_a_stop_request_during_the_databases_keeps_the_node_s_copies_and_says_so
     assert not result.ok and result.message == "interrupted by a stop request" and stop.waits == []
     assert not (config.results_dir / DB).exists()
     assert not any(isinstance(e, ev.DatabaseChecked) and e.ok for e in sent)
+
+
+def test_a_probe_answer_cut_by_the_link_is_tried_again_one_past_the_limits_is_not(config):
+    whole = probe_answer(LIVE[:1])
+    by_the_link = Step((whole[:whole.index(MARK + "end")],))
+    fake = FakeProcesses({}, probe=[by_the_link])
+    result, _, stop = run_job(config, fake)
+    assert not result.ok and stop.waits == [5.0, 10.0] and fake.calls.count("probe") == 3
+    assert result.message == "the device's answer to the probe was cut short: the answer ended before its end mark"
+    in_a_record = Step((whole.replace(f"./{DB}\0", f"./{DB}"),))
+    fake = FakeProcesses({}, probe=[in_a_record])
+    result, _, stop = run_job(config, fake)
+    assert not result.ok and stop.waits == [] and fake.calls == ["probe", "ssh -O exit"]
+    assert result.message.endswith("cut short: the database listing was cut inside a record")
 
 
 def test_no_room_means_no_transfer(config):
