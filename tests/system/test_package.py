@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from ethoscope_rsync.status import load_status
 from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, run, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
@@ -300,7 +301,40 @@ def test_timer_triggers_a_pass(configured, lab):
         box.sh("rm -f /etc/systemd/system/%s.d/test-soon.conf && systemctl daemon-reload" % TIMER, check=False)
 
 
-# ------------------------------------------------------------------------------------------ last: purge
+def _our_processes(box):
+    """Processes of the package in the container (its /proc, read from the host)."""
+    found = []
+    for entry in box.path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if entry.name.isdigit() and (b"/usr/bin/ethoscope-backup" in argv or b"ethoscope_rsync" in argv):
+            found.append(argv.replace(b"\0", b" ").decode(errors="replace"))
+    return found
+
+
+# ------------------------------------------------------------------------------------------ last: remove, purge
+def test_remove_stops_a_pass_that_is_running(configured, lab):
+    """apt remove while a pass waits on a device whose link is cut: the pass is stopped (its final
+    status written), not left running without its code and units."""
+    box = configured
+    lab.cut_link(lab.devices[0])
+    try:
+        box.systemctl("start", "--no-block", RUNNER)
+        status = box.path("/run/ethoscope-backup/status.json")
+        wait_for(lambda: any(d.state == "running" for d in load_status(status).devices.values()), 60,
+                 interval=0.5, what="the pass to reach the devices")
+        assert box.systemctl("is-active", RUNNER, check=False).stdout.strip() == "activating"
+        box.exec(["apt-get", "remove", "-y", "-q", "ethoscope-rsync"], timeout=180)
+        assert box.systemctl("is-active", RUNNER, check=False).stdout.strip() != "activating"
+        # (the alert its end may have started, stopped by the prerm or ending on its own, may take a moment)
+        wait_for(lambda: _our_processes(box) == [], 30, interval=0.5, what="the package's processes to end")
+        assert load_status(status).run.outcome not in ("", "running"), load_status(status).run
+    finally:
+        lab.restore_link(lab.devices[0])
+
+
 def test_purge_removes_state_keeps_data(box):
     box.sh("mkdir -p /ethoscope_data/results/keepme && echo data > /ethoscope_data/results/keepme/f")
     assert box.path("/var/lib/ethoscope-backup").is_dir()

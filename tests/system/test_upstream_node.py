@@ -62,6 +62,9 @@ def curl(box, port, path="/"):
         return None
 
 
+VERIFY_TIMER = "ethoscope-backup-verify.timer"
+
+
 def is_active(box, unit):
     return box.systemctl("is-active", unit, check=False).stdout.strip()
 
@@ -202,10 +205,13 @@ def test_the_node_sees_the_rsync_backup_as_active(installed):
 
 def test_reinstall_is_quiet_and_keeps_the_mirror(installed, deb):
     box, _ = installed
+    box.systemctl("enable", "--now", VERIFY_TIMER)       # the operator's choice survives an upgrade
     p = box.exec(["dpkg", "-i", "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=180)
     assert "ethoscope-rsync:" not in p.stdout, p.stdout
     wait_for(lambda: is_active(box, "ethoscope_backup_unified") == "active", 30, what="the mirror after upgrade")
     assert box.path("/etc/systemd/system/" + UPSTREAM).is_symlink()
+    assert is_active(box, VERIFY_TIMER) == "active"
+    box.systemctl("disable", "--now", VERIFY_TIMER)
 
 
 # ------------------------------------------------------------------------------------------ 11.7
