@@ -1,6 +1,7 @@
 """``make bench`` = ``/usr/bin/python3 -m bench [--quick] [--only NAME,...] [--output FILE]``.
 
-Runs every scenario of issue 7, prints one table (scenario, measure, ours, baseline, ratio, target,
+Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
+cost, page render), prints one table (scenario, measure, ours, baseline, ratio, target,
 pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.

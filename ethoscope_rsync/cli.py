@@ -1,4 +1,4 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify] [options]``."""
 from __future__ import annotations
 
 import argparse
