@@ -1,7 +1,7 @@
 """A device's databases on the node: which to take this pass, putting them in place, the raw mirror.
 
 Decisions come from state, never from what happened to move in one attempt: each database's last
-recovery is recorded in the history (:class:`ethoscope_rsync.model.DatabaseRecord`, with the size and
+recovery is recorded in the history (:class:`ethoscope_rsync.history.DatabaseRecord`, with the size and
 mtime of the device's .db and -wal at that time). A database is copied into the raw mirror and
 recovered when the device's files changed since, when that recovery was not verified, or when the
 node has no copy; one whose verified recovery still matches the device is finished: it is neither

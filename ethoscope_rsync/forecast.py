@@ -1,6 +1,6 @@
 """How fast the node's destinations fill, from the disk samples of the history. Pure functions.
 
-Every pass ends with one :class:`ethoscope_rsync.model.DiskSample` (free and total bytes of each
+Every pass ends with one :class:`ethoscope_rsync.history.DiskSample` (free and total bytes of each
 destination's file system, and the bytes our copies take there). The history keeps one sample every
 two hours over the last week (:func:`add_sample`). The growth of a file system is the faster of
 

@@ -17,13 +17,14 @@ then the connection is drained briefly before closing, so the answer is not lost
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
+import logging
 import select
 import socket
 import threading
 import time
 
+from .clientlog import ClientLog
 from .gateconn import BUSY, DRAIN, FLUSH, WAIT, GatedConnection, declares_body
 
 
@@ -47,6 +48,8 @@ def _canned(status: str) -> bytes:
 REFUSALS = {code: _canned(status) for code, status in (
     (408, "408 Request Timeout"), (414, "414 URI Too Long"),
     (431, "431 Request Header Fields Too Large"))}
+REFUSALS_WHY = {408: "408, its request was not complete in time", 414: "414, its request line was too long",
+                431: "431, its headers were too large"}
 
 
 class Gate:
@@ -72,7 +75,7 @@ class Gate:
         self._lock = threading.Lock()  # connection state changes and (un)arming
         self._stopping = self._closed = False
         self._running = threading.Event()
-        self.refused = collections.Counter()
+        self.clients = ClientLog(logging.getLogger("ethoscope_rsync.web"))   # what it refuses, rate-limited
 
     # -- called from worker threads (and the gate's own)
     @property
@@ -176,8 +179,10 @@ class Gate:
     def _evict_oldest(self):
         waiting = [c for c in list(self._fds.values()) if c.state != BUSY]
         if waiting:
-            self.refused["evicted"] += 1
-            self._drop(min(waiting, key=lambda c: c.since))
+            oldest = min(waiting, key=lambda c: c.since)
+            self.clients.warning("too many connections: dropped the longest-waiting one, from %s",
+                                 getattr(oldest, "remote_addr", None) or "?")
+            self._drop(oldest)
 
     def _ready(self, conn):
         if conn.state == FLUSH:
@@ -239,7 +244,8 @@ class Gate:
         return True
 
     def _refuse(self, conn, code: int):
-        self.refused[code] += 1
+        self.clients.warning("refused a request from %s: %s", getattr(conn, "remote_addr", None) or "?",
+                             REFUSALS_WHY[code])
         try:
             conn.wfile.send(memoryview(REFUSALS[code]))
             conn.socket.shutdown(socket.SHUT_WR)

@@ -42,7 +42,8 @@ MAX_PROBLEMS_NAMED = 10
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """What every device job of one pass shares (all immutable)."""
+    """What every device job of one pass shares: its settings (never changed by a job), and the
+    queue and the event through which the jobs talk to the pass."""
     config: Config
     key: str                      # SSH private key path actually used
     bwlimit_kib: int              # per-transfer share of the total budget
@@ -72,9 +73,8 @@ class TransferFailed(Exception):
 @dataclasses.dataclass
 class Listing:
     """What one rsync reported (paths relative to the tree's root on the node): every file of the
-    device's folder (path -> size), those it received, and the errors of files it could not copy."""
+    device's folder (path -> size) and the errors of files it could not copy."""
     files: dict = dataclasses.field(default_factory=dict)
-    received: list = dataclasses.field(default_factory=list)     # FileEvents, names relative to the root
     problems: list = dataclasses.field(default_factory=list)
 
 
@@ -148,8 +148,7 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
             now = time.time()
             listing.files[path] = event.length
             if event.changed:
-                listing.received.append(dataclasses.replace(event, name=path))
-                if databases != "raw":
+                if databases != "raw":      # (the raw mirror's copies are reported once recovered)
                     job.events.put(events.FileReceived(device.key, kind, path, event.length,
                                                        event.transferred, state["started"], now))
                 state["started"] = now

@@ -22,7 +22,7 @@ The method used here (README.md, "Live databases", has the measured figures):
    page of the held snapshot or a later committed state: every ``.db`` page the checkpoint may touch
    is rewritten by a frame <= M that is still in the copied ``-wal``; torn, overwritten or stale
    frames fail the salt/checksum chain and end the replay at the last good commit.
-2. The runner rsyncs ``*.db`` and ``*.db-wal`` into a raw staging mirror while the holder holds,
+2. The device's job rsyncs ``*.db`` and ``*.db-wal`` into a raw staging mirror while the holder holds,
    then closes the holder's stdin (it releases and exits, having written nothing).
 3. ``recover_database`` opens a copy of the raw pair on the node (SQLite replays the WAL), checks it,
    turns it into a self-contained rollback-journal file and atomically replaces the node's copy

@@ -30,11 +30,14 @@ from ethoscope_rsync.views import DeviceView, View, last_backup_time, view
 
 # ---------------------------------------------------------------- upstream shapes
 
+MEASURABLE = 0.01     # seconds: a file's copy that took less has no meaningful speed
+
 def _file_record(path: str, size: int, copy: FileCopy | None) -> dict:
     record = {"path": path, "relative_path": path, "size_bytes": size, "size_human": human_size(size),
               "status": "completed", "transfer_speed": "", "transfer_start": 0, "transfer_end": 0}
     if copy is not None:
-        record.update(transfer_speed=human_rate(copy.transferred / max(copy.end - copy.start, 1e-6)),
+        seconds = copy.end - copy.start      # too short to be measured (a small file in a burst): no speed
+        record.update(transfer_speed=human_rate(copy.transferred / seconds) if seconds >= MEASURABLE else "",
                       transfer_start=copy.start, transfer_end=copy.end)
     return record
 

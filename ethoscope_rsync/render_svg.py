@@ -50,8 +50,7 @@ def strip(passes: list) -> str:
         if p.outcome == ERROR:
             failed.append(_FAILED[slot])
         elif size > 0:
-            bits = size.bit_length()
-            copied.append(_COPIED[slot][_LEVEL[bits] if bits < 65 else LEVELS - 1])
+            copied.append(_COPIED[slot][level(size)])
         else:
             nothing.append(_NOTHING[slot])
         slot += 1

@@ -150,9 +150,9 @@ class StatusApp:
                        METRICS_TYPE)
 
     def _directory(self, status, history, now):
-        """The devices' ids and names (for ``find_device``), from the /status document's shape."""
-        devices = render.status_document(status, history, now, self.stale_after)["devices"]
-        return {k: Named(str(d.get("name", ""))) for k, d in devices.items()}
+        """The devices' ids and names (for ``find_device``): those of /status, without their files."""
+        devices = render.view(status, history, now, self.stale_after, files=False).devices
+        return {k: Named(d.name) for k, d in devices.items()}
 
     def _device(self, key):
         def build(status, history, now):

@@ -250,3 +250,13 @@ def test_device_warnings_are_in_its_entry():
     assert doc["devices"][B]["warnings"] == []
     history_only = render.status_document(None, history, NOW, DAY)
     assert history_only["devices"][A]["warnings"] == []
+
+
+def test_a_file_copied_too_fast_to_measure_has_no_speed():
+    """rsync's per-file times are kept to the millisecond: a small file received in a burst took
+    "0 s", whose speed would read as gigabytes a second."""
+    from ethoscope_rsync.model import FileCopy
+    burst = render._file_record("a/b.txt", 4096, FileCopy("a/b.txt", 4096, 4096, 100.0, 100.0))
+    measured = render._file_record("a/c.h264", 1 << 20, FileCopy("a/c.h264", 1 << 20, 1 << 20, 100.0, 100.5))
+    assert burst["transfer_speed"] == "" and burst["transfer_end"] == 100.0
+    assert measured["transfer_speed"] == "2.00MB/s"

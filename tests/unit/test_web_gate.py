@@ -136,12 +136,13 @@ def _send_ignoring_reset(sock, data):
         pass
 
 
-def test_slow_head_gets_408(gate):
+def test_slow_head_gets_408(gate, caplog):
     server, g = gate(head_timeout=0.3)
     c = client(server)
     c.sendall(b"GET / HTTP/1.1\r\n")
     assert read_all(c).startswith(b"HTTP/1.1 408 ")
     assert server.conns.empty()
+    assert "refused a request from 127.0.0.1: 408, its request was not complete in time" in caplog.text
 
 
 def test_idle_connection_closed(gate):
@@ -175,12 +176,13 @@ def test_answer_never_read_is_dropped(gate):
     assert len(read_all(c)) < 10 << 20        # what the kernel had taken, then the end
 
 
-def test_oldest_waiting_connection_makes_room(gate):
+def test_oldest_waiting_connection_makes_room(gate, caplog):
     server, g = gate(max_connections=2)
     first, second = client(server), client(server)
     second.sendall(b"GET /")                  # started, so not idle: still evictable, but younger
     third = client(server)
     assert read_all(first) == b""             # evicted
+    assert "too many connections: dropped the longest-waiting one, from 127.0.0.1" in caplog.text
     third.sendall(b"GET / HTTP/1.1\r\n\r\n")
     assert server.conns.get(timeout=WAIT).rfile.read() == b"GET / HTTP/1.1\r\n\r\n"
 
