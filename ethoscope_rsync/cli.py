@@ -15,9 +15,8 @@ from ethoscope_rsync.config import (DEFAULT_CONFIG, ConfigError, credential_key,
                                     parse_rate)
 from ethoscope_rsync.devices import DeviceError, parse_selection
 from ethoscope_rsync.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from ethoscope_rsync.humanize import format_age, human_size
 from ethoscope_rsync.identity import KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError, as_service_user
-from ethoscope_rsync.logs import printable, setup
+from ethoscope_rsync.logs import setup
 from ethoscope_rsync.status import read_json
 
 COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
@@ -240,42 +239,11 @@ def run_command(config) -> int:
     return code
 
 
-def status_rows(status: dict | None, history: dict | None, now: float, stale_after: float = 86400.0) -> list:
-    """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
-    of the status and the history as the web service's /status."""
-    from ethoscope_rsync.views import view      # not loaded by a pass (each pass starts a Python)
-    rows = []
-    for d in view(status, history, now, stale_after).devices.values():
-        state = f"running {d.percent:.0f}%" if d.state == "running" else d.state
-        success = d.past.last_success
-        error = (d.run.error if d.run else "") or d.past.last_error
-        rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
-                     time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
-                     format_age(now - success) if success else "-", human_size(d.bytes_copied),
-                     printable(d.cipher.removesuffix("@openssh.com")) or "-",
-                     printable(error) if d.state == "error" else ""))
-    return sorted(rows)
-
-
 def show_status(config, as_json: bool) -> int:
-    from ethoscope_rsync.render import terminal_notes, view      # not loaded by a pass
+    from ethoscope_rsync.render import terminal_status      # not loaded by a pass
     status, history = read_json(config.status_file), read_json(config.history_file)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
         return EXIT_OK
-    current = view(status, history, time.time(), config.stale_after)
-    if current.has_status:
-        print(f"last pass: {current.status.run.outcome or '?'} — {printable(current.status.run.message)}")
-    elif not current.devices:
-        print("no backup pass has run yet")
-        return EXIT_OK
-    header = ("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR")
-    rows = [header] + status_rows(status, history, time.time(), config.stale_after)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
-    for row in rows:
-        print("  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:6])) + "  " + row[6])
-    notes = terminal_notes(status, history, time.time(), config.stale_after, config.disk_horizon)
-    if notes:
-        print()
-        print("\n".join(notes))
+    print("\n".join(terminal_status(status, history, time.time(), config.stale_after, config.disk_horizon)))
     return EXIT_OK

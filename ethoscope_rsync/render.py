@@ -19,10 +19,12 @@ import dataclasses
 import math
 import os
 import re
+import time
 
 from ethoscope_rsync import forecast
-from ethoscope_rsync.humanize import format_days, format_time, human_rate, human_size
-from ethoscope_rsync.model import KINDS, RUNNING, FileCopy, Transfer
+from ethoscope_rsync.humanize import format_age, format_days, format_time, human_rate, human_size
+from ethoscope_rsync.logs import printable
+from ethoscope_rsync.model import ERROR, KINDS, RUNNING, FileCopy, Transfer
 from ethoscope_rsync.history import Inventory
 from ethoscope_rsync.render_page import render_html  # noqa: F401 (the web service's entry point)
 from ethoscope_rsync.views import DeviceView, View, last_backup_time, view
@@ -121,6 +123,40 @@ def disk_document(v: View, horizon_days: float) -> dict:
                      "used_human": human_size(f.used),
                      "growth_human": "%s/day" % human_size(f.per_day) if f.per_day is not None else ""}
     return {"destinations": out, "horizon_days": horizon_days, "samples": len(v.history.disk)}
+
+
+def status_rows(status, history, now: float, stale_after: float = 86400.0) -> list:
+    """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
+    of the status and the history as the web service's /status."""
+    rows = []
+    for d in view(status, history, now, stale_after, files=False).devices.values():
+        state = f"running {d.percent:.0f}%" if d.state == RUNNING else d.state
+        success = d.past.last_success
+        error = (d.run.error if d.run else "") or d.past.last_error
+        rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
+                     time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
+                     format_age(now - success) if success else "-", human_size(d.bytes_copied),
+                     printable(d.cipher.removesuffix("@openssh.com")) or "-",
+                     printable(error) if d.state == ERROR else ""))
+    return sorted(rows)
+
+
+def terminal_status(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:
+    """``ethoscope-backup status``: the last pass, a table of the devices, then the notes."""
+    v = view(status, history, now, stale_after, files=False)
+    if v.has_status:
+        lines = [f"last pass: {v.status.run.outcome or '?'} — {printable(v.status.run.message)}"]
+    elif not v.devices:
+        return ["no backup pass has run yet"]
+    else:
+        lines = []
+    rows = [("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR")]
+    rows += status_rows(status, history, now, stale_after)
+    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
+    lines += ["  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:6])) + "  " + row[6]
+              for row in rows]
+    notes = terminal_notes(status, history, now, stale_after, horizon_days)
+    return lines + ([""] + notes if notes else [])
 
 
 def terminal_notes(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:

@@ -1,10 +1,12 @@
 """Command line parsing, option overrides, exit codes, the pass lock."""
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync.cli import apply_options, build_parser, main, normalise_argv, status_rows
+from ethoscope_rsync.cli import apply_options, build_parser, main, normalise_argv
+from ethoscope_rsync.render import status_rows
 from ethoscope_rsync.config import ConfigError, load_config
 from ethoscope_rsync.exits import Busy
 from ethoscope_rsync.status import pass_lock
@@ -84,6 +86,27 @@ def test_status_rows_merge_history():
                                          ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
     assert rows[0][3:] == ("9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
     assert rows[3][2:] == ("never", "-", "0 B", "-", "gone")          # not in the pass: no cipher
+
+
+def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
+    from bench.status_fixture import build, scripted_pass
+    from ethoscope_rsync.render import terminal_status
+    assert terminal_status(None, None, now=1000.0, stale_after=86400.0) == ["no backup pass has run yet"]
+    status, history = build(scripted_pass(2, chunks=1, now=1000.0, failing=0.5))
+    lines = terminal_status(status, history, now=1000.0, stale_after=86400.0)
+    assert lines[0].startswith("last pass: failed — ")
+    assert lines[1].split() == ["DEVICE", "STATE", "LAST", "SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR"]
+    assert lines[2].startswith("ETHOSCOPE_001  completed") and lines[3].startswith("ETHOSCOPE_002  error (stale)")
+    assert lines[1].index("STATE") == lines[2].index("completed") == lines[3].index("error")     # one column
+    assert lines[3].endswith("error in rsync protocol data stream (connection lost)")
+    conf = tmp_path / "backup.conf"
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    conf.write_text(f"[paths]\nstatus_file = {tmp_path}/status.json\nstate_dir = {tmp_path}\n"
+                    f"results = {tmp_path}/r\nvideos = {tmp_path}/v\nupstream_config = {tmp_path}/none\n")
+    assert main(["status", "-c", str(conf)]) == 0
+    printed = capsys.readouterr().out
+    assert "ETHOSCOPE_001" in printed and "ETHOSCOPE_002" in printed and printed.startswith("last pass: failed")
 
 
 def test_bandwidth_budget_is_shared():
