@@ -151,7 +151,7 @@ def build(recorded: Pass, finish: bool = True, history: History | None = None) -
     clock = _Clock(recorded.started)
     with tempfile.TemporaryDirectory() as tmp:
         status_path, history_path = Path(tmp) / "status.json", Path(tmp) / "history.json"
-        store = StatusStore(status_path, history or History(), pid=4242, what=recorded.what, interval=0,
+        store = StatusStore(status_path, history or History(), pid=os.getpid(), what=recorded.what, interval=0,
                             clock=clock)
         store.history.destinations = {"results": "/ethoscope_data/results", "videos": "/ethoscope_data/videos"}
         for machine_id, name, address in recorded.devices:

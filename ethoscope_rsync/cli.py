@@ -240,8 +240,11 @@ def run_command(config) -> int:
 
 
 def show_status(config, as_json: bool) -> int:
-    from ethoscope_rsync.render import terminal_status      # not loaded by a pass
+    from ethoscope_rsync.model import settled                # not loaded by a pass
+    from ethoscope_rsync.render import terminal_status
+    from ethoscope_rsync.snapshot import process_alive
     status, history = read_json(config.status_file), read_json(config.history_file)
+    status = settled(status, process_alive)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
         return EXIT_OK

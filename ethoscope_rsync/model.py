@@ -165,6 +165,8 @@ class Progress:
 
 
 QUEUED, RUNNING, COMPLETED, ERROR = "queued", "running", "completed", "error"
+KILLED_MESSAGE = "the previous pass ended before this device finished"
+PASS_GONE_MESSAGE = "the pass ended without writing its end (killed, or out of memory)"
 
 
 @dataclasses.dataclass
@@ -270,3 +272,21 @@ class Status:
         devices = {str(k): DeviceRun.from_json(v) for k, v in mapping(data.get("devices")).items()
                    if isinstance(v, dict)}
         return cls(run=Pass.from_json(data.get("run")), devices=devices, generated=number(data.get("generated")))
+
+    def interrupted(self) -> "Status":
+        """This status as it stands once its pass's process is gone without writing its end (killed,
+        out of memory): the pass interrupted, its started devices failed, as the next pass records them."""
+        at = self.generated or self.run.started
+        run = dataclasses.replace(self.run, outcome="interrupted", message=PASS_GONE_MESSAGE, ended=at)
+        devices = {key: dataclasses.replace(d, state=ERROR, error=KILLED_MESSAGE, ended=at)
+                   if d.state == RUNNING or d.state == QUEUED and d.started else d for key, d in self.devices.items()}
+        return Status(run=run, devices=devices, generated=self.generated)
+
+
+def settled(doc, alive) -> dict | None:
+    """The status document `doc` as it stands: when it says a pass is running whose process
+    `alive(pid)` says is gone, :meth:`Status.interrupted` of it (else `doc` itself)."""
+    run = Pass.from_json(mapping(doc).get("run"))
+    if doc is None or not run.active or alive(run.pid):
+        return doc
+    return Status.from_json(doc).interrupted().to_json()

@@ -3,7 +3,7 @@
 The web service serves the same few documents to every poll. A :class:`Snapshot` holds them for
 one version of ``status.json`` + ``history.json`` — the files' ``(dev, inode, mtime_ns, size)`` —
 until ``render.next_change`` says the output changes by itself (a device turning stale, a running
-pass's duration). Each document is a :class:`Representation`: its bytes, the gzip of them and a
+pass's duration; a running pass whose process is gone shows as interrupted from then on). Each document is a :class:`Representation`: its bytes, the gzip of them and a
 strong ETag of each, computed once, so a warm request costs two ``stat`` calls and a dict lookup,
 and a conditional poll that changed nothing gets a few hundred bytes.
 
@@ -23,6 +23,7 @@ import zlib
 from typing import Callable, NamedTuple
 
 from . import render
+from .model import settled
 
 GZIP_MIN = 256       # smaller bodies gain nothing from gzip (its header alone is 18 bytes)
 GZIP_LEVEL = 6
@@ -100,6 +101,20 @@ class JsonFile:
         return key, doc
 
 
+def process_alive(pid: int) -> bool:
+    """Whether the process `pid` still runs (a pass's: the same user's, or root's while it hands
+    over). Signal 0 tests without sending; an unknown pid (0) counts as alive."""
+    if pid <= 0:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:              # EPERM: it exists
+        return True
+    return True
+
+
 def _malloc_trim():
     try:
         return ctypes.CDLL("libc.so.6").malloc_trim
@@ -168,6 +183,7 @@ class Documents:
         status = history = None
         try:
             skey, status = self.status.load()
+            status = settled(status, process_alive)   # a pass killed before its end is not running
         except StatusUnavailable as exc:
             self._snapshot = Snapshot((self.status.identity(), self.history.identity()), error=str(exc))
             raise

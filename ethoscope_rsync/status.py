@@ -21,10 +21,9 @@ from pathlib import Path
 from ethoscope_rsync import events as ev
 from ethoscope_rsync.exits import Busy
 from ethoscope_rsync.logs import one_line
-from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KINDS, PASSES_KEPT, QUEUED, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
+from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, KINDS, PASSES_KEPT, QUEUED, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
 from ethoscope_rsync.history import DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, last_seen
 
-KILLED_MESSAGE = "the previous pass ended before this device finished"
 
 
 def write_json_atomic(path: Path, data: dict) -> None:

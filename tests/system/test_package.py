@@ -314,6 +314,29 @@ def _our_processes(box):
     return found
 
 
+def test_a_pass_killed_before_its_end_is_not_shown_running(configured, lab, port):
+    """SIGKILL (as the out-of-memory killer sends it) in the middle of a pass: the sandboxed status
+    service sees the pass's process is gone and shows it interrupted, not running for ever."""
+    box = configured
+    lab.cut_link(lab.devices[0])
+    try:
+        box.systemctl("start", "--no-block", RUNNER)
+        status = box.path("/run/ethoscope-backup/status.json")
+        wait_for(lambda: any(d.state == "running" for d in load_status(status).devices.values()), 60,
+                 interval=0.5, what="the pass to reach the devices")
+        assert json.loads(wait_for(lambda: _try_get(port, "/"), 30, what="GET /")[2])["status"] == "running"
+        box.systemctl("kill", "-s", "KILL", RUNNER)
+        wait_for(lambda: box.systemctl("is-active", RUNNER, check=False).stdout.strip() in ("inactive", "failed"),
+                 30, interval=0.5, what="the killed pass to end")
+        assert load_status(status).run.outcome == "running"          # what it left on disk
+        doc = json.loads(wait_for(lambda: _try_get(port, "/status"), 30, what="GET /status")[2])
+        assert doc["run"]["outcome"] == "interrupted" and doc["processing_devices"] == [], doc["run"]
+        assert json.loads(http_get(port, "/")[2])["status"] == "idle"
+    finally:
+        lab.restore_link(lab.devices[0])
+        box.systemctl("reset-failed", RUNNER, check=False)
+
+
 # ------------------------------------------------------------------------------------------ last: remove, purge
 def test_remove_stops_a_pass_that_is_running(configured, lab):
     """apt remove while a pass waits on a device whose link is cut: the pass is stopped (its final

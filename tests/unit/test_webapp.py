@@ -328,3 +328,27 @@ def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_p
         assert b"\x1b" not in answer.body and b"\xff" not in answer.body
     page = get(app, "/", "format=html").body.decode()
     assert "\\udcff\\udcfe" in page and "refused" in page
+
+
+def test_a_pass_killed_before_its_end_is_not_shown_running(tmp_path):
+    """status.json says "running", but the pass's process is gone (SIGKILL, out of memory): every
+    reader shows it interrupted and its started devices failed, as the next pass will record them."""
+    status, history = build(example_pass(running=True), finish=False)
+    assert status["run"]["pid"] == os.getpid() and status["run"]["outcome"] == "running"
+    files = tmp_path / "status.json", tmp_path / "history.json"
+    write_json(files[1], history)
+    write_json(files[0], status)
+    alive = StatusApp(*files, clock=Clock())
+    assert json.loads(get(alive, "/").body)["status"] == "running"
+    gone = subprocess.Popen(["true"])
+    gone.wait()                                   # a pid that was a process and is no more
+    status["run"]["pid"] = gone.pid
+    write_json(files[0], status)
+    app = StatusApp(*files, clock=Clock())
+    assert json.loads(get(app, "/").body)["status"] == "idle"
+    doc = json.loads(get(app, "/status").body)
+    assert doc["run"]["outcome"] == "interrupted" and doc["processing_devices"] == []
+    running = [d for d in doc["devices"].values() if d["status"] == "running"]
+    assert running == [] and any("the previous pass ended before this device" in d["last_error"]
+                                 for d in doc["devices"].values())
+    assert "\nethoscope_backup_run_active 0\n" in get(app, "/metrics").body.decode()
