@@ -6,6 +6,7 @@ host's network, so the status socket is reachable from the host and the backup p
 simulated lab (tests.lab, 169.254.0.0/16). The status socket listens on a free port chosen here
 (drop-in), not 8093, so the test does not collide with a demo or another test on this machine.
 """
+import contextlib
 import filecmp
 import json
 import os
@@ -314,16 +315,26 @@ def _our_processes(box):
     return found
 
 
-def test_a_pass_killed_before_its_end_is_not_shown_running(configured, lab, port):
-    """SIGKILL (as the out-of-memory killer sends it) in the middle of a pass: the sandboxed status
-    service sees the pass's process is gone and shows it interrupted, not running for ever."""
-    box = configured
+@contextlib.contextmanager
+def _a_pass_held_by_a_cut_link(box, lab):
+    """A pass started by systemd, waiting on a device whose link is cut, once it reached the devices;
+    yields the status file. The link is restored afterwards."""
     lab.cut_link(lab.devices[0])
     try:
         box.systemctl("start", "--no-block", RUNNER)
         status = box.path("/run/ethoscope-backup/status.json")
         wait_for(lambda: any(d.state == "running" for d in load_status(status).devices.values()), 60,
                  interval=0.5, what="the pass to reach the devices")
+        yield status
+    finally:
+        lab.restore_link(lab.devices[0])
+
+
+def test_a_pass_killed_before_its_end_is_not_shown_running(configured, lab, port):
+    """SIGKILL (as the out-of-memory killer sends it) in the middle of a pass: the sandboxed status
+    service sees the pass's process is gone and shows it interrupted, not running for ever."""
+    box = configured
+    with _a_pass_held_by_a_cut_link(box, lab) as status:
         assert json.loads(wait_for(lambda: _try_get(port, "/"), 30, what="GET /")[2])["status"] == "running"
         box.systemctl("kill", "-s", "KILL", RUNNER)
         wait_for(lambda: box.systemctl("is-active", RUNNER, check=False).stdout.strip() in ("inactive", "failed"),
@@ -332,9 +343,7 @@ def test_a_pass_killed_before_its_end_is_not_shown_running(configured, lab, port
         doc = json.loads(wait_for(lambda: _try_get(port, "/status"), 30, what="GET /status")[2])
         assert doc["run"]["outcome"] == "interrupted" and doc["processing_devices"] == [], doc["run"]
         assert json.loads(http_get(port, "/")[2])["status"] == "idle"
-    finally:
-        lab.restore_link(lab.devices[0])
-        box.systemctl("reset-failed", RUNNER, check=False)
+    box.systemctl("reset-failed", RUNNER, check=False)
 
 
 # ------------------------------------------------------------------------------------------ last: remove, purge
@@ -342,20 +351,13 @@ def test_remove_stops_a_pass_that_is_running(configured, lab):
     """apt remove while a pass waits on a device whose link is cut: the pass is stopped (its final
     status written), not left running without its code and units."""
     box = configured
-    lab.cut_link(lab.devices[0])
-    try:
-        box.systemctl("start", "--no-block", RUNNER)
-        status = box.path("/run/ethoscope-backup/status.json")
-        wait_for(lambda: any(d.state == "running" for d in load_status(status).devices.values()), 60,
-                 interval=0.5, what="the pass to reach the devices")
+    with _a_pass_held_by_a_cut_link(box, lab) as status:
         assert box.systemctl("is-active", RUNNER, check=False).stdout.strip() == "activating"
         box.exec(["apt-get", "remove", "-y", "-q", "ethoscope-rsync"], timeout=180)
         assert box.systemctl("is-active", RUNNER, check=False).stdout.strip() != "activating"
         # (the alert its end may have started, stopped by the prerm or ending on its own, may take a moment)
         wait_for(lambda: _our_processes(box) == [], 30, interval=0.5, what="the package's processes to end")
         assert load_status(status).run.outcome not in ("", "running"), load_status(status).run
-    finally:
-        lab.restore_link(lab.devices[0])
 
 
 def test_purge_removes_state_keeps_data(box):
