@@ -25,7 +25,6 @@ from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE
 from ethoscope_rsync.history import DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, last_seen
 
 
-
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write temp file in the same directory, fsync, rename over `path`, fsync the directory."""
     path.parent.mkdir(parents=True, exist_ok=True)
