@@ -128,9 +128,11 @@ _MALLOC_TRIM = _malloc_trim()
 class Snapshot:
     """Representations of one version of the files, valid until ``valid_until`` (epoch)."""
 
-    def __init__(self, identity: tuple, valid_until: float = math.inf, error: str | None = None):
+    def __init__(self, identity: tuple, valid_until: float = math.inf, error: str | None = None,
+                 gone: bool = False):
         self.identity = identity
         self.valid_until = valid_until
+        self.gone = gone               # built from a status whose running pass's process was gone
         self.error = error             # the status file's problem (→ 503), cached like a document
         self.documents: dict = {}      # name → (second or None, Representation or None)
 
@@ -180,10 +182,10 @@ class Documents:
             return doc if doc is not _MISSING else self._build(snap, name, build, second, now)
 
     def _build(self, snap, name, build, second, now):
-        status = history = None
+        status = found = history = None
         try:
-            skey, status = self.status.load()
-            status = settled(status, process_alive)   # a pass killed before its end is not running
+            skey, found = self.status.load()
+            status = settled(found, process_alive)    # a pass killed before its end is not running
         except StatusUnavailable as exc:
             self._snapshot = Snapshot((self.status.identity(), self.history.identity()), error=str(exc))
             raise
@@ -196,14 +198,15 @@ class Documents:
                 self.on_history_error(str(exc))
         try:
             identity = (skey, hkey)
-            if snap is None or snap.identity != identity:
+            gone = status is not found     # the same file, read anew: every document of it tells so
+            if snap is None or snap.identity != identity or snap.gone != gone:
                 valid = render.next_change(status, history, now, self.stale_after)
-                snap = self._snapshot = Snapshot(identity, valid)
+                snap = self._snapshot = Snapshot(identity, valid, gone=gone)
             rep = build(status, history, now)
             snap.documents[name] = (second, rep)
             self.builds += 1
             return rep
         finally:
-            del status, history
+            del status, found, history
             if _MALLOC_TRIM is not None:
                 _MALLOC_TRIM(0)      # glibc keeps a parse's freed heap otherwise: RSS stays flat

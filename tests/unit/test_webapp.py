@@ -352,3 +352,26 @@ def test_a_pass_killed_before_its_end_is_not_shown_running(tmp_path):
     assert running == [] and any("the previous pass ended before this device" in d["last_error"]
                                  for d in doc["devices"].values())
     assert "\nethoscope_backup_run_active 0\n" in get(app, "/metrics").body.decode()
+
+
+def test_every_document_of_one_status_agrees_once_its_pass_is_gone(tmp_path):
+    """Documents built while the pass ran are not served beside ones that know it is gone: the
+    moment one document finds the pass's process gone, the others are built again."""
+    status, history = build(example_pass(running=True), finish=False)
+    files = tmp_path / "status.json", tmp_path / "history.json"
+    write_json(files[1], history)
+    pass_ = subprocess.Popen(["sleep", "60"])
+    try:
+        status["run"]["pid"] = pass_.pid
+        write_json(files[0], status)
+        app = StatusApp(*files, clock=Clock())          # one instant: nothing expires by time
+        assert json.loads(get(app, "/").body)["status"] == "running"
+    finally:
+        pass_.kill()
+        pass_.wait()
+    assert json.loads(get(app, "/status").body)["run"]["outcome"] == "interrupted"
+    assert json.loads(get(app, "/").body)["status"] == "idle"
+    builds = app.documents.builds
+    get(app, "/status")
+    get(app, "/")
+    assert app.documents.builds == builds                # and then cached as before
