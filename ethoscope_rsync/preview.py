@@ -17,7 +17,8 @@ from ethoscope_rsync.rsync import classify_exit, informative_line, make_rsync_co
 
 def _folder(config: Config, device, key: str, out) -> str:
     """The device's own folder (its machine id), asked of the device; "" (said with `out`) when it
-    cannot be reached or has no valid machine id."""
+    cannot be reached, has no valid machine id, or tells another than the one claimed for it (a
+    pass would refuse it: see jobs)."""
     argv = make_probe_command(make_ssh_command(config, device, key), ssh_target(config, device),
                               config.remote_results, config.remote_videos)
     result = execute.run(argv, timeout=config.connect_timeout + config.io_timeout)
@@ -25,10 +26,14 @@ def _folder(config: Config, device, key: str, out) -> str:
         out(f"{device.name}: cannot reach ({classify_exit(result.returncode, result.stderr).label}: "
             f"{printable(informative_line(result.stderr), 160)})")
         return ""
-    folder = device.id or parse_probe(result.stdout).machine_id
-    if not folder:
+    told = parse_probe(result.stdout).machine_id
+    if not told:
         out(f"{device.name}: no valid /etc/machine-id on the device: its own folder is unknown, nothing to preview")
-    return folder
+    elif device.id and told != device.id:
+        out(f"{device.name}: the device says its machine id is {told}, not {device.id}: a pass would not "
+            f"back it up, nothing to preview")
+        return ""
+    return told
 
 
 def preview_pass(config: Config, out=print) -> int:

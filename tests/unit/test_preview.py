@@ -27,7 +27,7 @@ def config(tmp_path):
     return load_config(path)
 
 
-def preview_of(config, monkeypatch, probe, rsync):
+def preview_of(config, monkeypatch, probe, rsync, device=DEVICE):
     """What preview_pass prints when the probe answers `probe` and each rsync answers
     rsync(kind) -> (exit code, stdout, stderr); and its exit code."""
     def run(argv, timeout):
@@ -35,7 +35,7 @@ def preview_of(config, monkeypatch, probe, rsync):
             return Result(tuple(argv), 0, probe, "")
         kind = "videos" if "/videos/" in argv[-2] else "results"
         return Result(tuple(argv), *rsync(kind))
-    monkeypatch.setattr(preview, "discover", lambda config: Discovered((DEVICE,), (), "config"))
+    monkeypatch.setattr(preview, "discover", lambda config: Discovered((device,), (), "config"))
     monkeypatch.setattr(preview.execute, "run", run)
     lines = []
     code = preview.preview_pass(config, out=lines.append)
@@ -64,3 +64,17 @@ def test_a_device_without_a_machine_id_is_named_with_the_reason(config, monkeypa
     assert lines == ["1 device(s) from config",
                      "ETHOSCOPE_004: no valid /etc/machine-id on the device: its own folder is unknown, "
                      "nothing to preview"]
+
+
+def test_a_device_telling_another_machine_id_than_claimed_is_not_previewed(config, monkeypatch):
+    claimed = Device(name="ETHOSCOPE_004", address="169.254.9.4", id="f" * 32)
+    code, lines = preview_of(config, monkeypatch, probe_answer(), lambda kind: (0, "", ""), device=claimed)
+    assert code == 1
+    assert lines[1:] == [f"ETHOSCOPE_004: the device says its machine id is {MID}, not {'f' * 32}: a pass would "
+                         "not back it up, nothing to preview"]
+    code, lines = preview_of(config, monkeypatch, probe_answer(), lambda kind: (0, "", ""),
+                             device=Device(name="ETHOSCOPE_004", address="169.254.9.4", id=MID))
+    assert code == 0 and lines[1:] == [f"ETHOSCOPE_004 results: 0 file(s), 0 B would be copied to "
+                                       f"{config.destination('results') / MID}",
+                                       f"ETHOSCOPE_004 videos: 0 file(s), 0 B would be copied to "
+                                       f"{config.destination('videos') / MID}"]
