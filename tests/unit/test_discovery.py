@@ -2,7 +2,6 @@
 import json
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -165,13 +164,14 @@ def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser))
     result = []
-    started = time.monotonic()
     browsing = threading.Thread(target=lambda: result.append(browse_mdns(1.5)), daemon=True)
     browsing.start()
     browsing.join(10)
     silent.set()                # (lets a browse that ignored its deadline end)
     assert result, "browse_mdns(1.5) still running after 10 s"
-    assert time.monotonic() - started < 1.5 + 1.0
+    # the answering name at once, then silent ones of at most a second each until 1.5 s are spent:
+    # a count, not a clock reading, so a loaded machine cannot make it fail
+    assert asked[0].startswith("ETHOSCOPE_001.") and 2 <= len(asked) <= 4, asked
     devices, warnings = result[0]
     assert [(d.name, d.address, d.id) for d in devices] == [("ETHOSCOPE_001", "169.254.1.1", "1" * 32)]
     assert len(asked) == len(set(asked)) <= MAX_DEVICES
