@@ -112,7 +112,8 @@ def _recover_one(job, device, path: str, sign: list, check_timeout: float, faile
     destination = config.destination("results")
     raw_db = raw_root(config, device) / path
     if failed_copy:              # never recover an older raw copy as if it were the device's current one
-        verdict = livedb.Verdict(False, 0, "not copied from the device: " + failed_copy, False)
+        why = failed_copy.rpartition('": ')[2] or failed_copy      # rsync's reason, after the quoted path
+        verdict = livedb.Verdict(False, 0, f"not copied from the device: {why}", False)
         job.events.put(events.DatabaseChecked(device.key, path, "kept previous copy", 0, verdict.message, False, ()))
         log.warning("%s: database %s not copied: %s", device.name, os.path.basename(path), failed_copy,
                     extra=dict(device_fields(device), DATABASE=path))

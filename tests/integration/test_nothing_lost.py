@@ -85,6 +85,34 @@ def test_a_copy_that_cannot_be_taken_fails_the_device_every_pass_until_it_can(la
     assert device_entry(backup, device)["status"] == "completed"
 
 
+def test_a_database_the_device_cannot_read_fails_the_device_and_keeps_the_node_s_copy(lab, tmp_path):
+    """The device's database changed, then cannot be read there (as with an SD card's read errors;
+    here root's 0600): the pass does not call it gone and the device completed. The device fails
+    on every pass, naming it, the node keeps its copy, and the copy is taken once it can be read."""
+    device = lab.devices[0]
+    backup = Backup(lab, tmp_path, transfer={"retries": 0})
+    assert backup.run().returncode == 0
+    db, copy = lab.newest_db(device), node_copy(backup, lab, device)
+    before, owner = roi_rows(copy), db.stat()
+    add_rows(db, 50)
+    os.chown(db, 0, 0)
+    os.chmod(db, 0o600)
+    try:
+        for attempt in (1, 2):
+            result = backup.run("-e", device.name)
+            assert result.returncode == 1, (attempt, result.stderr)
+            entry = device_entry(backup, device)
+            assert entry["status"] == "error" and "not copied from the device" in entry["last_error"], entry
+            assert db.name in entry["last_error"] and "Permission denied" in entry["last_error"], entry["last_error"]
+            assert roi_rows(copy) == before
+    finally:
+        os.chown(db, owner.st_uid, owner.st_gid)
+        os.chmod(db, owner.st_mode & 0o7777)
+    assert backup.run("-e", device.name).returncode == 0
+    assert roi_rows(copy) == roi_rows(db) == before + 50
+    assert device_entry(backup, device)["status"] == "completed"
+
+
 # ---------------------------------------------------------------- 2. what a device or the node refuses
 
 def test_an_unreadable_file_is_named_and_everything_else_is_copied(lab, tmp_path):
