@@ -1,4 +1,5 @@
 """The node's destination file systems: free space before a device starts, what to say when full,
+leftovers that must not pile up (interrupted files the device no longer has, old --safe versions),
 and at the end of each pass their usage and growth (see :mod:`ethoscope_rsync.forecast`)."""
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from ethoscope_rsync.humanize import format_days, human_size
 from ethoscope_rsync.logs import log
 from ethoscope_rsync.model import KINDS
 from ethoscope_rsync.history import DiskSample, Usage
-from ethoscope_rsync.rsync import DB_RAW_DIR
+from ethoscope_rsync.rsync import DB_RAW_DIR, PARTIAL_DIR
 
 
 def nearest_existing(path: Path) -> Path:
@@ -48,6 +49,26 @@ def disk_full_message(path: Path) -> str:
         free = "unknown"
     return (f"destination full: no space left on the filesystem of {path} ({free} free); "
             f"interrupted files stay in .ethoscope-backup-partial folders, nothing was replaced")
+
+
+def remove_orphan_partials(destination: Path, files: dict) -> list:
+    """After a complete transfer, interrupted files left in the partial folders of the folders it
+    listed are of files the device no longer has (rsync removes the others): remove them."""
+    removed = []
+    for folder in sorted({path.rpartition("/")[0] for path in files}):
+        partial = destination / folder / PARTIAL_DIR
+        try:
+            names = os.listdir(partial)
+        except OSError:
+            continue
+        for name in names:
+            if f"{folder}/{name}" not in files:
+                try:
+                    os.unlink(partial / name)
+                    removed.append(f"{folder}/{name}")
+                except OSError:
+                    continue
+    return removed
 
 
 def prune_replaced(folder: Path, keep_days: float, now: float) -> list:

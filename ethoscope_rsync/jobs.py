@@ -12,22 +12,20 @@ status writer. Every process a job starts goes through ``job.processes`` (the
 from __future__ import annotations
 
 import dataclasses
-import os
 import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 from ethoscope_rsync import events, execute, livedb, probe as probing
 from ethoscope_rsync.config import Config
 from ethoscope_rsync.databases import DatabaseWork, pick_databases, prune_raw, recover_all
 from ethoscope_rsync.devices import Device
-from ethoscope_rsync.disk import disk_full_message, free_space_problem
+from ethoscope_rsync.disk import disk_full_message, free_space_problem, remove_orphan_partials
 from ethoscope_rsync.humanize import human_size
 from ethoscope_rsync.identities import forget_hint
 from ethoscope_rsync.logs import device_fields, log
-from ethoscope_rsync.rsync import PARTIAL_DIR, Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
+from ethoscope_rsync.rsync import Outcome, classify_exit, error_lines, informative_line, make_rsync_command, \
     make_ssh_command, parse_file_line, parse_progress, parse_stats, raw_root, ssh_target
 from ethoscope_rsync.probe import Probe, inside
 
@@ -184,26 +182,6 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
         return listing
     log.warning("%s: %s %s failed: %s", device.name, kind, part, message, extra=fields)
     raise TransferFailed(outcome, message)
-
-
-def remove_orphan_partials(destination: Path, files: dict) -> list:
-    """After a complete transfer, interrupted files left in the partial folders of the folders it
-    listed are of files the device no longer has (rsync removes the others): remove them."""
-    removed = []
-    for folder in sorted({path.rpartition("/")[0] for path in files}):
-        partial = destination / folder / PARTIAL_DIR
-        try:
-            names = os.listdir(partial)
-        except OSError:
-            continue
-        for name in names:
-            if f"{folder}/{name}" not in files:
-                try:
-                    os.unlink(partial / name)
-                    removed.append(f"{folder}/{name}")
-                except OSError:
-                    continue
-    return removed
 
 
 def _ignored_names(job: Job, device: Device, where: str, names: list) -> None:

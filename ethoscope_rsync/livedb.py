@@ -87,7 +87,7 @@ def hold(path):
     try:
         con.execute("BEGIN")
         con.execute("SELECT count(*) FROM sqlite_master").fetchone()
-    except Exception:
+    except sqlite3.Error:
         con.close()
         raise
     return con
@@ -113,7 +113,7 @@ def main():
                     cons.append(hold(path))
                     held.append(rel)
                     break
-                except Exception as e:
+                except (sqlite3.Error, OSError) as e:     # busy, locked, unreadable: try for 5 s
                     if time.time() >= deadline:
                         failed[rel] = "%s: %s" % (type(e).__name__, e)
                         break
@@ -136,14 +136,14 @@ def main():
     for con in cons:
         try:
             con.execute("ROLLBACK")
-        except Exception:
+        except sqlite3.Error:
             pass
         con.close()
     try:
         sys.stdout.write("ETHOSCOPE-BACKUP-RELEASED " + json.dumps(
             {"reason": reason, "held_seconds": round(time.time() - start, 3)}) + "\n")
         sys.stdout.flush()
-    except Exception:
+    except (OSError, ValueError):      # the node went away (a broken pipe, a closed stdout): nothing to tell
         pass
     return 0 if reason == "eof" else 3
 

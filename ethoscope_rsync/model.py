@@ -195,6 +195,11 @@ class DeviceRun:
     def processing(self) -> bool:
         return self.state == RUNNING
 
+    @property
+    def cut_short(self) -> bool:
+        """Started and not finished: a failure of its pass if that pass is gone."""
+        return self.state in (QUEUED, RUNNING) and self.started > 0
+
     def to_json(self) -> dict:
         return dict(fields_of(self), progress=fields_of(self.progress),
                     transfers={kind: t.to_json() for kind, t in self.transfers.items()},
@@ -278,8 +283,8 @@ class Status:
         out of memory): the pass interrupted, its started devices failed, as the next pass records them."""
         at = self.generated or self.run.started
         run = dataclasses.replace(self.run, outcome="interrupted", message=PASS_GONE_MESSAGE, ended=at)
-        devices = {key: dataclasses.replace(d, state=ERROR, error=KILLED_MESSAGE, ended=at)
-                   if d.state == RUNNING or d.state == QUEUED and d.started else d for key, d in self.devices.items()}
+        devices = {key: dataclasses.replace(d, state=ERROR, error=KILLED_MESSAGE, ended=at) if d.cut_short else d
+                   for key, d in self.devices.items()}
         return Status(run=run, devices=devices, generated=self.generated)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from ethoscope_rsync import events as ev
 from ethoscope_rsync.exits import Busy
 from ethoscope_rsync.logs import one_line
-from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, KINDS, PASSES_KEPT, QUEUED, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
+from ethoscope_rsync.model import COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, KINDS, PASSES_KEPT, RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress, Status, Transfer
 from ethoscope_rsync.history import DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, last_seen
 
 
@@ -111,7 +111,7 @@ class StatusStore:
     def _settle(self, previous: Status) -> None:
         """Devices that a killed pass left queued or running are failures of that pass."""
         for key, device in previous.devices.items():
-            if device.state in (QUEUED, RUNNING) and device.started:
+            if device.cut_short:
                 entry = self._history_of(key, device)
                 entry.last_outcome, entry.last_error = ERROR, KILLED_MESSAGE
                 entry.last_error_time = previous.generated or previous.run.started
