@@ -1,5 +1,5 @@
 """Packaging metadata for ethoscope-rsync (built by pybuild in debian/)."""
-from setuptools import setup
+from setuptools import find_packages, setup
 
 from ethoscope_rsync import __version__
 
@@ -8,8 +8,8 @@ setup(
     version=__version__,
     description="Incremental rsync/SSH backup of ethoscope results and videos to the node",
     license="GPL-3.0-or-later",
-    packages=["ethoscope_rsync"],
-    package_data={"ethoscope_rsync": ["backup.configspec"]},
-    entry_points={"console_scripts": ["ethoscope-backup = ethoscope_rsync.cli:main"]},
+    packages=find_packages(include=["ethoscope_rsync", "ethoscope_rsync.*"]),
+    package_data={"ethoscope_rsync.config": ["backup.configspec"]},
+    entry_points={"console_scripts": ["ethoscope-backup = ethoscope_rsync.commands.cli:main"]},
     python_requires=">=3.11",
 )

@@ -22,34 +22,21 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from tests.lab.cost import measured  # noqa: E402
 PYTHON = "/usr/bin/python3"
 
-MEASURED = ("import resource, subprocess, sys\n"
-            "code = subprocess.run(sys.argv[1:]).returncode\n"
-            "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
-            "print('PASS-COST %.3f %d' % (usage.ru_utime + usage.ru_stime, usage.ru_maxrss), file=sys.stderr)\n"
-            "sys.exit(code)\n")
 UNHARDENED = ("import sqlite3, sys\n"
-              "from ethoscope_rsync import untrusted_sqlite\n"
+              "from ethoscope_rsync.backup import untrusted_sqlite\n"
               "untrusted_sqlite.connect = lambda target, budget, uri=False: sqlite3.connect(\n"
               "    target, uri=uri, isolation_level=None)\n"
-              "from ethoscope_rsync.cli import main\n"
+              "from ethoscope_rsync.commands.cli import main\n"
               "sys.exit(main(sys.argv[1:]))\n")
-
-
-def measured(argv, env=None, timeout=3600) -> tuple:
-    """Run `argv` in a fresh process -> (CompletedProcess, CPU seconds of it and everything it waited
-    for, peak RSS in MB of the largest of them). A fresh parent, so no earlier child's peak counts."""
-    result = subprocess.run([PYTHON, "-c", MEASURED, *argv], cwd=ROOT, capture_output=True, text=True,
-                            timeout=timeout, env=env)
-    cost = [line.split() for line in result.stderr.splitlines() if line.startswith("PASS-COST ")][-1]
-    return result, float(cost[1]), int(cost[2]) / 1024
 
 
 def run(rows: int = 1000, timeout: float = 10.0) -> dict:

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ethoscope_rsync import livedb
+from ethoscope_rsync.backup import livedb
 
 PY = "/usr/bin/python3"
 WRITER = r'''

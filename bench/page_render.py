@@ -29,7 +29,10 @@ ROUNDS = 5
 # Runs in a child process with PYTHONPATH set to the code under test; prints one JSON line.
 _MEASURE = r"""
 import json, sys, time, inspect
-from ethoscope_rsync import render
+try:                                   # this tree
+    from ethoscope_rsync.render import upstream as render
+except ImportError:                     # the baseline's flat layout
+    from ethoscope_rsync import render
 status, history = (json.load(open(p)) for p in sys.argv[1:3])
 now, n, plain = float(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "plain"
 kw = {"charts": False} if plain else {}
@@ -71,7 +74,7 @@ def _best(results: list) -> dict:
 
 def run(quick: bool = False) -> dict:
     sys.path.insert(0, ROOT)
-    from bench.status_fixture import NOW, long_history
+    from tests.fixtures.status import NOW, long_history
     from bench.transfer import row
     out = {"baseline": BASELINE, "rows": []}
     n, rounds = (20, 2) if quick else (60, ROUNDS)

@@ -51,38 +51,19 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from bench.status_baselines import PYTHON, cherrypy_command, start_nginx  # noqa: E402
+from tests.fixtures.status import generate_status, write_json  # noqa: E402
 from bench.status_load import (cold_samples, finish_attack, free_port, get, rss_kb, start_attack, stop,  # noqa: E402
                                tree_rss_kb, wait_listening, wrk)
 
 # Issue 15.3 / 12.4 targets
 TARGETS = {"cold_ms": 200.0, "warm_rps": 1200.0, "p99_ms": 20.0, "conditional_rps": 2400.0,
            "rss_mb": 35.0, "attack_p99_ratio": 2.0, "unchanged_poll_bytes": 600}
-
-
-# ---------------------------------------------------------------- fixture generator
-
-def generate_status(n_devices: int = 100, now: float | None = None, running: bool = False,
-                    seed: int = 1) -> tuple:
-    """A realistic (status, history) pair with ``n_devices`` devices, written by the real store."""
-    from bench.status_fixture import build, scripted_pass
-    now = time.time() if now is None else now
-    return build(scripted_pass(n_devices, now=now, running=running, seed=seed), finish=not running)
-
-
-def write_json(path, doc):
-    tmp = "%s.tmp%d" % (path, os.getpid())
-    with open(tmp, "w") as f:
-        json.dump(doc, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.rename(tmp, path)
 
 
 # ---------------------------------------------------------------- servers
@@ -94,7 +75,7 @@ def _env():
 
 
 def ours_command(status_file, history_file, listen=None, idle_exit=60.0) -> list:
-    code = ("import sys; from ethoscope_rsync.web import serve; sys.exit(serve(%r, %r, listen=%r, idle_exit=%r))"
+    code = ("import sys; from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, %r, listen=%r, idle_exit=%r))"
             % (status_file, history_file, listen, idle_exit))
     return [PYTHON, "-c", code]
 
@@ -121,7 +102,7 @@ def _fixture(d) -> dict:
     status, history = generate_status(100)
     write_json(f["status"], status)
     write_json(f["history"], history)
-    from ethoscope_rsync.web import StatusApp   # what ours answers is what the baselines serve
+    from ethoscope_rsync.web.adapter import StatusApp  # what ours answers is what the baselines serve
     body = StatusApp(f["status"], f["history"]).respond("GET", "/status", {}).body
     with open(f["served"], "wb") as out:
         out.write(body)

@@ -127,7 +127,7 @@ def runner_env(env=None):
 
 
 def warm_bytecode():
-    subprocess.run([PYTHON, "-c", "import ethoscope_rsync.cli, ethoscope_rsync.runner, ethoscope_rsync.pool"],
+    subprocess.run([PYTHON, "-c", "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool"],
                    cwd=ROOT, env=runner_env(), check=True)
 
 
@@ -177,9 +177,9 @@ def fresh_node(lab, base: Path, extra=""):
 
 def ours_rsync_argv(node, device, kind, dest, cipher=None):
     """The exact rsync argv the tool builds for one tree (no shared connection), optionally with a cipher."""
-    from ethoscope_rsync.config import load_config
-    from ethoscope_rsync.devices import Device
-    from ethoscope_rsync.rsync import make_rsync_command
+    from ethoscope_rsync.config.load import load_config
+    from ethoscope_rsync.config.devices import Device
+    from ethoscope_rsync.backup.rsync import make_rsync_command
     config = load_config(node.conf)
     argv = list(make_rsync_command(config, Device(device.name, device.ip, device.id), kind,
                                    key=str(node.lab.key_path), folder=device.id))
@@ -376,6 +376,6 @@ def many_devices(quick=False):
 
 
 def _default_jobs():
-    spec = (ROOT / "ethoscope_rsync" / "backup.configspec").read_text()
+    spec = (ROOT / "ethoscope_rsync" / "config" / "backup.configspec").read_text()
     match = re.search(r"^jobs\s*=\s*integer\(.*default=(\d+)\)", spec, re.M)
     return int(match.group(1)) if match else None

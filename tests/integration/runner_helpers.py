@@ -36,8 +36,8 @@ class Node:
 
 def rendered_status(status_file: Path, history_file: Path) -> dict:
     """The /status document the web service serves for these two files (render is its only author)."""
-    from ethoscope_rsync.render import status_document
-    from ethoscope_rsync.status import read_json
+    from ethoscope_rsync.render.upstream import status_document
+    from ethoscope_rsync.state.store import read_json
     return status_document(read_json(status_file), read_json(history_file), time.time(), 86400.0)
 
 

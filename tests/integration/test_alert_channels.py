@@ -4,8 +4,8 @@ import json
 import os
 import socket
 
-from ethoscope_rsync import notify
-from ethoscope_rsync.config import load_config
+from ethoscope_rsync.alerts import channels as notify
+from ethoscope_rsync.config.load import load_config
 from tests.listeners import Smtp, Webhook, install_sendmail, mails
 
 

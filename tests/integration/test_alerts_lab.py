@@ -7,8 +7,8 @@ import os
 import subprocess
 import time
 
-from ethoscope_rsync.history import DeviceHistory, DiskSample, History, Usage
-from ethoscope_rsync.status import save_history
+from ethoscope_rsync.state.history import DeviceHistory, DiskSample, History, Usage
+from ethoscope_rsync.state.store import save_history
 from tests.integration.runner_helpers import PYTHON, ROOT, Node
 from tests.listeners import Webhook, install_sendmail, mails
 

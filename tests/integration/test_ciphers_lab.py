@@ -3,7 +3,7 @@ device's CPU; from the second pass on, a device with AES instructions gets AES-G
 them chacha20-poly1305 — as the devices' own sshd logs (at DEBUG1) say they agreed."""
 import re
 
-from ethoscope_rsync.runner import node_has_aes
+from ethoscope_rsync.backup.passes import node_has_aes
 from tests.integration.runner_helpers import Node
 
 CIPHER_RE = re.compile(r"kex: client->server cipher: (\S+)")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from bench.hostile_database import measured
+from tests.lab.cost import measured
 from tests.integration.safety_helpers import HIDDEN, Backup, clean_env, roi_rows, sha256
 from tests.lab.crafted import craft
 from tests.lab.data import _make_db

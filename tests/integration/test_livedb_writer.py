@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync import livedb
+from ethoscope_rsync.backup import livedb
 
 PY = "/usr/bin/python3"
 TABLES = 8          # an ethoscope writes one table per ROI (up to 20)

@@ -5,9 +5,9 @@ import subprocess
 
 import pytest
 
-from bench.status_fixture import NOW, long_history
-from ethoscope_rsync import render
-from ethoscope_rsync.history import Verification
+from tests.fixtures.status import NOW, long_history
+from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.state.history import Verification
 
 CHROMIUM = ["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
             "--disable-background-networking", "--disable-component-update", "--disable-sync",

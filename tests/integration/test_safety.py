@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync.status import load_status
+from ethoscope_rsync.state.store import load_status
 
 from tests.integration.safety_helpers import HIDDEN, Backup, db_integrity, descendants, \
     in_flight, partial_files, processes_mentioning, roi_rows, running, sha256, stop_process, visible_files, wait_for

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bench.status_service import generate_status, write_json
+from tests.fixtures.status import generate_status, write_json
 from tests.integration.web_helpers import PYTHON, ROOT, Service, documents, free_port, have_ipv6
 
 
@@ -134,7 +134,7 @@ def test_port_in_use_exit_2_one_line(tmp):
         blocker.bind(("127.0.0.1", 0))
         blocker.listen(1)
         port = blocker.getsockname()[1]
-        code = ("import sys; from ethoscope_rsync.web import serve; "
+        code = ("import sys; from ethoscope_rsync.web.adapter import serve; "
                 "sys.exit(serve('/nonexistent/s.json', None, listen='127.0.0.1:%d'))" % port)
         p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
                            capture_output=True, text=True, timeout=30)
@@ -176,7 +176,7 @@ def test_idle_exit(services):
 def _serve_on_inherited_socket(tmp, sock, idle_exit):
     """Start serve() with ``sock`` as fd 3 and LISTEN_PID = the child's pid (what systemd does)."""
     code = ("import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; "
-            "from ethoscope_rsync.web import serve; "
+            "from ethoscope_rsync.web.adapter import serve; "
             "r = serve(%r, None, idle_exit=%r); "
             "assert 'LISTEN_PID' not in os.environ; sys.exit(r)"
             % (os.path.join(tmp, "none.json"), idle_exit))
@@ -214,7 +214,7 @@ def test_stop_does_not_touch_the_socket(tmp, how):
 def test_listen_pid_for_another_process_is_ignored(tmp):
     port = free_port()
     code = ("import os, sys; os.environ['LISTEN_PID'] = '1'; os.environ['LISTEN_FDS'] = '1'; "
-            "from ethoscope_rsync.web import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', idle_exit=0.5))"
+            "from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', idle_exit=0.5))"
             % (os.path.join(tmp, "none.json"), port))
     p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=30)

@@ -7,8 +7,8 @@ import socket
 import subprocess
 import time
 
-from bench.status_fixture import add_history_device, build, example_pass
-from bench.status_service import write_json
+from tests.fixtures.status import add_history_device, build, example_pass
+from tests.fixtures.status import write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = "/usr/bin/python3"
@@ -52,7 +52,7 @@ class Service:
         self.host = host
         self.port = free_port(host if host != "::" else "::1")
         self.port2 = free_port() if mode == "two" else None
-        code = ("import sys; from ethoscope_rsync.web import serve; sys.exit(serve(%r, %r, listen=%r, "
+        code = ("import sys; from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, %r, listen=%r, "
                 "idle_exit=%r))" % (self.status_file, self.history_file,
                                     listen or "127.0.0.1:%d" % self.port, idle_exit))
         cmd = [PYTHON, "-c", code]

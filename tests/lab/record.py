@@ -4,17 +4,17 @@
 
 Brings up three simulated ethoscopes (the third with its link cut, so it fails), runs one real
 pass (real sshd, rsync, SQLite) in this process, and saves every device the pass added and every
-event its jobs sent, in order (bench.status_fixture.save_pass). Replaying them through the store
-(bench.status_fixture.build) gives exactly the documents that pass wrote.
+event its jobs sent, in order (tests.fixtures.status.save_pass). Replaying them through the store
+(tests.fixtures.status.build) gives exactly the documents that pass wrote.
 """
 import argparse
 import sys
 import tempfile
 from pathlib import Path
 
-from bench.status_fixture import RECORDED, Pass, save_pass
-from ethoscope_rsync import runner
-from ethoscope_rsync.config import load_config
+from tests.fixtures.status import RECORDED, Pass, save_pass
+from ethoscope_rsync.backup import passes as runner
+from ethoscope_rsync.config.load import load_config
 
 from .lab import Lab
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync.status import load_status
+from ethoscope_rsync.state.store import load_status
 from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, run, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")

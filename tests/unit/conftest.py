@@ -3,7 +3,7 @@ import logging
 
 import pytest
 
-from ethoscope_rsync.logs import log
+from ethoscope_rsync.system.logs import log
 
 
 class _Records(logging.Handler):

@@ -15,8 +15,8 @@ from pathlib import Path
 import configobj
 import pytest
 
-from ethoscope_rsync import cli
-from ethoscope_rsync.config import SPEC_PATH, load_config
+from ethoscope_rsync.commands import cli
+from ethoscope_rsync.config.load import SPEC_PATH, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 MAN8 = ROOT / "man" / "ethoscope-backup.8"

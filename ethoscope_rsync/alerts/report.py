@@ -1,0 +1,82 @@
+"""``ethoscope-backup alert``: send what changed since the last run.
+
+A message that a channel did not take (the mail server down, the webhook answering 500) is kept in
+``alerts.json`` and tried again, on that channel only, by every later run for RETRY_FOR, oldest
+first and marked delayed; at most MAX_UNDELIVERED are kept. A channel that fails in a run is not
+tried again in that run, so a dead channel costs one ``[alert] timeout`` per run, not one per message.
+"""
+from __future__ import annotations
+
+import socket
+import time
+
+from ethoscope_rsync.alerts import channels as notify
+from ethoscope_rsync.alerts.conditions import conditions, transitions
+from ethoscope_rsync.render import alert as render_alert
+from ethoscope_rsync.state.alerts import (MAX_UNDELIVERED, RETRY_FOR, Change, Condition, Undelivered, bounded,
+                                          read_state, read_undelivered, state_document)
+from ethoscope_rsync.state.store import load_history, load_status, pass_lock, read_json, write_json_atomic
+from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, Busy
+from ethoscope_rsync.system.logs import log
+
+
+def _give_up(messages: list, why: str) -> None:
+    for message in messages:
+        log.warning("alert given up (%s): %s by %s, first tried %s", why, message.subject, message.channel,
+                    time.strftime("%Y-%m-%d %H:%M", time.localtime(message.since)))
+
+
+def send_pending(config, pending: list) -> tuple:
+    """Try every undelivered message again on its channel, oldest first, marked delayed; a channel
+    that fails is not tried again in this run. Returns (still undelivered, channels that failed)."""
+    still, dead = [], set()
+    for message in pending:
+        if message.channel not in dead:
+            failed = notify.send(config, "(delayed) " + message.subject, message.text,
+                                 dict(message.document, delayed_since=message.since), only=(message.channel,))
+            if not failed:
+                log.info("alert delivered late by %s: %s", message.channel, message.subject)
+                continue
+            dead.add(message.channel)
+        still.append(message)
+    return still, dead
+
+
+def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
+    """``ethoscope-backup alert``: send what changed since the last run (exit 0 even when a channel
+    failed: that is a warning); with `test`, a test message through every channel (exit 1 if one failed)."""
+    node = socket.gethostname() or "this node"
+    if test:
+        change = Change(Condition("test", "", "test message"), True, "", now)
+        subject = "ethoscope backup on %s: test message" % node
+        text = "A test of the alert channels of %s, sent by ethoscope-backup alert --test.\n" % node
+        notify.journal([("", subject, {})])
+        document = dict(render_alert.document([change], node, now, subject, text), event="test")
+        return EXIT_FAILED if notify.send(config, subject, text, document) else EXIT_OK
+    try:
+        with pass_lock(config.state_dir / "alerts.lock"):      # the pass's kind of flock, on a file of its own
+            recorded = read_json(config.alerts_file)
+            pending, expired = read_undelivered(recorded, notify.channels(config), now)
+            _give_up(expired, "undelivered for %d days" % (RETRY_FOR // 86400))
+            undelivered, dead = send_pending(config, pending)
+            found = conditions(config, load_history(config.history_file), load_status(config.status_file),
+                               monitor, now)
+            changes, state = transitions(read_state(recorded), found)
+            if changes:
+                url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
+                notify.journal(render_alert.journal_entries(changes, now))
+                subject = render_alert.subject_line(changes, node)
+                text = render_alert.body(changes, node, now, url)
+                document = render_alert.document(changes, node, now, subject, text)
+                live = tuple(c for c in notify.channels(config) if c not in dead)
+                failed = set(notify.send(config, subject, text, document, only=live)) | dead
+                undelivered += [Undelivered(channel, subject, text, document, now)
+                                for channel in notify.channels(config) if channel in failed]
+            undelivered, dropped = bounded(undelivered)
+            _give_up(dropped, "more than %d undelivered" % MAX_UNDELIVERED)
+            write_json_atomic(config.alerts_file, state_document(state, now, undelivered))
+    except Busy:
+        log.info("another alert run is in progress; it sends what changed")
+        return EXIT_OK
+    log.info("alert: %d change(s) sent; %d subject(s) in trouble", len(changes), sum(1 for c in found if c.problem))
+    return EXIT_OK

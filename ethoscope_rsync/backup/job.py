@@ -1,0 +1,393 @@
+"""One device's backup job (the bounded pool that runs a pass over all devices is in :mod:`ethoscope_rsync.backup.pool`).
+
+A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
+then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
+the node — the videos in a second thread beside the results, over the device's one shared ssh
+connection — and copies its databases through the live-database path (see livedb) only when they
+changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
+each reports through a queue of :mod:`ethoscope_rsync.state.events` and the pass's main thread is the only
+status writer. Every process a job starts goes through ``job.processes`` (the
+:mod:`ethoscope_rsync.system.execute` module, or a fake in unit tests).
+"""
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from ethoscope_rsync.state import events
+from ethoscope_rsync.system import execute
+from ethoscope_rsync.backup import livedb
+from ethoscope_rsync.backup import probe as probing
+from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.backup.databases import DatabaseWork, pick_databases, prune_raw, recover_all
+from ethoscope_rsync.config.devices import Device
+from ethoscope_rsync.backup.destinations import disk_full_message, free_space_problem, remove_orphan_partials
+from ethoscope_rsync.render.humanize import human_size
+from ethoscope_rsync.backup.pins import forget_hint
+from ethoscope_rsync.system.logs import device_fields, log
+from ethoscope_rsync.backup.rsync import (Outcome, classify_exit, error_lines, informative_line,
+                                          make_rsync_command, make_ssh_command, parse_file_line,
+                                          parse_progress, parse_stats, raw_root, ssh_target)
+from ethoscope_rsync.backup.probe import Probe, inside
+
+
+# Longest a device keeps its databases' WAL from restarting for us, should the node vanish mid-copy
+# without the device noticing; a copy that outlasts it is still verified before it is used.
+MAX_HOLD = 3600
+COMPLETED_MESSAGE = "Backup completed successfully"
+NOT_STARTED_MESSAGE = "not started: the pass was stopped"
+MAX_PROBLEMS_NAMED = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every device job of one pass shares: its settings (never changed by a job), and the
+    queue and the event through which the jobs talk to the pass."""
+    config: Config
+    key: str                      # SSH private key path actually used
+    bwlimit_kib: int              # per-transfer share of the total budget
+    stamp: str                    # pass timestamp, names --safe backup folders
+    control_dir: str              # where each device's shared ssh connection has its socket ("": none)
+    events: queue.Queue
+    stop: threading.Event
+    processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
+    known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
+    ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
+    owners: dict = dataclasses.field(default_factory=dict)   # machine id -> name: pinned, or claimed in this pass
+
+
+@dataclasses.dataclass(frozen=True)
+class JobResult:
+    device: Device
+    ok: bool
+    message: str
+
+
+class TransferFailed(Exception):
+    def __init__(self, outcome: Outcome, message: str):
+        super().__init__(message)
+        self.outcome = outcome
+
+
+@dataclasses.dataclass
+class Listing:
+    """What one rsync reported (paths relative to the tree's root on the node): every file of the
+    device's folder (path -> size) and the errors of files it could not copy."""
+    files: dict = dataclasses.field(default_factory=dict)
+    problems: list = dataclasses.field(default_factory=list)
+
+
+def _ssh(job: Job, device: Device) -> tuple:
+    return make_ssh_command(job.config, device, job.key, job.control_dir, job.ciphers.get(device.name))
+
+
+def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, result) -> str:
+    if not outcome.ok and "No space left" in result.stderr:
+        return disk_full_message(job.config.destination(kind))
+    if outcome.label.startswith("host key"):
+        return (f"{outcome.label}: connection refused in case it is an impostor; if "
+                f"{device.name}'s SD card was replaced, run: ethoscope-backup forget-host {device.name}")
+    line = informative_line(result.stderr)
+    return f"{outcome.label}: {line[:200]}" if not outcome.ok and line else outcome.label
+
+
+def _stopped(job: Job) -> tuple:
+    """(Outcome, message) of a job that a stop request or its time budget ended."""
+    if job.stop.is_set():
+        return Outcome(False, False, "interrupted"), "interrupted by a stop request"
+    return (Outcome(False, False, "device time budget exhausted"),
+            f"gave up after [transfer] device_timeout={job.config.device_timeout}s")
+
+
+def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
+    """(Outcome, message) of a finished process of the job."""
+    if result.interrupted or result.timed_out:
+        return _stopped(job)
+    outcome = classify_exit(result.returncode, result.stderr)
+    return outcome, _failure_message(job, device, kind, outcome, result)
+
+
+def _probe(job: Job, device: Device, deadline: float) -> Probe:
+    """Ask the device who it is and what it holds; this also opens the job's shared connection."""
+    config = job.config
+    argv = probing.make_probe_command(_ssh(job, device), ssh_target(config, device),
+                                      config.remote_results, config.remote_videos)
+    timeout = min(max(1.0, deadline - time.monotonic()), config.connect_timeout + config.io_timeout)
+    result = job.processes.run(argv, timeout=timeout, stop=job.stop)
+    outcome, message = _outcome(job, device, "results", result)
+    if not outcome.ok:
+        raise TransferFailed(outcome, message)
+    found = probing.parse_probe(result.stdout)
+    if not found.complete:     # cut by the link: try again; past the limits: the same answer again
+        again = found.shortfall == probing.CUT_SHORT
+        raise TransferFailed(Outcome(False, again, "incomplete answer"),
+                             f"the device's answer to the probe was cut short: {found.shortfall}")
+    return found
+
+
+def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, deadline: float,
+              only: tuple = ()) -> Listing:
+    """Run one rsync of the device's folder; report files and progress. Raises TransferFailed,
+    except for files that could not be copied (rsync 23): those come back as problems."""
+    argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
+                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir,
+                              ciphers=job.ciphers.get(device.name))
+    listing, records, outside = Listing(), [], []
+    state = {"current": "", "started": time.time(), "last_progress": 0.0}
+
+    def on_record(record: str) -> None:
+        event = parse_file_line(record)
+        if event is not None:
+            path = f"{folder}/{event.name}"
+            if not event.is_file:
+                return
+            if not inside(folder, path):
+                outside.append(event.name)
+                return
+            now = time.time()
+            listing.files[path] = event.length
+            if event.changed:
+                if databases != "raw":      # (the raw mirror's copies are reported once recovered)
+                    job.events.put(events.FileReceived(device.key, kind, path, event.length,
+                                                       event.transferred, state["started"], now))
+                state["started"] = now
+            state["current"] = path
+            return
+        progress = parse_progress(record)
+        if progress is not None:
+            now = time.monotonic()
+            if now - state["last_progress"] >= 0.25 or progress.percent == 100:
+                state["last_progress"] = now
+                job.events.put(events.Progressed(device.key, kind, progress.percent, progress.bytes,
+                                                 progress.rate, state["current"]))
+            return
+        records.append(record)
+
+    remaining = max(1.0, deadline - time.monotonic())
+    result = job.processes.stream(argv, on_record, timeout=remaining, stop=job.stop)
+    if outside:
+        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", outside)
+    stats = parse_stats(records)
+    outcome, message = _outcome(job, device, kind, result)
+    part = "databases" if databases == "raw" else "tree"
+    fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
+                  TRANSFER_FILES=stats.transferred_files, RSYNC_EXIT_CODE=result.returncode)
+    if databases != "raw":
+        job.events.put(events.TransferEnded(device.key, kind, result.returncode, outcome.ok, message))
+    if outcome.ok or result.returncode == 23 and not (result.interrupted or result.timed_out):
+        log.info("%s: %s %s: %d files, %s copied (%s)", device.name, kind, part, stats.transferred_files,
+                 human_size(stats.transferred_size), outcome.label, extra=fields)
+        if not outcome.ok:     # some files could not be copied: everything else was
+            listing.problems = [f"{kind}: {line}" for line in error_lines(result.stderr)] or [message]
+            log.warning("%s: %s %s: %s", device.name, kind, part, "; ".join(listing.problems)[:500], extra=fields)
+        return listing
+    log.warning("%s: %s %s failed: %s", device.name, kind, part, message, extra=fields)
+    raise TransferFailed(outcome, message)
+
+
+def _ignored_names(job: Job, device: Device, where: str, names: list) -> None:
+    """Names from the device that would leave its folder (absolute, '..') are never used: say so."""
+    shown = ", ".join(repr(name)[1:-1][:80] for name in names[:3]) + (", ..." if len(names) > 3 else "")
+    message = f"ignored {len(names)} name(s) outside the device's folder in {where}: {shown}"
+    job.events.put(events.Warned(device.key, message))
+    log.warning("%s: %s", device.name, message, extra=device_fields(device))
+
+
+def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
+    """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
+    the device keeps a read transaction open on it (see livedb)."""
+    config = job.config
+    try:
+        raw_root(config, device).mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise TransferFailed(Outcome(False, False, "cannot create the raw mirror"),
+                             f"cannot create {raw_root(config, device)}: {error.strerror}") from None
+    if not work.live:
+        return _transfer(job, device, "results", folder, "raw", deadline, only=work.copy)
+    holder = livedb.make_holder_command(_ssh(job, device) + (ssh_target(config, device),), config.remote_python,
+                                        f"{config.remote_results}/{folder}",
+                                        max_hold_seconds=min(MAX_HOLD, max(60, int(deadline - time.monotonic()))))
+    with job.processes.held(holder, stop=job.stop) as held:
+        first_line = held.ready_line(config.connect_timeout + 20)
+        hold = livedb.parse_holder_ready(first_line)
+        if hold is None:
+            log.warning("%s: could not hold live databases open on the device (%s); copies are "
+                        "verified on the node and a torn one never replaces a good one",
+                        device.name, first_line[:120] or "no answer", extra=device_fields(device))
+        raw = _transfer(job, device, "results", folder, "raw", deadline, only=work.copy)
+    if hold is not None:   # live ones: make the next raw copy compare them in full (see livedb)
+        mirror = raw_root(config, device)
+        held_paths = [f"{folder}/{name}" for name in hold.held if inside(folder, f"{folder}/{name}")]
+        if len(held_paths) < len(hold.held):
+            _ignored_names(job, device, f"the holder's answer for results/{folder}/",
+                           [name for name in hold.held if not inside(folder, f"{folder}/{name}")])
+        livedb.forget_mtimes([mirror / f"{path}{suffix}" for path in held_paths for suffix in ("", "-wal")])
+    return raw
+
+
+def _results(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """The device's results folder: other files first, then the databases. Returns problems."""
+    config = job.config
+    destination = config.destination("results")
+    if folder not in found.top["results"]:
+        job.events.put(events.Listed(device.key, "results", ()))
+        return []
+    if not config.live_databases:
+        listing = _transfer(job, device, "results", folder, "all", deadline)
+        job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
+        return listing.problems
+    tree = _transfer(job, device, "results", folder, "skip", deadline)
+    if not tree.problems:
+        remove_orphan_partials(destination, tree.files)
+    on_device = found.databases(folder)
+    work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
+    raw_problems = _hold_and_copy(job, device, folder, work, deadline).problems if work.copy else []
+    unverified, stopped, transient = recover_all(job, device, work, on_device, deadline, raw_problems)
+    if stopped:
+        raise TransferFailed(*_stopped(job))
+    prune_raw(raw_root(config, device), work.finished)
+    databases = {}
+    for path in on_device:
+        try:
+            databases[path] = (destination / path).stat().st_size
+        except OSError:
+            continue
+    job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+    if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
+        raise TransferFailed(Outcome(False, transient, "database copy not verified"),
+                             f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
+                             + "; ".join(unverified)[:300])
+    return tree.problems + raw_problems
+
+
+def _check_space(config: Config, kinds) -> None:
+    for kind in kinds:
+        problem = free_space_problem(config.destination(kind), config.min_free_bytes)
+        if problem:
+            raise TransferFailed(Outcome(False, False, "disk full"), problem)
+
+
+def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
+    """One attempt at the whole job -> (device, problems). Raises TransferFailed."""
+    config = job.config
+    _check_space(config, config.kinds())
+    found = _probe(job, device, deadline)
+    if not found.machine_id:
+        raise TransferFailed(Outcome(False, False, "no machine id"),
+                             "the device has no valid /etc/machine-id: its own folder is unknown")
+    if device.id and found.machine_id != device.id:
+        claimant = {"node": "the node server says", "mdns": "its mDNS announcement says"}.get(
+            device.source, "the machine id pinned at its first contact is")
+        raise TransferFailed(Outcome(False, False, "machine id mismatch"),
+                             f"the device at {device.address} says its machine id is {found.machine_id}, "
+                             f"{claimant} {device.id}: not backed up")
+    owner = job.owners.get(found.machine_id, device.name)
+    if owner != device.name:     # a [devices] entry at its first contact, answering with another's identity
+        raise TransferFailed(Outcome(False, False, "machine id of another device"),
+                             f"the device at {device.address} says its machine id is {found.machine_id}, "
+                             f"which is {owner}'s: not backed up (correct the [devices] entry; "
+                             f"{forget_hint(owner)})")
+    job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
+    device = dataclasses.replace(device, id=found.machine_id)
+    folder = device.id
+    if first:
+        for kind, names in found.foreign(folder).items():
+            shown = ", ".join(repr(name)[1:-1][:60] for name in names[:5]) + (", ..." if len(names) > 5 else "")
+            message = (f"not copied: {kind}/{shown} on the device (only its own folder "
+                       f"{kind}/{folder}/ is backed up)")
+            job.events.put(events.Warned(device.key, message))
+            log.warning("%s: %s", device.name, message, extra=device_fields(device))
+    return device, _trees(job, device, folder, found, deadline)
+
+
+def _trees(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """Both trees at once: the videos in a second thread beside the results (the databases' holder,
+    raw copy and recovery), over the device's one shared connection, so that the results stage
+    costs the videos no time. Returns problems; either tree failing fails the attempt (the results'
+    failure first), once both have ended."""
+    kinds = job.config.kinds()
+    if "results" not in kinds:
+        return _videos(job, device, folder, found, deadline)
+    if "videos" not in kinds:
+        return _results(job, device, folder, found, deadline)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="videos") as beside:
+        videos = beside.submit(_videos, job, device, folder, found, deadline)
+        try:
+            problems = _results(job, device, folder, found, deadline)
+        except TransferFailed as failure:
+            raise _worse(failure, videos.exception()) from None     # waits for the videos to end
+        return problems + videos.result()
+
+
+def _worse(failure: TransferFailed, other: BaseException | None) -> BaseException:
+    """Of two trees' failures, the one to report: a bug, else one that must not be retried, else the first."""
+    if other is None:
+        return failure
+    if not isinstance(other, TransferFailed) or failure.outcome.retry and not other.outcome.retry:
+        return other
+    return failure
+
+
+def _videos(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
+    """The device's videos folder. Returns problems."""
+    if folder not in found.top["videos"]:
+        job.events.put(events.Listed(device.key, "videos", ()))
+        return []
+    listing = _transfer(job, device, "videos", folder, "all", deadline)
+    if not listing.problems:
+        job.events.put(events.Listed(device.key, "videos", tuple(listing.files.items())))
+        remove_orphan_partials(job.config.destination("videos"), listing.files)
+    return listing.problems
+
+
+def backup_device(job: Job, device: Device) -> JobResult:
+    """One device's pass: probe, then results and videos at once, with bounded retries of transient failures.
+    Whatever happens, the device's job ends with a Finished event."""
+    if job.stop.is_set():
+        job.events.put(events.Finished(device.key, False, NOT_STARTED_MESSAGE, time.time()))
+        return JobResult(device, False, NOT_STARTED_MESSAGE)
+    try:
+        return _backup_device(job, device)
+    except Exception as error:   # noqa: BLE001 - a bug must not leave the device "running"
+        message = f"internal error: {type(error).__name__}: {error}"[:300]
+        log.error("%s: %s", device.name, message, exc_info=log.isEnabledFor(10), extra=device_fields(device))
+        job.events.put(events.Finished(device.key, False, message, time.time()))
+        return JobResult(device, False, message)
+    finally:
+        if job.control_dir:   # close the device's shared ssh connection
+            job.processes.run(_ssh(job, device) + ("-O", "exit", ssh_target(job.config, device)), timeout=10)
+
+
+def _backup_device(job: Job, device: Device) -> JobResult:
+    config = job.config
+    deadline = time.monotonic() + config.device_timeout
+    message, key = "", device.key
+    for attempt in range(1, config.retries + 2):
+        job.events.put(events.Started(key, attempt, time.time()))
+        try:
+            device, problems = _attempt(job, device, deadline, attempt == 1)
+            key = device.key
+        except TransferFailed as failure:
+            message = str(failure)
+            if failure.outcome.retry and attempt <= config.retries and not job.stop.is_set():
+                delay = config.retry_delay * 2 ** (attempt - 1)
+                if time.monotonic() + delay < deadline:
+                    log.info("%s: %s; retrying in %.0fs", device.name, message, delay,
+                             extra=device_fields(device))
+                    if not job.stop.wait(delay):
+                        continue
+            break
+        else:
+            if problems:
+                message = (f"{len(problems)} problem(s), everything else was copied: "
+                           + "; ".join(problems[:MAX_PROBLEMS_NAMED]))[:1000]
+                break
+            job.events.put(events.Finished(key, True, COMPLETED_MESSAGE, time.time()))
+            log.info("%s: backup completed", device.name, extra=device_fields(device))
+            return JobResult(device, True, COMPLETED_MESSAGE)
+    job.events.put(events.Finished(key, False, message, time.time()))
+    log.error("%s: backup failed: %s", device.name, message, extra=device_fields(device))
+    return JobResult(device, False, message)

@@ -1,0 +1,290 @@
+"""One backup pass end to end: lock, discover, run the pool, keep the status and history.
+
+Exit codes: see :mod:`ethoscope_rsync.system.exits`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.backup.discovery import DiscoveryError, discover
+from ethoscope_rsync.backup.destinations import prune_replaced, record_usage
+from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
+from ethoscope_rsync.render.humanize import human_size
+from ethoscope_rsync.backup.job import Job
+from ethoscope_rsync.system.logs import Notifier, log
+from ethoscope_rsync.state.model import ERROR, is_stale
+from ethoscope_rsync.backup.pool import run_pool, share_bandwidth
+from ethoscope_rsync.backup.probe import has_aes
+from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
+from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, pinned_id, pins
+from ethoscope_rsync.state.store import (StatusStore, load_history, load_status, load_verifications, pass_lock,
+                                         save_history)
+
+
+class StopRequest(threading.Event):
+    """Set by SIGTERM/SIGINT; remembers which signal so the process can die by it afterwards."""
+    signum = 0
+
+
+def _summary(store: StatusStore) -> str:
+    run = store.status.run
+    text = f"{run.devices_done}/{run.devices_total} devices done, {human_size(run.bytes_received)}"
+    return text + (f", {run.devices_failed} failed" if run.devices_failed else "")
+
+
+class TerminalProgress:
+    """A one-line live view on an interactive terminal."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def show(self, store: StatusStore) -> None:
+        if not self.enabled:
+            return
+        running = [f"{d.name} {d.progress.percent:.0f}% {d.progress.kind}".rstrip() for d in store.running()]
+        line = f"{_summary(store)} | " + ", ".join(running[:4])
+        self.stream.write("\r\033[K" + line[:200])
+        self.stream.flush()
+
+    def clear(self) -> None:
+        if self.enabled:
+            self.stream.write("\r\033[K")
+            self.stream.flush()
+
+
+def _install_stop_handler(stop: threading.Event) -> None:
+    def handler(signum, frame):
+        log.warning("received %s: stopping transfers", signal.Signals(signum).name)
+        stop.signum = signum
+        stop.set()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def run_pass(config: Config, stop: threading.Event | None = None) -> int:
+    """One complete backup pass; returns the exit code."""
+    stop = stop or StopRequest()
+    if threading.current_thread() is threading.main_thread():
+        _install_stop_handler(stop)
+    try:
+        with pass_lock(config.lock_file):
+            history = load_history(config.history_file)
+            history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
+            store = StatusStore(config.status_file, history, load_status(config.status_file), pid=os.getpid(),
+                                what=config.what, interval=config.update_interval)
+            notifier = Notifier()
+            try:
+                return _locked_pass(config, stop, store, notifier)
+            except Exception as error:   # noqa: BLE001 - whatever happened, the pass ends with its status
+                message = f"internal error: {type(error).__name__}: {error}"[:300]
+                log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
+                return _end(config, store, notifier, "failed", message, EXIT_FAILED)
+    except Busy as busy:
+        log.error("%s", busy)
+        return EXIT_BUSY
+
+
+def make_destinations(config: Config) -> str:
+    """Create every destination root before any transfer ('' or one line naming the folder)."""
+    for kind in config.kinds():
+        folder = config.destination(kind)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            return (f"cannot create the {kind} destination {folder}: {error.strerror or error} "
+                    f"(outside /ethoscope_data it needs a ReadWritePaths= drop-in, see ethoscope-backup.conf(5))")
+    return ""
+
+
+def prune_old_versions(config: Config) -> None:
+    """Old versions kept by --safe go after [transfer] keep_replaced_days."""
+    for kind in config.kinds():
+        folder = config.destination(kind) / HIDDEN / "replaced"
+        try:
+            removed = prune_replaced(folder, config.keep_replaced_days, time.time())
+        except OSError as error:
+            log.warning("cannot remove old versions in %s: %s", folder, error.strerror or error)
+            continue
+        if removed:
+            log.info("removed old versions kept by --safe for more than %g days: %s/{%s}",
+                     config.keep_replaced_days, folder, ",".join(removed))
+
+
+def control_directory(candidates) -> str:
+    """A private folder for the devices' shared ssh connections whose socket paths stay short
+    enough ("" when none is: then every ssh connects on its own)."""
+    for base in candidates:
+        # ssh binds <dir>/<%C: 40 hex>.<17 random characters> and a socket path holds 107 bytes
+        if len(str(base)) + len("/ssh-XXXXXXXX/") + 40 + 18 > 107:
+            continue
+        try:
+            return tempfile.mkdtemp(prefix="ssh-", dir=base)
+        except OSError:
+            continue
+    return ""
+
+
+def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, notifier: Notifier) -> int:
+    terminal = TerminalProgress()
+    notifier.status("discovering devices")
+    store.write()
+    try:
+        found = discover(config)
+    except DiscoveryError as error:
+        log.error("discovery failed: %s", error)
+        return _end(config, store, notifier, "discovery failed", str(error), EXIT_FAILED)
+    for warning in found.warnings:
+        log.warning("discovery: %s", warning)
+    devices = found.devices
+    log.info("pass started: %d device(s) from %s", len(devices), found.source)
+    names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
+    if found.missing:
+        log.error("asked for with -e but not found: %s", names)
+        store.set_message(f"not found: {names}")
+    if not devices and found.missing:
+        return _end(config, store, notifier, "failed", f"no selected device was found ({names})", EXIT_FAILED)
+    if not devices and found.held:
+        return _end(config, store, notifier, "failed", "; ".join(found.held)[:500], EXIT_FAILED)
+    if not devices:
+        return _end(config, store, notifier, "nothing to do", "no device to back up", EXIT_OK, completed=True)
+    problem = make_destinations(config)
+    if problem:
+        log.error("%s", problem)
+        return _end(config, store, notifier, "failed", problem, EXIT_FAILED)
+    prune_old_versions(config)
+    devices, refused = check_claims((known_identity(device, store.history) for device in devices), store.history)
+    for message in refused:
+        log.error("%s", message)
+    if not devices:
+        return _end(config, store, notifier, "failed", "; ".join(refused)[:500], EXIT_FAILED)
+    try:
+        add_name_aliases(config.known_hosts)
+    except OSError as error:
+        log.warning("cannot update %s: %s", config.known_hosts, error.strerror)
+    ciphers = choose_all_ciphers(config, devices, store, node_has_aes())
+    store.set_message(f"backing up {len(devices)} device(s)")
+    control_dir = control_directory((config.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
+    if not control_dir:
+        log.warning("no folder with a short enough path for ssh's shared connections: each transfer connects alone")
+    try:
+        job = Job(config=config, key=str(credential_key(config)),
+                  bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices), len(config.kinds())),
+                  stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
+                  events=queue.Queue(), stop=stop,
+                  known={d.key: dict(store.history.devices[d.key].databases) for d in devices
+                         if d.key in store.history.devices}, ciphers=ciphers,
+                  owners={**pins(store.history), **{d.id: d.name for d in devices if d.id}})
+        return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
+                            terminal)
+    finally:
+        if control_dir:
+            shutil.rmtree(control_dir, ignore_errors=True)
+
+
+def node_has_aes(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool | None:
+    """Whether this node's CPU has AES instructions (None: it does not say)."""
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as handle:
+            return has_aes(handle.read(1 << 16))
+    except OSError:
+        return None
+
+
+def choose_all_ciphers(config: Config, devices, store: StatusStore, node_aes: bool | None) -> dict:
+    """Each device's ssh ciphers (device name -> list offered), from the node's CPU and the device's
+    as learnt at an earlier contact; each device is added to the status with them."""
+    chosen = {}
+    for device in devices:
+        past = store.history.devices.get(device.key)
+        offered, why = choose_ciphers(config.ssh_ciphers, node_aes, past.aes if past else None)
+        chosen[device.name] = offered
+        store.add_device(device.id, device.name, device.address, ciphers=offered, cipher_reason=why)
+    return chosen
+
+
+def known_identity(device, history) -> object:
+    """A [devices] entry (known by name only) gets the machine id pinned at an earlier first contact
+    (none after forget-host: its next first contact pins the new one)."""
+    return device if device.id else dataclasses.replace(device, id=pinned_id(history, device.name))
+
+
+def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
+    """Warn in the journal of every device with no successful backup for too long: those that
+    failed in this pass and those that are no longer found at all. Returns their keys."""
+    stale = []
+    for key, entry in store.history.devices.items():
+        run = store.status.devices.get(key)
+        if (run is not None and run.state != ERROR) or not is_stale(entry.last_success, now, stale_after):
+            continue
+        stale.append(key)
+        age = "ever" if not entry.last_success else f"{(now - entry.last_success) / 3600:.1f} hours"
+        where = "not found in this pass" if run is None else "failed in this pass"
+        log.warning("%s: STALE: no successful backup for %s (more than [status] stale_after=%.0fs), %s",
+                    entry.name or key, age, stale_after, where,
+                    extra=dict(DEVICE_ID=key, DEVICE_NAME=entry.name, DEVICE_STALE=1))
+    return stale
+
+
+def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, message: str, code: int,
+         completed: bool = False) -> int:
+    """The pass's final status and history, written whatever happened before. `completed`: every
+    device job ran to its end (some may have failed): then it is the last backup, as upstream's."""
+    warn_stale(store, config.stale_after, time.time())
+    record_usage(config, store.history, time.time())
+    store.history.verification = load_verifications(config.verify_file)
+    retired = store.retire(time.time(), config.retire_after)
+    if retired:
+        log.info("not seen for more than [status] retire_after=%.0fs, no longer shown (their identities stay "
+                 "pinned): %s", config.retire_after, ", ".join(retired))
+    store.finish(outcome, message, completed=completed)
+    for what, write in (("history", lambda: save_history(config.history_file, store.history)),
+                        ("status", store.write)):      # one failing (a full disk) never loses the other
+        try:
+            write()
+        except OSError as error:
+            log.error("cannot write the %s: %s: %s", what, error.strerror or error, error.filename or "")
+            code = code if code != EXIT_OK else EXIT_FAILED
+    summary = _summary(store)
+    notifier.status(f"{outcome}: {summary}")
+    failed = code != EXIT_OK and store.status.run.devices_total > 0   # else the cause was logged already
+    (log.error if failed else log.info)("pass %s: %s", outcome, summary)
+    return code
+
+
+def _run_devices(config, job, devices, missing, store, notifier, terminal) -> int:
+    stop = job.stop
+
+    def on_tick(batch):
+        for event in batch:
+            store.apply(event)
+        if store.maybe_write():
+            notifier.status(_summary(store))
+            terminal.show(store)
+
+    results = run_pool(job, devices, on_tick)
+    terminal.clear()
+    failed = [r for r in results if not r.ok]
+    if stop.is_set():
+        outcome, message = "interrupted", "stopped by a signal before every device finished"
+    elif failed:
+        outcome = "failed"
+        message = f"{len(failed)} of {len(results)} device(s) failed: " + ", ".join(
+            f"{r.device.name} ({r.message})" for r in failed)[:500]
+    elif missing:
+        outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} not found or refused"
+    else:
+        outcome, message = "success", f"{len(results)} device(s) backed up"
+    code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK
+    return _end(config, store, notifier, outcome, message, code, completed=not stop.is_set())

@@ -1,0 +1,124 @@
+"""``ethoscope-backup check``: the troubleshooting section of the old tool, as a command.
+
+One line per finding — ``ok``, ``warn`` or ``FAIL`` — each failure saying what to do.
+Also ``forget-host``: drop a device's recorded host key after its SD card was replaced.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+import stat
+import tempfile
+from pathlib import Path
+
+from ethoscope_rsync.system import execute
+from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.config.devices import DeviceError, parse_selection
+from ethoscope_rsync.backup.discovery import DiscoveryError, discover
+from ethoscope_rsync.backup.destinations import free_space_problem, nearest_existing
+from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
+from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
+from ethoscope_rsync.backup.pins import remove_host_keys, unpin
+from ethoscope_rsync.state.store import load_history, pass_lock, save_history
+
+
+def check_key(path: Path) -> tuple:
+    try:
+        info = path.stat()
+        with open(path, "rb"):
+            pass
+    except FileNotFoundError:
+        return "FAIL", f"SSH key {path} is missing: copy the lab key there (mode 600) or set [ssh] key"
+    except PermissionError:
+        return "FAIL", f"SSH key {path} is not readable by this user: run as root or via the service"
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        return "FAIL", f"SSH key {path} is readable by others; ssh refuses it: chmod 600 {path}"
+    return "ok", f"SSH key {path}"
+
+
+def check_destination(path: Path, reserve: int) -> tuple:
+    probe = nearest_existing(path)
+    if not os.access(probe, os.W_OK):
+        return "FAIL", f"destination {path} is not writable (nearest existing folder {probe})"
+    if probe == path:
+        try:
+            tempfile.TemporaryFile(dir=path).close()
+        except OSError as error:
+            return "FAIL", f"destination {path}: cannot create files ({error.strerror})"
+    problem = free_space_problem(path, reserve)
+    if problem:
+        return "FAIL", problem
+    return "ok", f"destination {path} writable" + ("" if probe == path else " (will be created)")
+
+
+def check_device(config: Config, device, key: str) -> tuple:
+    folders = " ".join(shlex.quote(config.remote_root(kind)) for kind in config.kinds())
+    remote = f"for d in {folders}; do test -d \"$d\" -a -r \"$d\" -a -x \"$d\" || echo \"unreadable: $d\"; done"
+    argv = make_ssh_command(config, device, key) + (ssh_target(config, device), remote)
+    result = execute.run(argv, timeout=config.connect_timeout + 15)
+    if result.returncode == 0 and not result.stdout.strip():
+        return "ok", f"{device.name} ({device.address}): SSH works, host key known, folders readable"
+    if result.returncode == 0:
+        return "FAIL", f"{device.name}: {result.stdout.strip()} on the device"
+    label = classify_exit(result.returncode, result.stderr).label
+    hints = {
+        "host key changed": f"if its SD card was replaced: ethoscope-backup forget-host {device.name}",
+        "ssh authentication refused": "install the node's public key in ~ethoscope/.ssh/authorized_keys on it",
+    }
+    hint = hints.get(label, "is it switched on and on the network?")
+    return "FAIL", f"{device.name} ({device.address}): {label} ({result.last_error_line[:120]}); {hint}"
+
+
+def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> int:
+    """`key_finding`: the key as root saw it before handing the check over to the service user
+    (whose private copy of the key says nothing about the original's owner and mode)."""
+    findings = [key_finding or check_key(credential_key(config))]
+    known = config.known_hosts.parent
+    findings.append(("ok", f"known hosts {config.known_hosts}") if os.access(known, os.W_OK) or not known.exists()
+                    else ("FAIL", f"known hosts folder {known} is not writable"))
+    for kind in config.kinds():
+        findings.append(check_destination(config.destination(kind), config.min_free_bytes))
+    for level, text in findings:
+        out(f"{level:5} {text}")
+    try:
+        found = discover(config)
+    except DiscoveryError as error:
+        out(f"FAIL  discovery: {error}")
+        return EXIT_FAILED
+    out(f"ok    discovery: {len(found.devices)} device(s) from {found.source}")
+    for warning in found.warnings:
+        out(f"warn  discovery: {warning}")
+    key = str(credential_key(config))
+    for device in found.devices:
+        level, text = check_device(config, device, key)
+        findings.append((level, text))
+        out(f"{level:5} {text}")
+    return EXIT_FAILED if any(level == "FAIL" for level, _ in findings) else EXIT_OK
+
+
+def forget_host(config: Config, name: str, out=print) -> int:
+    """Remove every known_hosts entry recorded for one device (all its aliases)."""
+    try:
+        (number,) = parse_selection(name)
+    except (DeviceError, ValueError):
+        out(f"forget-host: {name!r} is not one device name or number")
+        return EXIT_USAGE
+    if not isinstance(number, int):
+        out("forget-host: give the device's name or number, not its machine id")
+        return EXIT_USAGE
+    prefix = f"ETHOSCOPE_{number:03d}"
+    try:
+        with pass_lock(config.lock_file):         # the history is the pass's: never write it beside one
+            removed = remove_host_keys(config.known_hosts, prefix)
+            history = load_history(config.history_file)
+            unpinned = unpin(history, prefix)
+            if unpinned:
+                save_history(config.history_file, history)
+    except Busy as busy:
+        out(f"forget-host: {busy}; try again when it has ended")
+        return EXIT_BUSY
+    if not removed and not unpinned:
+        out(f"no host key recorded for {prefix} in {config.known_hosts}")
+        return EXIT_OK
+    out(f"forgot {removed} host key(s) of {prefix} and its machine id; the next pass records its new key")
+    return EXIT_OK

@@ -1,0 +1,253 @@
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify] [options]``."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from ethoscope_rsync import __version__
+from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir,
+                                         load_config, parse_rate)
+from ethoscope_rsync.config.devices import DeviceError, parse_selection
+from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError,
+                                               as_service_user)
+from ethoscope_rsync.system.logs import setup
+from ethoscope_rsync.state.store import read_json
+
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
+PROG = "ethoscope-backup"
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-c", "--config", metavar="FILE|DIR", type=Path,
+                        help=f"configuration file (default {DEFAULT_CONFIG}); a directory, as with the "
+                             "upstream tool, is the folder holding the node's ethoscope.conf, whose "
+                             "destinations are used (backup.conf is then read from its default path)")
+    parser.add_argument("-D", "--debug", action="store_true", help="debug logging")
+
+
+def _pass_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-r", "--results-dir", metavar="DIR", type=Path,
+                        help="destination for results (default from config, else /ethoscope_data/results)")
+    parser.add_argument("-v", "--videos-dir", metavar="DIR", type=Path,
+                        help="destination for videos (default from config, else next to results)")
+    parser.add_argument("-i", "--server", metavar="HOST[:PORT]",
+                        help="node server for discovery (GET http://HOST/devices)")
+    parser.add_argument("-e", "--ethoscope", metavar="LIST",
+                        help='only these devices: 004, 4, ETHOSCOPE_004, a machine id, or "004,007,010"')
+    what = parser.add_mutually_exclusive_group()
+    what.add_argument("--unified", dest="what", action="store_const", const="unified",
+                      help="copy results and videos (default)")
+    what.add_argument("--results-only", dest="what", action="store_const", const="results",
+                      help="copy only results (databases)")
+    what.add_argument("--videos-only", dest="what", action="store_const", const="videos",
+                      help="copy only videos")
+    parser.add_argument("-s", "--safe", action="store_true",
+                        help="never replace or shorten an existing file on the node: keep the old version aside")
+    parser.add_argument("-n", "--dry-run", action="store_true",
+                        help="discover and show what would be copied, change nothing")
+    parser.add_argument("-j", "--jobs", metavar="N", type=int, help="devices backed up at once")
+    parser.add_argument("--bwlimit", metavar="RATE",
+                        help="total bandwidth budget shared by all concurrent transfers (e.g. 10M, KiB/s if no unit)")
+
+
+def _listen_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--listen", metavar="ADDR:PORT",
+                        help="address to bind when not socket-activated (default from config, 0.0.0.0:8093)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Back up ethoscope results and videos to this node with rsync over SSH.",
+        epilog="Without a command, 'run' is assumed. Exit codes: 0 success or nothing to do, "
+               "1 a device failed, 2 usage or configuration error, 75 another pass is running. "
+               "See ethoscope-backup(8).")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = commands.add_parser("run", help="one backup pass, then exit (what the timer runs)")
+    _common(run)
+    _pass_options(run)
+    serve = commands.add_parser("serve", help="status web service (socket-activated under systemd)")
+    _common(serve)
+    _listen_option(serve)
+    status = commands.add_parser("status", help="show the backup state as a table")
+    _common(status)
+    status.add_argument("--json", action="store_true", help="print the status document as JSON")
+    check = commands.add_parser("check", help="diagnose keys, node server, devices and destinations")
+    _common(check)
+    check.add_argument("-i", "--server", metavar="HOST[:PORT]", help="node server for discovery")
+    check.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    daemon = commands.add_parser("daemon", help="run a pass every interval and serve the status (no systemd)")
+    _common(daemon)
+    _pass_options(daemon)
+    _listen_option(daemon)
+    daemon.add_argument("--interval", metavar="SECONDS", type=float,
+                        help="seconds between the end of a pass and the next (default from config, 300)")
+    forget = commands.add_parser("forget-host", help="forget a device's recorded SSH host key "
+                                                     "(after its SD card was replaced)")
+    _common(forget)
+    forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
+    alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
+    _common(alert)
+    alert.add_argument("--test", action="store_true", help="send a test message through every channel")
+    verify = commands.add_parser("verify", help="check the node's copies: videos against their .md5, "
+                                                "databases with integrity_check")
+    _common(verify)
+    verify.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    verify.add_argument("--since", metavar="DAYS", type=float,
+                        help="only files changed in the last DAYS days (default: all)")
+    for sub in commands.choices.values():
+        sub.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    return parser
+
+
+def normalise_argv(argv: list) -> list:
+    """'run' is the default command: ethoscope-backup -e 004 == ethoscope-backup run -e 004."""
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
+        return ["run", *argv]
+    return argv
+
+
+def apply_options(config, args: argparse.Namespace):
+    """Command-line options override the configuration file."""
+    changes = {"debug": args.debug}
+    get = lambda name: getattr(args, name, None)  # noqa: E731
+    if get("results_dir"):
+        changes["results_dir"] = args.results_dir.absolute()
+        if not get("videos_dir"):
+            changes["videos_dir"] = derive_videos_dir(changes["results_dir"])
+    if get("videos_dir"):
+        changes["videos_dir"] = args.videos_dir.absolute()
+    if get("server") is not None:
+        changes["server"] = args.server.strip()
+    if get("ethoscope"):
+        changes["selection"] = parse_selection(args.ethoscope)
+    if get("what"):
+        changes["what"] = args.what
+    if get("safe"):
+        changes["safe"] = True
+    if get("dry_run"):
+        changes["dry_run"] = True
+    if get("jobs") is not None:
+        if not 1 <= args.jobs <= 256:
+            raise ConfigError("-j/--jobs: must be between 1 and 256")
+        changes["jobs"] = args.jobs
+    if get("bwlimit"):
+        try:
+            changes["bwlimit_kib"] = parse_rate(args.bwlimit)
+        except ValueError as error:
+            raise ConfigError(f"--bwlimit: {error}") from None
+    if get("listen"):
+        changes["listen"] = args.listen
+    if get("since") is not None and not 0 < args.since <= 36500:
+        raise ConfigError("--since: must be a number of days above 0")
+    if get("interval") is not None:
+        if args.interval < 1:
+            raise ConfigError("--interval: must be at least 1 second")
+        changes["daemon_interval"] = args.interval
+    return dataclasses.replace(config, **changes)
+
+
+def main(argv: list | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    setup(args.debug)
+    try:
+        config = apply_options(load_config(args.config), args)
+    except (ConfigError, DeviceError) as error:
+        print(f"{PROG}: configuration error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return _dispatch(args, config)
+    except KeyboardInterrupt:
+        return EXIT_FAILED
+    except PermissionError as error:
+        print(f"{PROG}: permission denied: {error.filename or error}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as error:      # e.g. the status or state directory on a broken filesystem
+        print(f"{PROG}: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+# What each command started by root on a packaged node needs handed over to the service user
+# besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
+KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY,
+             "alert": NO_KEY, "verify": NO_KEY}
+
+
+def _dispatch(args: argparse.Namespace, config) -> int:
+    if args.command == "status":
+        return show_status(config, as_json=args.json)
+    try:
+        if args.command == "run":
+            return run_command(config)
+        key_finding = None
+        if args.command == "check":
+            from ethoscope_rsync.commands.check import check_key
+            key_finding = check_key(credential_key(config))   # the real key, as its owner sees it
+        with as_service_user(config, KEY_NEEDS[args.command]):
+            return _command(args, config, key_finding)
+    except IdentityError as error:
+        print(f"{PROG}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _command(args: argparse.Namespace, config, key_finding) -> int:
+    if args.command == "serve":
+        from ethoscope_rsync.web.adapter import serve
+        return serve(config.status_file, config.history_file, listen=config.listen,
+                     cors_origin=config.cors_origin, idle_exit=config.idle_exit,
+                     stale_after=config.stale_after, horizon_days=config.disk_horizon)
+    if args.command == "check":
+        from ethoscope_rsync.commands.check import run_checks
+        return run_checks(config, key_finding=key_finding)
+    if args.command == "daemon":
+        if config.dry_run:
+            print(f"{PROG}: daemon: --dry-run is only for a single 'run'", file=sys.stderr)
+            return EXIT_USAGE
+        from ethoscope_rsync.commands.daemon import run_daemon
+        return run_daemon(config)
+    if args.command == "forget-host":
+        from ethoscope_rsync.commands.check import forget_host
+        return forget_host(config, args.device)
+    if args.command == "alert":
+        from ethoscope_rsync.alerts.report import run_alerts
+        return run_alerts(config, dict(os.environ), time.time(), test=args.test)
+    if args.command == "verify":
+        from ethoscope_rsync.backup.verify import run_verify
+        return run_verify(config, args.since or 0.0)
+    raise AssertionError(args.command)
+
+
+def run_command(config) -> int:
+    """``run``: a preview with --dry-run, else a pass; both as the service user when root starts them."""
+    from ethoscope_rsync.backup.passes import StopRequest, run_pass
+    stop = StopRequest()
+    with as_service_user(config, KEY_REQUIRED):
+        if config.dry_run:
+            from ethoscope_rsync.backup.preview import preview_pass
+            return preview_pass(config)
+        code = run_pass(config, stop)
+    if stop.signum:       # die by the signal, as systemd expects of a service it stops
+        signal.signal(stop.signum, signal.SIG_DFL)
+        os.kill(os.getpid(), stop.signum)
+    return code
+
+
+def show_status(config, as_json: bool) -> int:
+    from ethoscope_rsync.state.model import settled  # not loaded by a pass
+    from ethoscope_rsync.render.upstream import terminal_status
+    from ethoscope_rsync.web.documents import process_alive
+    status, history = read_json(config.status_file), read_json(config.history_file)
+    status = settled(status, process_alive)
+    if as_json:
+        print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
+        return EXIT_OK
+    print("\n".join(terminal_status(status, history, time.time(), config.stale_after, config.disk_horizon)))
+    return EXIT_OK

@@ -1,0 +1,249 @@
+"""The history: what survives a reboot of each device ever backed up, and of the node's disks.
+
+``history.json`` in /var/lib, written by :class:`ethoscope_rsync.state.store.StatusStore` once a pass:
+one :class:`DeviceHistory` per device (last success and error, the last passes, the node's
+:class:`Inventory` of its files, its databases' last recoveries, its pinned identity), disk usage
+samples, the last verification. Tolerant ``from_json`` as in :mod:`ethoscope_rsync.state.model`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from ethoscope_rsync.state.model import (DAMAGED_LISTED, FILES_LISTED, KINDS, PASSES_KEPT, SCHEMA, fields_of,
+                                         mapping, number, sequence, text)
+
+
+def last_seen(entry) -> float:
+    """When a device (a DeviceHistory) last ended a job, successful or not (0: never)."""
+    return max(entry.last_success, entry.last_error_time, entry.passes[-1].ended if entry.passes else 0.0)
+
+
+@dataclasses.dataclass
+class Inventory:
+    """The node's copy of one device's tree, kept up to date from rsync's listing of every pass.
+
+    `present` lists the files the device had at its last listing (bounded by the device's SD card);
+    files the device deleted since stay on the node (nothing is ever deleted there) and are counted
+    in `retired_files`/`retired_bytes`. Nothing walks the node's tree to keep these figures.
+    """
+    present: dict = dataclasses.field(default_factory=dict)      # path -> size
+    retired_files: int = 0
+    retired_bytes: int = 0
+
+    @property
+    def files(self) -> int:
+        return len(self.present) + self.retired_files
+
+    @property
+    def bytes(self) -> int:
+        return sum(self.present.values()) + self.retired_bytes
+
+    def update(self, listing: dict) -> None:
+        """The device's complete listing after a transfer (path -> size of the node's copy)."""
+        for path, size in self.present.items():
+            if path not in listing:
+                self.retired_files += 1
+                self.retired_bytes += size
+        self.present = dict(listing)
+
+    def newest(self, count: int = FILES_LISTED) -> dict:
+        """The `count` newest files (ethoscope paths start with the experiment's date and time)."""
+        if len(self.present) <= count:
+            return dict(self.present)
+        return {path: self.present[path] for path in sorted(self.present)[-count:]}
+
+    def to_json(self) -> dict:
+        return fields_of(self)
+
+    @classmethod
+    def from_json(cls, data):
+        data = mapping(data)
+        present = {str(p): int(number(s)) for p, s in mapping(data.get("present")).items()}
+        return cls(present=present, retired_files=int(number(data.get("retired_files"))),
+                   retired_bytes=int(number(data.get("retired_bytes"))))
+
+
+@dataclasses.dataclass
+class PassSummary:
+    """One pass of one device, for the strip of the last passes."""
+    ended: float
+    outcome: str           # COMPLETED, ERROR, or "nothing" (completed, nothing copied)
+    bytes: int
+
+    def to_json(self) -> list:
+        return [round(self.ended, 3), self.outcome, self.bytes]
+
+    @classmethod
+    def from_json(cls, data):
+        data = sequence(data)
+        if len(data) != 3:
+            return None
+        return cls(number(data[0]), text(data[1]), int(number(data[2])))
+
+
+@dataclasses.dataclass
+class DatabaseRecord:
+    """The last recovery of one database into place. `signature` is what the device held then
+    (sizes and mtimes of its .db and -wal); a database is copied and recovered again only when
+    the device's signature changed or this recovery was not verified (`ok`)."""
+    signature: list
+    ok: bool
+    rows: int
+    message: str
+    checked: float
+
+    def to_json(self) -> list:
+        return [self.signature, self.ok, self.rows, self.message, round(self.checked, 3)]
+
+    @classmethod
+    def from_json(cls, data):
+        data = sequence(data)
+        if len(data) != 5:
+            return None
+        return cls(sequence(data[0]), data[1] is True, int(number(data[2])), text(data[3]), number(data[4]))
+
+
+@dataclasses.dataclass
+class DeviceHistory:
+    id: str = ""
+    name: str = ""
+    address: str = ""
+    last_success: float = 0.0
+    last_outcome: str = ""
+    last_error: str = ""
+    last_error_time: float = 0.0
+    last_bytes: int = 0
+    count: int = 0                    # passes that started this device
+    pinned: bool = False              # answered with the host key of its name: its name and id are its own
+    aes: bool | None = None           # its CPU has AES instructions (None: not known)
+    passes: list = dataclasses.field(default_factory=list)          # PassSummary, oldest first
+    inventory: dict = dataclasses.field(default_factory=dict)       # kind -> Inventory
+    databases: dict = dataclasses.field(default_factory=dict)       # path -> DatabaseRecord
+
+    def to_json(self) -> dict:
+        return dict(fields_of(self), passes=[p.to_json() for p in self.passes],
+                    inventory={kind: inv.to_json() for kind, inv in self.inventory.items()},
+                    databases={path: record.to_json() for path, record in self.databases.items()})
+
+    @classmethod
+    def from_json(cls, data):
+        data = mapping(data)
+        passes = (PassSummary.from_json(p) for p in sequence(data.get("passes")))
+        return cls(id=text(data.get("id")), name=text(data.get("name")), address=text(data.get("address")),
+                   last_success=number(data.get("last_success")), last_outcome=text(data.get("last_outcome")),
+                   last_error=text(data.get("last_error")), last_error_time=number(data.get("last_error_time")),
+                   last_bytes=int(number(data.get("last_bytes"))), count=int(number(data.get("count"))),
+                   pinned=data.get("pinned") is True,
+                   aes=data.get("aes") if isinstance(data.get("aes"), bool) else None,
+                   passes=[p for p in passes if p is not None][-PASSES_KEPT:],
+                   inventory={k: Inventory.from_json(v) for k, v in mapping(data.get("inventory")).items()
+                              if k in KINDS},
+                   databases={str(p): r for p, r in ((p, DatabaseRecord.from_json(v))
+                                                     for p, v in mapping(data.get("databases")).items())
+                              if r is not None})
+
+
+@dataclasses.dataclass
+class Usage:
+    """One destination's file system at the end of a pass. `used` is what our copies take there:
+    the devices' inventories of that tree plus, for results, the raw database mirror (`raw`, part
+    of `used`); `fs` tells file systems apart (st_dev); `growth`: bytes a day that file system
+    fills, estimated when the sample was taken (:mod:`ethoscope_rsync.state.forecast`), None if unknown."""
+    free: int
+    total: int
+    used: int
+    raw: int = 0
+    fs: int = 0
+    growth: float | None = None
+
+    def to_json(self) -> list:
+        growth = None if self.growth is None else round(self.growth, 1)
+        return [self.free, self.total, self.used, self.raw, self.fs, growth]
+
+    @classmethod
+    def from_json(cls, data):
+        if type(data) is not list or len(data) != 6:
+            return None
+        free, total, used, raw, fs, growth = data
+        if not type(free) is type(total) is type(used) is type(raw) is type(fs) is int:   # hand-edited
+            free, total, used, raw, fs = (int(number(value)) for value in data[:5])
+        return cls(free, total, used, raw, fs, None if growth is None else number(growth))
+
+
+@dataclasses.dataclass
+class DiskSample:
+    """The destinations at the end of one pass (kind -> Usage)."""
+    at: float
+    usage: dict
+
+    def to_json(self) -> list:
+        return [round(self.at, 1), {kind: u.to_json() for kind, u in self.usage.items()}]
+
+    @classmethod
+    def from_json(cls, data):
+        if type(data) is not list or len(data) != 2 or number(data[0]) <= 0:
+            return None
+        usage = {}
+        for kind, value in mapping(data[1]).items():
+            parsed = Usage.from_json(value) if kind in KINDS else None
+            if parsed is not None:
+                usage[kind] = parsed
+        return cls(number(data[0]), usage)
+
+
+@dataclasses.dataclass
+class Verification:
+    """The last `ethoscope-backup verify` of one device's files on the node."""
+    at: float = 0.0
+    files: int = 0
+    bytes: int = 0
+    damaged: list = dataclasses.field(default_factory=list)     # [path, reason], the first DAMAGED_LISTED
+    damaged_count: int = 0
+    complete: bool = True          # False: stopped (signal, time) before every file was checked
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data):
+        data = mapping(data)
+        damaged = [[text(d[0]), text(d[1])] for d in map(sequence, sequence(data.get("damaged")))
+                   if len(d) == 2][:DAMAGED_LISTED]
+        return cls(at=number(data.get("at")), files=int(number(data.get("files"))),
+                   bytes=int(number(data.get("bytes"))), damaged=damaged,
+                   damaged_count=int(number(data.get("damaged_count"), len(damaged))),
+                   complete=data.get("complete") is not False)
+
+
+@dataclasses.dataclass
+class History:
+    last_backup: float = 0.0          # end of the last pass that completed
+    devices: dict = dataclasses.field(default_factory=dict)         # key -> DeviceHistory
+    destinations: dict = dataclasses.field(default_factory=dict)    # kind -> the node's folder
+    disk: list = dataclasses.field(default_factory=list)            # DiskSample, oldest first
+    verification: dict = dataclasses.field(default_factory=dict)    # key -> Verification (copy of verify's)
+    retired: dict = dataclasses.field(default_factory=dict)         # machine id -> name: pins of devices
+    #                                   no longer published (not seen for [status] retire_after)
+
+    def to_json(self) -> dict:
+        return {"schema": SCHEMA, "last_backup": self.last_backup, "destinations": self.destinations,
+                "devices": {key: device.to_json() for key, device in self.devices.items()},
+                "disk": [sample.to_json() for sample in self.disk],
+                "verification": {key: v.to_json() for key, v in self.verification.items()},
+                "retired": dict(self.retired)}
+
+    @classmethod
+    def from_json(cls, data):
+        """Also reads the first version's history (same field names, no passes or inventory)."""
+        data = mapping(data)
+        devices = {str(k): DeviceHistory.from_json(v) for k, v in mapping(data.get("devices")).items()
+                   if isinstance(v, dict)}
+        destinations = {k: v for k, v in mapping(data.get("destinations")).items()
+                        if k in KINDS and isinstance(v, str)}
+        disk = (DiskSample.from_json(sample) for sample in sequence(data.get("disk")))
+        verification = {str(k): Verification.from_json(v) for k, v in mapping(data.get("verification")).items()
+                        if isinstance(v, dict)}
+        retired = {str(k): v for k, v in mapping(data.get("retired")).items() if isinstance(v, str)}
+        return cls(last_backup=number(data.get("last_backup")), devices=devices, destinations=destinations,
+                   disk=[sample for sample in disk if sample is not None], verification=verification,
+                   retired=retired)

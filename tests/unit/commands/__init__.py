@@ -1,0 +1,1 @@
+"""Unit tests of ethoscope_rsync.commands."""

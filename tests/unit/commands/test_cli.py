@@ -1,0 +1,235 @@
+"""Command line parsing, option overrides, exit codes, the pass lock."""
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ethoscope_rsync.commands.cli import apply_options, build_parser, main, normalise_argv
+from ethoscope_rsync.render.upstream import status_rows
+from ethoscope_rsync.config.load import ConfigError, load_config
+from ethoscope_rsync.system.exits import Busy
+from ethoscope_rsync.state.store import pass_lock
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture
+def conf(tmp_path):
+    path = tmp_path / "backup.conf"
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n")
+    return path
+
+
+def parse(*argv):
+    return build_parser().parse_args(normalise_argv(list(argv)))
+
+
+def test_run_is_the_default_command():
+    assert normalise_argv([]) == ["run"]
+    assert normalise_argv(["-e", "004"]) == ["run", "-e", "004"]
+    assert normalise_argv(["status", "--json"]) == ["status", "--json"]
+    assert parse("-e", "4").command == "run"
+
+
+def test_options_override_the_file(conf):
+    args = parse("-r", "/d/results", "-i", "169.254.1.1:81", "-e", "004,7", "--videos-only", "-s", "-j", "8",
+                 "--bwlimit", "2M", "-n", "-c", str(conf))
+    config = apply_options(load_config(conf), args)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/d/results", "/d/videos")
+    assert config.server == "169.254.1.1:81" and config.selection == (4, 7)
+    assert config.what == "videos" and config.safe and config.jobs == 8 and config.bwlimit_kib == 2048
+    assert config.dry_run
+
+
+@pytest.mark.parametrize("argv", [["-j", "0"], ["--bwlimit", "fast"], ["-e", "x"]])
+def test_bad_options_are_config_errors(conf, argv):
+    with pytest.raises((ConfigError, ValueError)):
+        apply_options(load_config(conf), parse(*argv))
+
+
+def test_main_returns_2_with_one_line(conf, capsys):
+    assert main(["-c", str(conf), "-e", "../x"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "configuration error" in err[0]
+
+
+def test_usage_error_exit_code():
+    result = subprocess.run(["/usr/bin/python3", "-m", "ethoscope_rsync", "run", "--bogus"], cwd=ROOT,
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify"])
+def test_version_everywhere(command, capsys):
+    with pytest.raises(SystemExit) as done:
+        build_parser().parse_args([command, "--version"])
+    assert done.value.code == 0 and "ethoscope-backup" in capsys.readouterr().out
+
+
+def test_lock_refuses_a_second_holder(tmp_path):
+    lock = tmp_path / "state" / "lock"
+    with pass_lock(lock):
+        with pytest.raises(Busy, match="already running"):
+            with pass_lock(lock):
+                pass
+    with pass_lock(lock):      # released: usable again
+        pass
+
+
+def test_status_rows_merge_history():
+    from tests.fixtures.status import build, scripted_pass
+    status, history = build(scripted_pass(3, chunks=1, now=1000.0, failing=0))
+    history["devices"]["b" * 32] = {"name": "ETHOSCOPE_009", "last_outcome": "error", "last_error": "gone"}
+    rows = status_rows(status, history, now=1000.0)
+    assert [row[:2] for row in rows] == [("ETHOSCOPE_001", "completed"), ("ETHOSCOPE_002", "completed"),
+                                         ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
+    assert rows[0][3:] == ("9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
+    assert rows[3][2:] == ("never", "-", "0 B", "-", "gone")          # not in the pass: no cipher
+
+
+def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
+    from tests.fixtures.status import build, scripted_pass
+    from ethoscope_rsync.render.upstream import terminal_status
+    assert terminal_status(None, None, now=1000.0, stale_after=86400.0) == ["no backup pass has run yet"]
+    status, history = build(scripted_pass(2, chunks=1, now=1000.0, failing=0.5))
+    lines = terminal_status(status, history, now=1000.0, stale_after=86400.0)
+    assert lines[0].startswith("last pass: failed — ")
+    assert lines[1].split() == ["DEVICE", "STATE", "LAST", "SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR"]
+    assert lines[2].startswith("ETHOSCOPE_001  completed") and lines[3].startswith("ETHOSCOPE_002  error (stale)")
+    assert lines[1].index("STATE") == lines[2].index("completed") == lines[3].index("error")     # one column
+    assert lines[3].endswith("error in rsync protocol data stream (connection lost)")
+    conf = tmp_path / "backup.conf"
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    conf.write_text(f"[paths]\nstatus_file = {tmp_path}/status.json\nstate_dir = {tmp_path}\n"
+                    f"results = {tmp_path}/r\nvideos = {tmp_path}/v\nupstream_config = {tmp_path}/none\n")
+    assert main(["status", "-c", str(conf)]) == 0
+    printed = capsys.readouterr().out
+    assert "ETHOSCOPE_001" in printed and "ETHOSCOPE_002" in printed and printed.startswith("last pass: failed")
+
+
+def test_bandwidth_budget_is_shared():
+    from ethoscope_rsync.backup.pool import share_bandwidth
+    assert share_bandwidth(0, 16, 3) == 0                 # no limit
+    assert share_bandwidth(8000, 4, 10) == 2000           # four transfers at once share the total
+    assert share_bandwidth(8000, 16, 2) == 4000           # only two devices: two transfers
+    assert share_bandwidth(8000, 4, 10, trees=2) == 1000  # each device's results beside its videos
+    assert share_bandwidth(3, 16, 16) == 1                # never 0 (which would mean unlimited)
+
+
+def test_upstream_config_dir_on_the_command_line(tmp_path, monkeypatch):
+    """The upstream tool's `-c /etc/ethoscope` (a folder holding ethoscope.conf) works, in --help too."""
+    folder = tmp_path / "etc-ethoscope"
+    folder.mkdir()
+    (folder / "ethoscope.conf").write_text('{"folders": {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}}}')
+    monkeypatch.setattr("ethoscope_rsync.config.load.DEFAULT_CONFIG", tmp_path / "absent.conf")
+    args = parse("-c", str(folder), "-e", "4")
+    config = apply_options(load_config(args.config), args)
+    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert main(["-c", str(tmp_path / "nowhere"), "-n"]) == 2
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
+    assert "FILE|DIR" in help_text and "ethoscope.conf" in help_text
+
+
+# ----------------------------------------------------------------------------- root hands over
+HANDED_OVER = [  # argv, the command body that must run after the hand-over, what it needs of the key
+    (["run"], "ethoscope_rsync.backup.passes.run_pass", "required"),
+    (["run", "-n"], "ethoscope_rsync.backup.preview.preview_pass", "required"),
+    (["check"], "ethoscope_rsync.commands.check.run_checks", "optional"),
+    (["forget-host", "004"], "ethoscope_rsync.commands.check.forget_host", "none"),
+    (["daemon"], "ethoscope_rsync.commands.daemon.run_daemon", "required"),
+    (["serve"], "ethoscope_rsync.web.adapter.serve", "none"),
+    (["alert"], "ethoscope_rsync.alerts.report.run_alerts", "none"),
+    (["verify", "--since", "7"], "ethoscope_rsync.backup.verify.run_verify", "none"),
+]
+
+
+@pytest.mark.parametrize("argv, body, key", HANDED_OVER, ids=lambda v: " ".join(v) if isinstance(v, list) else "")
+def test_every_command_root_starts_runs_as_the_service_user(conf, monkeypatch, argv, body, key):
+    """Root on a packaged node (state dir owned by the service user): every command but `status`
+    switches user before its body runs, and takes the SSH key along only where it needs it."""
+    events = []
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.become",
+                        lambda config, uid, need: events.append(("become", uid, need)))
+    monkeypatch.setattr(body, lambda *a, **k: events.append("body") or 0)
+    assert main([argv[0], "-c", str(conf), *argv[1:]]) == 0
+    assert events == [("become", 4242, key), "body"]
+
+
+def test_status_only_reads_and_is_not_handed_over(conf, monkeypatch, capsys):
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.become", lambda *a: pytest.fail("status handed over"))
+    assert main(["status", "-c", str(conf)]) == 0
+
+
+def test_a_failed_hand_over_is_one_line_and_exit_2(conf, monkeypatch, capsys):
+    from ethoscope_rsync.system.privileges import IdentityError
+
+    def refuse(config, uid, need):
+        raise IdentityError("cannot hand the SSH key /k to ethoscope-backup: No such file or directory")
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.become", refuse)
+    monkeypatch.setattr("ethoscope_rsync.backup.passes.run_pass", lambda *a: pytest.fail("ran without the hand-over"))
+    assert main(["run", "-c", str(conf)]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_check_reports_the_real_key_as_root_saw_it(conf, tmp_path, monkeypatch):
+    """The key finding is made before the hand-over (the service user cannot read the original)."""
+    from ethoscope_rsync.commands import check
+    key = tmp_path / "id_rsa"
+    key.write_text("k")
+    key.chmod(0o644)
+    conf.write_text(conf.read_text() + f"[ssh]\nkey = {key}\n")
+    seen = {}
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: None)
+    monkeypatch.setattr(check, "run_checks", lambda config, key_finding=None: seen.setdefault("k", key_finding) and 1)
+    main(["check", "-c", str(conf)])
+    assert seen["k"][0] == "FAIL" and "readable by others" in seen["k"][1]
+
+
+# ----------------------------------------------------------------------------- forget-host
+def test_forget_host_rewrites_through_a_private_temp_file(conf, tmp_path, monkeypatch):
+    """A link planted at the old fixed temp name (or any name) is never written through; the file
+    keeps its mode; nothing is left behind."""
+    from ethoscope_rsync.commands.check import forget_host
+    state = tmp_path / "state"
+    state.mkdir()
+    known = state / "known_hosts"
+    known.write_text("ethoscope_004 ssh-ed25519 AAAA\nethoscope_004-0123 ssh-ed25519 AAAA\nethoscope_005 ssh-ed25519 BBBB\n")
+    known.chmod(0o640)
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (state / "known_hosts.tmp").symlink_to(victim)
+    conf.write_text(conf.read_text() + f"[ssh]\nknown_hosts = {known}\n")
+    lines = []
+    assert forget_host(load_config(conf), "4", out=lines.append) == 0
+    assert known.read_text() == "ethoscope_005 ssh-ed25519 BBBB\n" and "forgot 2" in lines[0]
+    assert (known.stat().st_mode & 0o777) == 0o640 and not known.is_symlink()
+    assert victim.read_text() == "precious\n"
+    assert sorted(p.name for p in state.iterdir()) == ["known_hosts", "known_hosts.tmp"]
+
+
+def test_forget_host_replaces_a_planted_link_instead_of_writing_its_target(conf, tmp_path):
+    from ethoscope_rsync.commands.check import forget_host
+    victim = tmp_path / "victim"
+    victim.write_text("ethoscope_004 ssh-ed25519 AAAA\nkeep me\n")
+    known = tmp_path / "known_hosts"
+    known.symlink_to(victim)
+    conf.write_text(conf.read_text() + f"[ssh]\nknown_hosts = {known}\n")
+    assert forget_host(load_config(conf), "ETHOSCOPE_004", out=lambda line: None) == 0
+    assert victim.read_text() == "ethoscope_004 ssh-ed25519 AAAA\nkeep me\n"
+    assert not known.is_symlink() and known.read_text() == "keep me\n"
+
+
+def test_log_lines_escape_control_characters(capsys):
+    from ethoscope_rsync.system.logs import log, setup
+    setup()
+    try:
+        log.warning("file %s", "x\nE forged line \x1b[2Jy\udcff \\x0a")
+        assert capsys.readouterr().err == "W file x\\x0aE forged line \\x1b[2Jy\\udcff \\\\x0a\n"
+    finally:                      # leave the package logger as other tests expect it
+        log.handlers.clear()
+        log.propagate = True
