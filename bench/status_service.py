@@ -75,7 +75,7 @@ def _env():
 
 
 def ours_command(status_file, history_file, listen=None, idle_exit=60.0) -> list:
-    code = ("import sys; from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, %r, listen=%r, idle_exit=%r))"
+    code = ("import sys; from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, %r, listen=%r, idle_exit=%r, cors_origin='*', stale_after=86400.0, horizon_days=14.0))"
             % (status_file, history_file, listen, idle_exit))
     return [PYTHON, "-c", code]
 
@@ -103,7 +103,7 @@ def _fixture(d) -> dict:
     write_json(f["status"], status)
     write_json(f["history"], history)
     from ethoscope_rsync.web.adapter import StatusApp  # what ours answers is what the baselines serve
-    body = StatusApp(f["status"], f["history"]).respond("GET", "/status", {}).body
+    body = StatusApp(f["status"], f["history"], cors_origin="*", stale_after=86400.0, horizon_days=14.0).respond("GET", "/status", {}).body
     with open(f["served"], "wb") as out:
         out.write(body)
     with open(f["served"] + ".gz", "wb") as out:

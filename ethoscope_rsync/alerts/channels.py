@@ -112,7 +112,7 @@ MAIL, WEBHOOK = "mail", "webhook"
 
 def channels(config) -> tuple:
     """The channels besides the journal that `config` sets up."""
-    return tuple(name for name, wanted in ((MAIL, config.mail_to), (WEBHOOK, config.webhook)) if wanted)
+    return tuple(name for name, wanted in ((MAIL, config.alert.mail_to), (WEBHOOK, config.alert.webhook)) if wanted)
 
 
 def send(config, subject: str, body: str, document: dict, only: tuple | None = None) -> dict:
@@ -123,11 +123,11 @@ def send(config, subject: str, body: str, document: dict, only: tuple | None = N
         if only is not None and channel not in only:
             continue
         if channel == MAIL:
-            problem = mail(config.mail_to, subject, body, config.alert_timeout)
-            where = f"mail to {', '.join(config.mail_to)}"
+            problem = mail(config.alert.mail_to, subject, body, config.alert.timeout)
+            where = f"mail to {', '.join(config.alert.mail_to)}"
         else:
-            problem = webhook(config.webhook, document, config.alert_timeout)
-            where = f"webhook {urllib.parse.urlsplit(config.webhook).hostname}"
+            problem = webhook(config.alert.webhook, document, config.alert.timeout)
+            where = f"webhook {urllib.parse.urlsplit(config.alert.webhook).hostname}"
         if problem:
             failures[channel] = f"{where}: {problem}"
             log.warning("alert not delivered: %s", failures[channel])

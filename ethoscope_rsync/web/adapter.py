@@ -152,8 +152,8 @@ class StatusServer:
     systemd) or a ``listen`` address (``"ADDR:PORT"``); :class:`ServeError` if binding fails.
     """
 
-    def __init__(self, status_file, history_file, listen=None, sock=None, cors_origin="*",
-                 stale_after=86400.0, threads=THREADS, limits: Limits = Limits(), socks=(), horizon_days=14.0):
+    def __init__(self, status_file, history_file, *, listen=None, cors_origin: str, stale_after: float,
+                 horizon_days: float, sock=None, threads=THREADS, limits: Limits = Limits(), socks=()):
         self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after,
                              horizon_days=horizon_days)
         socks = list(socks) + ([sock] if sock is not None else [])
@@ -189,11 +189,11 @@ def _setup_logging():
         log.propagate = False
 
 
-def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300.0,
-          stale_after=86400.0, horizon_days=14.0) -> int:
+def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: float, stale_after: float,
+          horizon_days: float) -> int:
     """Run the status service until SIGTERM/SIGINT/SIGHUP or ``idle_exit`` seconds without requests.
 
-    Socket-activated when systemd passed sockets, else binds ``listen`` (default ``0.0.0.0:8093``).
+    Socket-activated when systemd passed sockets, else binds ``listen`` (``[status] listen``).
     Returns the exit code: 0 after a clean stop, 1 if the server died, 2 when it cannot listen.
     ``idle_exit`` of 0/None disables the idle exit.
     """

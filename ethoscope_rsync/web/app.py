@@ -124,8 +124,8 @@ class _Problem(Exception):
 class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
-    def __init__(self, status_file, history_file, cors_origin="*", stale_after=86400.0,
-                 clock=time.time, logger=log, horizon_days=14.0):
+    def __init__(self, status_file, history_file, *, cors_origin: str, stale_after: float, horizon_days: float,
+                 clock=time.time, logger=log):
         self.stale_after = float(stale_after)
         self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
         self.cors_origin = cors_origin

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync.backup.discovery import DiscoveryError, merge, node_url, parse_node_devices
+from ethoscope_rsync.backup.discovery import DiscoveryError, merge, parse_node_devices
 from ethoscope_rsync.config.devices import Device, DeviceError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -54,19 +54,6 @@ def test_unusable_answers(body):
 
 def test_empty_answer_is_no_devices():
     assert parse_node_devices("{}") == ((), ())
-
-
-@pytest.mark.parametrize("server, url", [
-    ("localhost", "http://localhost/devices"), ("169.254.1.1:8080", "http://169.254.1.1:8080/devices"),
-    ("[fe80::1]:80", "http://[fe80::1]:80/devices")])
-def test_node_url(server, url):
-    assert node_url(server) == url
-
-
-@pytest.mark.parametrize("server", ["a/b", "x:99999", "host:port", "a b", "http://x"])
-def test_node_url_rejects(server):
-    with pytest.raises(DiscoveryError):
-        node_url(server)
 
 
 def test_conflicting_claims_are_all_held_back():

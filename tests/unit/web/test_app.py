@@ -46,7 +46,7 @@ def clock():
 
 @pytest.fixture
 def app(files, clock):
-    return StatusApp(files[0], files[1], clock=clock)
+    return StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
 
 
 def hdr(response, name):
@@ -101,7 +101,7 @@ def test_status_document(app):
     assert hdr(r, "Cache-Control") == "no-cache" and hdr(r, "Vary") == "Accept-Encoding"
     assert hdr(r, "Access-Control-Allow-Origin") == "*"
     with open(app.documents.status.path) as s, open(app.documents.history.path) as h:
-        expected = render.status_document(json.load(s), json.load(h), NOW, DAY)
+        expected = render.status_document(json.load(s), json.load(h), NOW, DAY, horizon_days=14.0)
     assert json.loads(r.body) == json.loads(json.dumps(expected))
 
 
@@ -155,7 +155,7 @@ def test_long_target_414(app):
 
 
 def test_no_cors_when_disabled(files):
-    r = StatusApp(files[0], files[1], cors_origin="").respond("GET", "/", {})
+    r = StatusApp(files[0], files[1], cors_origin="", stale_after=86400.0, horizon_days=14.0).respond("GET", "/", {})
     assert hdr(r, "Access-Control-Allow-Origin") is None
 
 
@@ -191,8 +191,8 @@ def test_gzip(app):
 
 
 def test_etag_survives_a_restart_and_follows_the_file(files, clock):
-    tag = hdr(get(StatusApp(files[0], files[1], clock=clock), "/status"), "ETag")
-    app = StatusApp(files[0], files[1], clock=clock)
+    tag = hdr(get(StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0), "/status"), "ETag")
+    app = StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert hdr(get(app, "/status"), "ETag") == tag
     write_json(files[0], build(example_pass(running=True), finish=False)[0])   # another state
     assert hdr(get(app, "/status"), "ETag") != tag
@@ -240,7 +240,7 @@ def test_html_at_most_once_a_second(app, clock):
 # ---------------------------------------------------------------- bad files, missing files
 
 def test_missing_files(tmp_path):
-    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json")
+    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json", cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(app, "/").body) == {"status": "idle", "last_backup": ""}
     assert json.loads(get(app, "/status").body)["devices"] == {}
 
@@ -249,7 +249,7 @@ def test_missing_files(tmp_path):
 def test_bad_status_file_503_cached(tmp_path, content):
     status = tmp_path / "status.json"
     status.write_bytes(content.encode("latin-1"))
-    app = StatusApp(status, None)
+    app = StatusApp(status, None, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     r = get(app, "/status")
     assert r.status == 503 and hdr(r, "Retry-After") == "5"
     doc = json.loads(r.body)
@@ -262,7 +262,7 @@ def test_bad_status_file_503_cached(tmp_path, content):
 
 def test_bad_history_is_ignored_once(files, journal):
     files[1].write_text("not json")
-    app = StatusApp(files[0], files[1])
+    app = StatusApp(files[0], files[1], cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert get(app, "/status").status == 200
     assert get(app, "/metrics").status == 200
     assert sum("ignoring history" in m for m in journal.messages(logging.WARNING)) == 1
@@ -286,7 +286,7 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     code = ("import sys, json\n"
             "from ethoscope_rsync.web.adapter import StatusServer, make_wsgi_app\n"
             "from ethoscope_rsync.web.app import StatusApp\n"
-            "app = StatusApp(%r, %r)\n"
+            "app = StatusApp(%r, %r, cors_origin='*', stale_after=86400.0, horizon_days=14.0)\n"
             "assert app.respond('GET', '/status/2', {}).status == 200\n"
             "assert app.respond('GET', '/metrics', {}).status == 200\n"
             "make_wsgi_app(app)\n"
@@ -295,12 +295,13 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     done = subprocess.run(["/usr/bin/python3", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout))
-    backup_pass = {"ethoscope_rsync." + m for m in ("runner", "jobs", "execute", "livedb", "discovery", "config",
-                                                    "status", "rsync", "devices", "cli", "preview", "check",
-                                                    "probe", "databases", "identities", "identity", "disk",
-                                                    "events", "daemon")}
+    backup_pass = {m for m in loaded if m.startswith(("ethoscope_rsync.backup", "ethoscope_rsync.commands",
+                                                      "ethoscope_rsync.alerts"))}
+    backup_pass |= loaded & {"ethoscope_rsync.config.load", "ethoscope_rsync.state.store", "ethoscope_rsync.state.events",
+                             "ethoscope_rsync.system.execute", "ethoscope_rsync.system.privileges"}
     heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "ssl", "_hashlib"}
-    assert not loaded & (backup_pass | heavy), sorted(loaded & (backup_pass | heavy))
+    assert "ethoscope_rsync.web.app" in loaded and not backup_pass | (loaded & heavy), \
+        sorted(backup_pass | (loaded & heavy))
 
 
 def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_path):
@@ -321,7 +322,7 @@ def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_p
     store.finish("failed", "1 failed", completed=False)
     store.write()
     save_history(tmp_path / "history.json", store.history)
-    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3)
+    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     for path, query in (("/", "format=html"), ("/metrics", ""), ("/status", ""), ("/", "")):
         answer = get(app, path, query)
         assert answer.status == 200, (path, answer.status)
@@ -338,13 +339,13 @@ def test_a_pass_killed_before_its_end_is_not_shown_running(tmp_path):
     files = tmp_path / "status.json", tmp_path / "history.json"
     write_json(files[1], history)
     write_json(files[0], status)
-    alive = StatusApp(*files, clock=Clock())
+    alive = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(alive, "/").body)["status"] == "running"
     gone = subprocess.Popen(["true"])
     gone.wait()                                   # a pid that was a process and is no more
     status["run"]["pid"] = gone.pid
     write_json(files[0], status)
-    app = StatusApp(*files, clock=Clock())
+    app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(app, "/").body)["status"] == "idle"
     doc = json.loads(get(app, "/status").body)
     assert doc["run"]["outcome"] == "interrupted" and doc["processing_devices"] == []
@@ -364,7 +365,7 @@ def test_every_document_of_one_status_agrees_once_its_pass_is_gone(tmp_path):
     try:
         status["run"]["pid"] = pass_.pid
         write_json(files[0], status)
-        app = StatusApp(*files, clock=Clock())          # one instant: nothing expires by time
+        app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)          # one instant: nothing expires by time
         assert json.loads(get(app, "/").body)["status"] == "running"
     finally:
         pass_.kill()
