@@ -4,7 +4,7 @@
 set -eu
 PACKAGES="
   python3 python3-systemd python3-sdnotify python3-cherrypy3 python3-configobj python3-zeroconf
-  rsync openssh-client openssh-server sqlite3 iproute2 procps psmisc curl
+  rsync openssh-client openssh-server sqlite3 iproute2 procps psmisc curl restic
   python3-pytest
   systemd systemd-container mmdebstrap
   debhelper dh-python python3-all python3-setuptools fakeroot build-essential lintian

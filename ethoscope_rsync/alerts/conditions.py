@@ -11,7 +11,10 @@ reads the history and the status the pass wrote, works out the *condition* of ev
   days at its recent growth;
 * the pass itself (``pass``): failed as a whole (discovery failed, configuration error, killed,
   timed out);
-* each verified device's copies (``damaged:KEY``): damaged files found by its last ``verify`` —
+* each verified device's copies (``damaged:KEY``): damaged files found by its last ``verify``;
+* the second copy, when ``[offsite] repository`` is set (``offsite``): its last run failed, or its
+  newest snapshot is older than ``[offsite] alert_after`` days; and its repository (``offsite:check``):
+  damage found by ``verify``'s ``restic check`` —
 
 and compares them with the conditions it recorded last time (``alerts.json`` in the state dir).
 Only the differences are sent: a subject going from good to bad, or back. Comparing levels, not
@@ -21,10 +24,12 @@ difference. :func:`transitions` is that comparison, a pure function.
 from __future__ import annotations
 
 from ethoscope_rsync.state import forecast
-from ethoscope_rsync.state.alerts import DAMAGED, FAILED, FILLING, PASS_FAILED, STALE, Condition, Change
+from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, OFFSITE_DAMAGED, OFFSITE_FAILED, OFFSITE_OLD,
+                                          PASS_FAILED, STALE, Condition, Change)
 from ethoscope_rsync.state.history import History
 from ethoscope_rsync.state.model import ERROR, Status, is_stale
-from ethoscope_rsync.state.store import load_verifications
+from ethoscope_rsync.state.offsite import FAILED as RUN_FAILED, RUNNING, OffsiteState
+from ethoscope_rsync.state.store import load_offsite, load_verifications
 
 PASS_UNIT = "ethoscope-backup.service"
 
@@ -88,6 +93,28 @@ def damage_conditions(verifications: dict, history: History) -> list:
     return conditions
 
 
+def offsite_conditions(state: OffsiteState, now: float, alert_after: float) -> list:
+    """The second copy (when configured): failing (its last run failed), or old (no snapshot for
+    `alert_after` days, 0: never; or none at all, and no run on its way); and its repository as the
+    last check found it."""
+    age = state.age(now)
+    problem, since, detail = "", 0.0, ""
+    if state.outcome == RUN_FAILED:
+        problem, since = OFFSITE_FAILED, state.since or state.ended
+        detail = f"{state.problem}: {state.message}" if state.problem else state.message
+    elif state.outcome == RUNNING and state.last is None:
+        problem = None                  # the first upload is on its way: nothing new to say
+    elif alert_after and (age is None or age > alert_after * 86400.0):
+        problem, since = OFFSITE_OLD, state.last.time if state.last else 0.0
+        detail = state.message if state.outcome else "no run yet: is ethoscope-backup-offsite.timer enabled?"
+    found = [Condition("offsite", problem, "second copy", since, _one_line(detail),
+                       last_success=state.last.time if state.last else 0.0, passes=state.failures)]
+    if state.check is not None:
+        found.append(Condition("offsite:check", "" if state.check.ok else OFFSITE_DAMAGED, "second copy's repository",
+                               state.check.at, _one_line(state.check.message)))
+    return found
+
+
 def pass_condition(status: Status, monitor: dict, now: float) -> Condition:
     """The pass as a whole, from systemd's MONITOR_* variables (OnFailure=/OnSuccess=) and the status.
     Started by another unit (a failed verification), the alert knows nothing new of the pass."""
@@ -138,4 +165,6 @@ def conditions(config, history: History, status: Status, monitor: dict, now: flo
     """Every subject's condition now."""
     return (device_conditions(history, status, now, config.status.stale_after, config.alert.failures)
             + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
-            + damage_conditions(load_verifications(config.verify_file), history))
+            + damage_conditions(load_verifications(config.verify_file), history)
+            + (offsite_conditions(load_offsite(config.offsite_file), now, config.offsite.alert_after)
+               if config.offsite.repository is not None else []))

@@ -290,9 +290,10 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
     return EXIT_FAILED if damaged_all or stop.is_set() else EXIT_OK
 
 
-def run_verify(config, since_days: float) -> int:
-    """``verify`` under its own lock (never the pass's): a second verify exits with 75."""
-    stop = threading.Event()
+def run_verify(config, since_days: float, stop: threading.Event | None = None) -> int:
+    """``verify`` under its own lock (never the pass's): a second verify exits with 75. `stop` is set
+    by SIGTERM/SIGINT from here on (the caller may go on checking with it)."""
+    stop = stop if stop is not None else threading.Event()
 
     def on_signal(signum, frame):
         log.warning("received %s: stopping the verification", signal.Signals(signum).name)

@@ -9,6 +9,8 @@ import os
 import shlex
 import stat
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 from ethoscope_rsync.system import execute
@@ -20,6 +22,7 @@ from ethoscope_rsync.backup.destinations import free_space_problem, nearest_exis
 from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
 from ethoscope_rsync.backup.pins import remove_host_keys, unpin
+from ethoscope_rsync.offsite.repository import findings as offsite_findings
 from ethoscope_rsync.state.store import load_history, pass_lock, save_history
 
 
@@ -79,6 +82,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
                     else ("FAIL", f"known hosts folder {known} is not writable"))
     for kind in config.kinds():
         findings.append(check_destination(config.destination(kind), config.transfer.min_free))
+    findings += offsite_findings(config, time.time(), threading.Event())
     for level, text in findings:
         out(f"{level:5} {text}")
     try:

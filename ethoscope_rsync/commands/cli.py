@@ -1,4 +1,4 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|offsite] [options]``."""
 from __future__ import annotations
 
 import argparse
@@ -6,11 +6,13 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 from ethoscope_rsync import __version__
-from ethoscope_rsync.config.load import DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir, load_config
+from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_files, credential_key,
+                                        derive_videos_dir, load_config)
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.settings import BY_NAME, PATH, SETTINGS
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
@@ -20,7 +22,7 @@ from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KE
 from ethoscope_rsync.system.logs import setup
 from ethoscope_rsync.state.store import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "offsite")
 PROG = "ethoscope-backup"
 OPTION_PREFIX = "setting:"     # argparse dest of an option that sets [section] key
 
@@ -81,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_option(verify)
     verify.add_argument("--since", metavar="DAYS", type=float,
                         help="only files changed in the last DAYS days (default: all)")
+    offsite = commands.add_parser("offsite", help="send the node's copies to the second copy's restic repository "
+                                                  "([offsite] in the configuration)")
+    once = offsite.add_mutually_exclusive_group()
+    once.add_argument("--init", action="store_true", help="create the repository (and, as root, a random "
+                                                          "password file if there is none)")
+    once.add_argument("-n", "--dry-run", action="store_true", help="show what would be sent, send nothing")
+    once.add_argument("--if-due", action="store_true", help="only when [offsite] interval or after_passes "
+                                                            "says one is due (what the timer runs)")
     for name, sub in commands.choices.items():
         _common(sub)
         _setting_options(sub, name)
@@ -114,7 +124,7 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
     extra: dict = {"debug": args.debug}
     if getattr(args, "ethoscope", None):
         extra["selection"] = parse_selection(args.ethoscope)
-    if getattr(args, "dry_run", False):
+    if getattr(args, "dry_run", False) and args.command != "offsite":
         extra["dry_run"] = True
     if getattr(args, "since", None) is not None and not 0 < args.since <= 36500:
         raise ConfigError("--since: must be a number of days above 0")
@@ -145,7 +155,20 @@ def main(argv: list | None = None) -> int:
 # What each command started by root on a packaged node needs handed over to the service user
 # besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
 KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY,
-             "alert": NO_KEY, "verify": NO_KEY}
+             "alert": NO_KEY, "verify": NO_KEY, "offsite": KEY_OPTIONAL}
+# Commands that reach the second copy's repository: its password (and backend variables) too, and
+# the SSH key where the repository is an sftp one (the key a pass uses).
+REACH_REPOSITORY = ("check", "daemon", "verify", "offsite")
+
+
+def _hand_over(command: str, config) -> tuple:
+    """(SSH key need, further credentials) of a command root hands over to the service user."""
+    if command not in REACH_REPOSITORY or config.offsite.repository is None:
+        return KEY_NEEDS[command], ()
+    key = KEY_NEEDS[command]
+    if key == NO_KEY and config.offsite.repository.backend == "sftp":
+        key = KEY_OPTIONAL
+    return key, credential_files(config)
 
 
 def _dispatch(args: argparse.Namespace, config) -> int:
@@ -158,7 +181,11 @@ def _dispatch(args: argparse.Namespace, config) -> int:
         if args.command == "check":
             from ethoscope_rsync.commands.check import check_key
             key_finding = check_key(credential_key(config))   # the real key, as its owner sees it
-        with as_service_user(config, KEY_NEEDS[args.command]):
+        if args.command == "offsite" and args.init:
+            from ethoscope_rsync.commands.offsite import ensure_password
+            ensure_password(config)                          # as root: the password file's folder is root's
+        key, others = _hand_over(args.command, config)
+        with as_service_user(config, key, others):
             return _command(args, config, key_finding)
     except IdentityError as error:
         print(f"{PROG}: {error}", file=sys.stderr)
@@ -170,7 +197,8 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         from ethoscope_rsync.web.adapter import serve
         return serve(config.paths.status_file, config.history_file, listen=config.status.listen,
                      cors_origin=config.status.cors_origin, idle_exit=config.status.idle_exit,
-                     stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon)
+                     stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon,
+                     offsite_file=config.offsite_file)
     if args.command == "check":
         from ethoscope_rsync.commands.check import run_checks
         return run_checks(config, key_finding=key_finding)
@@ -188,7 +216,15 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return run_alerts(config, dict(os.environ), time.time(), test=args.test)
     if args.command == "verify":
         from ethoscope_rsync.backup.verify import run_verify
-        return run_verify(config, args.since or 0.0)
+        stop = threading.Event()
+        code = run_verify(config, args.since or 0.0, stop)
+        if config.offsite.repository is None or config.selection or args.since or stop.is_set():
+            return code                 # the repository is checked by a whole verify only
+        from ethoscope_rsync.offsite.repository import verify_repository
+        return max(code, verify_repository(config, stop))
+    if args.command == "offsite":
+        from ethoscope_rsync.commands.offsite import offsite_command
+        return offsite_command(config, args.init, args.dry_run, args.if_due)
     raise AssertionError(args.command)
 
 
@@ -211,8 +247,13 @@ def show_status(config, as_json: bool) -> int:
     from ethoscope_rsync.state.model import settled  # not loaded by a pass
     from ethoscope_rsync.render.upstream import terminal_status
     from ethoscope_rsync.web.documents import process_alive
+    from ethoscope_rsync.state import offsite
     status, history = read_json(config.paths.status_file), read_json(config.history_file)
     status = settled(status, process_alive)
+    second = read_json(config.offsite_file)
+    if second is not None:
+        second = offsite.settled(offsite.OffsiteState.from_json(second), process_alive).to_json()
+    history = offsite.attach(history, second)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
         return EXIT_OK

@@ -1,7 +1,8 @@
 """``ethoscope-backup daemon``: the upstream "service mode" for hosts without systemd.
 
-One process serves the status URLs (same app as ``serve``) and runs a backup pass and the alerts
-(what ``ethoscope-backup-alert.service`` does under systemd), then waits ``[daemon] interval``
+One process serves the status URLs (same app as ``serve``) and runs a backup pass, the second copy
+when one is due and the alerts (what ``ethoscope-backup-offsite.timer`` and
+``ethoscope-backup-alert.service`` do under systemd), then waits ``[daemon] interval``
 seconds after its end before the next, until SIGTERM/SIGINT.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.system.logs import log
 from ethoscope_rsync.system.exits import EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.backup.passes import run_pass
+from ethoscope_rsync.offsite.run import run_offsite
 from ethoscope_rsync.web.adapter import ServeError, StatusServer
 
 
@@ -28,7 +30,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     server = StatusServer(str(config.paths.status_file), str(config.history_file), listen=config.status.listen,
-                          cors_origin=config.status.cors_origin, stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon)
+                          cors_origin=config.status.cors_origin, stale_after=config.status.stale_after,
+                          horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file))
     try:
         server.start()
     except ServeError as error:
@@ -39,6 +42,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     try:
         while not stop.is_set():
             code = run_pass(config, stop)
+            if not stop.is_set():     # the second copy, when one is due (what its timer does under systemd)
+                run_offsite(config, if_due=True, stop=stop)
             try:
                 run_alerts(config, {}, time.time())
             except OSError as error:       # e.g. the state dir turned read-only: the passes go on

@@ -170,9 +170,33 @@ def load_config(path: Path | str | None = None) -> Config:
                   **{section: record(**values[section]) for section, record in SECTION_RECORDS.items()})
 
 
+# Names of the credentials systemd hands the services (LoadCredential=NAME:PATH), and root hands a
+# command it starts by hand (system/privileges.py): the same names, the same files.
+SSH_KEY, RESTIC_PASSWORD, RESTIC_ENVIRONMENT = "ssh-key", "restic-password", "restic-environment"
+
+
+def credential(name: str, configured: Path | None) -> Path | None:
+    """The file to read: the credential `name` when one was handed over and is not empty (an empty
+    one is a unit's SetCredential= fallback: nothing to hand), else the configured path."""
+    directory = os.environ.get("CREDENTIALS_DIRECTORY")
+    if directory:
+        handed = Path(directory) / name
+        try:
+            if handed.is_file() and handed.stat().st_size > 0:
+                return handed
+        except OSError:
+            pass
+    return configured
+
+
 def credential_key(config: Config) -> Path:
     """The SSH key to use: systemd's LoadCredential=ssh-key wins over the configured path."""
-    directory = os.environ.get("CREDENTIALS_DIRECTORY")
-    if directory and (Path(directory) / "ssh-key").is_file():
-        return Path(directory) / "ssh-key"
-    return config.ssh.key
+    return credential(SSH_KEY, config.ssh.key)
+
+
+def credential_files(config: Config) -> tuple:
+    """(name, configured path) of every credential the second copy needs besides the SSH key."""
+    wanted = ((RESTIC_PASSWORD, config.offsite.password_file),)
+    if config.offsite.environment_file is not None:
+        wanted += ((RESTIC_ENVIRONMENT, config.offsite.environment_file),)
+    return wanted

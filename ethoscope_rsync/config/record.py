@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ethoscope_rsync.config.devices import Device
-from ethoscope_rsync.config.syntax import Endpoint
+from ethoscope_rsync.config.syntax import Endpoint, Repository
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +87,27 @@ class Daemon:
     interval: float
 
 
+@dataclasses.dataclass(frozen=True)
+class Offsite:
+    repository: Repository | None      # None: no second copy
+    password_file: Path
+    environment_file: Path | None
+    what: str
+    databases: str
+    interval: float                    # seconds
+    after_passes: int
+    keep_daily: int
+    keep_weekly: int
+    keep_monthly: int
+    prune_interval: float              # seconds
+    bwlimit: int                       # KiB/s, 0: no limit
+    timeout: float                     # seconds
+    check_share: int
+    alert_after: float                 # days
+
+
 SECTION_RECORDS = {"node": Node, "paths": Paths, "ssh": Ssh, "transfer": Transfer, "status": Status,
-                   "alert": Alert, "daemon": Daemon}
+                   "alert": Alert, "daemon": Daemon, "offsite": Offsite}
 KIND_TREES = {"unified": ("results", "videos"), "results": ("results",), "videos": ("videos",)}
 
 
@@ -103,6 +122,7 @@ class Config:
     status: Status
     alert: Alert
     daemon: Daemon
+    offsite: Offsite
     devices: tuple[Device, ...]        # [devices]: static devices
     selection: tuple = ()              # -e: device numbers (int) and machine ids (str); () = all
     dry_run: bool = False
@@ -129,6 +149,11 @@ class Config:
     @property
     def verify_file(self) -> Path:
         return self.paths.state_dir / "verify.json"
+
+    @property
+    def offsite_file(self) -> Path:
+        """The second copy's state (written by ``offsite``, read by the status tools and the alerts)."""
+        return self.paths.state_dir / "offsite.json"
 
     def kinds(self) -> tuple[str, ...]:
         """The trees this pass copies, in order: results before videos."""

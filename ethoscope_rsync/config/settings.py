@@ -62,6 +62,8 @@ URL = Kind("string", str, syntax.parse_url)
 SERVER = Kind("string", syntax.Endpoint, lambda text: syntax.parse_endpoint(text, default_port=80) if text.strip()
               else None)
 LISTEN = Kind("string", syntax.Endpoint, lambda text: syntax.parse_endpoint(text, any_host="0.0.0.0"))
+REPOSITORY = Kind("string", syntax.Repository, syntax.parse_repository)
+OPTIONAL_PATH = Kind("path", Path, lambda text: syntax.parse_absolute(text.strip()) if text.strip() else None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,6 +115,7 @@ def _num(value: float | None) -> str:
 
 
 RUN = ("run", "daemon")
+DAYS = 86400         # seconds, for ranges
 
 SECTIONS = {
     "node": "",
@@ -124,6 +127,10 @@ SECTIONS = {
               "or goes stale (or a destination will soon be full), one when it recovers. Always in the journal\n"
               "(priority err); also by mail and to a webhook when set here. See man 5 ethoscope-backup.conf."),
     "daemon": "",
+    "offsite": ("The second copy: the node's copies of results and videos sent to a restic repository the lab\n"
+                "chooses (a NAS, a disk, a cloud bucket), by ethoscope-backup-offsite.timer (installed, not enabled:\n"
+                "systemctl enable --now ethoscope-backup-offsite.timer once the repository exists: ethoscope-backup\n"
+                "offsite --init). Needs the restic package. See man 5 ethoscope-backup.conf."),
     "devices": "",
 }
 
@@ -243,6 +250,46 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between the end of a pass and the next in \"ethoscope-backup daemon\" (not the timer).", 1, 86400,
             flags=(Flag(("--interval",), ("daemon",), "SECONDS",
                         help="seconds between the end of a pass and the next (default from config, 300)"),)),
+    # ---------------------------------------------------------------- [offsite]
+    Setting("offsite", "repository", REPOSITORY, "",
+            "restic repository receiving the second copy: /PATH (a disk), sftp:USER@HOST:/PATH (a NAS over SSH,\n"
+            "logging in with the [ssh] key), rest:https://HOST/, s3:..., b2:... (any restic repository string; a\n"
+            "secret belongs in environment_file, this file is readable by everyone). Empty: no second copy."),
+    Setting("offsite", "password_file", PATH, "/etc/ethoscope/keys/restic-password",
+            "The repository's password (its first line), root-only; under systemd the service's\n"
+            "LoadCredential=restic-password:... copy of it wins. Keep a copy elsewhere: without it the second\n"
+            "copy cannot be read."),
+    Setting("offsite", "environment_file", OPTIONAL_PATH, "",
+            "Root-only file of NAME=VALUE lines restic's backend needs (AWS_ACCESS_KEY_ID=..., B2_ACCOUNT_KEY=...,\n"
+            "RESTIC_REST_PASSWORD=...); handed over like the password (restic-environment). Empty: none."),
+    Setting("offsite", "what", STRING, "unified",
+            "What to send: unified (results and videos), results or videos. Never the raw database mirror,\n"
+            "a partial or temporary file, or a hidden file.", choices=("unified", "results", "videos")),
+    Setting("offsite", "databases", STRING, "verified",
+            "verified: only databases whose copy on this node was verified (every live database a pass takes is);\n"
+            "all: every database as it is (for [transfer] live_databases = no, whose copies are never verified).",
+            choices=("verified", "all")),
+    Setting("offsite", "interval", FLOAT, "86400.0",
+            "Seconds between two second copies (the timer looks every 15 minutes); 0 = only after_passes.",
+            0, 365 * DAYS),
+    Setting("offsite", "after_passes", INTEGER, "0",
+            "Also send a second copy once this many passes succeeded since the last one; 0 = no.", 0, 100000),
+    Setting("offsite", "keep_daily", INTEGER, "7", "Daily snapshots kept (restic forget --keep-daily).", 0, 100000),
+    Setting("offsite", "keep_weekly", INTEGER, "4", "Weekly snapshots kept (--keep-weekly).", 0, 100000),
+    Setting("offsite", "keep_monthly", INTEGER, "12", "Monthly snapshots kept (--keep-monthly).", 0, 100000),
+    Setting("offsite", "prune_interval", FLOAT, "604800.0",
+            "Seconds between two prunes of the data no kept snapshot uses (a prune rewrites part of the\n"
+            "repository, which takes long on a big one); 0 = never prune.", 0, 365 * DAYS),
+    Setting("offsite", "bwlimit", RATE, "",
+            "Upload bandwidth of the second copy: KiB/s without unit, or e.g. 800K, 10M; empty = no limit."),
+    Setting("offsite", "timeout", FLOAT, "43200.0",
+            "Seconds one run may take (upload, retention, prune), 60 to 86400; an upload stopped by it goes on\n"
+            "at the next run from what restic saved (it saves its index every 10 minutes).", 60, DAYS),
+    Setting("offsite", "check_share", INTEGER, "12",
+            "ethoscope-backup verify reads one in this many parts of the repository's data, another each time\n"
+            "(every byte read once in that many verifications); 0 = check the structure only.", 0, 10000),
+    Setting("offsite", "alert_after", FLOAT, "2.0",
+            "Alert when the newest snapshot of the second copy is older than this many days; 0 = never.", 0, 3650),
 )
 
 BY_NAME = {(s.section, s.key): s for s in SETTINGS}

@@ -127,3 +127,75 @@ def parse_endpoint(text: str, default_port: int | None = None, any_host: str = "
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"not a port: {port[:10]!r} in {text[:60]!r} (1 to 65535)")
     return Endpoint(host, int(port))
+
+
+# ---------------------------------------------------------------- restic repositories
+
+class Repository(NamedTuple):
+    """A restic repository string, checked: `backend` is "local", "sftp" or restic's own prefix
+    ("rest", "s3", "b2", ...); for sftp, `user` (may be ""), `host`, `port` (0: ssh's own) and `path`;
+    for local, `path` (absolute)."""
+    text: str
+    backend: str
+    user: str = ""
+    host: str = ""
+    port: int = 0
+    path: str = ""
+
+    @property
+    def shown(self) -> str:
+        """The string without a password written into a URL (rest:https://user:secret@host/)."""
+        return re.sub(r"(//[^/@:\s]*):[^/@\s]*@", r"\1:***@", self.text)
+
+
+REMOTE_BACKENDS = ("rest", "s3", "b2", "azure", "gs", "swift", "rclone")
+_USER_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+
+
+def _sftp(text: str) -> Repository:
+    """sftp:user@host:/path, sftp:host:path, sftp://user@host:port//path (restic's two forms)."""
+    if text.startswith("sftp://"):
+        url = urllib.parse.urlsplit(text)
+        try:
+            port = url.port or 0
+        except ValueError:
+            raise ValueError(f"not a port in {text[:80]!r}") from None
+        user, host, path = url.username or "", url.hostname or "", url.path[1:]
+    else:
+        rest, user = text[len("sftp:"):], ""
+        if "@" in rest and not rest.startswith("[") and (":" not in rest or rest.index("@") < rest.index(":")):
+            user, rest = rest.split("@", 1)
+        if rest.startswith("["):
+            host, _, path = rest[1:].partition("]")
+            path = path[1:] if path.startswith(":") else ""
+        else:
+            host, _, path = rest.partition(":")
+        port = 0
+    if not host or not path:
+        raise ValueError(f"not an sftp repository: {text[:80]!r} (use sftp:USER@HOST:/PATH or "
+                         "sftp://USER@HOST:PORT//PATH)")
+    if user and not _USER_RE.fullmatch(user):
+        raise ValueError(f"not a user name: {user[:40]!r} in {text[:80]!r}")
+    return Repository(text, "sftp", user, _host(host), port, path)
+
+
+def parse_repository(text: str) -> Repository | None:
+    """A restic repository string (``/srv/restic``, ``local:/srv/restic``, ``sftp:nas:/srv/restic``,
+    ``rest:https://...``, ``s3:...``, ...) checked as far as restic would; '' -> None (no second copy)."""
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > 1000 or not text.isprintable():
+        raise ValueError(f"not a restic repository: {text[:80]!r} (no control characters, at most 1000)")
+    if text.startswith("sftp:"):
+        return _sftp(text)
+    backend, colon, rest = text.partition(":")
+    if colon and backend in REMOTE_BACKENDS:
+        if not rest:
+            raise ValueError(f"not a restic repository: {text[:80]!r} (nothing after {backend}:)")
+        return Repository(text, backend)
+    path = text[len("local:"):] if text.startswith("local:") else text
+    if not path.startswith("/"):
+        raise ValueError(f"not a restic repository: {text[:80]!r} (a local repository is an absolute path; "
+                         f"remote ones start with sftp:, {', '.join(b + ':' for b in REMOTE_BACKENDS)})")
+    return Repository(text, "local", path=path)

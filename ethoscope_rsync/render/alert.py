@@ -5,7 +5,8 @@ Every message says which devices, since when, the last error in one line, and wh
 """
 from __future__ import annotations
 
-from ethoscope_rsync.state.alerts import DAMAGED, FAILED, FILLING, PASS_FAILED, STALE, Change
+from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, OFFSITE_DAMAGED, OFFSITE_FAILED, OFFSITE_OLD,
+                                          PASS_FAILED, STALE, Change)
 from ethoscope_rsync.render.humanize import format_age, format_time
 
 MAX_LISTED = 100          # changes written out in one message (a lab has at most about that many devices)
@@ -20,6 +21,13 @@ _WHAT_TO_DO = {
     PASS_FAILED: "see: journalctl -u ethoscope-backup.service -n 50; and run: ethoscope-backup check",
     DAMAGED: ("list them: journalctl -u ethoscope-backup-verify.service DEVICE_NAME={name} VERIFY_RESULT=damaged; "
               "delete a damaged copy on the node and the next pass copies it again if {name} still has it"),
+    OFFSITE_FAILED: ("see: journalctl -u ethoscope-backup-offsite.service -n 30; test the repository: "
+                     "ethoscope-backup check; send one now: systemctl start ethoscope-backup-offsite.service"),
+    OFFSITE_OLD: ("the node's disk may be the only copy of recent experiments: systemctl status "
+                  "ethoscope-backup-offsite.timer (enable it if it is off), then ethoscope-backup check"),
+    OFFSITE_DAMAGED: ("see: journalctl -u ethoscope-backup-verify.service OFFSITE_CHECK=damaged; restic's own "
+                      "repair (restic check, restic repair in newer restic) is described in man 8 "
+                      "ethoscope-backup, RESTORE"),
 }
 
 
@@ -37,6 +45,12 @@ def _problem_words(change: Change) -> str:
         return "destination filling up"
     if change.problem == DAMAGED:
         return "damaged copies found by verify on %s" % format_time(change.since)
+    if change.problem == OFFSITE_FAILED:
+        return "sending it fails since %s" % format_time(change.since) if change.since else "sending it fails"
+    if change.problem == OFFSITE_OLD:
+        return "newest snapshot from %s" % format_time(change.since) if change.since else "no snapshot yet"
+    if change.problem == OFFSITE_DAMAGED:
+        return "restic check found damage on %s" % format_time(change.since)
     return "backup pass failed" + (": " + c.detail if c.detail else "")
 
 
@@ -51,12 +65,20 @@ def describe(change: Change, now: float) -> str:
             return "%s: passes run again (failed since %s)." % (who, _when(change.since, now))
         if change.problem == DAMAGED:
             return "%s: the last verify found no damaged copy." % who
+        if change.problem == OFFSITE_DAMAGED:
+            return "%s: the last restic check found no damage." % who
+        if change.problem in (OFFSITE_FAILED, OFFSITE_OLD):
+            return "%s: sent again, newest snapshot %s (%s since %s)." % (
+                who, _when(c.last_success, now), change.problem, format_time(change.since) or "first seen")
         return "%s: backed up again, last success %s (%s since %s)." % (
             who, _when(c.last_success, now), change.problem, format_time(change.since) or "first seen")
     lines = ["%s: %s." % (who, _problem_words(change))]
     if c.subject.startswith("device:"):
         lines.append("  last success: %s%s" % (_when(c.last_success, now),
                                                "; %d failed passes in a row" % c.passes if c.passes else ""))
+    if c.subject == "offsite":
+        lines.append("  newest snapshot: %s%s" % (_when(c.last_success, now),
+                                                  "; %d failed runs in a row" % c.passes if c.passes else ""))
     if c.detail and change.problem != PASS_FAILED:
         lines.append("  last error: " + c.detail)
     found = "" if c.found else " and it was not found in the last pass (switched off, offline, or not listed)"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 
 from ethoscope_rsync.state import forecast
+from ethoscope_rsync.render import offsite
 from ethoscope_rsync.render.humanize import format_age, format_days, format_time, human_size
 from ethoscope_rsync.state.model import COMPLETED, ERROR, QUEUED, RUNNING
 from ethoscope_rsync.render.svg import MAX_POINTS, strip, usage_chart
@@ -129,6 +130,7 @@ def render_html(status, history, now: float, stale_after: float, horizon_days: f
                  % (_e(_pass_summary(v)), _e(format_time(last_backup_time(v)) or "never"), len(v.devices),
                     sum(1 for d in v.devices.values() if d.stale)))
     parts.append(destinations_html(v, horizon_days, charts))
+    parts.append(offsite.page(v.history.offsite, now))
     parts.append('<table id="devices"><thead><tr><th>Device</th><th>State, last passes</th><th>Progress</th>'
                  '<th>Last success</th><th>Copied</th><th>Error / message</th></tr></thead><tbody>')
     parts.extend(_html_row(d, v, now, charts) for d in v.devices.values())

@@ -22,6 +22,7 @@ import re
 import time
 
 from ethoscope_rsync.state import forecast
+from ethoscope_rsync.render import offsite
 from ethoscope_rsync.render.humanize import format_age, format_days, format_time, human_rate, human_size
 from ethoscope_rsync.system.logs import printable
 from ethoscope_rsync.state.model import ERROR, KINDS, RUNNING, FileCopy, Transfer
@@ -177,7 +178,7 @@ def terminal_notes(status, history, now: float, stale_after: float, horizon_days
             lines.append("%s: %d damaged file(s) found by verify on %s, e.g. %s" % (
                 d.name or key, checked.damaged_count, format_time(checked.at),
                 checked.damaged[0][0] if checked.damaged else "?"))
-    return lines
+    return lines + ([offsite.line(v.history.offsite, now)] if v.history.offsite else [])
 
 
 def _summary(v: View) -> dict:
@@ -220,6 +221,8 @@ def status_document(status, history, now: float, stale_after: float, horizon_day
            "run": dataclasses.asdict(v.status.run), "generated": v.status.generated,
            "stale_after": stale_after, "stale_devices": [k for k, d in v.devices.items() if d.stale],
            "disk": disk_document(v, horizon_days)}
+    if v.history.offsite is not None:           # the second copy (offsite.json), when there is one
+        doc["offsite"] = offsite.document(v.history.offsite, now)
     if not v.has_status:
         doc["message"] = ("no backup pass yet" if not v.devices
                           else "no pass since the last reboot; devices from history")
@@ -269,6 +272,7 @@ def next_change(status, history, now: float, stale_after: float) -> float:
              if d.past.last_success > 0 and d.past.last_success + stale_after >= now]
     if v.status.run.active:
         flips.append(now + 1.0)    # the pass's duration in the metrics grows
+    flips += offsite.changes(v.history.offsite, now)
     return min(flips, default=math.inf)
 
 
@@ -341,6 +345,7 @@ def render_metrics(status, history, now: float, stale_after: float, horizon_days
            "Files of the device its last verify found damaged.",
            [((("device_id", k), ("device_name", d.name)), c.damaged_count) for k, d, c in checked])
     _disk_metrics(metric, forecast.forecasts(v.history.disk), v.history.destinations, horizon_days)
+    offsite.metrics(metric, v.history.offsite, now)
     return "\n".join(lines) + "\n"
 
 

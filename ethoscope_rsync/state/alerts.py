@@ -8,6 +8,8 @@ import dataclasses
 from ethoscope_rsync.state.model import DAY, mapping, number, sequence
 
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
+# The second copy (subjects "offsite" and "offsite:check").
+OFFSITE_FAILED, OFFSITE_OLD, OFFSITE_DAMAGED = "second copy failing", "second copy old", "second copy damaged"
 RETRY_FOR = 7 * DAY    # seconds an undelivered message is tried again (after every pass)
 MAX_UNDELIVERED = 20       # undelivered messages kept; the oldest are given up first
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ethoscope_rsync.state.offsite import OffsiteState
 from ethoscope_rsync.state.model import (DAMAGED_LISTED, FILES_LISTED, KINDS, PASSES_KEPT, SCHEMA, fields_of,
                                          mapping, number, sequence, text)
 
@@ -224,9 +225,12 @@ class History:
     verification: dict = dataclasses.field(default_factory=dict)    # key -> Verification (copy of verify's)
     retired: dict = dataclasses.field(default_factory=dict)         # machine id -> name: pins of devices
     #                                   no longer published (not seen for [status] retire_after)
+    good_passes: int = 0              # passes that backed up every device (what [offsite] after_passes counts)
+    offsite: OffsiteState | None = None    # the second copy: offsite.json, attached by readers, never written here
 
     def to_json(self) -> dict:
-        return {"schema": SCHEMA, "last_backup": self.last_backup, "destinations": self.destinations,
+        return {"schema": SCHEMA, "last_backup": self.last_backup, "good_passes": self.good_passes,
+                "destinations": self.destinations,
                 "devices": {key: device.to_json() for key, device in self.devices.items()},
                 "disk": [sample.to_json() for sample in self.disk],
                 "verification": {key: v.to_json() for key, v in self.verification.items()},
@@ -244,6 +248,8 @@ class History:
         verification = {str(k): Verification.from_json(v) for k, v in mapping(data.get("verification")).items()
                         if isinstance(v, dict)}
         retired = {str(k): v for k, v in mapping(data.get("retired")).items() if isinstance(v, str)}
+        offsite = data.get("offsite")
         return cls(last_backup=number(data.get("last_backup")), devices=devices, destinations=destinations,
                    disk=[sample for sample in disk if sample is not None], verification=verification,
-                   retired=retired)
+                   retired=retired, good_passes=int(number(data.get("good_passes"))),
+                   offsite=OffsiteState.from_json(offsite) if isinstance(offsite, dict) else None)

@@ -25,6 +25,7 @@ from ethoscope_rsync.system.logs import one_line
 from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
                                          RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
                                          Status, Transfer)
+from ethoscope_rsync.state.offsite import OffsiteState, ledger_from_json, ledger_to_json
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
                                            last_seen)
 
@@ -76,6 +77,27 @@ def load_verifications(path) -> dict:
 
 def save_history(path: Path, history: History) -> None:
     write_json_atomic(path, history.to_json())
+
+
+def load_offsite(path: Path) -> OffsiteState:
+    """offsite.json (the second copy's state; an empty record when there is none)."""
+    return OffsiteState.from_json(read_json(path))
+
+
+def save_offsite(path: Path, state: OffsiteState) -> None:
+    write_json_atomic(path, state.to_json())
+
+
+def ledger_path(offsite_file: Path) -> Path:
+    return offsite_file.with_name("offsite-ledger.json")
+
+
+def load_ledger(offsite_file: Path) -> dict:
+    return ledger_from_json(read_json(ledger_path(offsite_file)))
+
+
+def save_ledger(offsite_file: Path, ledger: dict) -> None:
+    write_json_atomic(ledger_path(offsite_file), ledger_to_json(ledger))
 
 
 @contextlib.contextmanager
@@ -268,6 +290,8 @@ class StatusStore:
         run.ended, run.outcome, run.message = self.clock(), outcome, message
         if completed:
             self.history.last_backup = run.ended
+        if outcome == "success":
+            self.history.good_passes += 1
 
     def retire(self, now: float, after: float) -> list:
         """Devices not in this pass and not seen for `after` seconds (0: never) leave the history,

@@ -68,12 +68,12 @@ class Result:
         return lines[-1] if lines else ""
 
 
-def _terminate(process: subprocess.Popen) -> None:
-    """SIGTERM the child's whole process group, SIGKILL it if it lingers."""
+def _terminate(process: subprocess.Popen, first: int = signal.SIGTERM) -> None:
+    """Signal the child's whole process group (SIGTERM, or `first`), SIGKILL it if it lingers."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, first)
     try:
         process.wait(KILL_GRACE)
     except subprocess.TimeoutExpired:
@@ -82,27 +82,32 @@ def _terminate(process: subprocess.Popen) -> None:
         process.wait()
 
 
-def _spawn(argv: tuple, stdin=subprocess.DEVNULL) -> subprocess.Popen:
-    env = dict(os.environ, LC_ALL="C.UTF-8")
+def _spawn(argv: tuple, stdin=subprocess.DEVNULL, env: dict | None = None) -> subprocess.Popen:
+    env = {**os.environ, **(env or {}), "LC_ALL": "C.UTF-8"}
     return subprocess.Popen(list(argv), stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             start_new_session=True, env=env)
 
 
-def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None, input: bytes = b"") -> Result:
+def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None, input: bytes = b"",
+        env: dict | None = None, stop_signal: int = signal.SIGTERM) -> Result:
     """Run to completion, capture output; `input` (at most MAX_INPUT bytes) is the child's stdin."""
-    return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True, input=input)
+    return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True, input=input, env=env,
+                  stop_signal=stop_signal)
 
 
 def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
-           stop: threading.Event | None = None, keep_stdout: bool = False, input: bytes = b"") -> Result:
+           stop: threading.Event | None = None, keep_stdout: bool = False, input: bytes = b"",
+           env: dict | None = None, stop_signal: int = signal.SIGTERM) -> Result:
     """Run `argv`, calling on_record for each stdout record (split on \\n and \\r).
 
-    Ends the child when `timeout` seconds have passed or `stop` is set.
+    Ends the child when `timeout` seconds have passed or `stop` is set: `stop_signal` to its process
+    group (SIGINT for a child that cleans up only then, as restic removes its lock), SIGKILL after
+    KILL_GRACE. `env`: variables added to the child's environment only (never to ours).
     """
     if len(input) > MAX_INPUT:
         raise ValueError(f"at most {MAX_INPUT} bytes of input, not {len(input)}")
     try:
-        process = _spawn(argv, subprocess.PIPE if input else subprocess.DEVNULL)
+        process = _spawn(argv, subprocess.PIPE if input else subprocess.DEVNULL, env)
     except (OSError, ValueError) as error:       # ValueError: a NUL in an argument
         return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {getattr(error, 'strerror', None) or error}")
     if input:
@@ -150,7 +155,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
     finally:
         selector.close()
         if timed_out or interrupted:
-            _terminate(process)
+            _terminate(process, stop_signal)
         remaining = max(0.1, deadline - time.monotonic())
         try:
             process.wait(remaining)

@@ -6,7 +6,8 @@ command an operator starts by hand as root (``run``, ``run --dry-run``, ``check`
 that the service can no longer change, or rewrite the service's files as root in a folder that
 user can write. So root hands the command over: when it needs the SSH key, the root-only key is
 copied into a private credentials directory owned by that user (what ``LoadCredential=`` does under
-systemd); then the process drops to that user and group for good, before touching anything else.
+systemd), and so are the second copy's password and backend variables for the commands that reach
+its repository; then the process drops to that user and group for good, before touching anything else.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ethoscope_rsync.config.load import credential_key
+from ethoscope_rsync.config.load import SSH_KEY, credential, credential_key
 from ethoscope_rsync.config.record import Config
 
 # What a command needs from root besides the user switch: the SSH key or not.
@@ -39,38 +40,51 @@ def service_owner(config: Config) -> int | None:
     return owner if owner != 0 else None
 
 
-def _copy_key(config: Config, account: pwd.struct_passwd) -> Path:
-    """A private credentials directory for `account` holding a copy of the SSH key (as ssh-key)."""
-    key = credential_key(config)
+def _copy_credentials(config: Config, account: pwd.struct_passwd, key: str, others: tuple) -> Path | None:
+    """A private credentials directory for `account` holding a copy of the SSH key (as ssh-key) and of
+    each of `others` ((name, configured path): what is readable of them). None when nothing was
+    copied. Raises IdentityError when the key is required and cannot be copied."""
+    wanted = ([(SSH_KEY, credential_key(config), key == KEY_REQUIRED)] if key != NO_KEY else []) + [
+        (name, credential(name, path), False) for name, path in others]
     credentials = Path(tempfile.mkdtemp(prefix="ethoscope-backup-credentials-"))
+    copied = 0
     try:
-        target = credentials / "ssh-key"
-        with open(key, "rb") as source, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                                      0o600), "wb") as copy:
-            shutil.copyfileobj(source, copy)
-        os.chown(target, account.pw_uid, account.pw_gid)
+        for name, source_path, required in wanted:
+            target = credentials / name
+            try:
+                with open(source_path, "rb") as source, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
+                                                                     0o600), "wb") as copy:
+                    shutil.copyfileobj(source, copy)
+                os.chown(target, account.pw_uid, account.pw_gid)
+                copied += 1
+            except OSError as error:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+                if required:
+                    raise IdentityError(f"cannot hand the SSH key {source_path} to {account.pw_name}: "
+                                        f"{error.strerror}") from None
         os.chown(credentials, account.pw_uid, account.pw_gid)
-    except OSError as error:
+    except (OSError, IdentityError) as error:
         shutil.rmtree(credentials, ignore_errors=True)
-        raise IdentityError(f"cannot hand the SSH key {key} to {account.pw_name}: {error.strerror}") from None
+        if isinstance(error, IdentityError):
+            raise
+        raise IdentityError(f"cannot hand credentials to {account.pw_name}: {error.strerror}") from None
+    if not copied:
+        shutil.rmtree(credentials, ignore_errors=True)
+        return None
     return credentials
 
 
-def become(config: Config, uid: int, key: str = KEY_REQUIRED) -> Path | None:
+def become(config: Config, uid: int, key: str = KEY_REQUIRED, others: tuple = ()) -> Path | None:
     """Drop to `uid` (and its primary group) for good. With `key` required (or optional and
-    readable), first copy the SSH key for it and point CREDENTIALS_DIRECTORY at the copy.
+    readable), first copy the SSH key for it, and the readable ones of `others` ((credential name,
+    configured path)), and point CREDENTIALS_DIRECTORY at the copies.
     Returns the credentials directory, or None (the caller removes it)."""
     try:
         account = pwd.getpwuid(uid)
     except KeyError:
         raise IdentityError(f"{config.paths.state_dir} belongs to uid {uid}, which has no account") from None
-    credentials = None
-    if key != NO_KEY:
-        try:
-            credentials = _copy_key(config, account)
-        except IdentityError:
-            if key == KEY_REQUIRED:
-                raise
+    credentials = _copy_credentials(config, account, key, others) if key != NO_KEY or others else None
     os.setgroups([])
     os.setgid(account.pw_gid)
     os.setuid(uid)
@@ -81,11 +95,12 @@ def become(config: Config, uid: int, key: str = KEY_REQUIRED) -> Path | None:
 
 
 @contextlib.contextmanager
-def as_service_user(config: Config, key: str = KEY_REQUIRED):
+def as_service_user(config: Config, key: str = KEY_REQUIRED, others: tuple = ()):
     """Run the body as the service user when root started us on a packaged node; else unchanged.
-    Yields the credentials directory or None; removes it afterwards."""
+    `others`: further credentials to hand over ((name, configured path)). Yields the credentials
+    directory or None; removes it afterwards."""
     owner = service_owner(config)
-    credentials = become(config, owner, key) if owner is not None else None
+    credentials = become(config, owner, key, others) if owner is not None else None
     try:
         yield credentials
     finally:

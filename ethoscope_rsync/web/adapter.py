@@ -153,9 +153,10 @@ class StatusServer:
     """
 
     def __init__(self, status_file, history_file, *, listen=None, cors_origin: str, stale_after: float,
-                 horizon_days: float, sock=None, threads=THREADS, limits: Limits = Limits(), socks=()):
+                 horizon_days: float, sock=None, threads=THREADS, limits: Limits = Limits(), socks=(),
+                 offsite_file=None):
         self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after,
-                             horizon_days=horizon_days)
+                             horizon_days=horizon_days, offsite_file=offsite_file)
         socks = list(socks) + ([sock] if sock is not None else [])
         self.service = Service(make_wsgi_app(self.app), socks=socks, listen=listen, threads=threads,
                                limits=limits)
@@ -190,7 +191,7 @@ def _setup_logging():
 
 
 def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: float, stale_after: float,
-          horizon_days: float) -> int:
+          horizon_days: float, offsite_file=None) -> int:
     """Run the status service until SIGTERM/SIGINT/SIGHUP or ``idle_exit`` seconds without requests.
 
     Socket-activated when systemd passed sockets, else binds ``listen`` (``[status] listen``).
@@ -202,7 +203,8 @@ def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: flo
         try:
             socks = activated_sockets()
             server = StatusServer(status_file, history_file, listen=listen, socks=socks,
-                                  cors_origin=cors_origin, stale_after=stale_after, horizon_days=horizon_days)
+                                  cors_origin=cors_origin, stale_after=stale_after, horizon_days=horizon_days,
+                                  offsite_file=offsite_file)
             server.start()
         except ServeError as exc:
             sys.stderr.write("ethoscope-backup serve: %s\n" % exc)

@@ -125,13 +125,14 @@ class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
     def __init__(self, status_file, history_file, *, cors_origin: str, stale_after: float, horizon_days: float,
-                 clock=time.time, logger=log):
+                 clock=time.time, logger=log, offsite_file=None):
         self.stale_after = float(stale_after)
         self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
         self.cors_origin = cors_origin
         self.clients = ClientLog(logger)
         self.documents = Documents(status_file, history_file, self.stale_after, clock,
-                                   on_history_error=lambda m: logger.warning("ignoring history: %s", m))
+                                   on_history_error=lambda m: logger.warning("ignoring history: %s", m),
+                                   offsite_file=offsite_file)
         self.status_file = status_file
 
     # -- documents (bytes prepared once per change)

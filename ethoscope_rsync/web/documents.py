@@ -23,6 +23,7 @@ import zlib
 from typing import Callable, NamedTuple
 
 from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.state import offsite
 from ethoscope_rsync.state.model import settled
 
 GZIP_MIN = 256       # smaller bodies gain nothing from gzip (its header alone is 18 bytes)
@@ -149,9 +150,11 @@ class Documents:
     documents (the HTML page shows ages) are rebuilt once a second at most.
     """
 
-    def __init__(self, status_file, history_file, stale_after: float, clock, on_history_error=None):
+    def __init__(self, status_file, history_file, stale_after: float, clock, on_history_error=None,
+                 offsite_file=None):
         self.status = JsonFile(status_file)
         self.history = JsonFile(history_file)
+        self.offsite = JsonFile(offsite_file)      # the second copy's state, read beside the history
         self.stale_after = float(stale_after)
         self.clock = clock
         self.on_history_error = on_history_error or (lambda message: None)
@@ -163,12 +166,15 @@ class Documents:
     def _cached(self, name, second, now):
         """The current snapshot (or None) and the cached document ``name`` (or _MISSING)."""
         snap = self._snapshot
-        if snap.identity != (self.status.identity(), self.history.identity()) or now >= snap.valid_until:
+        if snap.identity != self._identities() or now >= snap.valid_until:
             return None, _MISSING
         if snap.error:
             raise StatusUnavailable(snap.error)
         hit = snap.documents.get(name)
         return snap, (hit[1] if hit is not None and hit[0] == second else _MISSING)
+
+    def _identities(self) -> tuple:
+        return (self.status.identity(), self.history.identity(), self.offsite.identity())
 
     def get(self, name, build: Build, per_second: bool = False):
         """The document ``name`` as ``build`` made it; StatusUnavailable (→ 503)."""
@@ -181,13 +187,24 @@ class Documents:
             snap, doc = self._cached(name, second, now)
             return doc if doc is not _MISSING else self._build(snap, name, build, second, now)
 
+    def _with_offsite(self, history) -> tuple:
+        """The history with the second copy's state attached (a run killed before its end shown
+        interrupted), and that file's identity. An unreadable offsite.json shows no second copy."""
+        try:
+            okey, doc = self.offsite.load()
+        except StatusUnavailable:
+            return history, self.offsite.identity()
+        if doc is not None:
+            doc = offsite.settled(offsite.OffsiteState.from_json(doc), process_alive).to_json()
+        return offsite.attach(history, doc), okey
+
     def _build(self, snap, name, build, second, now):
         status = found = history = None
         try:
             skey, found = self.status.load()
             status = settled(found, process_alive)    # a pass killed before its end is not running
         except StatusUnavailable as exc:
-            self._snapshot = Snapshot((self.status.identity(), self.history.identity()), error=str(exc))
+            self._snapshot = Snapshot(self._identities(), error=str(exc))
             raise
         try:
             hkey, history = self.history.load()
@@ -196,8 +213,9 @@ class Documents:
             if self._history_error_for != hkey:
                 self._history_error_for = hkey
                 self.on_history_error(str(exc))
+        history, okey = self._with_offsite(history)
         try:
-            identity = (skey, hkey)
+            identity = (skey, hkey, okey)
             gone = status is not found     # the same file, read anew: every document of it tells so
             if snap is None or snap.identity != identity or snap.gone != gone:
                 valid = render.next_change(status, history, now, self.stale_after)

@@ -220,3 +220,70 @@ def test_a_message_with_bytes_a_device_sent_that_are_not_utf8_can_still_be_sent(
     text = render_alert.body([change], "node", NOW, "http://node:8093/")
     mail = bytes(notify.mail_message(("lab@example.org",), "PROBLEM: \udcff", text))
     assert b"\\udcff" in mail and b"\xff" not in mail
+
+
+# ---------------------------------------------------------------- the second copy
+
+def _offsite(**fields):
+    from ethoscope_rsync.state.offsite import OffsiteState
+    return OffsiteState(**fields)
+
+
+def _snapshot(age):
+    from ethoscope_rsync.state.offsite import Snapshot
+    return Snapshot("1234abcd", NOW - age, 1, 1, 1, 1.0)
+
+
+def test_the_second_copy_failing_old_or_fine():
+    from ethoscope_rsync.state.alerts import OFFSITE_FAILED, OFFSITE_OLD
+    fine, = alerts.offsite_conditions(_offsite(outcome="ok", last=_snapshot(3600)), NOW, 2.0)
+    assert (fine.subject, fine.problem, fine.last_success) == ("offsite", "", NOW - 3600)
+    failing, = alerts.offsite_conditions(_offsite(outcome="failed", problem="wrong password", message="Fatal: wrong "
+                                                  "password or no key found", failures=3, since=NOW - 7200,
+                                                  last=_snapshot(DAY)), NOW, 2.0)
+    assert (failing.problem, failing.since, failing.passes) == (OFFSITE_FAILED, NOW - 7200, 3)
+    assert failing.detail == "wrong password: Fatal: wrong password or no key found"
+    old, = alerts.offsite_conditions(_offsite(outcome="interrupted", last=_snapshot(3 * DAY)), NOW, 2.0)
+    assert (old.problem, old.since) == (OFFSITE_OLD, NOW - 3 * DAY)
+    never, = alerts.offsite_conditions(_offsite(), NOW, 2.0)           # configured, never run: the timer is off?
+    assert never.problem == OFFSITE_OLD and "ethoscope-backup-offsite.timer" in never.detail
+    first, = alerts.offsite_conditions(_offsite(outcome="running"), NOW, 2.0)
+    assert first.problem is None                                         # the first upload is on its way
+    quiet, = alerts.offsite_conditions(_offsite(outcome="ok", last=_snapshot(30 * DAY)), NOW, 0)
+    assert quiet.problem == ""
+
+
+def test_damage_in_the_repository_is_its_own_subject():
+    from ethoscope_rsync.state.alerts import OFFSITE_DAMAGED
+    from ethoscope_rsync.state.offsite import Check
+    state = _offsite(outcome="ok", last=_snapshot(60), check=Check(NOW - 60, "4/12", False, "repository damaged: x"))
+    _, check = alerts.offsite_conditions(state, NOW, 2.0)
+    assert (check.subject, check.problem, check.detail) == ("offsite:check", OFFSITE_DAMAGED, "repository damaged: x")
+
+
+def test_the_second_copy_is_one_message_when_it_fails_and_one_when_it_is_sent_again():
+    from ethoscope_rsync.state.alerts import OFFSITE_FAILED
+    failing = alerts.offsite_conditions(_offsite(outcome="failed", problem="repository full", message="no space left",
+                                                 since=NOW - 600, failures=1, last=_snapshot(DAY)), NOW, 2.0)
+    changes, state = alerts.transitions({}, failing)
+    assert [c.problem for c in changes] == [OFFSITE_FAILED]
+    text = render_alert.describe(changes[0], NOW)
+    assert text.startswith("second copy: sending it fails since ") and "repository full: no space left" in text
+    assert "journalctl -u ethoscope-backup-offsite.service" in text and "newest snapshot: " in text
+    assert alerts.transitions(state, failing)[0] == []                 # still failing: nothing new
+    sent = alerts.offsite_conditions(_offsite(outcome="ok", last=_snapshot(60)), NOW, 2.0)
+    (recovered,), _ = alerts.transitions(state, sent)
+    assert recovered.recovered and render_alert.describe(recovered, NOW).startswith("second copy: sent again, newest")
+
+
+def test_the_second_copy_is_a_subject_only_when_configured(tmp_path):
+    from ethoscope_rsync.config.load import load_config
+    from ethoscope_rsync.state.history import History
+    from ethoscope_rsync.state.model import Status
+    conf = tmp_path / "backup.conf"
+    conf.write_text(f"[paths]\nstate_dir = {tmp_path}\nupstream_config = {tmp_path}/none\n")
+    subjects = {c.subject for c in alerts.conditions(load_config(conf), History(), Status(), {}, NOW)}
+    assert "offsite" not in subjects
+    conf.write_text(conf.read_text() + "[offsite]\nrepository = /srv/r\n")
+    subjects = {c.subject for c in alerts.conditions(load_config(conf), History(), Status(), {}, NOW)}
+    assert "offsite" in subjects

@@ -142,6 +142,7 @@ HANDED_OVER = [  # argv, the command body that must run after the hand-over, wha
     (["serve"], "ethoscope_rsync.web.adapter.serve", "none"),
     (["alert"], "ethoscope_rsync.alerts.report.run_alerts", "none"),
     (["verify", "--since", "7"], "ethoscope_rsync.backup.verify.run_verify", "none"),
+    (["offsite"], "ethoscope_rsync.commands.offsite.offsite_command", "optional"),
 ]
 
 
@@ -152,10 +153,31 @@ def test_every_command_root_starts_runs_as_the_service_user(conf, monkeypatch, a
     events = []
     monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
     monkeypatch.setattr("ethoscope_rsync.system.privileges.become",
-                        lambda config, uid, need: events.append(("become", uid, need)))
+                        lambda config, uid, need, others=(): events.append(("become", uid, need, others)))
     monkeypatch.setattr(body, lambda *a, **k: events.append("body") or 0)
     assert main([argv[0], "-c", str(conf), *argv[1:]]) == 0
-    assert events == [("become", 4242, key), "body"]
+    assert events == [("become", 4242, key, ()), "body"]
+
+
+@pytest.mark.parametrize("argv, key", [(["offsite"], "optional"), (["verify"], "optional"), (["check"], "optional"),
+                                       (["run"], "required"), (["alert"], "none")])
+def test_commands_reaching_the_second_copy_take_its_password_along(conf, tmp_path, monkeypatch, argv, key):
+    """With an sftp repository configured, the commands that reach it get the password (and the
+    backend's variables) handed over too, and the SSH key where they may need it; the others don't."""
+    conf.write_text(conf.read_text() + "[offsite]\nrepository = sftp:nas:/srv/restic\n"
+                    f"password_file = {tmp_path}/pw\nenvironment_file = {tmp_path}/env\n")
+    events = []
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
+    monkeypatch.setattr("ethoscope_rsync.system.privileges.become",
+                        lambda config, uid, need, others=(): events.append((need, others)))
+    for body in ("ethoscope_rsync.commands.offsite.offsite_command", "ethoscope_rsync.backup.verify.run_verify",
+                 "ethoscope_rsync.offsite.repository.verify_repository", "ethoscope_rsync.commands.check.run_checks",
+                 "ethoscope_rsync.backup.passes.run_pass", "ethoscope_rsync.alerts.report.run_alerts"):
+        monkeypatch.setattr(body, lambda *a, **k: 0)
+    main([argv[0], "-c", str(conf)])
+    reaches = argv[0] in ("offsite", "verify", "check")
+    assert events == [(key, (("restic-password", tmp_path / "pw"), ("restic-environment", tmp_path / "env"))
+                       if reaches else ())]
 
 
 def test_status_only_reads_and_is_not_handed_over(conf, monkeypatch, capsys):
@@ -167,7 +189,7 @@ def test_status_only_reads_and_is_not_handed_over(conf, monkeypatch, capsys):
 def test_a_failed_hand_over_is_one_line_and_exit_2(conf, monkeypatch, capsys):
     from ethoscope_rsync.system.privileges import IdentityError
 
-    def refuse(config, uid, need):
+    def refuse(config, uid, need, others=()):
         raise IdentityError("cannot hand the SSH key /k to ethoscope-backup: No such file or directory")
     monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
     monkeypatch.setattr("ethoscope_rsync.system.privileges.become", refuse)

@@ -1,4 +1,6 @@
 """The grammars of values a person writes: one parser each, and the words of its refusals."""
+import re
+
 import pytest
 
 from ethoscope_rsync.config.syntax import (Endpoint, parse_addresses, parse_endpoint, parse_kex, parse_rate,
@@ -59,3 +61,40 @@ def test_addresses_urls_and_kex():
     for parser, bad in ((parse_addresses, "-oX@y"), (parse_url, "ftp://x"), (parse_kex, "a b")):
         with pytest.raises(ValueError):
             parser(bad)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("/srv/restic", ("local", "", "", 0, "/srv/restic")),
+    ("local:/mnt/usb disk/restic", ("local", "", "", 0, "/mnt/usb disk/restic")),
+    ("sftp:backup@nas.lab:/srv/ethoscope", ("sftp", "backup", "nas.lab", 0, "/srv/ethoscope")),
+    ("sftp:nas:relative", ("sftp", "", "nas", 0, "relative")),
+    ("sftp:u@[fe80::1]:/r", ("sftp", "u", "fe80::1", 0, "/r")),
+    ("sftp://u@nas:2222//srv/r", ("sftp", "u", "nas", 2222, "/srv/r")),
+    ("rest:https://u:pw@host:8000/lab", ("rest", "", "", 0, "")),
+    ("s3:s3.amazonaws.com/bucket", ("s3", "", "", 0, "")),
+])
+def test_restic_repositories(text, expected):
+    from ethoscope_rsync.config.syntax import parse_repository
+    found = parse_repository(text)
+    assert (found.backend, found.user, found.host, found.port, found.path) == expected and found.text == text
+
+
+def test_a_password_in_a_repository_url_is_never_shown():
+    from ethoscope_rsync.config.syntax import parse_repository
+    assert parse_repository("rest:https://lab:s3cr3t@host/x").shown == "rest:https://lab:***@host/x"
+    assert parse_repository(" ") is None
+
+
+@pytest.mark.parametrize("text, words", [
+    ("relative/path", "a local repository is an absolute path"),
+    ("sftp:nas", "not an sftp repository"),
+    ("sftp:-oProxyCommand=x@nas:/r", "not a user name"),
+    ("sftp:u@-nas:/r", "not a host name"),
+    ("sftp://u@nas:99999//r", "not a port"),
+    ("rest:", "nothing after rest:"),
+    ("/srv/\x1b[2J", "no control characters"),
+])
+def test_a_repository_that_restic_or_ssh_would_misread_is_refused(text, words):
+    from ethoscope_rsync.config.syntax import parse_repository
+    with pytest.raises(ValueError, match=re.escape(words)):
+        parse_repository(text)

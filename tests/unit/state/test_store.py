@@ -262,3 +262,13 @@ def test_devices_not_seen_for_long_are_retired_and_stay_pinned(tmp_path):
     s.add_device(old, "ETHOSCOPE_010", "169.254.1.10")
     s.apply(ev.Contacted(old, old, None))
     assert old not in s.history.retired and s.history.devices[old].pinned
+
+
+def test_a_pass_that_backed_up_every_device_is_counted_for_the_second_copy(tmp_path):
+    from ethoscope_rsync.state.history import History
+    from ethoscope_rsync.state.store import StatusStore
+    history = History()
+    for outcome, completed in (("success", True), ("failed", True), ("interrupted", False), ("success", True)):
+        store = StatusStore(tmp_path / "status.json", history, pid=1, what="unified", interval=1.0)
+        store.finish(outcome, "", completed)
+    assert history.good_passes == 2 and History.from_json(history.to_json()).good_passes == 2

@@ -376,3 +376,20 @@ def test_every_document_of_one_status_agrees_once_its_pass_is_gone(tmp_path):
     get(app, "/status")
     get(app, "/")
     assert app.documents.builds == builds                # and then cached as before
+
+
+def test_the_second_copy_is_served_from_its_own_file_and_follows_it(files, clock, tmp_path):
+    from ethoscope_rsync.state.offsite import OffsiteState, Snapshot
+    from ethoscope_rsync.state.store import save_offsite
+    second = tmp_path / "offsite.json"
+    app = StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=DAY, horizon_days=14.0,
+                    offsite_file=second)
+    assert "offsite" not in json.loads(get(app, "/status").body)
+    save_offsite(second, OffsiteState(repository="/r", outcome="ok", last=Snapshot("1234abcd", NOW - 60, 1, 2, 3, 4.0)))
+    assert json.loads(get(app, "/status").body)["offsite"]["snapshot"]["id"] == "1234abcd"
+    assert b"ethoscope_backup_offsite_lag_seconds 60\n" in get(app, "/metrics").body
+    save_offsite(second, OffsiteState(repository="/r", outcome="running", pid=2 ** 22 + 12345))   # a killed run
+    assert json.loads(get(app, "/status").body)["offsite"]["result"] == "interrupted"
+    second.write_text("{not json")                       # a broken file hides the second copy, never the status
+    response = get(app, "/status")
+    assert response.status == 200 and "offsite" not in json.loads(response.body)
