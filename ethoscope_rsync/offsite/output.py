@@ -205,7 +205,8 @@ _RECOGNISED = (
     (r"no space left on device|quota exceeded|disk quota|Insufficient Storage|SSH_FX_FAILURE", FULL),
     (r"repository is already locked|unable to create lock", LOCKED),
     (r"Could not resolve hostname|No route to host|Connection (timed out|refused|reset|closed)|Network is unreachable"
-     r"|connect to host|unable to start the sftp session|dial tcp|i/o timeout|no such host|Broken pipe", UNREACHABLE),
+     r"|connect to host|unable to start the sftp session|dial tcp|i/o timeout|no such host|Broken pipe"
+     r"|not responding|connection lost|ssh command exited", UNREACHABLE),
     (r"Is there a repository at the following location\?|repository does not exist|unable to open config file"
      r"|config file does not exist", MISSING),
     (r"repository contains errors|ciphertext verification failed|Pack ID does not match|hash does not match"

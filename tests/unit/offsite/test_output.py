@@ -74,6 +74,9 @@ def result(code=1, stderr="", stdout="", **kw):
     ("subprocess ssh: ssh: connect to host 169.254.9.9 port 22: No route to host\nFatal: unable to open repository at "
      "sftp:u@169.254.9.9:/x: unable to start the sftp session, error: EOF\n", 1, output.UNREACHABLE,
      "Fatal: unable to open repository at sftp:u@169.254.9.9:/x: unable to start the sftp session, error: EOF"),
+    ("subprocess ssh: Timeout, server 169.254.1.11 not responding.\nSave(<data/0c>) returned error, retrying after "
+     "0.5s: Write: connection lost\nFatal: unable to save snapshot: ssh command exited: exit status 255\n", 1,
+     output.UNREACHABLE, "Fatal: unable to save snapshot: ssh command exited: exit status 255"),
     ("subprocess ssh: Host key verification failed.\nFatal: unable to open repository\n", 1, output.HOST_KEY,
      "Fatal: unable to open repository"),
     ("subprocess ssh: u@nas: Permission denied (publickey).\n", 1, output.REFUSED,
