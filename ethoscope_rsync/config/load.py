@@ -175,14 +175,18 @@ def load_config(path: Path | str | None = None) -> Config:
 SSH_KEY, RESTIC_PASSWORD, RESTIC_ENVIRONMENT = "ssh-key", "restic-password", "restic-environment"
 
 
+BLANK = 64          # bytes: a credential this short holding only white space is a unit's blank default
+
+
 def credential(name: str, configured: Path | None) -> Path | None:
-    """The file to read: the credential `name` when one was handed over and is not empty (an empty
-    one is a unit's SetCredential= fallback: nothing to hand), else the configured path."""
+    """The file to read: the credential `name` when one was handed over and is not blank (a blank
+    one is a unit's SetCredential= default, for a file that is not there: nothing was handed), else
+    the configured path."""
     directory = os.environ.get("CREDENTIALS_DIRECTORY")
     if directory:
         handed = Path(directory) / name
         try:
-            if handed.is_file() and handed.stat().st_size > 0:
+            if handed.is_file() and (handed.stat().st_size > BLANK or handed.read_bytes().strip()):
                 return handed
         except OSError:
             pass

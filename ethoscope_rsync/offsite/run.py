@@ -1,13 +1,14 @@
 """``ethoscope-backup offsite``: send the node's copies to the second copy's repository, once.
 
 A run: its own lock (never the pass's: restic only reads, see sources.py, so a pass may go on
-beside it); with ``--if-due`` (the timer) nothing unless one is due (schedule.py); stale locks of a
-killed run removed (``restic unlock`` removes only those); one ``restic backup`` of the
-destinations; then the retention (``forget``, with ``--prune`` when one is due) and what the
-repository stores. Every restic command runs within what is left of ``[offsite] timeout``; a stop
-(SIGTERM) ends restic with SIGINT, which makes it remove its lock. The outcome goes to
-``offsite.json`` (read by the status, the page, /metrics and the alerts) and to the journal
-(``OFFSITE_RESULT``, ``OFFSITE_PROBLEM``, ``OFFSITE_SNAPSHOT``, ``OFFSITE_BYTES_ADDED``).
+beside it); with ``--if-due`` (the timer) nothing unless one is due (schedule.py); ``restic
+unlock`` first only after a run that did not end well (it may have left its lock; unlock removes
+only stale ones); one ``restic backup`` of the destinations; then the retention (``forget``, with
+``--prune`` when one is due) and what the repository stores (``restic stats`` after a prune, added
+up from each snapshot's new bytes between). Every restic command runs within what is left of
+``[offsite] timeout``; a stop (SIGTERM) ends restic with SIGINT, which makes it remove its lock. The
+outcome goes to ``offsite.json`` (read by the status, the page, /metrics and the alerts) and to the
+journal (``OFFSITE_RESULT``, ``OFFSITE_PROBLEM``, ``OFFSITE_SNAPSHOT``, ``OFFSITE_BYTES_ADDED``).
 
 Nothing here writes under the destinations: the node's archive is only read.
 Exit: 0 sent (or nothing due, or nothing configured), 1 failed or stopped, 75 another run holds the
@@ -36,6 +37,9 @@ from ethoscope_rsync.system.logs import Notifier, log, printable
 
 PROGRESS_EVERY = 60.0        # seconds between two progress lines in the journal
 SHORT = 300.0                # seconds a quick restic command (unlock, stats) may take at most
+# Seconds restic gets after SIGINT to finish what it writes and remove its lock (a pack held up by
+# --limit-upload takes a while) before SIGKILL; within the unit's TimeoutStopSec=1min.
+CLEAN_UP = 30.0
 
 
 def lock_file(config: Config) -> Path:
@@ -102,11 +106,12 @@ class Run:
         return min(left, at_most) if at_most else left
 
     def run(self, argv: tuple, at_most: float | None = None) -> execute.Result:
-        return execute.run(argv, timeout=self.left(at_most), stop=self.stop, env=self.env, stop_signal=signal.SIGINT)
+        return execute.run(argv, timeout=self.left(at_most), stop=self.stop, env=self.env, stop_signal=signal.SIGINT,
+                           stop_grace=CLEAN_UP)
 
     def stream(self, argv: tuple, on_line) -> execute.Result:
         return execute.stream(argv, on_line, timeout=self.left(), stop=self.stop, env=self.env,
-                              stop_signal=signal.SIGINT)
+                              stop_signal=signal.SIGINT, stop_grace=CLEAN_UP)
 
 
 def _fields(state: OffsiteState) -> dict:
@@ -207,18 +212,22 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         access = make_access(config)
     except Unusable as problem:
         return _end(config, _failed(state, problem.problem, problem.message, clock()))
+    killed_before = state.outcome not in ("", OK)
     state = dataclasses.replace(state, pid=os.getpid(), started=now, outcome=RUNNING, message="sending")
     save_offsite(config.offsite_file, state)
     run = Run(config, access, stop, time.monotonic() + config.offsite.timeout)
-    failure = output.classify(run.run(restic.unlock_argv(access), at_most=SHORT))
-    if failure is not None:
-        return _end(config, _failed(state, failure.problem, failure.detail, clock(), stop.is_set()))
+    if killed_before:         # a run killed or failed may have left its lock: stale ones go
+        failure = output.classify(run.run(restic.unlock_argv(access), at_most=SHORT))
+        if failure is not None:
+            return _end(config, _failed(state, failure.problem, failure.detail, clock(), stop.is_set()))
     ledger = load_ledger(config.offsite_file)
     selection = select(config, history, ledger)
     for example in selection.examples[:5]:
         log.warning("second copy: %s held back: never verified on this node", example)
     state = dataclasses.replace(state, held_back=len(selection.held_back), held_examples=selection.examples)
     sent, failure = send(run, selection, Notifier())
+    if failure is None and (sent.summary is None or not sent.summary.snapshot):
+        failure = output.Failure(output.FAILED, "restic ended without naming the snapshot it took")
     state = _record_snapshot(state, sent, now, history.good_passes)
     if failure is not None:
         detail = failure.detail if failure.problem != output.UNREADABLE else (
@@ -228,7 +237,8 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
     if failure is not None:
         return _end(config, _failed(state, failure.problem, "snapshot sent, retention failed: " + failure.detail,
                                     clock(), stop.is_set()), selection.ledger)
-    stored = _stored(run)
+    stored = _stored(run) if state.pruned == now or not state.repository_bytes else (
+        state.repository_bytes + state.last.added)      # measured after each prune, else added up
     message = (f"snapshot {state.last.id}: {state.last.files} files, {human_size(state.last.bytes)}, "
                f"{human_size(state.last.added)} new" + (f"; {state.held_back} database(s) held back"
                                                          if state.held_back else ""))

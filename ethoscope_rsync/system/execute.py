@@ -68,14 +68,14 @@ class Result:
         return lines[-1] if lines else ""
 
 
-def _terminate(process: subprocess.Popen, first: int = signal.SIGTERM) -> None:
-    """Signal the child's whole process group (SIGTERM, or `first`), SIGKILL it if it lingers."""
+def _terminate(process: subprocess.Popen, first: int = signal.SIGTERM, grace: float = KILL_GRACE) -> None:
+    """Signal the child's whole process group (SIGTERM, or `first`), SIGKILL it if it lingers `grace` s."""
     if process.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, first)
     try:
-        process.wait(KILL_GRACE)
+        process.wait(grace)
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(process.pid, signal.SIGKILL)
@@ -89,20 +89,20 @@ def _spawn(argv: tuple, stdin=subprocess.DEVNULL, env: dict | None = None) -> su
 
 
 def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None, input: bytes = b"",
-        env: dict | None = None, stop_signal: int = signal.SIGTERM) -> Result:
+        env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE) -> Result:
     """Run to completion, capture output; `input` (at most MAX_INPUT bytes) is the child's stdin."""
     return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True, input=input, env=env,
-                  stop_signal=stop_signal)
+                  stop_signal=stop_signal, stop_grace=stop_grace)
 
 
 def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
            stop: threading.Event | None = None, keep_stdout: bool = False, input: bytes = b"",
-           env: dict | None = None, stop_signal: int = signal.SIGTERM) -> Result:
+           env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE) -> Result:
     """Run `argv`, calling on_record for each stdout record (split on \\n and \\r).
 
     Ends the child when `timeout` seconds have passed or `stop` is set: `stop_signal` to its process
     group (SIGINT for a child that cleans up only then, as restic removes its lock), SIGKILL after
-    KILL_GRACE. `env`: variables added to the child's environment only (never to ours).
+    `stop_grace` seconds. `env`: variables added to the child's environment only (never to ours).
     """
     if len(input) > MAX_INPUT:
         raise ValueError(f"at most {MAX_INPUT} bytes of input, not {len(input)}")
@@ -155,7 +155,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
     finally:
         selector.close()
         if timed_out or interrupted:
-            _terminate(process, stop_signal)
+            _terminate(process, stop_signal, stop_grace)
         remaining = max(0.1, deadline - time.monotonic())
         try:
             process.wait(remaining)

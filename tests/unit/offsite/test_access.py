@@ -27,7 +27,7 @@ def test_handed_credentials_win_and_an_empty_one_is_none(tmp_path, monkeypatch):
     handed = tmp_path / "credentials"
     handed.mkdir()
     (handed / "restic-password").write_text("from systemd\n")
-    (handed / "ssh-key").write_text("")                       # SetCredential=ssh-key: (no key): the configured one
+    (handed / "ssh-key").write_text("\n")               # SetCredential=ssh-key:\n (no key): the configured one
     (handed / "restic-environment").write_text("B2_ACCOUNT_ID=7\n")
     monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(handed))
     found = access.make_access(config(tmp_path, "repository = sftp:nas:/srv/r\n"

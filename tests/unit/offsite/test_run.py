@@ -36,11 +36,12 @@ class Restic:
         code, stdout, stderr, *flags = self.answers.get(self.command(argv), (0, "", ""))
         return Result(tuple(argv), code, stdout, stderr, interrupted="interrupted" in flags)
 
-    def run(self, argv, *, timeout, stop=None, env=None, stop_signal=None, input=b""):
-        assert env["RESTIC_PASSWORD_FILE"] and stop_signal == signal.SIGINT
+    def run(self, argv, *, timeout, stop=None, env=None, stop_signal=None, stop_grace=None, input=b""):
+        assert env["RESTIC_PASSWORD_FILE"] and stop_signal == signal.SIGINT and stop_grace == offsite_run.CLEAN_UP
         return self._answer(argv)
 
-    def stream(self, argv, on_record, *, timeout, stop=None, env=None, stop_signal=None, keep_stdout=False, input=b""):
+    def stream(self, argv, on_record, *, timeout, stop=None, env=None, stop_signal=None, stop_grace=None,
+               keep_stdout=False, input=b""):
         if "--exclude-file" in argv:
             self.seen_excludes.append(Path(argv[argv.index("--exclude-file") + 1]).read_bytes())
         result = self._answer(argv)
@@ -79,8 +80,8 @@ def test_a_run_sends_a_snapshot_applies_retention_and_records_it(node, monkeypat
     restic = script(monkeypatch, backup=(0, '{"message_type":"status","percent_done":0.5}\n' + SUMMARY + "\n", ""),
                     stats=(0, '{"total_size": 123456}\n', ""))
     assert go(node) == 0
-    assert restic.commands() == ["unlock", "backup", "forget", "stats"]
-    assert "--prune" in restic.calls[2]                # never pruned before
+    assert restic.commands() == ["backup", "forget", "stats"]
+    assert "--prune" in restic.calls[1]                # never pruned before
     state = load_offsite(node.offsite_file)
     assert (state.outcome, state.last.id, state.last.files, state.last.bytes, state.last.added, state.last.time,
             state.repository_bytes, state.pruned, state.failures, state.pid) == (
@@ -106,10 +107,25 @@ def test_a_failed_run_is_one_line_recorded_and_counted(node, monkeypatch, journa
     assert (load_offsite(node.offsite_file).failures, load_offsite(node.offsite_file).since) == (2, NOW)
 
 
-def test_an_unreachable_repository_fails_at_the_first_command(node, monkeypatch):
-    restic = script(monkeypatch, unlock=(1, "", "subprocess ssh: ssh: connect to host x port 22: No route to host\n"))
+def test_after_a_run_that_did_not_end_well_stale_locks_go_first(node, monkeypatch):
+    unreachable = (1, "", "subprocess ssh: ssh: connect to host x port 22: No route to host\n")
+    restic = script(monkeypatch, backup=unreachable)
+    assert go(node) == 1 and load_offsite(node.offsite_file).problem == "repository unreachable"
+    restic = script(monkeypatch, unlock=unreachable)
     assert go(node) == 1
-    assert restic.commands() == ["unlock"] and load_offsite(node.offsite_file).problem == "repository unreachable"
+    assert restic.commands() == ["unlock"] and load_offsite(node.offsite_file).failures == 2
+    restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""), stats=(0, '{"total_size": 1000}\n', ""))
+    assert go(node) == 0 and restic.commands() == ["unlock", "backup", "forget", "stats"]
+    restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""))
+    assert offsite_run.run_offsite(node, clock=lambda: NOW + 60) == 0
+    assert restic.commands() == ["backup", "forget"]           # no prune due: the size added up
+    assert load_offsite(node.offsite_file).repository_bytes == 1000 + 3000
+
+
+def test_a_backup_that_names_no_snapshot_is_a_failure(node, monkeypatch):
+    script(monkeypatch, backup=(0, '{"message_type":"summary","data_added":5}\n', ""))
+    assert go(node) == 1
+    assert load_offsite(node.offsite_file).message == "restic ended without naming the snapshot it took"
 
 
 def test_unreadable_files_keep_the_snapshot_and_fail(node, monkeypatch):
