@@ -127,12 +127,16 @@ def backup_argv(access: Access, sources: tuple, exclude_file: Path | None, *, ho
     return argv + ("--",) + tuple(str(source) for source in sources)
 
 
-def forget_argv(access: Access, keep: Retention, *, host: str, prune: bool) -> tuple:
+def forget_argv(access: Access, keep: Retention, *, host: str) -> tuple:
     """Retention of our snapshots of this host (a shared repository's others are never touched)."""
-    argv = _common(access) + ("forget", "--json", "--host", host, "--tag", TAG, "--group-by", "host,tags",
+    return _common(access) + ("forget", "--json", "--host", host, "--tag", TAG, "--group-by", "host,tags",
                               "--keep-daily", str(keep.daily), "--keep-weekly", str(keep.weekly),
                               "--keep-monthly", str(keep.monthly))
-    return argv + (("--prune",) if prune else ())
+
+
+def prune_argv(access: Access) -> tuple:
+    """Remove the data no snapshot uses any more (after forget)."""
+    return _common(access) + ("prune",)
 
 
 def snapshots_argv(access: Access, *, host: str) -> tuple:

@@ -3,9 +3,9 @@
 A run: its own lock (never the pass's: restic only reads, see sources.py, so a pass may go on
 beside it); with ``--if-due`` (the timer) nothing unless one is due (schedule.py); ``restic
 unlock`` first only after a run that did not end well (it may have left its lock; unlock removes
-only stale ones); one ``restic backup`` of the destinations; then the retention (``forget``, with
-``--prune`` when one is due) and what the repository stores (``restic stats`` after a prune, added
-up from each snapshot's new bytes between). Every restic command runs within what is left of
+only stale ones); one ``restic backup`` of the destinations; then, once a day from the second day on,
+the retention (``forget``, and ``prune`` when due) and what the repository stores (``restic
+stats``; added up from each snapshot's new bytes between). Every restic command runs within what is left of
 ``[offsite] timeout``; a stop (SIGTERM) ends restic with SIGINT, which makes it remove its lock. The
 outcome goes to ``offsite.json`` (read by the status, the page, /metrics and the alerts) and to the
 journal (``OFFSITE_RESULT``, ``OFFSITE_PROBLEM``, ``OFFSITE_SNAPSHOT``, ``OFFSITE_BYTES_ADDED``).
@@ -157,19 +157,23 @@ def send(run: Run, selection: sources.Selection, notifier: Notifier, dry_run: bo
 
 
 def retain(run: Run, state: OffsiteState, now: float) -> tuple:
-    """forget (and prune when due) -> (state, Failure or None)."""
+    """forget, and prune when due -> (state, Failure or None)."""
     offsite = run.config.offsite
     keep = restic.Retention(offsite.keep_daily, offsite.keep_weekly, offsite.keep_monthly)
-    prune = schedule.prune_due(state, now, offsite.prune_interval)
-    result = run.run(restic.forget_argv(run.access, keep, host=host_name(), prune=prune))
+    result = run.run(restic.forget_argv(run.access, keep, host=host_name()))
     failure = output.classify(result)
+    if failure is not None:
+        return state, failure
+    removed = output.parse_forget(result.stdout) or 0
+    state = dataclasses.replace(state, forgot=now, forgotten=state.forgotten + removed)
+    log.info("second copy: retention kept daily %d, weekly %d, monthly %d; %d snapshot(s) forgotten",
+             keep.daily, keep.weekly, keep.monthly, removed)
+    if not schedule.prune_due(state, now, offsite.prune_interval):
+        return state, None
+    failure = output.classify(run.run(restic.prune_argv(run.access)))
     if failure is None:
-        removed = output.parse_forget(result.stdout)
-        log.info("second copy: retention kept daily %d, weekly %d, monthly %d; %s snapshot(s) forgotten%s",
-                 keep.daily, keep.weekly, keep.monthly, "?" if removed is None else removed,
-                 ", unused data pruned" if prune else "")
-        if prune:
-            state = dataclasses.replace(state, pruned=now)
+        log.info("second copy: the data of %d forgotten snapshot(s) pruned", state.forgotten)
+        state = dataclasses.replace(state, pruned=now, forgotten=0)
     return state, failure
 
 
@@ -225,6 +229,7 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
     for example in selection.examples[:5]:
         log.warning("second copy: %s held back: never verified on this node", example)
     state = dataclasses.replace(state, held_back=len(selection.held_back), held_examples=selection.examples)
+    first = state.last is None           # nothing of ours to forget yet: the retention waits a day
     sent, failure = send(run, selection, Notifier())
     if failure is None and (sent.summary is None or not sent.summary.snapshot):
         failure = output.Failure(output.FAILED, "restic ended without naming the snapshot it took")
@@ -233,12 +238,14 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         detail = failure.detail if failure.problem != output.UNREADABLE else (
             f"{sent.errors} file(s) not read, e.g. {sent.first_error}")
         return _end(config, _failed(state, failure.problem, detail, clock(), stop.is_set()), selection.ledger)
-    state, failure = retain(run, state, now)
-    if failure is not None:
-        return _end(config, _failed(state, failure.problem, "snapshot sent, retention failed: " + failure.detail,
-                                    clock(), stop.is_set()), selection.ledger)
-    stored = _stored(run) if state.pruned == now or not state.repository_bytes else (
-        state.repository_bytes + state.last.added)      # measured after each prune, else added up
+    retained = not first and schedule.retain_due(state, now)
+    if retained:
+        state, failure = retain(run, state, now)
+        if failure is not None:
+            return _end(config, _failed(state, failure.problem, "snapshot sent, retention failed: "
+                                        + failure.detail, clock(), stop.is_set()), selection.ledger)
+    stored = _stored(run) if retained else (         # measured once a day, with the retention
+        state.repository_bytes + state.last.added if state.repository_bytes else 0)
     message = (f"snapshot {state.last.id}: {state.last.files} files, {human_size(state.last.bytes)}, "
                f"{human_size(state.last.added)} new" + (f"; {state.held_back} database(s) held back"
                                                          if state.held_back else ""))

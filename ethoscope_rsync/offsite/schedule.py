@@ -8,6 +8,9 @@ run goes on only when one is due, so that the schedule lives in backup.conf alon
 * ``after_passes`` good passes (every device backed up) since the newest snapshot (0: not by passes);
 * after a failed run, once RETRY_AFTER has passed (or its interval, if that is shorter), so that a
   repository that is down is tried again each hour, not every 15 minutes, and not only tomorrow.
+
+After a snapshot, the retention runs at most once a day and a prune only when it has something to
+free: each costs a restic run that reads the repository's index.
 """
 from __future__ import annotations
 
@@ -31,9 +34,19 @@ def due(state: OffsiteState, now: float, interval: float, after_passes: int, goo
     return ""
 
 
+RETAIN_EVERY = 86400.0      # seconds between two retentions: it keeps days, weeks and months
+
+
+def retain_due(state: OffsiteState, now: float) -> bool:
+    """The retention (restic forget) runs after the first snapshot of a day, not after every one:
+    the snapshots of one day it would keep one of are forgotten together the next day."""
+    return now - state.forgot >= RETAIN_EVERY
+
+
 def prune_due(state: OffsiteState, now: float, prune_interval: float) -> bool:
-    """A prune is due once `prune_interval` seconds have passed since the last one (0: never)."""
-    return bool(prune_interval) and now - state.pruned >= prune_interval
+    """A prune is due once `prune_interval` seconds have passed since the last one (0: never) and
+    snapshots were forgotten since (else it has nothing to free)."""
+    return bool(prune_interval) and state.forgotten > 0 and now - state.pruned >= prune_interval
 
 
 def next_share(state: OffsiteState, groups: int) -> tuple:

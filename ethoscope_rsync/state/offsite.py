@@ -87,6 +87,8 @@ class OffsiteState:
     held_examples: list = dataclasses.field(default_factory=list)
     good_passes: int = 0         # the history's count of good passes at the last snapshot
     pruned: float = 0.0          # the last prune
+    forgot: float = 0.0          # the last retention (restic forget)
+    forgotten: int = 0           # snapshots forgotten since the last prune (a prune frees nothing without)
     check: Check | None = None
     next_group: int = 1          # the part of the data the next check reads
     alert_after: float = 0.0     # days, as configured at the last run
@@ -107,6 +109,7 @@ class OffsiteState:
                    held_back=int(number(data.get("held_back"))),
                    held_examples=[text(p)[:500] for p in sequence(data.get("held_examples"))[:HELD_LISTED]],
                    good_passes=int(number(data.get("good_passes"))), pruned=number(data.get("pruned")),
+                   forgot=number(data.get("forgot")), forgotten=int(number(data.get("forgotten"))),
                    check=Check.from_json(data.get("check")), next_group=max(1, int(number(data.get("next_group"), 1))),
                    alert_after=number(data.get("alert_after")))
 

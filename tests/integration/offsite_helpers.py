@@ -82,12 +82,14 @@ def locks(repository_folder: Path) -> list:
     return sorted(p.name for p in (repository_folder / "locks").iterdir())
 
 
-def sending_then(process, node, action):
-    """Once the run records itself running and restic is at work (its process is there), `action`;
-    -> the run's (stdout, stderr) when it has ended."""
+def sending_then(process, node, action, repository_folder=None):
+    """Once the run records itself running and restic is at work (its process is there; with
+    `repository_folder`, its lock taken), `action`; -> the run's (stdout, stderr) when it has ended."""
     def sending():
         state = node.state / "offsite.json"
         if not state.exists() or '"outcome":"running"' not in state.read_text():
+            return False
+        if repository_folder is not None and not locks(repository_folder):
             return False
         return subprocess.run(["pgrep", "-P", str(process.pid), "-x", "restic"], capture_output=True).returncode == 0
     wait_for(sending, 60, what="the second copy to be sending")

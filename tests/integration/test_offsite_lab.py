@@ -129,7 +129,7 @@ def test_an_upload_stopped_by_sigterm_goes_on_cleanly_at_the_next_run(make_lab, 
     node = OffsiteNode(lab, tmp_path / "node", str(tmp_path / "repo"), offsite="bwlimit = 1024\n")
     assert node.run().returncode == 0 and node.offsite("--init").returncode == 0
     process = node.start_offsite()
-    out, err = sending_then(process, node, lambda: os.kill(process.pid, signal.SIGTERM))
+    out, err = sending_then(process, node, lambda: os.kill(process.pid, signal.SIGTERM), tmp_path / "repo")
     assert process.returncode == -15, err            # the run dies by the signal, as systemd expects
     assert "received SIGTERM: stopping the second copy" in err and "Traceback" not in err
     state = json.loads((node.state / "offsite.json").read_text())

@@ -37,10 +37,10 @@ def test_backup_argv():
 def test_retention_and_the_other_commands():
     keep = Retention(7, 4, 12)
     base = ("restic", "--cache-dir", "/var/lib/e/cache")
-    assert restic.forget_argv(LOCAL, keep, host="node", prune=True) == base + (
+    assert restic.forget_argv(LOCAL, keep, host="node") == base + (
         "forget", "--json", "--host", "node", "--tag", "ethoscope-backup", "--group-by", "host,tags",
-        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "12", "--prune")
-    assert restic.forget_argv(LOCAL, keep, host="node", prune=False)[-1] == "12"
+        "--keep-daily", "7", "--keep-weekly", "4", "--keep-monthly", "12")
+    assert restic.prune_argv(LOCAL) == base + ("prune",)
     assert restic.check_argv(LOCAL, 3, 12) == base + ("check", "--read-data-subset=3/12")
     assert restic.check_argv(LOCAL, 0, 0) == base + ("check",)
     assert restic.snapshots_argv(LOCAL, host="n") == base + (

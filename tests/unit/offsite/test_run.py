@@ -29,7 +29,7 @@ class Restic:
     @staticmethod
     def command(argv):
         words = [w for w in argv[1:] if not w.startswith("-")]
-        return next(w for w in words if w in ("backup", "forget", "unlock", "stats", "init", "cat", "check", "snapshots"))
+        return next(w for w in words if w in ("backup", "forget", "prune", "unlock", "stats", "init", "cat", "check", "snapshots"))
 
     def _answer(self, argv):
         self.calls.append(argv)
@@ -80,14 +80,18 @@ def test_a_run_sends_a_snapshot_applies_retention_and_records_it(node, monkeypat
     restic = script(monkeypatch, backup=(0, '{"message_type":"status","percent_done":0.5}\n' + SUMMARY + "\n", ""),
                     stats=(0, '{"total_size": 123456}\n', ""))
     assert go(node) == 0
-    assert restic.commands() == ["backup", "forget", "stats"]
-    assert "--prune" in restic.calls[1]                # never pruned before
+    assert restic.commands() == ["backup"]                 # the first snapshot: nothing of ours to forget
     state = load_offsite(node.offsite_file)
     assert (state.outcome, state.last.id, state.last.files, state.last.bytes, state.last.added, state.last.time,
-            state.repository_bytes, state.pruned, state.failures, state.pid) == (
-        "ok", "1234abcd", 3, 2900, 3000, NOW, 123456, NOW, 0, 0)
+            state.repository_bytes, state.forgot, state.pruned, state.failures, state.pid) == (
+        "ok", "1234abcd", 3, 2900, 3000, NOW, 0, 0.0, 0.0, 0, 0)
+    restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""), stats=(0, '{"total_size": 123456}\n', ""))
+    assert offsite_run.run_offsite(node, clock=lambda: NOW + 600) == 0
+    assert restic.commands() == ["backup", "forget", "stats"]          # nothing forgotten: nothing to prune
+    state = load_offsite(node.offsite_file)
+    assert (state.repository_bytes, state.forgot, state.pruned) == (123456, NOW + 600, 0.0)
     sent = [r for r in journal.records if "second copy sent" in r.getMessage()]
-    assert len(sent) == 1 and "snapshot 1234abcd: 3 files" in sent[0].getMessage()
+    assert len(sent) == 2 and "snapshot 1234abcd: 3 files" in sent[0].getMessage()
     assert (sent[0].OFFSITE_RESULT, sent[0].OFFSITE_SNAPSHOT, sent[0].OFFSITE_BYTES_ADDED) == ("ok", "1234abcd", 3000)
 
 
@@ -114,12 +118,26 @@ def test_after_a_run_that_did_not_end_well_stale_locks_go_first(node, monkeypatc
     restic = script(monkeypatch, unlock=unreachable)
     assert go(node) == 1
     assert restic.commands() == ["unlock"] and load_offsite(node.offsite_file).failures == 2
-    restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""), stats=(0, '{"total_size": 1000}\n', ""))
-    assert go(node) == 0 and restic.commands() == ["unlock", "backup", "forget", "stats"]
     restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""))
-    assert offsite_run.run_offsite(node, clock=lambda: NOW + 60) == 0
-    assert restic.commands() == ["backup", "forget"]           # no prune due: the size added up
-    assert load_offsite(node.offsite_file).repository_bytes == 1000 + 3000
+    assert go(node) == 0 and restic.commands() == ["unlock", "backup"]
+
+
+def test_the_retention_runs_once_a_day_and_a_prune_only_when_it_frees_something(node, monkeypatch):
+    forgot_two = json.dumps([{"keep": [{}], "remove": [{}, {}]}])
+
+    def at(moment, *commands, **answers):
+        restic = script(monkeypatch, backup=(0, SUMMARY + "\n", ""), forget=(0, forgot_two + "\n", ""),
+                        stats=(0, '{"total_size": 777}\n', ""), **answers)
+        assert offsite_run.run_offsite(node, clock=lambda: moment) == 0
+        assert restic.commands() == list(commands)
+        return load_offsite(node.offsite_file)
+    at(NOW, "backup")
+    state = at(NOW + 600, "backup", "forget", "prune", "stats")
+    assert (state.forgot, state.pruned, state.forgotten, state.repository_bytes) == (NOW + 600, NOW + 600, 0, 777)
+    state = at(NOW + 1200, "backup")                                     # the same day: the size added up
+    assert state.repository_bytes == 777 + 3000
+    state = at(NOW + 600 + 86400, "backup", "forget", "stats")          # a prune only a week after the last
+    assert state.forgotten == 2
 
 
 def test_a_backup_that_names_no_snapshot_is_a_failure(node, monkeypatch):
@@ -139,7 +157,8 @@ def test_unreadable_files_keep_the_snapshot_and_fail(node, monkeypatch):
 
 def test_a_failed_retention_fails_the_run_with_the_snapshot_kept(node, monkeypatch):
     script(monkeypatch, backup=(0, SUMMARY + "\n", ""), forget=(1, "", "Fatal: repository is already locked by PID 3\n"))
-    assert go(node) == 1
+    assert go(node) == 0                                   # the first snapshot: no retention yet
+    assert offsite_run.run_offsite(node, clock=lambda: NOW + 60) == 1
     state = load_offsite(node.offsite_file)
     assert (state.problem, state.last.id) == ("repository locked", "1234abcd")
     assert state.message.startswith("snapshot sent, retention failed: ")

@@ -8,11 +8,11 @@ NOW = 1_800_000_000.0
 DAY = 86400.0
 
 
-def state(age=None, outcome="ok", ended_ago=None, good_passes=0, pruned=0.0, next_group=1):
+def state(age=None, outcome="ok", ended_ago=None, good_passes=0, pruned=0.0, next_group=1, forgotten=1, forgot=0.0):
     last = Snapshot("abcd1234", NOW - age, 1, 1, 1, 1.0) if age is not None else None
     ended = NOW - (ended_ago if ended_ago is not None else (age or 0))
     return OffsiteState(last=last, outcome=outcome, ended=ended, good_passes=good_passes, pruned=pruned,
-                        next_group=next_group)
+                        next_group=next_group, forgotten=forgotten, forgot=forgot)
 
 
 @pytest.mark.parametrize("record, interval, after, passes, due", [
@@ -31,9 +31,12 @@ def test_due(record, interval, after, passes, due):
     assert schedule.due(record, NOW, interval, after, passes) == due
 
 
-def test_prune_and_check_share():
+def test_retention_prune_and_check_share():
+    assert schedule.retain_due(state(), NOW) and schedule.retain_due(state(forgot=NOW - DAY), NOW)
+    assert not schedule.retain_due(state(forgot=NOW - 3600), NOW)             # once a day
     assert schedule.prune_due(state(pruned=NOW - 8 * DAY), NOW, 7 * DAY)
     assert not schedule.prune_due(state(pruned=NOW - 6 * DAY), NOW, 7 * DAY)
+    assert not schedule.prune_due(state(pruned=NOW - 8 * DAY, forgotten=0), NOW, 7 * DAY)   # nothing to free
     assert not schedule.prune_due(state(), NOW, 0)
     assert [schedule.next_share(state(next_group=g), 3) for g in (1, 2, 3, 9, 0)] == [
         (1, 2), (2, 3), (3, 1), (1, 2), (1, 2)]
