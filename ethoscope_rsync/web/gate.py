@@ -105,6 +105,8 @@ class Gate:
                     self._arm(conn, WAIT, now, select.EPOLLIN)
                 else:
                     problem = self._dispatch(conn, request)
+                    if problem:
+                        conn.state = WAIT     # back in the gate's hands, to be refused
         if problem:
             self._refuse(conn, 400, problem)
 
