@@ -7,9 +7,9 @@ traceback. The server (the connection gate, cheroot's workers, socket activation
 :mod:`ethoscope_rsync.web.server`.
 
 No framework: the service has one handler and no per-path configuration, tools or engine, so
-CherryPy would add only its import (``pkg_resources``, ~90 ms of the first socket-activated
-answer and ~8 MB, and on Debian 12 the ``cgi`` module Python 3.13 removed) and a request object
-per request. cheroot, CherryPy's own HTTP server, serves the callable through its WSGI interface.
+CherryPy would add only its import (with ``pkg_resources``: ~90 ms of the first socket-activated
+answer and ~13 MB here, see bench/status_service.py; on Debian 12 also the ``cgi`` module Python
+3.13 removed) and a request object per request. cheroot, CherryPy's own HTTP server, serves the callable through its WSGI interface.
 No access log (the service logs only refused and failed requests), no request bodies.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import http
 import logging
 import sys
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping, NamedTuple
 
 from ethoscope_rsync.system.logs import Notifier
 from ethoscope_rsync.web.app import JSON_TYPE, NOSNIFF, Response, StatusApp, problem_body
@@ -35,15 +35,24 @@ NO_BODY = (204, 304)
 WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-def request_of(environ: dict) -> tuple:
-    """(method, path, headers, query, client) of a WSGI request, as ``StatusApp.respond`` takes them.
+class Request(NamedTuple):
+    """A WSGI request as ``StatusApp.respond`` takes it."""
+    method: str
+    path: str
+    headers: Mapping
+    query: str
+    client: str
+
+
+def request_of(environ: dict) -> Request:
+    """The request in a WSGI environ.
 
     PATH_INFO holds the path's bytes as Latin-1 (PEP 3333), already %-decoded: read back as UTF-8
     (bytes that are not stay as surrogates, escaped wherever they are shown)."""
     path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "surrogateescape")
     headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
-    return (environ.get("REQUEST_METHOD", ""), path, headers, environ.get("QUERY_STRING", ""),
-            client_address(environ.get("REMOTE_ADDR")))
+    return Request(environ.get("REQUEST_METHOD", ""), path, headers, environ.get("QUERY_STRING", ""),
+                   client_address(environ.get("REMOTE_ADDR")))
 
 
 def _status_line(status: int) -> str:
