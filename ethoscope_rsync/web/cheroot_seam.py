@@ -32,6 +32,7 @@ import logging
 
 import cheroot
 import cheroot.server
+import cheroot.workers.threadpool
 import cheroot.wsgi
 
 from ethoscope_rsync.web.app import refusal
@@ -52,7 +53,8 @@ def missing() -> list:
     wanted = {cheroot.wsgi.Server: ("process_conn", "put_conn", "can_add_keepalive_connection", "error_log",
                                     "max_request_header_size", "software"),
               cheroot.server.HTTPConnection: ("RequestHandlerClass", "communicate", "close"),
-              cheroot.server.HTTPRequest: ("simple_response", "parse_request")}
+              cheroot.server.HTTPRequest: ("simple_response", "parse_request"),
+              cheroot.workers.threadpool.ThreadPool: ("start", "put", "stop")}
     return ["%s.%s" % (cls.__name__, name) for cls, names in wanted.items() for name in names
             if not hasattr(cls, name)]
 
