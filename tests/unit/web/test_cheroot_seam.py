@@ -12,10 +12,13 @@ import logging
 import queue
 import socket
 
+import cheroot.server
 import pytest
 
 from ethoscope_rsync.web.cheroot_seam import VERSION, GatedConnection, WorkerServer, missing
 from ethoscope_rsync.web.gate import Limits
+from ethoscope_rsync.web.listen import ServeError
+from ethoscope_rsync.web.server import Service
 
 WAIT = 10.0
 
@@ -103,6 +106,14 @@ def parse(answer: bytes):
 
 def test_this_cheroot_has_everything_used():
     expect(missing() == [], "lacks %s" % missing())
+
+
+def test_a_cheroot_without_a_part_used_is_refused_naming_its_version(monkeypatch):
+    monkeypatch.delattr(cheroot.server.HTTPRequest, "simple_response")      # as a future cheroot might
+    assert missing() == ["HTTPRequest.simple_response"]
+    with pytest.raises(ServeError) as refused:
+        Service(lambda environ, start_response: [], listen="127.0.0.1:0").start()
+    assert str(refused.value) == "cheroot %s is not supported: it lacks HTTPRequest.simple_response" % VERSION
 
 
 def test_a_request_is_answered_by_a_worker_and_the_connection_kept_alive(pool):
