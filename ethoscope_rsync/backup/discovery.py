@@ -7,10 +7,10 @@ node server is tested without a network. Fetching and mDNS browsing are thin edg
 from __future__ import annotations
 
 import dataclasses
+import http.client as http_client
 import json
 import queue
 import socket
-import sys
 import threading
 import time
 
@@ -21,22 +21,6 @@ from ethoscope_rsync.config.devices import (NAME_RE, UNUSED_NAME, Device, Device
 
 
 
-def _plain_http_client():
-    """http.client without ``ssl``, which it imports when it can: the node server speaks plain HTTP,
-    and libssl with libcrypto would be ~5 MB of every pass's memory and ~8 ms of its start. A
-    process that already loaded ssl keeps it; ssl stays importable afterwards."""
-    held = "ssl" not in sys.modules and "http.client" not in sys.modules
-    if held:
-        sys.modules["ssl"] = None           # makes "import ssl" raise ImportError
-    try:
-        import http.client
-    finally:
-        if held and sys.modules.get("ssl", 0) is None:
-            del sys.modules["ssl"]
-    return http.client
-
-
-http_client = _plain_http_client()
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
 MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server

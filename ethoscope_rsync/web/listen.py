@@ -61,8 +61,8 @@ def activated_sockets() -> list:
 
     ``systemd.daemon.listen_fds`` honours ``LISTEN_PID`` (sockets meant for another process, e.g.
     a parent that exec'd us without clearing the environment, are ignored) and unsets the
-    variables in the C environment; they are removed from ``os.environ`` too, so that neither
-    cheroot (which adopts fd 3 as AF_INET whenever ``LISTEN_PID`` is set) nor children see them.
+    variables in the C environment; they are removed from ``os.environ`` too, so that no child
+    process (nor a library that adopts fd 3 by itself, as cheroot's ``prepare()`` would) sees them.
     """
     try:
         fds = systemd.daemon.listen_fds()

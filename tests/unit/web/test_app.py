@@ -15,7 +15,7 @@ import pytest
 from tests.fixtures.status import B, NOW, build, example_pass
 from tests.fixtures.status import write_json
 from ethoscope_rsync.render import upstream as render
-from ethoscope_rsync.web.app import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param
+from ethoscope_rsync.web.app import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param, refusal
 from tests.unit.web.web_helpers import write_example
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -119,8 +119,9 @@ def test_device_forms_and_unknown(app):
     bodies = {get(app, "/status/" + key).body for key in (DEVICE_2, "ETHOSCOPE_002", "002", "2")}
     assert len(bodies) == 1 and json.loads(bodies.pop())["id"] == DEVICE_2
     r = get(app, "/status/ETHOSCOPE_099")
-    assert r.status == 404 and json.loads(r.body) == {"error": "unknown device", "status": 404,
-                                                      "device": "ETHOSCOPE_099"}
+    # the key asked for is not echoed (a page showing the answer would show what a client made up)
+    assert r.status == 404 and json.loads(r.body) == {"error": "unknown device", "status": 404}
+    assert b"099" not in r.body and hdr(r, "X-Content-Type-Options") == "nosniff"
     assert get(app, "/status/" + "0" * 7000 + "x").status == 404
     assert get(app, "/status/" + "9" * 5000).status == 404
 
@@ -147,6 +148,31 @@ def test_methods(app):
     assert app.respond("OPTIONS", "*", {}).status == 204
     head, full = app.respond("HEAD", "/status", {}), get(app, "/status")
     assert head.status == 200 and head.body == b"" and head.headers == full.headers
+
+
+def test_every_answer_says_nosniff(app, tmp_path):
+    etag = hdr(get(app, "/status"), "ETag")
+    answers = [get(app, "/"), get(app, "/", Accept="text/html"), get(app, "/status"), get(app, "/metrics"),
+               get(app, "/status/2"), get(app, "/status", If_None_Match=etag), get(app, "/nope"),
+               get(app, "/status/ETHOSCOPE_099"), app.respond("POST", "/status", {}),
+               app.respond("OPTIONS", "/status", {}), app.respond("HEAD", "/status", {}),
+               get(app, "/status/" + "x" * 9000)]
+    (tmp_path / "bad.json").write_text("{")
+    answers.append(get(StatusApp(tmp_path / "bad.json", None, cors_origin="", stale_after=1.0, horizon_days=1.0),
+                       "/status"))
+    assert sorted({a.status for a in answers}) == [200, 204, 304, 404, 405, 414, 503]
+    for a in answers:
+        assert hdr(a, "X-Content-Type-Options") == "nosniff", a
+
+
+def test_refusal_is_a_whole_json_answer():
+    answer = refusal(431, "Request Header Fields Too Large")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [b"HTTP/1.1 431 Request Header Fields Too Large", b"Content-Type: application/json",
+                                   b"X-Content-Type-Options: nosniff", b"Content-Length: %d" % len(body),
+                                   b"Connection: close"]
+    assert json.loads(body) == {"error": "request header fields too large", "status": 431}
+    assert refusal(505).startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
 
 
 def test_long_target_414(app):
@@ -246,18 +272,21 @@ def test_missing_files(tmp_path):
 
 
 @pytest.mark.parametrize("content", ['{"devices": {"x": ', "[1, 2]", "\xff\xfe"])
-def test_bad_status_file_503_cached(tmp_path, content):
+def test_bad_status_file_503_cached(tmp_path, content, journal):
     status = tmp_path / "status.json"
     status.write_bytes(content.encode("latin-1"))
     app = StatusApp(status, None, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     r = get(app, "/status")
-    assert r.status == 503 and hdr(r, "Retry-After") == "5"
-    doc = json.loads(r.body)
-    assert doc["error"] == "status file unreadable or invalid" and str(status) in doc["detail"]
+    assert r.status == 503 and hdr(r, "Retry-After") == "5" and hdr(r, "X-Content-Type-Options") == "nosniff"
+    # neither the file's path nor the error: those go to the journal
+    assert json.loads(r.body) == {"error": "status file unreadable or invalid", "status": 503}
+    assert str(tmp_path).encode() not in r.body
     builds = app.documents.builds
     assert get(app, "/").status == 503 and get(app, "/status/2").status == 503
     assert app.documents.builds == builds
     assert b"Traceback" not in r.body
+    logged = journal.messages(logging.WARNING)[0]
+    assert logged.startswith("- GET /status: 503 status file unreadable or invalid (") and str(status) in logged
 
 
 def test_bad_history_is_ignored_once(files, journal):
@@ -299,7 +328,8 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
                                                       "ethoscope_rsync.alerts"))}
     backup_pass |= loaded & {"ethoscope_rsync.config.load", "ethoscope_rsync.state.store", "ethoscope_rsync.state.events",
                              "ethoscope_rsync.system.execute", "ethoscope_rsync.system.privileges"}
-    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "ssl", "_hashlib"}
+    # (ssl comes with cheroot, which imports it whether or not it serves HTTPS)
+    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "cherrypy", "cgi"}
     assert "ethoscope_rsync.web.app" in loaded and not backup_pass | (loaded & heavy), \
         sorted(backup_pass | (loaded & heavy))
 
