@@ -32,7 +32,7 @@ from tests.lab.cost import measured  # noqa: E402
 PYTHON = "/usr/bin/python3"
 
 UNHARDENED = ("import sqlite3, sys\n"
-              "from ethoscope_rsync.backup import untrusted_sqlite\n"
+              "from ethoscope_rsync.system import untrusted_sqlite\n"
               "untrusted_sqlite.connect = lambda target, budget, uri=False: sqlite3.connect(\n"
               "    target, uri=uri, isolation_level=None)\n"
               "from ethoscope_rsync.commands.cli import main\n"

@@ -27,7 +27,7 @@ The method used here (README.md, "Live databases", has the measured figures):
 3. ``recover_database`` opens a copy of the raw pair on the node (SQLite replays the WAL), checks it,
    turns it into a self-contained rollback-journal file and atomically replaces the node's copy
    only if the copy is sound and not older than the one it replaces. The files came from the device:
-   they are opened defensively, with limits and a deadline (:mod:`ethoscope_rsync.backup.untrusted_sqlite`);
+   they are opened defensively, with limits and a deadline (:mod:`ethoscope_rsync.system.untrusted_sqlite`);
    one that exceeds them is "not verified" and the node's copy stays.
 
 Two rules for the runner's raw rsync (:func:`ethoscope_rsync.backup.rsync.make_rsync_command`, "raw";
@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional, Sequence, Tuple
 
-from ethoscope_rsync.backup import untrusted_sqlite
+from ethoscope_rsync.system import untrusted_sqlite
 
 __all__ = [
     "HOLDER_SCRIPT", "READY_PREFIX", "DONE_PREFIX", "HOLDER_TIMEOUT_EXIT", "RAW_RSYNC_ARGS", "RAW_FILTER_ARGS",

@@ -4,7 +4,7 @@
   Sidecars hold either the bare hex digest or ``md5sum`` lines (``HEX  NAME`` or ``HEX *NAME``); a
   sidecar whose file is missing, or that holds no digest, is damage too.
 * A database (``*.db``) is opened read-only and immutable (nothing is ever written, no lock taken,
-  no -wal read), as every database from a device is (:mod:`ethoscope_rsync.backup.untrusted_sqlite`: the
+  no -wal read), as every database from a device is (:mod:`ethoscope_rsync.system.untrusted_sqlite`: the
   schema untrusted, limits, bounded memory, a deadline), and must pass ``PRAGMA integrity_check``.
 
 Everything under a destination came from a device and is treated as hostile: only regular files
@@ -25,13 +25,12 @@ import dataclasses
 import os
 import re
 import signal
-import sqlite3
 import sys
 import threading
 import time
-import urllib.parse
 
-from ethoscope_rsync.backup import untrusted_sqlite
+from ethoscope_rsync.system import untrusted_sqlite
+from ethoscope_rsync.system.untrusted_sqlite import Stopped
 from ethoscope_rsync.config.devices import ID_RE, NAME_RE, Device, selected
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.render.humanize import human_size
@@ -70,10 +69,6 @@ def parse_md5(text: str, name: str) -> str | None:
 
 
 # ---------------------------------------------------------------- the checks
-
-class Stopped(Exception):
-    """A stop request or the deadline ended a check."""
-
 
 def md5_of(path: str, stop: threading.Event) -> tuple:
     """(hex digest, whether the file changed while it was read)."""
@@ -116,24 +111,7 @@ def check_database(path: str, stop: threading.Event, deadline: float = DATABASE_
     Opened as every device database is (untrusted_sqlite: limits, memory, deadline)."""
     if os.path.islink(path):        # (the walk only lists regular files; rsync never makes links here)
         return "a symbolic link, not checked"
-    uri = "file:%s?mode=ro&immutable=1" % urllib.parse.quote(os.path.abspath(path), safe="/")
-    budget = untrusted_sqlite.Budget(deadline, stop=stop)
-    con = None
-    try:
-        con = untrusted_sqlite.connect(uri, budget, uri=True)
-        rows = con.execute("PRAGMA integrity_check(20)").fetchall()
-    except (sqlite3.Error, MemoryError) as error:     # MemoryError: SQLite's own, past its heap limit
-        if stop.is_set():
-            raise Stopped() from None
-        if budget.expired:
-            return f"integrity_check did not finish within {deadline:.0f}s"
-        return f"not a sound database: {untrusted_sqlite.over_limits(error, budget) or error}"
-    finally:
-        if con is not None:
-            con.close()
-    if rows == [("ok",)]:
-        return ""
-    return "integrity_check: " + "; ".join(str(r[0]) for r in rows[:3])[:300]
+    return untrusted_sqlite.integrity_problem(path, deadline, stop)
 
 
 # ---------------------------------------------------------------- walking a device's copies

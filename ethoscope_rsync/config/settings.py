@@ -266,8 +266,9 @@ SETTINGS: tuple[Setting, ...] = (
             "What to send: unified (results and videos), results or videos. Never the raw database mirror,\n"
             "a partial or temporary file, or a hidden file.", choices=("unified", "results", "videos")),
     Setting("offsite", "databases", STRING, "verified",
-            "verified: only databases whose copy on this node was verified (every live database a pass takes is);\n"
-            "all: every database as it is (for [transfer] live_databases = no, whose copies are never verified).",
+            "verified: a database is sent once its copy on this node is verified: by the pass (every live database),\n"
+            "else checked by the run itself as verify does, once (one that is not sound is held back and named);\n"
+            "all: every database as it is, unchecked.",
             choices=("verified", "all")),
     Setting("offsite", "interval", FLOAT, "86400.0",
             "Seconds between two second copies (the timer looks every 15 minutes); 0 = only after_passes.",

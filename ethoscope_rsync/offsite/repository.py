@@ -17,7 +17,7 @@ from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.offsite import output, restic, schedule
 from ethoscope_rsync.offsite.access import Unusable, known_hosts, make_access
-from ethoscope_rsync.offsite.run import SHORT, Run, lock_file, select, send
+from ethoscope_rsync.offsite.run import SHORT, Run, checked, lock_file, select, send
 from ethoscope_rsync.render.humanize import format_age, human_size
 from ethoscope_rsync.state.offsite import Check
 from ethoscope_rsync.state.store import load_history, load_ledger, load_offsite, pass_lock, save_offsite
@@ -60,10 +60,11 @@ def preview(config: Config, stop: threading.Event, out=print) -> int:
     except Unusable as problem:
         out(f"offsite --dry-run: {problem.message}")
         return EXIT_FAILED
-    selection = select(config, load_history(config.history_file), load_ledger(config.offsite_file))
+    selection = checked(config, select(config, load_history(config.history_file), load_ledger(config.offsite_file)),
+                        stop, run.deadline)
     out("would send: " + ", ".join(selection.sources) + " to " + config.offsite.repository.shown)
     for database in selection.held_back:
-        out("held back (never verified on this node): " + printable(selection.held_path(database)))
+        out("held back (not verified on this node): " + printable(selection.held_path(database)))
     sent, failure = send(run, selection, Notifier(), dry_run=True)
     if failure is not None:
         out(f"offsite --dry-run: {failure.problem}: {failure.detail}")

@@ -34,6 +34,7 @@ from ethoscope_rsync.state.store import (load_history, load_ledger, load_offsite
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.system.logs import Notifier, log, printable
+from ethoscope_rsync.system.untrusted_sqlite import integrity_problem
 
 PROGRESS_EVERY = 60.0        # seconds between two progress lines in the journal
 SHORT = 300.0                # seconds a quick restic command (unlock, stats) may take at most
@@ -134,6 +135,18 @@ def select(config: Config, history, ledger: dict) -> sources.Selection:
     return sources.select(roots, config.offsite.databases, history, ledger, found)
 
 
+def checked(config: Config, selection: sources.Selection, stop: threading.Event, deadline: float) -> sources.Selection:
+    """The databases held back checked here (within half of the run's time left), as verify checks them."""
+    if not selection.held_back or config.offsite.databases != "verified":
+        return selection
+    until = time.monotonic() + (deadline - time.monotonic()) / 2
+    selection, damaged = sources.check_held(selection, integrity_problem, config.transfer.database_check_timeout,
+                                            stop, until)
+    for database, problem in damaged:
+        log.error("second copy: %s/%s held back: not sound on this node: %s", database.kind, database.path, problem)
+    return selection
+
+
 def _exclude_file(folder: str, selection: sources.Selection) -> Path | None:
     """The databases held back, one exclude pattern each, in a private file (None: none)."""
     if not selection.held_back:
@@ -224,10 +237,9 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         failure = output.classify(run.run(restic.unlock_argv(access), at_most=SHORT))
         if failure is not None:
             return _end(config, _failed(state, failure.problem, failure.detail, clock(), stop.is_set()))
-    ledger = load_ledger(config.offsite_file)
-    selection = select(config, history, ledger)
+    selection = checked(config, select(config, history, load_ledger(config.offsite_file)), stop, run.deadline)
     for example in selection.examples[:5]:
-        log.warning("second copy: %s held back: never verified on this node", example)
+        log.warning("second copy: %s held back: not verified on this node", example)
     state = dataclasses.replace(state, held_back=len(selection.held_back), held_examples=selection.examples)
     first = state.last is None           # nothing of ours to forget yet: the retention waits a day
     sent, failure = send(run, selection, Notifier())

@@ -16,15 +16,22 @@ A database is verified when the pass's last recovery of it was (``DatabaseRecord
 history: in live mode nothing else is ever put in place under a database's name), or when the
 ledger remembers this very copy (size and mtime) as verified: the device may have deleted it since
 (its record is gone, the node's copy is the last one), or a later recovery may have failed (the
-node kept the verified copy).
+node kept the verified copy). Any other database (one the pass copied as a plain file, one left by
+the upstream tool, one whose record a device's deletion removed before the second copy first saw
+it) is checked here, once, as ``verify`` checks a copy (PRAGMA integrity_check, opened read-only as
+a device's database: :func:`ethoscope_rsync.system.untrusted_sqlite.integrity_problem`): sent and
+remembered when sound, held back and named when not.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import threading
+import time
 from pathlib import Path
 
 from ethoscope_rsync.state.offsite import HELD_LISTED, MAX_LEDGER
+from ethoscope_rsync.system.untrusted_sqlite import Stopped
 
 DATABASE = ".db"
 
@@ -88,13 +95,41 @@ def verified_records(history) -> dict:
             if record.ok}
 
 
+def ledger_key(database: Found) -> str:
+    """The ledger's key: the path under the results destination (as the history's records), else kind:path."""
+    return database.path if database.kind == "results" else f"{database.kind}:{database.path}"
+
+
+def check_held(selection: Selection, check, seconds_each: float, stop: threading.Event, until: float) -> tuple:
+    """Check the databases held back (``check(path, seconds, stop)`` -> '' when sound): the sound ones
+    are sent and remembered, the others stay held back. Until the monotonic time `until` (those not
+    reached wait for the next run). -> (the new selection, [(Found, what is wrong)])."""
+    held, ledger, damaged = [], dict(selection.ledger), []
+    for database in selection.held_back:
+        if stop.is_set() or time.monotonic() >= until:
+            held.append(database)
+            continue
+        try:
+            problem = check(selection.held_path(database), min(seconds_each, max(1.0, until - time.monotonic())),
+                            stop)
+        except Stopped:
+            held.append(database)
+            continue
+        if problem:
+            held.append(database)
+            damaged.append((database, problem))
+        else:
+            ledger[ledger_key(database)] = (database.size, database.mtime_ns)
+    return dataclasses.replace(selection, held_back=tuple(held), ledger=ledger), damaged
+
+
 def select(roots: dict, databases: str, history, ledger: dict, found: list) -> Selection:
     """`roots`: kind -> destination; `databases`: [offsite] databases; `found`: find_databases()
     of every root. Databases held back, and the ledger with what is verified now."""
     verified = verified_records(history)
     seen, kept, held = {}, dict(ledger), []
     for database in found:
-        key = database.path if database.kind == "results" else f"{database.kind}:{database.path}"
+        key = ledger_key(database)
         stamp = (database.size, database.mtime_ns)
         seen[key] = True
         if database.kind == "results" and database.path in verified:

@@ -1,3 +1,4 @@
-"""The bottom layer: running processes (the one place), dropping root, the journal, exit codes.
+"""The bottom layer: running processes (the one place), opening untrusted SQLite files (a device's
+databases, on the node), dropping root, the journal, exit codes.
 
 Imports nothing of ours but itself."""

@@ -11,11 +11,15 @@ import signal
 import sqlite3
 import subprocess
 import threading
+import time
 
 import pytest
 
 from tests.integration.offsite_helpers import Nas, OffsiteNode, archive_state, digest, locks, sending_then
 from tests.integration.runner_helpers import integrity
+from ethoscope_rsync.render.upstream import render_metrics
+from ethoscope_rsync.state.offsite import attach
+from ethoscope_rsync.state.store import read_json
 from tests.lab.data import _random_file
 from tests.listeners import Webhook
 
@@ -75,6 +79,12 @@ def test_a_local_second_copy_of_real_passes_restores_a_database_and_a_video(make
 
     status = node.command("status")
     assert "second copy %s: newest snapshot %s" % (tmp_path / "repo", second["id"]) in status.stdout
+    metrics = render_metrics(read_json(node.status_file), attach(read_json(node.state / "history.json"),
+                                                                 read_json(node.state / "offsite.json")),
+                             time.time(), 86400.0, 14.0)
+    assert 'ethoscope_backup_offsite_last_result{result="ok"} 1' in metrics
+    lint = subprocess.run(["promtool", "check", "metrics"], input=metrics.encode(), capture_output=True, timeout=60)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
     check = node.command("check")
     assert "second copy %s: reachable, the password opens it" % (tmp_path / "repo") in check.stdout
     assert "repository free space: " in check.stdout

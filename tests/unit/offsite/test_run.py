@@ -191,11 +191,15 @@ def test_a_second_run_is_refused_with_75(node, monkeypatch):
         assert go(node) == 75
 
 
-def test_a_database_never_verified_is_held_back_by_an_exact_exclude(node, monkeypatch, tmp_path):
+def test_a_database_no_pass_verified_is_checked_here_and_held_back_when_not_sound(node, monkeypatch, tmp_path, journal):
+    import sqlite3
     folder = tmp_path / "results" / ID / "ETHOSCOPE_001" / "2026-01-01_00-00-00"
     folder.mkdir(parents=True)
-    (folder / "good.db").write_bytes(b"g")
-    (folder / "odd*name.db").write_bytes(b"o")
+    (folder / "good.db").write_bytes(b"g")                          # verified by the pass (its record)
+    with sqlite3.connect(folder / "old.db") as db:                 # left by the upstream tool: sound
+        db.execute("CREATE TABLE t(x)")
+    db.close()
+    (folder / "odd*name.db").write_bytes(b"not a database " * 100)    # damaged
     record = DatabaseRecord([1, "m", -1, ""], True, 1, "recovered", NOW)
     save_history(node.history_file, History(devices={ID: DeviceHistory(
         id=ID, databases={f"{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/good.db": record})}))
@@ -204,3 +208,8 @@ def test_a_database_never_verified_is_held_back_by_an_exact_exclude(node, monkey
     assert restic.seen_excludes == [str(folder).encode() + b"/odd\\*name.db\n"]
     state = load_offsite(node.offsite_file)
     assert state.held_back == 1 and state.held_examples == [f"results/{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/odd*name.db"]
+    said = [r.getMessage() for r in journal.records if r.levelname == "ERROR"]
+    assert len(said) == 1 and "odd*name.db held back: not sound on this node: not a sound database" in said[0]
+    ledger = json.loads((node.paths.state_dir / "offsite-ledger.json").read_text())["databases"]
+    assert sorted(ledger) == [f"{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/good.db",
+                              f"{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/old.db"]      # checked once, remembered

@@ -68,3 +68,23 @@ def test_a_database_never_verified_is_held_back_unless_all_are_sent(tmp_path):
 def test_the_ledger_forgets_databases_no_longer_on_the_node(tmp_path):
     chosen = select({"results": tmp_path}, "verified", History(), {DB: (1, 5), "gone.db": (3, 4)}, [found()])
     assert chosen.ledger == {DB: (1, 5)}
+
+
+def test_held_databases_are_checked_until_the_time_is_up(tmp_path):
+    import threading
+    import time
+    from ethoscope_rsync.offsite.sources import check_held
+    roots = {"results": tmp_path}
+    held = [found(f"{i}.db", mtime=i) for i in range(4)]
+    chosen = select(roots, "verified", History(), {}, held)
+    checked = []
+
+    def check(path, seconds, stop):
+        checked.append(path)
+        return "" if path.endswith("0.db") else "integrity_check: damaged"
+    after, damaged = check_held(chosen, check, 10.0, threading.Event(), time.monotonic() + 3600)
+    assert [d.path for d in after.held_back] == ["1.db", "2.db", "3.db"] and after.ledger == {"0.db": (1, 0)}
+    assert [(d.path, why) for d, why in damaged] == [(f"{i}.db", "integrity_check: damaged") for i in (1, 2, 3)]
+    checked.clear()
+    later, damaged = check_held(chosen, check, 10.0, threading.Event(), time.monotonic() - 1)     # no time left
+    assert checked == [] and later.held_back == chosen.held_back and damaged == []

@@ -1,4 +1,4 @@
-"""A device's database opened on the node: limits, deadline, memory (ethoscope_rsync.backup.untrusted_sqlite
+"""A device's database opened on the node: limits, deadline, memory (ethoscope_rsync.system.untrusted_sqlite
 and its use by livedb). Crafted databases come from tests/lab/crafted.py; costs are measured in a
 fresh process (its CPU time and peak RSS), never as wall time."""
 import json
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ethoscope_rsync.backup import livedb
-from ethoscope_rsync.backup import untrusted_sqlite
+from ethoscope_rsync.system import untrusted_sqlite
 from tests.lab.crafted import CONSTRUCTS, craft
 from tests.lab.data import _make_db
 

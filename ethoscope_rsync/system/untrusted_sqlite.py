@@ -34,13 +34,18 @@ figures). So every connection to such a file (:func:`connect`) gets, before the 
 
 A statement stopped by any of these raises :class:`sqlite3.Error` (or ``MemoryError``, which is how
 Python reports SQLite's out-of-memory); :func:`over_limits` tells those apart from a damaged file.
+:func:`integrity_problem` checks a copy on the node this way (``verify``, and the second copy
+before it sends a database no pass verified).
 """
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import sqlite3
+import threading
 import time
+import urllib.parse
 
 LIMITS = {
     sqlite3.SQLITE_LIMIT_LENGTH: 1 << 14,            # bytes of a value built (strings, blobs)
@@ -121,3 +126,30 @@ def over_limits(error: BaseException, budget: Budget) -> str:
     if _LIMIT_WORDS.search(str(error)):
         return f"exceeds the limits for a device's database ({error})"
     return ""
+
+
+class Stopped(Exception):
+    """A stop request or the deadline ended a check."""
+
+
+def integrity_problem(path: str, deadline: float, stop: threading.Event) -> str:
+    """'' when the database file `path` passes PRAGMA integrity_check, opened read-only and immutable
+    (nothing written, no lock, no -wal read) as a device's; else what is wrong. Raises Stopped."""
+    uri = "file:%s?mode=ro&immutable=1" % urllib.parse.quote(os.path.abspath(path), safe="/")
+    budget = Budget(deadline, stop=stop)
+    con = None
+    try:
+        con = connect(uri, budget, uri=True)
+        rows = con.execute("PRAGMA integrity_check(20)").fetchall()
+    except (sqlite3.Error, MemoryError) as error:     # MemoryError: SQLite's own, past its heap limit
+        if stop.is_set():
+            raise Stopped() from None
+        if budget.expired:
+            return f"integrity_check did not finish within {deadline:.0f}s"
+        return f"not a sound database: {over_limits(error, budget) or error}"
+    finally:
+        if con is not None:
+            con.close()
+    if rows == [("ok",)]:
+        return ""
+    return "integrity_check: " + "; ".join(str(r[0]) for r in rows[:3])[:300]
