@@ -20,9 +20,11 @@ TAG = "ethoscope-backup"          # every snapshot of ours; retention touches on
 # A word of the sftp command: restic splits it on spaces, and its -o option is read as CSV (no
 # quotes or commas); nothing of ours needs other characters.
 _WORD_RE = re.compile(r"[A-Za-z0-9_./@:%+=\[\]-]+")
-# Hidden files and folders, at any depth, are never sent: the raw database mirror and --safe's old
-# versions (.ethoscope-backup/), rsync's interrupted files (.ethoscope-backup-partial/), the files rsync
-# and a database recovery write before renaming them into place (.NAME.XXXXXX, .NAME.recover-*).
+# Hidden files and folders, at any depth below a destination, are never sent: the raw database mirror
+# and --safe's old versions (.ethoscope-backup/), rsync's interrupted files (.ethoscope-backup-partial/),
+# the files rsync and a database recovery write before renaming them into place (.NAME.XXXXXX,
+# .NAME.recover-*). Each pattern is anchored below its destination (DEST/**/PATTERN): a bare ".*"
+# would also match a hidden folder above it and leave the snapshot empty.
 HIDDEN = ".*"
 # A database's journal files: the node's copies are self-contained (a -wal beside one is a reader's).
 JOURNALS = ("*.db-wal", "*.db-shm", "*.db-journal")
@@ -117,7 +119,8 @@ def backup_argv(access: Access, sources: tuple, exclude_file: Path | None, *, ho
     """One snapshot of `sources` (absolute folders), tagged as ours, without EXCLUDED, nor the
     paths listed in `exclude_file` (databases held back); `limit_upload` KiB/s, 0 none."""
     argv = _common(access) + ("backup", "--json", "--host", host, "--tag", TAG)
-    argv += tuple(f"--exclude={pattern}" for pattern in EXCLUDED)
+    argv += tuple(f"--exclude={glob_escape(str(source).rstrip('/'))}/**/{pattern}" for source in sources
+                  for pattern in EXCLUDED)
     if exclude_file is not None:
         argv += ("--exclude-file", str(exclude_file))
     if limit_upload:
@@ -160,6 +163,11 @@ def restore_argv(access: Access, snapshot: str, target: Path, include: tuple = (
         f"--include={path}" for path in include)
 
 
+def glob_escape(path: str) -> str:
+    """`path` as a restic pattern matching only itself (its glob characters escaped)."""
+    return re.sub(r"([*?\[\]\\])", r"\\\1", path)
+
+
 def exclude_line(path: str) -> bytes:
     """An exclude-file line matching exactly the absolute `path` (a name from a device: hostile).
 
@@ -170,7 +178,7 @@ def exclude_line(path: str) -> bytes:
     out = []
     for index, char in enumerate(path):
         if char in "*?[]\\":
-            out.append("\\" + char)
+            out.append(glob_escape(char))
         elif char == "$":
             out.append("$$")
         elif char in "\r\n" or (char.isspace() and index in (0, len(path) - 1)):

@@ -8,6 +8,7 @@ version of it each (why the second copy may run beside a pass)."""
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import threading
@@ -16,12 +17,21 @@ import time
 import pytest
 
 from tests.integration.offsite_helpers import Nas, OffsiteNode, archive_state, digest, locks, sending_then
-from tests.integration.runner_helpers import integrity
+from tests.integration.runner_helpers import ROOT, integrity
 from ethoscope_rsync.render.upstream import render_metrics
 from ethoscope_rsync.state.offsite import attach
 from ethoscope_rsync.state.store import read_json
 from tests.lab.data import _random_file
 from tests.listeners import Webhook
+from tests.polling import wait_for
+
+
+def reachable(address, port):
+    try:
+        socket.create_connection((address, port), timeout=2).close()
+    except OSError:
+        return False
+    return True
 
 
 def error_lines(stderr):
@@ -122,6 +132,7 @@ def test_a_second_copy_on_a_nas_over_sftp_and_a_link_cut_during_the_upload(make_
     assert "second copy failed: repository unreachable: " in line
     nas.lab.restore_link(nas.device)
     nas.lab.clear_rate_limit(nas.device)
+    wait_for(lambda: reachable(nas.device.ip, 22), 30, what="the NAS's link to be up again")
 
     again = node.offsite()
     assert again.returncode == 0, again.stderr
@@ -254,3 +265,29 @@ def test_snapshots_beside_atomic_replacements_hold_one_whole_version(make_lab, t
         with sqlite3.connect(f"file:{copy}?immutable=1", uri=True) as db:
             (kinds, rows, number), = db.execute("SELECT count(DISTINCT version), count(*), max(version) FROM t")
         assert kinds == 1 and rows == 100 + number    # one whole version, never a mix
+
+
+def test_destinations_below_a_hidden_folder_are_sent_without_their_own_hidden_files(tmp_path):
+    """The patterns that leave hidden files out are anchored below each destination: a destination
+    under a hidden folder (a bare ".*" matches it too) is sent whole."""
+    base = tmp_path / ".lab [data]"
+    for kind in ("results", "videos"):
+        (base / kind / ("a" * 32)).mkdir(parents=True)
+        (base / kind / ("a" * 32) / f"{kind}.txt").write_text(kind)
+        (base / kind / ("a" * 32) / f".{kind}.txt.Ab12Cd").write_text("rsync's temporary file")
+    (base / "pw").write_text("password\n")
+    conf = base / "backup.conf"
+    conf.write_text(f"[node]\nserver = \"\"\n[paths]\nresults = {base}/results\nvideos = {base}/videos\n"
+                    f"state_dir = {tmp_path}/state\nstatus_file = {tmp_path}/status.json\nupstream_config = /none\n"
+                    f"[offsite]\nrepository = {tmp_path}/repo\npassword_file = {base}/pw\n")
+
+    def offsite(*args):
+        return subprocess.run(["/usr/bin/python3", "-m", "ethoscope_rsync", "offsite", "-c", str(conf), *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert offsite("--init").returncode == 0
+    sent = offsite()
+    assert sent.returncode == 0, sent.stderr
+    env = dict(os.environ, RESTIC_REPOSITORY=str(tmp_path / "repo"), RESTIC_PASSWORD_FILE=str(base / "pw"))
+    listed = subprocess.run(["restic", "--no-cache", "ls", "latest"], env=env, capture_output=True, text=True).stdout
+    files = [line for line in listed.splitlines() if line.endswith(".txt") or ".Ab12Cd" in line]
+    assert sorted(files) == sorted(str(base / kind / ("a" * 32) / f"{kind}.txt") for kind in ("results", "videos"))

@@ -27,9 +27,12 @@ def test_backup_argv():
     assert restic.backup_argv(LOCAL, ("/d/results", "/d/videos"), Path("/tmp/x/held-back"), host="node",
                               limit_upload=800) == (
         "restic", "--cache-dir", "/var/lib/e/cache", "backup", "--json", "--host", "node",
-        "--tag", "ethoscope-backup", "--exclude=.*", "--exclude=*.db-wal", "--exclude=*.db-shm",
-        "--exclude=*.db-journal", "--exclude-file", "/tmp/x/held-back", "--limit-upload", "800",
-        "--", "/d/results", "/d/videos")
+        "--tag", "ethoscope-backup", "--exclude=/d/results/**/.*", "--exclude=/d/results/**/*.db-wal",
+        "--exclude=/d/results/**/*.db-shm", "--exclude=/d/results/**/*.db-journal", "--exclude=/d/videos/**/.*",
+        "--exclude=/d/videos/**/*.db-wal", "--exclude=/d/videos/**/*.db-shm", "--exclude=/d/videos/**/*.db-journal",
+        "--exclude-file", "/tmp/x/held-back", "--limit-upload", "800", "--", "/d/results", "/d/videos")
+    odd = restic.backup_argv(LOCAL, ("/srv/.lab [2]/results/",), None, host="n")
+    assert odd[odd.index("--json") + 5] == "--exclude=/srv/.lab \\[2\\]/results/**/.*"   # anchored, escaped
     assert restic.backup_argv(LOCAL, ("/d/results",), None, host="n", dry_run=True)[-3:] == (
         "--dry-run", "--", "/d/results")
 
