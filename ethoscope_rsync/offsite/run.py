@@ -34,7 +34,6 @@ from ethoscope_rsync.state.store import (load_history, load_ledger, load_offsite
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.system.logs import Notifier, log, printable
-from ethoscope_rsync.system.untrusted_sqlite import integrity_problem
 
 PROGRESS_EVERY = 60.0        # seconds between two progress lines in the journal
 SHORT = 300.0                # seconds a quick restic command (unlock, stats) may take at most
@@ -139,6 +138,7 @@ def checked(config: Config, selection: sources.Selection, stop: threading.Event,
     """The databases held back checked here (within half of the run's time left), as verify checks them."""
     if not selection.held_back or config.offsite.databases != "verified":
         return selection
+    from ethoscope_rsync.system.untrusted_sqlite import integrity_problem     # sqlite3: only when there is a check
     until = time.monotonic() + (deadline - time.monotonic()) / 2
     selection, damaged = sources.check_held(selection, integrity_problem, config.transfer.database_check_timeout,
                                             stop, until)
@@ -237,7 +237,9 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         failure = output.classify(run.run(restic.unlock_argv(access), at_most=SHORT))
         if failure is not None:
             return _end(config, _failed(state, failure.problem, failure.detail, clock(), stop.is_set()))
-    selection = checked(config, select(config, history, load_ledger(config.offsite_file)), stop, run.deadline)
+    known = load_ledger(config.offsite_file)
+    selection = checked(config, select(config, history, known), stop, run.deadline)
+    ledger = selection.ledger if selection.ledger != known else None        # written only when it changed
     for example in selection.examples[:5]:
         log.warning("second copy: %s held back: not verified on this node", example)
     state = dataclasses.replace(state, held_back=len(selection.held_back), held_examples=selection.examples)
@@ -249,13 +251,13 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
     if failure is not None:
         detail = failure.detail if failure.problem != output.UNREADABLE else (
             f"{sent.errors} file(s) not read, e.g. {sent.first_error}")
-        return _end(config, _failed(state, failure.problem, detail, clock(), stop.is_set()), selection.ledger)
+        return _end(config, _failed(state, failure.problem, detail, clock(), stop.is_set()), ledger)
     retained = not first and schedule.retain_due(state, now)
     if retained:
         state, failure = retain(run, state, now)
         if failure is not None:
             return _end(config, _failed(state, failure.problem, "snapshot sent, retention failed: "
-                                        + failure.detail, clock(), stop.is_set()), selection.ledger)
+                                        + failure.detail, clock(), stop.is_set()), ledger)
     stored = _stored(run) if retained else (         # measured once a day, with the retention
         state.repository_bytes + state.last.added if state.repository_bytes else 0)
     message = (f"snapshot {state.last.id}: {state.last.files} files, {human_size(state.last.bytes)}, "
@@ -263,7 +265,7 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
                                                          if state.held_back else ""))
     state = dataclasses.replace(state, pid=0, ended=clock(), outcome=OK, problem="", message=message, failures=0,
                                 since=0.0, repository_bytes=stored or state.repository_bytes)
-    return _end(config, state, selection.ledger)
+    return _end(config, state, ledger)
 
 
 def _record_snapshot(state: OffsiteState, sent: Sent, started: float, good_passes: int) -> OffsiteState:

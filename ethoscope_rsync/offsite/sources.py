@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 from ethoscope_rsync.state.offsite import HELD_LISTED, MAX_LEDGER
-from ethoscope_rsync.system.untrusted_sqlite import Stopped
 
 DATABASE = ".db"
 
@@ -104,6 +103,7 @@ def check_held(selection: Selection, check, seconds_each: float, stop: threading
     """Check the databases held back (``check(path, seconds, stop)`` -> '' when sound): the sound ones
     are sent and remembered, the others stay held back. Until the monotonic time `until` (those not
     reached wait for the next run). -> (the new selection, [(Found, what is wrong)])."""
+    from ethoscope_rsync.system.untrusted_sqlite import Stopped      # sqlite3: only when there is a check
     held, ledger, damaged = [], dict(selection.ledger), []
     for database in selection.held_back:
         if stop.is_set() or time.monotonic() >= until:
