@@ -12,9 +12,11 @@ import tempfile
 from pathlib import Path
 
 from ethoscope_rsync.system import execute
+from ethoscope_rsync.system.logs import printable
 from ethoscope_rsync.config.load import Config, credential_key
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
+from ethoscope_rsync.backup.confine import find_links
 from ethoscope_rsync.backup.destinations import free_space_problem, nearest_existing
 from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
@@ -51,6 +53,28 @@ def check_destination(path: Path, reserve: int) -> tuple:
     return "ok", f"destination {path} writable" + ("" if probe == path else " (will be created)")
 
 
+LINKS_BUDGET = 30.0      # seconds `check` spends looking for symbolic links under one destination
+
+
+def check_links(path: Path, budget: float = LINKS_BUDGET) -> tuple:
+    """The symbolic links under a destination (see backup.confine): FAIL for those leading out of
+    their device's folder, which the pass refuses to write through."""
+    if not path.is_dir():
+        return "ok", f"no symbolic links under {path} (not there yet)"
+    links = find_links(path, budget)
+    cut = "" if links.complete else f" (looked for {budget:g}s, not everywhere)"
+    if not links.count:
+        return ("ok" if links.complete else "warn"), f"no symbolic links under {path}{cut}"
+    shown = ", ".join(f"{printable(link.path, 120)} -> {printable(link.target, 120)}"
+                      for link in links.found if link.leaves or not links.leaving)
+    if links.leaving:
+        return "FAIL", (f"{links.leaving} symbolic link(s) under {path} lead out of their device's folder: "
+                        f"{shown}{cut}; a pass refuses to write through them (the device fails): remove them, "
+                        "the next pass copies those folders from the devices again")
+    return ("ok" if links.complete else "warn"), (f"{links.count} symbolic link(s) under {path}, each staying "
+                                                  f"in its device's folder: {shown}{cut}")
+
+
 def check_device(config: Config, device, key: str) -> tuple:
     folders = " ".join(shlex.quote(config.remote_root(kind)) for kind in config.kinds())
     remote = f"for d in {folders}; do test -d \"$d\" -a -r \"$d\" -a -x \"$d\" || echo \"unreadable: $d\"; done"
@@ -78,6 +102,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
                     else ("FAIL", f"known hosts folder {known} is not writable"))
     for kind in config.kinds():
         findings.append(check_destination(config.destination(kind), config.min_free_bytes))
+        findings.append(check_links(config.destination(kind)))
     for level, text in findings:
         out(f"{level:5} {text}")
     try:
