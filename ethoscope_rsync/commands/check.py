@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import printable
+from ethoscope_rsync.system.units import PASS_UNIT, covered, parse_paths, refusal
 from ethoscope_rsync.config.load import Config, credential_key
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
@@ -75,6 +76,32 @@ def check_links(path: Path, budget: float = LINKS_BUDGET) -> tuple:
                                                   f"in its device's folder: {shown}{cut}")
 
 
+def check_sandbox(config: Config, processes=execute, systemd: Path = Path("/run/systemd/system")) -> list:
+    """Each destination the pass's sandbox would refuse (ProtectSystem=strict but its ReadWritePaths=),
+    as systemd has loaded the unit; nothing to say without systemd."""
+    if not systemd.is_dir():
+        return []
+    result = processes.run(("systemctl", "show", "-P", "ReadWritePaths", PASS_UNIT), timeout=15)
+    if result.returncode != 0:
+        return [("warn", f"cannot ask systemd which folders {PASS_UNIT} may write: {result.last_error_line}")]
+    allowed = parse_paths(result.stdout)
+    findings = []
+    for kind in config.kinds():
+        destination = config.destination(kind)
+        problem = refusal(destination)
+        real = Path(os.path.realpath(destination))
+        if problem:
+            findings.append(("FAIL", f"destination {destination}: {problem}"))
+        elif not (covered(destination, allowed) or covered(real, [Path(os.path.realpath(a)) for a in allowed])):
+            findings.append(("FAIL", f"destination {destination} is outside the backup pass's sandbox ({PASS_UNIT} "
+                                     f"may write {' '.join(map(str, allowed)) or 'nothing'}): run "
+                                     "'systemctl daemon-reload', which opens it to the pass (the package's "
+                                     "generator reads backup.conf and ethoscope.conf)"))
+        else:
+            findings.append(("ok", f"destination {destination} is open to the backup pass's sandbox"))
+    return findings
+
+
 def check_device(config: Config, device, key: str) -> tuple:
     folders = " ".join(shlex.quote(config.remote_root(kind)) for kind in config.kinds())
     remote = f"for d in {folders}; do test -d \"$d\" -a -r \"$d\" -a -x \"$d\" || echo \"unreadable: $d\"; done"
@@ -103,6 +130,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     for kind in config.kinds():
         findings.append(check_destination(config.destination(kind), config.min_free_bytes))
         findings.append(check_links(config.destination(kind)))
+    findings += check_sandbox(config)
     for level, text in findings:
         out(f"{level:5} {text}")
     try:

@@ -14,13 +14,14 @@ from ethoscope_rsync import __version__
 from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir,
                                          load_config, parse_rate)
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
+from ethoscope_rsync.config.switches import switched_on, switched_what
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError,
                                                as_service_user)
 from ethoscope_rsync.system.logs import setup
 from ethoscope_rsync.state.store import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim")
 PROG = "ethoscope-backup"
 
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="one backup pass, then exit (what the timer runs)")
     _common(run)
     _pass_options(run)
+    run.add_argument("--switches", metavar="DIR", type=Path,
+                     help="copy only the trees of the node's switches that are on (folders in DIR named "
+                          "ethoscope_backup_unified, _sqlite, _video), of those configured; none on: as configured")
     serve = commands.add_parser("serve", help="status web service (socket-activated under systemd)")
     _common(serve)
     _listen_option(serve)
@@ -102,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
     verify.add_argument("--since", metavar="DAYS", type=float,
                         help="only files changed in the last DAYS days (default: all)")
+    reclaim = commands.add_parser("reclaim", help="as root: create the destinations and hand the folders root "
+                                                  "made under them to the service user (before every pass)")
+    _common(reclaim)
     for sub in commands.choices.values():
         sub.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -143,6 +150,8 @@ def apply_options(config, args: argparse.Namespace):
             changes["bwlimit_kib"] = parse_rate(args.bwlimit)
         except ValueError as error:
             raise ConfigError(f"--bwlimit: {error}") from None
+    if get("switches"):
+        changes["what"] = switched_what(changes.get("what", config.what), switched_on(args.switches))
     if get("listen"):
         changes["listen"] = args.listen
     if get("since") is not None and not 0 < args.since <= 36500:
@@ -184,6 +193,11 @@ KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "fo
 def _dispatch(args: argparse.Namespace, config) -> int:
     if args.command == "status":
         return show_status(config, as_json=args.json)
+    if args.command == "reclaim":
+        from ethoscope_rsync.commands.reclaim import run_reclaim
+        return run_reclaim(config)
+    if args.command == "daemon":
+        _reclaim_as_root(config)
     try:
         if args.command == "run":
             return run_command(config)
@@ -228,7 +242,14 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
 def run_command(config) -> int:
     """``run``: a preview with --dry-run, else a pass; both as the service user when root starts them."""
     from ethoscope_rsync.backup.passes import StopRequest, run_pass
+    if not config.kinds():
+        from ethoscope_rsync.system.logs import log
+        log.info("nothing to copy: the node's switches that are on turn on none of the trees [transfer] what "
+                 "copies (%s)", config.source)
+        return EXIT_OK
     stop = StopRequest()
+    if not config.dry_run:
+        _reclaim_as_root(config)
     with as_service_user(config, KEY_REQUIRED):
         if config.dry_run:
             from ethoscope_rsync.backup.preview import preview_pass
@@ -238,6 +259,13 @@ def run_command(config) -> int:
         signal.signal(stop.signum, signal.SIG_DFL)
         os.kill(os.getpid(), stop.signum)
     return code
+
+
+def _reclaim_as_root(config) -> None:
+    """A pass root starts by hand first hands root's folders over, as the unit's ExecStartPre=+ does."""
+    if os.geteuid() == 0:
+        from ethoscope_rsync.commands.reclaim import run_reclaim
+        run_reclaim(config)
 
 
 def show_status(config, as_json: bool) -> int:

@@ -99,9 +99,9 @@ class Config:
         return self.state_dir / "verify.json"
 
     def kinds(self) -> tuple:
-        """The trees this pass copies, in order: results before videos."""
+        """The trees this pass copies, in order: results before videos (none: switched off, see switches)."""
         return {"unified": ("results", "videos"), "results": ("results",),
-                "videos": ("videos",)}[self.what]
+                "videos": ("videos",), "": ()}[self.what]
 
     def destination(self, kind: str) -> Path:
         return self.results_dir if kind == "results" else self.videos_dir
