@@ -258,3 +258,14 @@ def test_folders_set_in_the_node_s_web_interface_just_work(node, lab):
     finally:
         box.write("/etc/ethoscope/backup.conf", config(lab))
         box.sh("rm -f /etc/ethoscope/ethoscope.conf && systemctl daemon-reload")
+
+
+# ------------------------------------------------------------------------------------------ last: remove, install
+def test_installed_again_after_a_removal_the_backups_are_switched_on_again(node, deb):
+    box = node
+    box.exec(["apt-get", "remove", "-y", "-q", "ethoscope-rsync"], timeout=300)
+    assert active(box, TIMER) == "inactive" and not box.path("/run/ethoscope-backup-switch/" + UNIFIED).exists()
+    again = box.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends",
+                      "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=300)
+    assert "ethoscope-rsync: backups switched on: %s " % UNIFIED in again.stdout, again.stdout
+    assert switched(box) == ({UNIFIED: "active", SQLITE: "inactive", VIDEO: "inactive"}, [UNIFIED])
