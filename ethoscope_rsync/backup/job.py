@@ -253,7 +253,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         raise TransferFailed(*_stopped(job))
     prune_raw(raw_root(config, device), work.finished)
     databases = {}
-    for path in on_device:
+    for path in (p for p in on_device if not confine.escape(destination / folder, destination / p)):
         try:
             databases[path] = (destination / path).stat().st_size
         except OSError:

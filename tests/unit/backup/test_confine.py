@@ -99,6 +99,8 @@ def test_a_database_behind_a_link_to_another_device_is_not_recovered_and_fails_t
     assert victim.read_bytes() == before
     assert "results:raw" not in fake.calls and "holder" not in fake.calls   # nothing to take safely
     assert not [e for e in sent if isinstance(e, ev.DatabaseChecked)]
+    (listed,) = [dict(e.files) for e in sent if isinstance(e, ev.Listed)]
+    assert DB not in listed                                    # B's file is not counted as A's either
     assert [e.ok for e in sent if isinstance(e, ev.Finished)] == [False]
 
 
