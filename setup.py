@@ -9,7 +9,6 @@ setup(
     description="Incremental rsync/SSH backup of ethoscope results and videos to the node",
     license="GPL-3.0-or-later",
     packages=find_packages(include=["ethoscope_rsync", "ethoscope_rsync.*"]),
-    package_data={"ethoscope_rsync.config": ["backup.configspec"]},
     entry_points={"console_scripts": ["ethoscope-backup = ethoscope_rsync.commands.cli:main"]},
     python_requires=">=3.11",
 )

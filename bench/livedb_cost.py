@@ -124,7 +124,7 @@ def run(quick: bool = False) -> dict:
                 p["rsync_pair_cpu_s_both_ends"] = r_cpu
                 # 3. node-side recovery
                 t0 = time.monotonic()
-                v = livedb.recover_database(raw / rel, Path(str(raw / rel) + "-wal"), node / rel)
+                v = livedb.recover_database(raw / rel, Path(str(raw / rel) + "-wal"), node / rel, check_timeout=300.0)
                 p["node_recover_s"] = time.monotonic() - t0
                 p["recovered_ok"], p["rows"] = v.ok, v.rows
                 livedb.forget_mtimes([raw / rel, Path(str(raw / rel) + "-wal")])

@@ -36,6 +36,8 @@ except ImportError:                     # the baseline's flat layout
 status, history = (json.load(open(p)) for p in sys.argv[1:3])
 now, n, plain = float(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "plain"
 kw = {"charts": False} if plain else {}
+horizon = {"horizon_days": 14.0} if "horizon_days" in inspect.signature(render.status_document).parameters else {}
+kw.update(horizon)
 def page():
     return render.render_html(status, history, now, 86400.0, **kw)
 for _ in range(3):
@@ -44,7 +46,7 @@ times = []
 for _ in range(n):
     t = time.perf_counter(); page(); times.append(time.perf_counter() - t)
 times.sort()
-doc = json.dumps(render.status_document(status, history, now, 86400.0), separators=(",", ":"))
+doc = json.dumps(render.status_document(status, history, now, 86400.0, **horizon), separators=(",", ":"))
 print(json.dumps({"min_ms": times[0] * 1e3, "median_ms": times[len(times) // 2] * 1e3,
                   "page_bytes": len(page()), "status_bytes": len(doc)}))
 """

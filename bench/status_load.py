@@ -120,14 +120,16 @@ def _ms(text) -> float:
     return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
 
 
-def cold_samples(command, n, env=None) -> list:
+def cold_samples(command, n, env=None, cwd=None) -> list:
     """ms from connecting to the complete first ``/status`` answer of a new socket-activated
     process (``command`` is exec'd by systemd-socket-activate on the first connection)."""
     out = []
     for _ in range(n):
         port = free_port()
-        proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port] + command,
-                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # systemd-socket-activate hands its children only the variables named with -E
+        passed = ["-E", "PYTHONPATH=" + env["PYTHONPATH"]] if env and env.get("PYTHONPATH") else []
+        proc = subprocess.Popen(["systemd-socket-activate", "-l", "127.0.0.1:%d" % port] + passed + command,
+                                env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_listening(port)
             t0 = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import re
 import shlex
 import shutil
 import statistics
@@ -376,6 +375,5 @@ def many_devices(quick=False):
 
 
 def _default_jobs():
-    spec = (ROOT / "ethoscope_rsync" / "config" / "backup.configspec").read_text()
-    match = re.search(r"^jobs\s*=\s*integer\(.*default=(\d+)\)", spec, re.M)
-    return int(match.group(1)) if match else None
+    from ethoscope_rsync.config.settings import BY_NAME
+    return BY_NAME[("transfer", "jobs")].value

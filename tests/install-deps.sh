@@ -3,12 +3,12 @@
 # Idempotent: re-running it installs nothing new. Run as root.
 set -eu
 PACKAGES="
-  python3 python3-systemd python3-sdnotify python3-cherrypy3 python3-configobj python3-zeroconf
+  python3 python3-systemd python3-sdnotify python3-cheroot python3-configobj python3-zeroconf
   rsync openssh-client openssh-server sqlite3 iproute2 procps psmisc curl
   python3-pytest
   systemd systemd-container mmdebstrap
   debhelper dh-python python3-all python3-setuptools fakeroot build-essential lintian
-  nginx-light prometheus chromium wrk
+  nginx-light prometheus chromium wrk python3-cherrypy3
 "
 missing=""
 for p in $PACKAGES; do

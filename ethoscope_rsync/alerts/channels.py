@@ -7,7 +7,9 @@
   (postfix, exim4) cannot do so from the alert service's sandbox (NoNewPrivileges=), so when
   sendmail fails the message is submitted over SMTP to the MTA on localhost:25 instead.
 * **Webhook** (``[alert] webhook``): one POST of a small JSON document; ``[alert] timeout`` seconds
-  at most, only http/https, redirects never followed, at most MAX_ANSWER bytes of the answer read.
+  at most, for each network operation and for the whole exchange (a server that answers a byte at a
+  time is cut off when the time is up), only http/https, redirects never followed, at most
+  MAX_ANSWER bytes of the answer read.
 """
 from __future__ import annotations
 
@@ -16,12 +18,12 @@ import email.utils
 import http.client
 import json
 import logging
+import os
 import shutil
 import smtplib
 import socket
-import urllib.error
+import threading
 import urllib.parse
-import urllib.request
 
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import log
@@ -80,11 +82,37 @@ def mail(addresses: tuple, subject: str, body: str, timeout: float,
     return "; ".join(problems) if sendmail else f"no sendmail (install an MTA) and {problems[0]}"
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    """A redirect is an error: a webhook must answer where it was configured."""
+class _Deadline:
+    """The whole of one HTTP exchange within ``seconds``: when the time is up, the connection is
+    shut down, which ends a read blocked on it at once (each read's own timeout only bounds the
+    wait for the next byte, not for the answer)."""
 
-    def redirect_request(self, req, fp, code, msg, headers, newurl):
-        return None
+    def __init__(self, seconds: float, conn: http.client.HTTPConnection):
+        self.conn, self.passed = conn, False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(seconds, self._cut)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._timer.cancel()
+        with self._lock:          # closed under the lock: a late cut never meets a reused descriptor
+            self.conn.close()
+
+    def _cut(self) -> None:
+        with self._lock:
+            self.passed = True
+            sock = self.conn.sock
+            if sock is None:      # not connected yet (connect has its own timeout) or already closed
+                return
+            try:          # through a duplicate: an HTTPS connection's TLS object is not touched from here
+                with socket.socket(fileno=os.dup(sock.fileno())) as raw:
+                    raw.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def webhook(url: str, document: dict, timeout: float) -> str:
@@ -92,19 +120,33 @@ def webhook(url: str, document: dict, timeout: float) -> str:
     body = json.dumps(document, ensure_ascii=False).encode("utf-8", "backslashreplace")
     if len(body) > MAX_BODY:
         raise ValueError(f"webhook document of {len(body)} bytes")
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json; charset=utf-8", "User-Agent": "ethoscope-backup"})
-    if request.type not in ("http", "https"):
-        return f"not an http(s) URL: {request.type}"
-    opener = urllib.request.build_opener(_NoRedirect())
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return f"not an http(s) URL: {parts.scheme}"
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    kind = getattr(http.client, "HTTPSConnection" if parts.scheme == "https" else "HTTPConnection", None)
+    if kind is None:                     # http.client was imported without ssl in this process
+        return "https is not available in this process"
     try:
-        with opener.open(request, timeout=timeout) as answer:
-            answer.read(MAX_ANSWER)
-            return ""
-    except urllib.error.HTTPError as error:
-        return f"HTTP {error.code} {error.reason}"[:200]
-    except (OSError, http.client.HTTPException, ValueError) as error:
+        conn = kind(parts.hostname or "", parts.port, timeout=timeout)
+        with _Deadline(timeout, conn) as deadline:
+            try:
+                conn.request("POST", target, body=body, headers={
+                    "Content-Type": "application/json; charset=utf-8", "User-Agent": "ethoscope-backup"})
+                answer = conn.getresponse()
+                answer.read(MAX_ANSWER)
+                problem = ""
+            except (OSError, http.client.HTTPException) as error:
+                problem = f"{type(error).__name__}: {error}"[:200]
+    except ValueError as error:          # a port out of range, a host with a control character
         return f"{type(error).__name__}: {error}"[:200]
+    if deadline.passed:                  # a cut answer may end without an error: it is cut all the same
+        return f"timed out: no complete answer within {timeout:g} s"
+    if problem:
+        return problem
+    if 200 <= answer.status < 300:
+        return ""
+    return f"HTTP {answer.status} {answer.reason}"[:200]     # a redirect too: never followed
 
 
 MAIL, WEBHOOK = "mail", "webhook"
@@ -112,7 +154,7 @@ MAIL, WEBHOOK = "mail", "webhook"
 
 def channels(config) -> tuple:
     """The channels besides the journal that `config` sets up."""
-    return tuple(name for name, wanted in ((MAIL, config.mail_to), (WEBHOOK, config.webhook)) if wanted)
+    return tuple(name for name, wanted in ((MAIL, config.alert.mail_to), (WEBHOOK, config.alert.webhook)) if wanted)
 
 
 def send(config, subject: str, body: str, document: dict, only: tuple | None = None) -> dict:
@@ -123,11 +165,11 @@ def send(config, subject: str, body: str, document: dict, only: tuple | None = N
         if only is not None and channel not in only:
             continue
         if channel == MAIL:
-            problem = mail(config.mail_to, subject, body, config.alert_timeout)
-            where = f"mail to {', '.join(config.mail_to)}"
+            problem = mail(config.alert.mail_to, subject, body, config.alert.timeout)
+            where = f"mail to {', '.join(config.alert.mail_to)}"
         else:
-            problem = webhook(config.webhook, document, config.alert_timeout)
-            where = f"webhook {urllib.parse.urlsplit(config.webhook).hostname}"
+            problem = webhook(config.alert.webhook, document, config.alert.timeout)
+            where = f"webhook {urllib.parse.urlsplit(config.alert.webhook).hostname}"
         if problem:
             failures[channel] = f"{where}: {problem}"
             log.warning("alert not delivered: %s", failures[channel])

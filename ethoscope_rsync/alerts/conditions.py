@@ -136,6 +136,6 @@ def transitions(state: dict, conditions: list) -> tuple:
 
 def conditions(config, history: History, status: Status, monitor: dict, now: float) -> list:
     """Every subject's condition now."""
-    return (device_conditions(history, status, now, config.stale_after, config.alert_failures)
-            + disk_conditions(history, config.disk_horizon) + [pass_condition(status, monitor, now)]
+    return (device_conditions(history, status, now, config.status.stale_after, config.alert.failures)
+            + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
             + damage_conditions(load_verifications(config.verify_file), history))

@@ -18,6 +18,7 @@ from ethoscope_rsync.state.alerts import (MAX_UNDELIVERED, RETRY_FOR, Change, Co
 from ethoscope_rsync.state.store import load_history, load_status, pass_lock, read_json, write_json_atomic
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.system.logs import log
+from ethoscope_rsync.state.model import DAY
 
 
 def _give_up(messages: list, why: str) -> None:
@@ -54,16 +55,16 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
         document = dict(render_alert.document([change], node, now, subject, text), event="test")
         return EXIT_FAILED if notify.send(config, subject, text, document) else EXIT_OK
     try:
-        with pass_lock(config.state_dir / "alerts.lock"):      # the pass's kind of flock, on a file of its own
+        with pass_lock(config.paths.state_dir / "alerts.lock"):      # the pass's kind of flock, on a file of its own
             recorded = read_json(config.alerts_file)
             pending, expired = read_undelivered(recorded, notify.channels(config), now)
-            _give_up(expired, "undelivered for %d days" % (RETRY_FOR // 86400))
+            _give_up(expired, "undelivered for %d days" % (RETRY_FOR // DAY))
             undelivered, dead = send_pending(config, pending)
-            found = conditions(config, load_history(config.history_file), load_status(config.status_file),
+            found = conditions(config, load_history(config.history_file), load_status(config.paths.status_file),
                                monitor, now)
             changes, state = transitions(read_state(recorded), found)
             if changes:
-                url = "http://%s:%s/" % (node, config.listen.rpartition(":")[2] or "8093")
+                url = "http://%s:%d/" % (node, config.status.listen.port)
                 notify.journal(render_alert.journal_entries(changes, now))
                 subject = render_alert.subject_line(changes, node)
                 text = render_alert.body(changes, node, now, url)

@@ -124,14 +124,14 @@ def areas_problem(config, device, folder: str, stamp: str) -> str:
     """'' when every area the device's job writes in is its own (see the module's docstring), else
     the first problem: a device folder leading into or above a destination, a link on the way to
     its raw mirror or to its --safe versions."""
-    destinations = (config.results_dir, config.videos_dir)
+    destinations = (config.paths.results, config.paths.videos)
     for kind in config.kinds():
         destination = config.destination(kind)
         problem = device_folder_problem(destination / folder, destinations)
-        if not problem and config.safe and stamp:
+        if not problem and config.transfer.safe and stamp:
             problem = linked(destination, destination / HIDDEN / "replaced" / stamp / folder)
         if problem:
             return problem
-    if "results" in config.kinds() and config.live_databases:
-        return linked(config.results_dir, raw_root(config, device) / folder)
+    if "results" in config.kinds() and config.transfer.live_databases:
+        return linked(config.paths.results, raw_root(config, device) / folder)
     return ""

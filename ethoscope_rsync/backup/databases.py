@@ -143,7 +143,7 @@ def _recover_one(job, device, path: str, sign: list, check_timeout: float, faile
     started = time.time()
     kept = None
     try:
-        kept = keep_aside(destination, job.stamp, path) if config.safe else None
+        kept = keep_aside(destination, job.stamp, path) if config.transfer.safe else None
         remove_leftovers(destination / path)
         verdict = livedb.recover_database(raw_db, wal if wal.is_file() else None, destination / path,
                                           check_timeout=check_timeout, stop=job.stop)
@@ -180,7 +180,7 @@ def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: floa
         if time.monotonic() > deadline or job.stop.is_set():
             return unverified, True, True
         sign = signature(on_device[path]) if path in on_device else known[path].signature
-        allowed = min(job.config.database_check_timeout, max(1.0, deadline - time.monotonic()))
+        allowed = min(job.config.transfer.database_check_timeout, max(1.0, deadline - time.monotonic()))
         verdict = _recover_one(job, device, path, sign, allowed, failed_copies.get(path, ""))
         if job.stop.is_set():     # interrupted: the node keeps its copy, the next pass takes it again
             return unverified + ([] if verdict.ok else [f"{path}: {verdict.message}"]), True, True

@@ -15,6 +15,7 @@ from ethoscope_rsync.state.model import KINDS
 from ethoscope_rsync.state.history import DiskSample, Usage
 from ethoscope_rsync.backup.confine import escape
 from ethoscope_rsync.backup.rsync import DB_RAW_DIR, PARTIAL_DIR
+from ethoscope_rsync.state.model import DAY
 
 
 def nearest_existing(path: Path) -> Path:
@@ -86,7 +87,7 @@ def prune_replaced(folder: Path, keep_days: float, now: float) -> list:
             stamp = time.mktime(time.strptime(name, "%Y-%m-%d_%H-%M-%S"))
         except ValueError:
             continue              # not ours: left alone
-        if now - stamp > keep_days * 86400:
+        if now - stamp > keep_days * DAY:
             shutil.rmtree(folder / name)
             removed.append(name)
     return removed
@@ -123,7 +124,7 @@ def measure(config, history, now: float) -> DiskSample:
             log.warning("cannot measure the file system of %s: %s", path, error.strerror)
             continue
         inventories = sum(d.inventory[kind].bytes for d in history.devices.values() if kind in d.inventory)
-        raw = tree_bytes(config.results_dir / DB_RAW_DIR) if kind == "results" else 0
+        raw = tree_bytes(config.paths.results / DB_RAW_DIR) if kind == "results" else 0
         usage[kind] = Usage(stats.f_bavail * stats.f_frsize, stats.f_blocks * stats.f_frsize,
                             inventories + raw, raw, fs)
     return DiskSample(now, usage)
@@ -137,8 +138,8 @@ def record_usage(config, history, now: float) -> None:
     sample = forecast.with_growth(history.disk, measure(config, history, now))
     history.disk = forecast.add_sample(history.disk, sample)
     for kind, f in forecast.forecasts(history.disk).items():
-        if f.short(config.disk_horizon):
+        if f.short(config.alert.disk_horizon):
             log.warning("%s destination %s: full in %s at %s a day (%s free; warning below "
                         "[alert] disk_horizon=%g days)", kind, config.destination(kind), format_days(f.days),
-                        human_size(f.per_day), human_size(f.free), config.disk_horizon,
+                        human_size(f.per_day), human_size(f.free), config.alert.disk_horizon,
                         extra=dict(DESTINATION=kind, DAYS_TO_FULL=round(f.days, 1)))

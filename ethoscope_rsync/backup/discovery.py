@@ -7,36 +7,20 @@ node server is tested without a network. Fetching and mDNS browsing are thin edg
 from __future__ import annotations
 
 import dataclasses
+import http.client as http_client
 import json
 import queue
-import re
 import socket
-import sys
 import threading
 import time
 
-from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.config.record import Config
+from ethoscope_rsync.config.syntax import Endpoint
 from ethoscope_rsync.config.devices import (NAME_RE, UNUSED_NAME, Device, DeviceError, check_address,
                                             check_id, check_name, node_device, selected)
 
 
 
-def _plain_http_client():
-    """http.client without ``ssl``, which it imports when it can: the node server speaks plain HTTP,
-    and libssl with libcrypto would be ~5 MB of every pass's memory and ~8 ms of its start. A
-    process that already loaded ssl keeps it; ssl stays importable afterwards."""
-    held = "ssl" not in sys.modules and "http.client" not in sys.modules
-    if held:
-        sys.modules["ssl"] = None           # makes "import ssl" raise ImportError
-    try:
-        import http.client
-    finally:
-        if held and sys.modules.get("ssl", 0) is None:
-            del sys.modules["ssl"]
-    return http.client
-
-
-http_client = _plain_http_client()
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
 MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server
@@ -89,20 +73,10 @@ def parse_node_devices(text: str) -> tuple:
     return tuple(devices), tuple(warnings)
 
 
-def node_url(server: str) -> str:
-    """'host', 'host:port', '[v6]:port' -> 'http://.../devices' (validated, no path injection)."""
-    match = re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?", server)
-    if not match or (match.group(2) and not 0 < int(match.group(2)) < 65536):
-        raise DiscoveryError(f"invalid node server {server[:60]!r} (expected HOST or HOST:PORT)")
-    return f"http://{server}/devices"
-
-
-def fetch_node_devices(server: str, timeout: float) -> str:
+def fetch_node_devices(server: Endpoint, timeout: float) -> str:
     """GET http://SERVER/devices: the whole answer within `timeout` seconds and MAX_ANSWER bytes,
     no redirects followed. Raises DiscoveryError."""
-    node_url(server)
-    host, _, port = server.rpartition(":") if not server.endswith("]") and ":" in server else (server, "", "")
-    connection = http_client.HTTPConnection(host.strip("[]"), int(port) if port else 80, timeout=timeout)
+    connection = http_client.HTTPConnection(server.host, server.port, timeout=timeout)
     # A deadline for the whole exchange: a server that sends a byte every few seconds must not hold
     # the pass, and socket timeouts only bound each read.
     watchdog = threading.Timer(timeout, _shut, (connection,))
@@ -242,24 +216,24 @@ def merge(*groups: tuple) -> tuple:
 
 def discover(config: Config) -> Discovered:
     """All devices to back up this pass, filtered by -e. Raises DiscoveryError."""
-    statics, warnings, sources = config.static_devices, [], []
+    statics, warnings, sources = config.devices, [], []
     found = ()
-    if not config.server and not statics:
-        found, mdns_warnings = browse_mdns(config.mdns_timeout)
+    if not config.node.server and not statics:
+        found, mdns_warnings = browse_mdns(config.node.mdns_timeout)
         warnings += mdns_warnings
         if not found:
             raise DiscoveryError("no node server configured ([node] server is empty), no [devices] "
                                  "entries, and no device found by mDNS")
         sources.append("mDNS")
-    elif config.server:
+    elif config.node.server:
         try:
             found, node_warnings = parse_node_devices(
-                fetch_node_devices(config.server, config.discovery_timeout))
+                fetch_node_devices(config.node.server, config.node.discovery_timeout))
             warnings += node_warnings
             sources.append("node server")
         except DiscoveryError as error:
             warnings.append(str(error))
-            found, mdns_warnings = browse_mdns(config.mdns_timeout)
+            found, mdns_warnings = browse_mdns(config.node.mdns_timeout)
             warnings += mdns_warnings
             if found:
                 sources.append("mDNS")

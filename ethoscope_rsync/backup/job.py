@@ -21,7 +21,7 @@ from ethoscope_rsync.state import events
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.backup import confine, livedb
 from ethoscope_rsync.backup import probe as probing
-from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.backup.databases import DatabaseWork, confine_work, pick_databases, prune_raw, recover_all
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.destinations import disk_full_message, free_space_problem, remove_orphan_partials
@@ -100,7 +100,7 @@ def _stopped(job: Job) -> tuple:
     if job.stop.is_set():
         return Outcome(False, False, "interrupted"), "interrupted by a stop request"
     return (Outcome(False, False, "device time budget exhausted"),
-            f"gave up after [transfer] device_timeout={job.config.device_timeout}s")
+            f"gave up after [transfer] device_timeout={job.config.transfer.device_timeout}s")
 
 
 def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
@@ -115,8 +115,8 @@ def _probe(job: Job, device: Device, deadline: float) -> Probe:
     """Ask the device who it is and what it holds; this also opens the job's shared connection."""
     config = job.config
     argv = probing.make_probe_command(_ssh(job, device), ssh_target(config, device),
-                                      config.remote_results, config.remote_videos)
-    timeout = min(max(1.0, deadline - time.monotonic()), config.connect_timeout + config.io_timeout)
+                                      config.paths.remote_results, config.paths.remote_videos)
+    timeout = min(max(1.0, deadline - time.monotonic()), config.ssh.connect_timeout + config.transfer.io_timeout)
     result = job.processes.run(argv, timeout=timeout, stop=job.stop)
     outcome, message = _outcome(job, device, "results", result)
     if not outcome.ok:
@@ -208,11 +208,11 @@ def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, de
                              f"cannot create {raw_root(config, device)}: {error.strerror}") from None
     if not work.live:
         return _transfer(job, device, "results", folder, "raw", deadline, only=work.copy)
-    holder = livedb.make_holder_command(_ssh(job, device) + (ssh_target(config, device),), config.remote_python,
-                                        f"{config.remote_results}/{folder}",
+    holder = livedb.make_holder_command(_ssh(job, device) + (ssh_target(config, device),), config.ssh.remote_python,
+                                        f"{config.paths.remote_results}/{folder}",
                                         max_hold_seconds=min(MAX_HOLD, max(60, int(deadline - time.monotonic()))))
     with job.processes.held(holder, stop=job.stop) as held:
-        first_line = held.ready_line(config.connect_timeout + 20)
+        first_line = held.ready_line(config.ssh.connect_timeout + 20)
         hold = livedb.parse_holder_ready(first_line)
         if hold is None:
             log.warning("%s: could not hold live databases open on the device (%s); copies are "
@@ -237,7 +237,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     if folder not in found.top["results"]:
         job.events.put(events.Listed(device.key, "results", ()))
         return []
-    if not config.live_databases:
+    if not config.transfer.live_databases:
         listing = _transfer(job, device, "results", folder, "all", deadline)
         job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
         return listing.problems
@@ -271,7 +271,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
 def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
     """One attempt at the whole job -> (device, problems). Raises TransferFailed."""
     config = job.config
-    full = next(filter(None, (free_space_problem(config.destination(kind), config.min_free_bytes)
+    full = next(filter(None, (free_space_problem(config.destination(kind), config.transfer.min_free)
                               for kind in config.kinds())), "")
     if full:
         raise TransferFailed(Outcome(False, False, "disk full"), full)
@@ -367,17 +367,17 @@ def backup_device(job: Job, device: Device) -> JobResult:
 
 def _backup_device(job: Job, device: Device) -> JobResult:
     config = job.config
-    deadline = time.monotonic() + config.device_timeout
+    deadline = time.monotonic() + config.transfer.device_timeout
     message, key = "", device.key
-    for attempt in range(1, config.retries + 2):
+    for attempt in range(1, config.transfer.retries + 2):
         job.events.put(events.Started(key, attempt, time.time()))
         try:
             device, problems = _attempt(job, device, deadline, attempt == 1)
             key = device.key
         except TransferFailed as failure:
             message = str(failure)
-            if failure.outcome.retry and attempt <= config.retries and not job.stop.is_set():
-                delay = config.retry_delay * 2 ** (attempt - 1)
+            if failure.outcome.retry and attempt <= config.transfer.retries and not job.stop.is_set():
+                delay = config.transfer.retry_delay * 2 ** (attempt - 1)
                 if time.monotonic() + delay < deadline:
                     log.info("%s: %s; retrying in %.0fs", device.name, message, delay,
                              extra=device_fields(device))

@@ -63,7 +63,6 @@ __all__ = [
 READY_PREFIX = "ETHOSCOPE-BACKUP-HOLD "
 DONE_PREFIX = "ETHOSCOPE-BACKUP-RELEASED "
 HOLDER_TIMEOUT_EXIT = 3       # holder released because max_hold_seconds passed, not because of EOF
-CHECK_TIMEOUT = 300.0         # seconds a database's recovery may take ([transfer] database_check_timeout)
 
 # rsync options for step 3 (device results -> <dest>/.ethoscope-backup/raw/), see module docstring.
 RAW_FILTER_ARGS = (
@@ -235,7 +234,7 @@ def _count_rows(path: Path, budget: untrusted_sqlite.Budget) -> int:
         con.close()
 
 
-def count_rows(path: Path, check_timeout: float = CHECK_TIMEOUT) -> int:
+def count_rows(path: Path, check_timeout: float) -> int:
     """Sum of count(*) over the user tables, read-only and defensively (see untrusted_sqlite).
     Raises sqlite3.DatabaseError if unreadable, or past the limits or `check_timeout` seconds.
 
@@ -267,7 +266,7 @@ def _same_content(a: Path, b: Path) -> bool:
 
 
 def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
-                     previous_rows: Optional[int] = None, check_timeout: float = CHECK_TIMEOUT,
+                     check_timeout: float, previous_rows: Optional[int] = None,
                      stop=None) -> Verdict:
     """Rebuild dest_db from a raw .db (+ -wal) copy; replace it atomically only if sound and not older.
 

@@ -16,7 +16,8 @@ import threading
 import time
 from pathlib import Path
 
-from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.config.load import credential_key
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
 from ethoscope_rsync.backup.destinations import prune_replaced, record_usage
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
@@ -82,8 +83,8 @@ def run_pass(config: Config, stop: threading.Event | None = None) -> int:
         with pass_lock(config.lock_file):
             history = load_history(config.history_file)
             history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
-            store = StatusStore(config.status_file, history, load_status(config.status_file), pid=os.getpid(),
-                                what=config.what, interval=config.update_interval)
+            store = StatusStore(config.paths.status_file, history, load_status(config.paths.status_file), pid=os.getpid(),
+                                what=config.transfer.what, interval=config.status.update_interval)
             notifier = Notifier()
             try:
                 return _locked_pass(config, stop, store, notifier)
@@ -114,13 +115,13 @@ def prune_old_versions(config: Config) -> None:
     for kind in config.kinds():
         folder = config.destination(kind) / HIDDEN / "replaced"
         try:
-            removed = prune_replaced(folder, config.keep_replaced_days, time.time())
+            removed = prune_replaced(folder, config.transfer.keep_replaced_days, time.time())
         except OSError as error:
             log.warning("cannot remove old versions in %s: %s", folder, error.strerror or error)
             continue
         if removed:
             log.info("removed old versions kept by --safe for more than %g days: %s/{%s}",
-                     config.keep_replaced_days, folder, ",".join(removed))
+                     config.transfer.keep_replaced_days, folder, ",".join(removed))
 
 
 def control_directory(candidates) -> str:
@@ -171,17 +172,17 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     if not devices:
         return _end(config, store, notifier, "failed", "; ".join(refused)[:500], EXIT_FAILED)
     try:
-        add_name_aliases(config.known_hosts)
+        add_name_aliases(config.ssh.known_hosts)
     except OSError as error:
-        log.warning("cannot update %s: %s", config.known_hosts, error.strerror)
+        log.warning("cannot update %s: %s", config.ssh.known_hosts, error.strerror)
     ciphers = choose_all_ciphers(config, devices, store, node_has_aes())
     store.set_message(f"backing up {len(devices)} device(s)")
-    control_dir = control_directory((config.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
+    control_dir = control_directory((config.paths.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
     if not control_dir:
         log.warning("no folder with a short enough path for ssh's shared connections: each transfer connects alone")
     try:
         job = Job(config=config, key=str(credential_key(config)),
-                  bwlimit_kib=share_bandwidth(config.bwlimit_kib, config.jobs, len(devices), len(config.kinds())),
+                  bwlimit_kib=share_bandwidth(config.transfer.bwlimit, config.transfer.jobs, len(devices), len(config.kinds())),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
@@ -209,7 +210,7 @@ def choose_all_ciphers(config: Config, devices, store: StatusStore, node_aes: bo
     chosen = {}
     for device in devices:
         past = store.history.devices.get(device.key)
-        offered, why = choose_ciphers(config.ssh_ciphers, node_aes, past.aes if past else None)
+        offered, why = choose_ciphers(config.ssh.ciphers, node_aes, past.aes if past else None)
         chosen[device.name] = offered
         store.add_device(device.id, device.name, device.address, ciphers=offered, cipher_reason=why)
     return chosen
@@ -242,13 +243,13 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
          completed: bool = False) -> int:
     """The pass's final status and history, written whatever happened before. `completed`: every
     device job ran to its end (some may have failed): then it is the last backup, as upstream's."""
-    warn_stale(store, config.stale_after, time.time())
+    warn_stale(store, config.status.stale_after, time.time())
     record_usage(config, store.history, time.time())
     store.history.verification = load_verifications(config.verify_file)
-    retired = store.retire(time.time(), config.retire_after)
+    retired = store.retire(time.time(), config.status.retire_after)
     if retired:
         log.info("not seen for more than [status] retire_after=%.0fs, no longer shown (their identities stay "
-                 "pinned): %s", config.retire_after, ", ".join(retired))
+                 "pinned): %s", config.status.retire_after, ", ".join(retired))
     store.finish(outcome, message, completed=completed)
     for what, write in (("history", lambda: save_history(config.history_file, store.history)),
                         ("status", store.write)):      # one failing (a full disk) never loses the other

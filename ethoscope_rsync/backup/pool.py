@@ -19,7 +19,7 @@ def share_bandwidth(total_kib: int, jobs: int, devices: int, trees: int = 1) -> 
 def run_pool(job: Job, devices: tuple, on_tick) -> list:
     """Back up `devices` with at most config.jobs at once; call on_tick() from this thread
     whenever events arrived or every half second. Returns JobResults in device order."""
-    with ThreadPoolExecutor(max_workers=job.config.jobs, thread_name_prefix="job") as pool:
+    with ThreadPoolExecutor(max_workers=job.config.transfer.jobs, thread_name_prefix="job") as pool:
         futures = [pool.submit(backup_device, job, device) for device in devices]
         for future in futures:   # wake the writer the moment a job ends, not at its next poll
             future.add_done_callback(lambda _future: job.events.put(_WAKE))

@@ -5,7 +5,8 @@ What it prints of a device's answers (file names, error lines) goes through
 from __future__ import annotations
 
 from ethoscope_rsync.system import execute
-from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.config.load import credential_key
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK
 from ethoscope_rsync.render.humanize import human_size
@@ -20,8 +21,8 @@ def _folder(config: Config, device, key: str, out) -> str:
     cannot be reached, has no valid machine id, or tells another than the one claimed for it (a
     pass would refuse it: see jobs)."""
     argv = make_probe_command(make_ssh_command(config, device, key), ssh_target(config, device),
-                              config.remote_results, config.remote_videos)
-    result = execute.run(argv, timeout=config.connect_timeout + config.io_timeout)
+                              config.paths.remote_results, config.paths.remote_videos)
+    result = execute.run(argv, timeout=config.ssh.connect_timeout + config.transfer.io_timeout)
     if result.returncode != 0:
         out(f"{device.name}: cannot reach ({classify_exit(result.returncode, result.stderr).label}: "
             f"{printable(informative_line(result.stderr), 160)})")
@@ -54,7 +55,7 @@ def preview_pass(config: Config, out=print) -> int:
             continue
         for kind in config.kinds():
             argv = make_rsync_command(config, device, kind, key=key, folder=folder, dry_run=True)
-            result = execute.run(argv, timeout=config.device_timeout)
+            result = execute.run(argv, timeout=config.transfer.device_timeout)
             files = [event for event in map(parse_file_line, result.stdout.splitlines())
                      if event is not None and event.is_file and event.itemize[0] in "<>"
                      and inside(folder, f"{folder}/{event.name}")]

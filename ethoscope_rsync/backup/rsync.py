@@ -12,7 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
-from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.devices import Device
 
 FILE_MARK = "ETHOSCOPE-BACKUP-FILE"
@@ -126,30 +126,30 @@ def make_ssh_command(config: Config, device: Device, key: str, control_dir: str 
     one TCP and key exchange instead of four, which the device's CPU notices. `ciphers`: the list
     chosen for the device (:func:`choose_ciphers`; "" ssh's own); None: [ssh] ciphers.
     """
-    ciphers = config.ssh_ciphers if ciphers is None else ciphers
+    ciphers = config.ssh.ciphers if ciphers is None else ciphers
     shared = ("-o", "ControlMaster=auto", "-o", f"ControlPath={control_dir}/%C",
               "-o", "ControlPersist=60") if control_dir else ()
     return ("ssh",) + shared + (
-        "-i", str(key), "-p", str(config.ssh_port),
+        "-i", str(key), "-p", str(config.ssh.port),
         "-o", "BatchMode=yes",
         "-o", "IdentitiesOnly=yes",
-        "-o", f"StrictHostKeyChecking={config.host_key_policy}",
-        "-o", f"UserKnownHostsFile={config.known_hosts}",
+        "-o", f"StrictHostKeyChecking={config.ssh.host_key_policy}",
+        "-o", f"UserKnownHostsFile={config.ssh.known_hosts}",
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", f"HostKeyAlias={device.host_key_alias}",
         "-o", "UpdateHostKeys=no",
         "-o", "HashKnownHosts=no",                           # forget-host finds entries by name
-        "-o", f"ConnectTimeout={config.connect_timeout}",
+        "-o", f"ConnectTimeout={config.ssh.connect_timeout}",
         "-o", "ServerAliveInterval=5",                       # a vanished device is noticed in 15 s,
         "-o", "ServerAliveCountMax=3",                       # whatever rsync's --timeout for stalled data
         "-o", "LogLevel=ERROR",
-    ) + (("-o", f"KexAlgorithms={config.ssh_kex}") if config.ssh_kex else ()) + (
-        "-l", config.ssh_user,
+    ) + (("-o", f"KexAlgorithms={config.ssh.kex}") if config.ssh.kex else ()) + (
+        "-l", config.ssh.user,
     ) + (("-c", ciphers) if ciphers else ())
 
 
 def ssh_target(config: Config, device: Device) -> str:
-    return f"{config.ssh_user}@{device.address}"
+    return f"{config.ssh.user}@{device.address}"
 
 
 def filter_pattern(path: str) -> str:
@@ -171,13 +171,13 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, f
     device no longer has.
     """
     destination = config.destination(kind)
-    source = f"{config.ssh_user}@{device.ssh_host}:{config.remote_root(kind)}/{folder}/"
+    source = f"{config.ssh.user}@{device.ssh_host}:{config.remote_root(kind)}/{folder}/"
     argv = [
         "rsync", "--recursive", "--times", "--omit-dir-times",
         "--no-links", "--no-devices", "--no-specials",      # regular files only: no symlink escapes
         "--chmod=Du=rwx,Dgo=rx,Fu=rw,Fgo=r",
         "--partial-dir=" + PARTIAL_DIR,                      # interrupted files never get a final name
-        "--timeout=" + str(config.io_timeout),
+        "--timeout=" + str(config.transfer.io_timeout),
         "--protect-args",                                  # remote path never word-split by a shell
         "--no-inc-recursive",                                # accurate totals for the progress bar
         "--info=progress2,name2",                            # name2: unchanged files are listed too
@@ -185,11 +185,11 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, f
         "--exclude=" + HIDDEN, "--exclude=" + HIDDEN + "-*",
         "-e", shlex.join(make_ssh_command(config, device, key, control_dir, ciphers)),
     ]
-    if kind == "results" and config.compress_results:
+    if kind == "results" and config.transfer.compress_results:
         argv.append("--compress")
     if bwlimit_kib:
         argv.append(f"--bwlimit={bwlimit_kib}")
-    if config.safe and stamp and databases != "raw":
+    if config.transfer.safe and stamp and databases != "raw":
         argv += ["--backup", f"--backup-dir={destination}/{HIDDEN}/replaced/{stamp}/{folder}"]
     if dry_run:
         argv.append("--dry-run")
@@ -207,7 +207,7 @@ def make_rsync_command(config: Config, device: Device, kind: str, *, key: str, f
 
 def raw_root(config: Config, device: Device) -> Path:
     """The device's private raw mirror of its databases (one per device)."""
-    return config.results_dir / DB_RAW_DIR / device.key
+    return config.paths.results / DB_RAW_DIR / device.key
 
 
 @dataclasses.dataclass(frozen=True)

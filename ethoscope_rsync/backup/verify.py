@@ -39,6 +39,7 @@ from ethoscope_rsync.system.logs import log, printable
 from ethoscope_rsync.state.model import DAMAGED_LISTED, KINDS
 from ethoscope_rsync.state.history import Verification
 from ethoscope_rsync.state.store import load_history, load_verifications, pass_lock, write_json_atomic
+from ethoscope_rsync.state.model import DAY
 
 HIDDEN_PREFIX = ".ethoscope-backup"
 SIDECAR_LIMIT = 65536
@@ -239,7 +240,7 @@ def _devices(config) -> list:
 def verify(config, since_days: float, stop: threading.Event) -> int:
     """Check the chosen devices' copies; record each device's verification; exit code."""
     roots = {kind: str(config.destination(kind)) for kind in KINDS}
-    since = time.time() - since_days * 86400.0 if since_days else 0.0
+    since = time.time() - since_days * DAY if since_days else 0.0
     devices = _devices(config)
     if not devices:
         log.info("verify: no backed-up device%s to verify", " matches -e" if config.selection else "")
@@ -299,7 +300,7 @@ def run_verify(config, since_days: float) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     try:
-        with pass_lock(config.state_dir / "verify.lock"):      # the pass's kind of flock, on a file of its own
+        with pass_lock(config.paths.state_dir / "verify.lock"):      # the pass's kind of flock, on a file of its own
             return verify(config, since_days, stop)
     except Busy:
         log.error("another verify is already running; this one exits without doing anything")

@@ -14,7 +14,8 @@ from pathlib import Path
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import printable
 from ethoscope_rsync.system.units import PASS_UNIT, covered, parse_paths, refusal
-from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.config.load import credential_key
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
 from ethoscope_rsync.backup.confine import find_links
@@ -106,7 +107,7 @@ def check_device(config: Config, device, key: str) -> tuple:
     folders = " ".join(shlex.quote(config.remote_root(kind)) for kind in config.kinds())
     remote = f"for d in {folders}; do test -d \"$d\" -a -r \"$d\" -a -x \"$d\" || echo \"unreadable: $d\"; done"
     argv = make_ssh_command(config, device, key) + (ssh_target(config, device), remote)
-    result = execute.run(argv, timeout=config.connect_timeout + 15)
+    result = execute.run(argv, timeout=config.ssh.connect_timeout + 15)
     if result.returncode == 0 and not result.stdout.strip():
         return "ok", f"{device.name} ({device.address}): SSH works, host key known, folders readable"
     if result.returncode == 0:
@@ -124,11 +125,11 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     """`key_finding`: the key as root saw it before handing the check over to the service user
     (whose private copy of the key says nothing about the original's owner and mode)."""
     findings = [key_finding or check_key(credential_key(config))]
-    known = config.known_hosts.parent
-    findings.append(("ok", f"known hosts {config.known_hosts}") if os.access(known, os.W_OK) or not known.exists()
+    known = config.ssh.known_hosts.parent
+    findings.append(("ok", f"known hosts {config.ssh.known_hosts}") if os.access(known, os.W_OK) or not known.exists()
                     else ("FAIL", f"known hosts folder {known} is not writable"))
     for kind in config.kinds():
-        findings.append(check_destination(config.destination(kind), config.min_free_bytes))
+        findings.append(check_destination(config.destination(kind), config.transfer.min_free))
         findings.append(check_links(config.destination(kind)))
     findings += check_sandbox(config)
     for level, text in findings:
@@ -162,7 +163,7 @@ def forget_host(config: Config, name: str, out=print) -> int:
     prefix = f"ETHOSCOPE_{number:03d}"
     try:
         with pass_lock(config.lock_file):         # the history is the pass's: never write it beside one
-            removed = remove_host_keys(config.known_hosts, prefix)
+            removed = remove_host_keys(config.ssh.known_hosts, prefix)
             history = load_history(config.history_file)
             unpinned = unpin(history, prefix)
             if unpinned:
@@ -171,7 +172,7 @@ def forget_host(config: Config, name: str, out=print) -> int:
         out(f"forget-host: {busy}; try again when it has ended")
         return EXIT_BUSY
     if not removed and not unpinned:
-        out(f"no host key recorded for {prefix} in {config.known_hosts}")
+        out(f"no host key recorded for {prefix} in {config.ssh.known_hosts}")
         return EXIT_OK
     out(f"forgot {removed} host key(s) of {prefix} and its machine id; the next pass records its new key")
     return EXIT_OK

@@ -1,8 +1,7 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim] [options]``."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import signal
@@ -11,8 +10,9 @@ import time
 from pathlib import Path
 
 from ethoscope_rsync import __version__
-from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir,
-                                         load_config, parse_rate)
+from ethoscope_rsync.config.load import DEFAULT_CONFIG, ConfigError, credential_key, derive_videos_dir, load_config
+from ethoscope_rsync.config.record import Config
+from ethoscope_rsync.config.settings import BY_NAME, PATH, SETTINGS
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
 from ethoscope_rsync.config.switches import switched_on, switched_what
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
@@ -23,6 +23,7 @@ from ethoscope_rsync.state.store import read_json
 
 COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim")
 PROG = "ethoscope-backup"
+OPTION_PREFIX = "setting:"     # argparse dest of an option that sets [section] key
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -33,34 +34,23 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-D", "--debug", action="store_true", help="debug logging")
 
 
-def _pass_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-r", "--results-dir", metavar="DIR", type=Path,
-                        help="destination for results (default from config, else /ethoscope_data/results)")
-    parser.add_argument("-v", "--videos-dir", metavar="DIR", type=Path,
-                        help="destination for videos (default from config, else next to results)")
-    parser.add_argument("-i", "--server", metavar="HOST[:PORT]",
-                        help="node server for discovery (GET http://HOST/devices)")
+def _setting_options(parser: argparse.ArgumentParser, command: str) -> None:
+    """The options that set a configuration key (from the settings table), for this command."""
+    for setting in SETTINGS:
+        flags = [flag for flag in setting.flags if command in flag.commands]
+        target = parser.add_mutually_exclusive_group() if len(flags) > 1 else parser
+        for flag in flags:
+            dest = f"{OPTION_PREFIX}{setting.section}.{setting.key}"
+            if flag.const is not None:
+                target.add_argument(*flag.options, dest=dest, action="store_const", const=flag.const,
+                                    help=flag.help or setting.doc)
+            else:
+                target.add_argument(*flag.options, dest=dest, metavar=flag.metavar, help=flag.help or setting.doc)
+
+
+def _selection_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-e", "--ethoscope", metavar="LIST",
                         help='only these devices: 004, 4, ETHOSCOPE_004, a machine id, or "004,007,010"')
-    what = parser.add_mutually_exclusive_group()
-    what.add_argument("--unified", dest="what", action="store_const", const="unified",
-                      help="copy results and videos (default)")
-    what.add_argument("--results-only", dest="what", action="store_const", const="results",
-                      help="copy only results (databases)")
-    what.add_argument("--videos-only", dest="what", action="store_const", const="videos",
-                      help="copy only videos")
-    parser.add_argument("-s", "--safe", action="store_true",
-                        help="never replace or shorten an existing file on the node: keep the old version aside")
-    parser.add_argument("-n", "--dry-run", action="store_true",
-                        help="discover and show what would be copied, change nothing")
-    parser.add_argument("-j", "--jobs", metavar="N", type=int, help="devices backed up at once")
-    parser.add_argument("--bwlimit", metavar="RATE",
-                        help="total bandwidth budget shared by all concurrent transfers (e.g. 10M, KiB/s if no unit)")
-
-
-def _listen_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--listen", metavar="ADDR:PORT",
-                        help="address to bind when not socket-activated (default from config, 0.0.0.0:8093)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,44 +62,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     run = commands.add_parser("run", help="one backup pass, then exit (what the timer runs)")
-    _common(run)
-    _pass_options(run)
+    _selection_option(run)
+    run.add_argument("-n", "--dry-run", action="store_true",
+                     help="discover and show what would be copied, change nothing")
     run.add_argument("--switches", metavar="DIR", type=Path,
                      help="copy only the trees of the node's switches that are on (folders in DIR named "
                           "ethoscope_backup_unified, _sqlite, _video), of those configured; none on: as configured")
-    serve = commands.add_parser("serve", help="status web service (socket-activated under systemd)")
-    _common(serve)
-    _listen_option(serve)
+    commands.add_parser("serve", help="status web service (socket-activated under systemd)")
     status = commands.add_parser("status", help="show the backup state as a table")
-    _common(status)
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
     check = commands.add_parser("check", help="diagnose keys, node server, devices and destinations")
-    _common(check)
-    check.add_argument("-i", "--server", metavar="HOST[:PORT]", help="node server for discovery")
-    check.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    _selection_option(check)
     daemon = commands.add_parser("daemon", help="run a pass every interval and serve the status (no systemd)")
-    _common(daemon)
-    _pass_options(daemon)
-    _listen_option(daemon)
-    daemon.add_argument("--interval", metavar="SECONDS", type=float,
-                        help="seconds between the end of a pass and the next (default from config, 300)")
+    _selection_option(daemon)
     forget = commands.add_parser("forget-host", help="forget a device's recorded SSH host key "
                                                      "(after its SD card was replaced)")
-    _common(forget)
     forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
     alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
-    _common(alert)
     alert.add_argument("--test", action="store_true", help="send a test message through every channel")
     verify = commands.add_parser("verify", help="check the node's copies: videos against their .md5, "
                                                 "databases with integrity_check")
-    _common(verify)
-    verify.add_argument("-e", "--ethoscope", metavar="LIST", help="only these devices")
+    _selection_option(verify)
     verify.add_argument("--since", metavar="DAYS", type=float,
                         help="only files changed in the last DAYS days (default: all)")
-    reclaim = commands.add_parser("reclaim", help="as root: create the destinations and hand the folders root "
-                                                  "made under them to the service user (before every pass)")
-    _common(reclaim)
-    for sub in commands.choices.values():
+    commands.add_parser("reclaim", help="as root: create the destinations and hand the folders root made "
+                                        "under them to the service user (before every pass)")
+    for name, sub in commands.choices.items():
+        _common(sub)
+        _setting_options(sub, name)
         sub.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
 
@@ -121,46 +101,33 @@ def normalise_argv(argv: list) -> list:
     return argv
 
 
-def apply_options(config, args: argparse.Namespace):
-    """Command-line options override the configuration file."""
-    changes = {"debug": args.debug}
-    get = lambda name: getattr(args, name, None)  # noqa: E731
-    if get("results_dir"):
-        changes["results_dir"] = args.results_dir.absolute()
-        if not get("videos_dir"):
-            changes["videos_dir"] = derive_videos_dir(changes["results_dir"])
-    if get("videos_dir"):
-        changes["videos_dir"] = args.videos_dir.absolute()
-    if get("server") is not None:
-        changes["server"] = args.server.strip()
-    if get("ethoscope"):
-        changes["selection"] = parse_selection(args.ethoscope)
-    if get("what"):
-        changes["what"] = args.what
-    if get("safe"):
-        changes["safe"] = True
-    if get("dry_run"):
-        changes["dry_run"] = True
-    if get("jobs") is not None:
-        if not 1 <= args.jobs <= 256:
-            raise ConfigError("-j/--jobs: must be between 1 and 256")
-        changes["jobs"] = args.jobs
-    if get("bwlimit"):
-        try:
-            changes["bwlimit_kib"] = parse_rate(args.bwlimit)
-        except ValueError as error:
-            raise ConfigError(f"--bwlimit: {error}") from None
-    if get("switches"):
-        changes["what"] = switched_what(changes.get("what", config.what), switched_on(args.switches))
-    if get("listen"):
-        changes["listen"] = args.listen
-    if get("since") is not None and not 0 < args.since <= 36500:
+def apply_options(config: Config, args: argparse.Namespace) -> Config:
+    """Command-line options override the configuration file; each is checked as its setting is."""
+    sections: dict[str, dict] = {}
+    for dest, value in vars(args).items():
+        if not dest.startswith(OPTION_PREFIX) or value is None:
+            continue
+        setting = BY_NAME[tuple(dest[len(OPTION_PREFIX):].split("."))]
+        if isinstance(value, str):
+            try:
+                value = setting.parse(os.path.abspath(value) if setting.kind is PATH else value)
+            except ValueError as error:
+                raise ConfigError(f"{'/'.join(setting.flags[0].options)}: {error}") from None
+        sections.setdefault(setting.section, {})[setting.key] = value
+    paths = sections.get("paths", {})
+    if "results" in paths and "videos" not in paths:
+        paths["videos"] = derive_videos_dir(paths["results"])
+    extra: dict = {"debug": args.debug}
+    if getattr(args, "ethoscope", None):
+        extra["selection"] = parse_selection(args.ethoscope)
+    if getattr(args, "dry_run", False):
+        extra["dry_run"] = True
+    if getattr(args, "since", None) is not None and not 0 < args.since <= 36500:
         raise ConfigError("--since: must be a number of days above 0")
-    if get("interval") is not None:
-        if args.interval < 1:
-            raise ConfigError("--interval: must be at least 1 second")
-        changes["daemon_interval"] = args.interval
-    return dataclasses.replace(config, **changes)
+    if getattr(args, "switches", None):
+        what = sections.get("transfer", {}).get("what", config.transfer.what)
+        sections.setdefault("transfer", {})["what"] = switched_what(what, switched_on(args.switches))
+    return config.changed(**sections, **extra)
 
 
 def main(argv: list | None = None) -> int:
@@ -215,9 +182,9 @@ def _dispatch(args: argparse.Namespace, config) -> int:
 def _command(args: argparse.Namespace, config, key_finding) -> int:
     if args.command == "serve":
         from ethoscope_rsync.web.adapter import serve
-        return serve(config.status_file, config.history_file, listen=config.listen,
-                     cors_origin=config.cors_origin, idle_exit=config.idle_exit,
-                     stale_after=config.stale_after, horizon_days=config.disk_horizon)
+        return serve(config.paths.status_file, config.history_file, listen=config.status.listen,
+                     cors_origin=config.status.cors_origin, idle_exit=config.status.idle_exit,
+                     stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon)
     if args.command == "check":
         from ethoscope_rsync.commands.check import run_checks
         return run_checks(config, key_finding=key_finding)
@@ -272,10 +239,10 @@ def show_status(config, as_json: bool) -> int:
     from ethoscope_rsync.state.model import settled  # not loaded by a pass
     from ethoscope_rsync.render.upstream import terminal_status
     from ethoscope_rsync.web.documents import process_alive
-    status, history = read_json(config.status_file), read_json(config.history_file)
+    status, history = read_json(config.paths.status_file), read_json(config.history_file)
     status = settled(status, process_alive)
     if as_json:
         print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
         return EXIT_OK
-    print("\n".join(terminal_status(status, history, time.time(), config.stale_after, config.disk_horizon)))
+    print("\n".join(terminal_status(status, history, time.time(), config.status.stale_after, config.alert.disk_horizon)))
     return EXIT_OK

@@ -11,7 +11,7 @@ import threading
 import time
 
 from ethoscope_rsync.alerts.report import run_alerts
-from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.system.logs import log
 from ethoscope_rsync.system.exits import EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.backup.passes import run_pass
@@ -27,14 +27,14 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
-    server = StatusServer(str(config.status_file), str(config.history_file), listen=config.listen,
-                          cors_origin=config.cors_origin, stale_after=config.stale_after, horizon_days=config.disk_horizon)
+    server = StatusServer(str(config.paths.status_file), str(config.history_file), listen=config.status.listen,
+                          cors_origin=config.status.cors_origin, stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon)
     try:
         server.start()
     except ServeError as error:
         log.error("cannot serve the status: %s", error)
         return EXIT_USAGE
-    log.info("daemon: status on %s, a pass every %.0fs", config.listen, config.daemon_interval)
+    log.info("daemon: status on %s, a pass every %.0fs", config.status.listen, config.daemon.interval)
     code = EXIT_OK
     try:
         while not stop.is_set():
@@ -43,8 +43,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
                 run_alerts(config, {}, time.time())
             except OSError as error:       # e.g. the state dir turned read-only: the passes go on
                 log.warning("alerts not sent: %s", error)
-            log.info("daemon: pass ended with exit code %d; next in %.0fs", code, config.daemon_interval)
-            stop.wait(config.daemon_interval)
+            log.info("daemon: pass ended with exit code %d; next in %.0fs", code, config.daemon.interval)
+            stop.wait(config.daemon.interval)
     finally:
         server.stop()
     return code

@@ -39,7 +39,7 @@ def _write(path: Path, text: str) -> None:
 def generate(normal: Path, late: Path, unit_folders=UNIT_FOLDERS, config_path=None, err=sys.stderr) -> None:
     try:
         config = load_config(config_path)
-        destinations = (config.results_dir, config.videos_dir)
+        destinations = (config.paths.results, config.paths.videos)
         for destination in destinations:
             problem = refusal(destination)
             if problem:

@@ -11,7 +11,7 @@ import pwd
 import time
 
 from ethoscope_rsync.backup.reclaim import BUDGET, reclaim
-from ethoscope_rsync.config.load import Config
+from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.system.exits import EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.system.logs import log
 from ethoscope_rsync.system.privileges import service_owner
@@ -25,12 +25,12 @@ def run_reclaim(config: Config, out=print) -> int:
         return EXIT_USAGE
     owner = service_owner(config)
     if owner is None:          # the service runs as root here (or has no state yet): nothing to hand over
-        log.debug("reclaim: %s belongs to root: nothing to hand over", config.state_dir)
+        log.debug("reclaim: %s belongs to root: nothing to hand over", config.paths.state_dir)
         return EXIT_OK
     try:
         account = pwd.getpwuid(owner)
     except KeyError:
-        log.warning("reclaim: %s belongs to uid %d, which has no account: nothing handed over", config.state_dir,
+        log.warning("reclaim: %s belongs to uid %d, which has no account: nothing handed over", config.paths.state_dir,
                     owner)
         return EXIT_OK
     for kind in config.kinds():

@@ -114,8 +114,8 @@ def destinations_html(v: View, horizon_days: float, charts: bool = True) -> str:
     return "".join(parts)
 
 
-def render_html(status, history, now: float, stale_after: float, refresh: int = 5,
-                horizon_days: float = 14.0, charts: bool = True) -> str:
+def render_html(status, history, now: float, stale_after: float, horizon_days: float, refresh: int = 5,
+                charts: bool = True) -> str:
     """A readable page: destinations, one row per device; meta refresh only while a pass is active.
     `charts` False leaves out the strips and usage charts (the benchmark's baseline)."""
     v = view(status, history, now, stale_after, files=False)

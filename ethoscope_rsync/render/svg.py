@@ -10,6 +10,7 @@ import html
 
 from ethoscope_rsync.render.humanize import format_time, human_size
 from ethoscope_rsync.state.model import ERROR, PASSES_KEPT
+from ethoscope_rsync.state.model import DAY
 
 SLOT, BAR, HEIGHT = 4, 3, 16              # strip: px per pass, bar width, height
 LEVELS = 13                               # bar heights 4..16 px, by log2 of the bytes copied
@@ -78,11 +79,11 @@ def usage_chart(series: list, capacity: int, per_day: float | None, horizon_days
     if not series:
         return ""
     t0, (t1, last) = series[0][0], series[-1]
-    ahead = max(1.0, horizon_days) * 86400.0
+    ahead = max(1.0, horizon_days) * DAY
     t_end = t1 + ahead
-    forecast_end = (t_end, last + (per_day or 0.0) * ahead / 86400.0)
-    if per_day and per_day > 0 and last + per_day * ahead / 86400.0 > capacity:
-        forecast_end = (t1 + max(0.0, capacity - last) / per_day * 86400.0, max(capacity, last))
+    forecast_end = (t_end, last + (per_day or 0.0) * ahead / DAY)
+    if per_day and per_day > 0 and last + per_day * ahead / DAY > capacity:
+        forecast_end = (t1 + max(0.0, capacity - last) / per_day * DAY, max(capacity, last))
     top = max(capacity, max(v for _, v in series), forecast_end[1], 1) * 1.05
     span = max(t_end - t0, 1.0)
     plot_w, plot_h = W - LEFT - 8, H - TOP - BOTTOM

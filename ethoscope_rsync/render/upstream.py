@@ -28,6 +28,7 @@ from ethoscope_rsync.state.model import ERROR, KINDS, RUNNING, FileCopy, Transfe
 from ethoscope_rsync.state.history import Inventory
 from ethoscope_rsync.render.page import render_html  # noqa: F401 (the web service's entry point)
 from ethoscope_rsync.state.views import DeviceView, View, last_backup_time, view
+from ethoscope_rsync.state.model import DAY
 
 
 # ---------------------------------------------------------------- upstream shapes
@@ -149,7 +150,7 @@ def disk_document(v: View, horizon_days: float) -> dict:
     return {"destinations": out, "horizon_days": horizon_days, "samples": len(v.history.disk)}
 
 
-def status_rows(status, history, now: float, stale_after: float = 86400.0) -> list:
+def status_rows(status, history, now: float, stale_after: float) -> list:
     """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
     of the status and the history as the web service's /status."""
     rows = []
@@ -165,7 +166,7 @@ def status_rows(status, history, now: float, stale_after: float = 86400.0) -> li
     return sorted(rows)
 
 
-def terminal_status(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:
+def terminal_status(status, history, now: float, stale_after: float, horizon_days: float) -> list:
     """``ethoscope-backup status``: the last pass, a table of the devices, then the notes."""
     v = view(status, history, now, stale_after, files=False)
     if v.has_status:
@@ -183,7 +184,7 @@ def terminal_status(status, history, now: float, stale_after: float, horizon_day
     return lines + ([""] + notes if notes else [])
 
 
-def terminal_notes(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> list:
+def terminal_notes(status, history, now: float, stale_after: float, horizon_days: float) -> list:
     """Lines under ``ethoscope-backup status``'s table: each destination with its forecast, and
     the devices whose last verification found damage."""
     v = view(status, history, now, stale_after, files=False)
@@ -231,7 +232,7 @@ def _processing(v: View) -> list:
             for d in v.devices.values() if d.run and d.run.processing]
 
 
-def status_document(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> dict:
+def status_document(status, history, now: float, stale_after: float, horizon_days: float) -> dict:
     """``GET /status``: upstream-compatible, plus the pass, the devices in it, staleness and the disk."""
     v = view(status, history, now, stale_after)
     processing = _processing(v)
@@ -307,7 +308,7 @@ def _fmt(value) -> str:
     return repr(value)
 
 
-def render_metrics(status, history, now: float, stale_after: float, horizon_days: float = 14.0) -> str:
+def render_metrics(status, history, now: float, stale_after: float, horizon_days: float) -> str:
     """Prometheus text exposition format 0.0.4."""
     v = view(status, history, now, stale_after)
     run = v.status.run
@@ -383,10 +384,10 @@ def _disk_metrics(metric, found: dict, paths: dict, horizon_days: float) -> None
            "Bytes of the raw database mirror (.ethoscope-backup/raw) in the destination.", per(lambda f: f.raw))
     metric("ethoscope_backup_destination_growth_bytes_per_second", "gauge",
            "How fast the destination's file system fills, over the last week (absent until known).",
-           per(lambda f: round(f.per_day / 86400.0, 3), lambda f: f.per_day is not None))
+           per(lambda f: round(f.per_day / DAY, 3), lambda f: f.per_day is not None))
     metric("ethoscope_backup_destination_full_in_seconds", "gauge",
            "Time until the destination's file system is full at that rate (absent when not filling).",
-           per(lambda f: round(f.days * 86400.0), lambda f: f.days is not None))
+           per(lambda f: round(f.days * DAY), lambda f: f.days is not None))
     metric("ethoscope_backup_destination_full_soon", "gauge",
            "1 if the destination will be full within the warning horizon ([alert] disk_horizon).",
            per(lambda f: 1 if f.short(horizon_days) else 0))

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 
-from ethoscope_rsync.state.model import mapping, number, sequence
+from ethoscope_rsync.state.model import DAY, mapping, number, sequence
 
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
-RETRY_FOR = 7 * 86400.0    # seconds an undelivered message is tried again (after every pass)
+RETRY_FOR = 7 * DAY    # seconds an undelivered message is tried again (after every pass)
 MAX_UNDELIVERED = 20       # undelivered messages kept; the oldest are given up first
 
 

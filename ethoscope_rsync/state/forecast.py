@@ -16,8 +16,8 @@ from __future__ import annotations
 import dataclasses
 
 from ethoscope_rsync.state.history import DiskSample
+from ethoscope_rsync.state.model import DAY
 
-DAY = 86400.0
 SPACING = 7200.0          # one kept sample every two hours (plus the newest) ...
 KEPT = 7 * DAY            # ... over the last week: at most 86 samples
 MIN_SPAN = 6 * 3600.0     # no estimate from samples spanning less than this

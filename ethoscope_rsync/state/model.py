@@ -18,6 +18,7 @@ import dataclasses
 import math
 
 SCHEMA = 2
+DAY = 86400.0            # seconds
 KINDS = ("results", "videos")
 PASSES_KEPT = 30          # per device, for the status page's strip
 FILES_LISTED = 500        # per device and kind: the newest files named in the status

@@ -18,10 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from ethoscope_rsync.config.record import KIND_TREES
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.system.exits import Busy
 from ethoscope_rsync.system.logs import one_line
-from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, KINDS, PASSES_KEPT, mapping,
+from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
                                          RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
                                          Status, Transfer)
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
@@ -109,7 +110,7 @@ class StatusStore:
                  what: str, interval: float, clock=time.time):
         self.path, self.interval, self.clock = path, interval, clock
         self.history = history
-        self.kinds = {"unified": KINDS, "results": ("results",), "videos": ("videos",)}[what]
+        self.kinds = KIND_TREES[what]
         self._written = -float("inf")
         self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
         if previous is not None:

@@ -17,7 +17,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ethoscope_rsync.config.load import Config, credential_key
+from ethoscope_rsync.config.load import credential_key
+from ethoscope_rsync.config.record import Config
 
 # What a command needs from root besides the user switch: the SSH key or not.
 KEY_REQUIRED, KEY_OPTIONAL, NO_KEY = "required", "optional", "none"
@@ -32,7 +33,7 @@ def service_owner(config: Config) -> int | None:
     if os.geteuid() != 0:
         return None
     try:
-        owner = config.state_dir.stat().st_uid
+        owner = config.paths.state_dir.stat().st_uid
     except OSError:
         return None
     return owner if owner != 0 else None
@@ -62,7 +63,7 @@ def become(config: Config, uid: int, key: str = KEY_REQUIRED) -> Path | None:
     try:
         account = pwd.getpwuid(uid)
     except KeyError:
-        raise IdentityError(f"{config.state_dir} belongs to uid {uid}, which has no account") from None
+        raise IdentityError(f"{config.paths.state_dir} belongs to uid {uid}, which has no account") from None
     credentials = None
     if key != NO_KEY:
         try:

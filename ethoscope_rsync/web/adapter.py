@@ -1,148 +1,83 @@
-"""The read-only status web service (``ethoscope-backup serve``): CherryPy over the status app.
+"""The read-only status web service (``ethoscope-backup serve``): the app as a WSGI callable, served.
 
-CherryPy is the framework; every request goes to one handler, a thin adapter that passes the
-method, path, query and headers to :meth:`ethoscope_rsync.web.app.StatusApp.respond` and copies
-its answer back. The server (cheroot, the connection gate, socket activation) is
-:mod:`ethoscope_rsync.web.server`; CherryPy's engine, autoreload and signal plumbing are not used.
+:func:`make_wsgi_app` adapts :meth:`ethoscope_rsync.web.app.StatusApp.respond` to WSGI (PEP 3333):
+it passes the method, the decoded path, the query, the headers and the client's address, and
+copies the answer back; an exception in the app is a JSON 500 and one escaped log line, never a
+traceback. The server (the connection gate, cheroot's workers, socket activation) is
+:mod:`ethoscope_rsync.web.server`.
 
-Tuned for a status feed polled by many clients: no object-tree dispatch (one handler for every
-path), no access log (the service logs only refused and failed requests), no request bodies.
+No framework: the service has one handler and no per-path configuration, tools or engine, so
+CherryPy would add only its import (with ``pkg_resources``: ~90 ms of the first socket-activated
+answer and ~13 MB here, see bench/status_service.py; on Debian 12 also the ``cgi`` module Python
+3.13 removed) and a request object per request. cheroot, CherryPy's own HTTP server, serves the callable through its WSGI interface.
+No access log (the service logs only refused and failed requests), no request bodies.
 """
 from __future__ import annotations
 
-import json
+import http
 import logging
 import sys
+from typing import Callable, Iterable, Mapping, NamedTuple
 
+from ethoscope_rsync.system.logs import Notifier
+from ethoscope_rsync.web.app import JSON_TYPE, NOSNIFF, Response, StatusApp, problem_body
+from ethoscope_rsync.web.clientlog import ClientLog
+from ethoscope_rsync.web.gate import Limits
+from ethoscope_rsync.web.listen import ServeError, activated_sockets, client_address, format_address
+from ethoscope_rsync.web.server import THREADS, Service, run_until_stopped, stop_signals
 
-def _import_framework():
-    """Import cheroot and CherryPy without what a plain-HTTP status service never uses.
-
-    cherrypy imports ``pkg_resources`` only to look up its own version string (it falls back to
-    "unknown"): ~130 ms of start-up, which the first socket-activated request waits for, and
-    ~8 MB. cheroot and the standard modules CherryPy pulls in (urllib.request, http.client)
-    import ``ssl`` and OpenSSL's ``_hashlib`` when available and do without them otherwise: the
-    service speaks plain HTTP on the LAN, so libssl and libcrypto (~4 MB resident) stay out.
-    Only modules not loaded yet are held back, and only during this import: a process that
-    already uses them (``ethoscope-backup daemon``) keeps them as they are.
-    """
-    held = [name for name in ("pkg_resources", "ssl", "_hashlib") if name not in sys.modules]
-    for name in held:
-        sys.modules[name] = None      # makes "import name" raise ImportError
-    try:
-        import cheroot.wsgi  # noqa: F401 - imported here, under the same conditions as cherrypy
-        import cherrypy as cp
-    finally:
-        for name in held:
-            if sys.modules.get(name, 0) is None:
-                del sys.modules[name]
-    return cp
-
-
-cherrypy = _import_framework()
-
-from ethoscope_rsync.web.clientlog import ClientLog  # noqa: E402 - after the framework, see _import_framework
-from ethoscope_rsync.web.gate import Limits  # noqa: E402
-from ethoscope_rsync.web.listen import ServeError, activated_sockets, client_address, format_address  # noqa: E402
-from ethoscope_rsync.system.logs import Notifier  # noqa: E402
-from ethoscope_rsync.web.server import THREADS, Service, run_until_stopped, stop_signals  # noqa: E402
-from ethoscope_rsync.web.app import JSON_TYPE, StatusApp  # noqa: E402
-
-__all__ = ["ServeError", "StatusServer", "make_wsgi_app", "serve"]
+__all__ = ["ServeError", "StatusApp", "StatusServer", "make_wsgi_app", "serve"]
 
 log = logging.getLogger("ethoscope_rsync.web")
 _errors = ClientLog(log)
+INTERNAL_ERROR = problem_body(500, "internal error")
 NO_BODY = (204, 304)
+WSGIApp = Callable[[dict, Callable], Iterable[bytes]]
 
 
-class _Handler:
-    """The page handler for every path: ``StatusApp.respond`` in CherryPy's request."""
-
-    def __init__(self, app: StatusApp):
-        self.app = app
-
-    def __call__(self):
-        req, resp = cherrypy.serving.request, cherrypy.serving.response
-        answer = self.app.respond(req.method, req.path_info, req.headers, req.query_string,
-                                  client_address(req.remote.ip))
-        resp.status = answer.status
-        headers = resp.headers
-        if answer.status in NO_BODY:
-            headers.pop("Content-Type", None)
-        for name, value in answer.headers:   # names as respond() spells them ("ETag", not "Etag")
-            dict.__setitem__(headers, name, value)
-        return answer.body
+class Request(NamedTuple):
+    """A WSGI request as ``StatusApp.respond`` takes it."""
+    method: str
+    path: str
+    headers: Mapping
+    query: str
+    client: str
 
 
-def _error_page(status, message, traceback, version):
-    """CherryPy's own errors (e.g. an undecodable query string): JSON, never a traceback."""
-    code = str(status).split(" ", 1)[0]
-    cherrypy.serving.response.headers["Content-Type"] = JSON_TYPE
-    return json.dumps({"error": str(message), "status": int(code) if code.isdigit() else 500})
+def request_of(environ: dict) -> Request:
+    """The request in a WSGI environ.
+
+    PATH_INFO holds the path's bytes as Latin-1 (PEP 3333), already %-decoded: read back as UTF-8
+    (bytes that are not stay as surrogates, escaped wherever they are shown)."""
+    path = environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8", "surrogateescape")
+    headers = {key[5:].replace("_", "-").lower(): value for key, value in environ.items() if key.startswith("HTTP_")}
+    return Request(environ.get("REQUEST_METHOD", ""), path, headers, environ.get("QUERY_STRING", ""),
+                   client_address(environ.get("REMOTE_ADDR")))
 
 
-def _unexpected_error():
-    """An exception in the handler: one (escaped) log line, a JSON 500, no traceback to the client."""
-    exc = sys.exc_info()[1]
-    req, resp = cherrypy.serving.request, cherrypy.serving.response
-    _errors.error("%s %s %s: 500 internal error: %s: %s", client_address(req.remote.ip), req.method,
-                  req.path_info, type(exc).__name__, str(exc))
-    body = b'{"error":"internal error","status":500}'
-    resp.status = 500
-    resp.headers["Content-Type"] = JSON_TYPE
-    resp.headers["Content-Length"] = str(len(body))
-    resp.body = [body]
+def _status_line(status: int) -> str:
+    try:
+        return "%d %s" % (status, http.HTTPStatus(status).phrase)
+    except ValueError:
+        return "%d Unknown" % status
 
 
-class _Request(cherrypy._cprequest.Request):
-    """CherryPy's request with this service's settings as class attributes (not per-request config)."""
+def make_wsgi_app(app: StatusApp) -> WSGIApp:
+    """The WSGI callable (PEP 3333) that answers every request with ``app.respond``."""
 
-    show_tracebacks = False
-    show_mismatched_params = False
-    methods_with_bodies = ()            # never read request bodies: nothing can be posted
-    process_request_body = False
-    error_page = {"default": _error_page}
+    def status_app(environ: dict, start_response: Callable) -> list:
+        method, path, headers, query, client = request_of(environ)
+        try:
+            answer = app.respond(method, path, headers, query, client)
+        except Exception as error:  # noqa: BLE001 - a bug of ours: the client gets a 500, never a traceback
+            _errors.error("%s %s %s: 500 internal error: %s: %s", client, method, path, type(error).__name__,
+                          str(error))
+            answer = Response(500, [("Content-Type", JSON_TYPE), ("Content-Length", str(len(INTERNAL_ERROR))),
+                                    NOSNIFF], b"" if method == "HEAD" else INTERNAL_ERROR)
+        start_response(_status_line(answer.status), list(answer.headers))
+        return [] if answer.status in NO_BODY else [answer.body]
 
-
-class _Response(cherrypy._cprequest.Response):
-    def __init__(self):
-        super().__init__()
-        dict.__setitem__(self.headers, "Server", "ethoscope-backup")
-
-
-class _Dispatch:
-    """CherryPy dispatcher: every path to the one handler. No config per path, so no tools run
-    (not even CherryPy's default ones: there is nothing to encode, redirect or log per request)."""
-
-    def __init__(self, handler):
-        self.handler = handler
-
-    def __call__(self, path_info):
-        req = cherrypy.serving.request
-        req.config = {}
-        req.handler = self.handler
-        req.error_response = _unexpected_error    # Request.run() resets it for every request
-
-
-def _no_access_log():
-    pass
-
-
-def _framework_error(msg="", context="", severity=logging.INFO, traceback=False):
-    """CherryPy's own error log (a failure outside the handler): one escaped line, no traceback."""
-    if severity >= logging.WARNING:
-        _errors.log(severity, "cherrypy%s: %s", " " + context if context else "", str(msg))
-
-
-def make_wsgi_app(app: StatusApp):
-    """The CherryPy application (a WSGI callable) around ``app``; not mounted in cherrypy.tree."""
-    cp_app = cherrypy.Application(None, script_name="",
-                                  config={"/": {"request.dispatch": _Dispatch(_Handler(app))}})
-    cp_app.request_class, cp_app.response_class = _Request, _Response
-    cp_app.log.screen = False
-    cp_app.log.access = _no_access_log   # the service logs refused and failed requests only
-    cp_app.log.error = _framework_error
-    return cp_app
+    return status_app
 
 
 class StatusServer:
@@ -152,8 +87,8 @@ class StatusServer:
     systemd) or a ``listen`` address (``"ADDR:PORT"``); :class:`ServeError` if binding fails.
     """
 
-    def __init__(self, status_file, history_file, listen=None, sock=None, cors_origin="*",
-                 stale_after=86400.0, threads=THREADS, limits: Limits = Limits(), socks=(), horizon_days=14.0):
+    def __init__(self, status_file, history_file, *, listen=None, cors_origin: str, stale_after: float,
+                 horizon_days: float, sock=None, threads=THREADS, limits: Limits = Limits(), socks=()):
         self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after,
                              horizon_days=horizon_days)
         socks = list(socks) + ([sock] if sock is not None else [])
@@ -189,11 +124,11 @@ def _setup_logging():
         log.propagate = False
 
 
-def serve(status_file, history_file, listen=None, cors_origin="*", idle_exit=300.0,
-          stale_after=86400.0, horizon_days=14.0) -> int:
+def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: float, stale_after: float,
+          horizon_days: float) -> int:
     """Run the status service until SIGTERM/SIGINT/SIGHUP or ``idle_exit`` seconds without requests.
 
-    Socket-activated when systemd passed sockets, else binds ``listen`` (default ``0.0.0.0:8093``).
+    Socket-activated when systemd passed sockets, else binds ``listen`` (``[status] listen``).
     Returns the exit code: 0 after a clean stop, 1 if the server died, 2 when it cannot listen.
     ``idle_exit`` of 0/None disables the idle exit.
     """

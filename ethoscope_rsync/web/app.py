@@ -11,10 +11,13 @@ Read-only routes over the status files (rendered by :mod:`ethoscope_rsync.render
 ``GET`` and ``HEAD`` answer, ``OPTIONS`` describes (CORS preflight), anything else is 405.
 Answers carry a strong ``ETag`` (``If-None-Match`` → 304) and are gzip-encoded when the client
 accepts it; both are prepared once per status change (:mod:`ethoscope_rsync.web.documents`).
-The framework (CherryPy, in :mod:`ethoscope_rsync.web.adapter`) only adapts this to HTTP.
+Every answer, refusals included, says ``X-Content-Type-Options: nosniff``; an error answer names
+no file and quotes nothing the client sent or the system said (those go to the journal).
+The WSGI adapter (:mod:`ethoscope_rsync.web.adapter`) only adapts this to HTTP.
 """
 from __future__ import annotations
 
+import http
 import json
 import logging
 import time
@@ -32,6 +35,7 @@ HTML_TYPE = "text/html; charset=utf-8"
 TEXT_ERRORS = "backslashreplace"
 ALLOW = "GET, HEAD, OPTIONS"
 MAX_TARGET = 8192       # path + query; the connection gate already refuses longer request lines
+NOSNIFF = ("X-Content-Type-Options", "nosniff")   # browsers take the Content-Type as given
 
 log = logging.getLogger("ethoscope_rsync.web")
 
@@ -44,6 +48,21 @@ class Response(NamedTuple):
 
 class Named(NamedTuple):
     name: str
+
+
+def problem_body(status: int, message: str) -> bytes:
+    """The JSON body of an error answer: what went wrong in a few fixed words, and the code."""
+    return json.dumps({"error": message, "status": status}).encode()
+
+
+def refusal(status: int, phrase: str | None = None) -> bytes:
+    """A whole HTTP/1.1 answer refusing a request before it reached the app (the connection gate's
+    and cheroot's refusals): JSON, nosniff, and the connection closes after it."""
+    phrase = phrase or http.HTTPStatus(status).phrase
+    body = problem_body(status, phrase.lower())
+    head = ("HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (status, phrase, JSON_TYPE, NOSNIFF[0], NOSNIFF[1], len(body)))
+    return head.encode("latin-1") + body
 
 
 # ---------------------------------------------------------------- negotiation (pure)
@@ -116,16 +135,18 @@ def route_of(parts: list):
 # ---------------------------------------------------------------- the application
 
 class _Problem(Exception):
-    def __init__(self, status: int, message: str, headers=(), **extra):
+    """An error answer: ``message`` goes to the client, ``detail`` (paths, system errors) only to the log."""
+
+    def __init__(self, status: int, message: str, headers=(), detail: str = ""):
         super().__init__(message)
-        self.status, self.message, self.headers, self.extra = status, message, list(headers), extra
+        self.status, self.message, self.headers, self.detail = status, message, list(headers), detail
 
 
 class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
-    def __init__(self, status_file, history_file, cors_origin="*", stale_after=86400.0,
-                 clock=time.time, logger=log, horizon_days=14.0):
+    def __init__(self, status_file, history_file, *, cors_origin: str, stale_after: float, horizon_days: float,
+                 clock=time.time, logger=log):
         self.stale_after = float(stale_after)
         self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
         self.cors_origin = cors_origin
@@ -166,9 +187,11 @@ class StatusApp:
         """One request. ``path`` is decoded (as WSGI's PATH_INFO), ``query`` is raw."""
         h = {str(k).lower(): str(v) for k, v in headers.items()}
         try:
-            return self._route(method, path, query, h)
+            answer = self._route(method, path, query, h)
         except _Problem as p:
-            return self._problem(p, method, path, client)
+            answer = self._problem(p, method, path, client)
+        answer.headers.append(NOSNIFF)
+        return answer
 
     def _route(self, method, path, query, h) -> Response:
         if len(path) + len(query) > MAX_TARGET:
@@ -187,7 +210,7 @@ class StatusApp:
             rep = self._document(route, parts, query, h)
         except StatusUnavailable as exc:
             raise _Problem(503, "status file unreadable or invalid", [("Retry-After", "5")],
-                           detail=str(exc), status_file=str(self.status_file)) from None
+                           detail=str(exc)) from None
         return self._representation(rep, method, h, "Accept, Accept-Encoding" if route == "root" else "Accept-Encoding")
 
     def _document(self, route, parts, query, h):
@@ -204,7 +227,7 @@ class StatusApp:
         device = render.find_device(docs.get("directory", self._directory), parts[1])
         rep = None if device is None else docs.get(("device", device), self._device(device))
         if rep is None:
-            raise _Problem(404, "unknown device", device=parts[1])
+            raise _Problem(404, "unknown device")
         return rep
 
     def _representation(self, rep, method, h, vary) -> Response:
@@ -225,11 +248,8 @@ class StatusApp:
         return headers
 
     def _problem(self, p: _Problem, method, path, client) -> Response:
-        detail = p.extra.get("detail")
         self.clients.warning("%s %s %s: %d %s%s", client, method, path, p.status, p.message,
-                             " (%s)" % detail if detail else "")
-        doc = {"error": p.message, "status": p.status}
-        doc.update(p.extra)
-        body = json.dumps(doc).encode()
+                             " (%s)" % p.detail if p.detail else "")
+        body = problem_body(p.status, p.message)
         headers = self._cors(p.headers + [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
         return Response(p.status, headers, b"" if method == "HEAD" else body)

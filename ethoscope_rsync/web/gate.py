@@ -1,19 +1,21 @@
 """The connection gate: worker threads only ever see complete requests, never a slow client.
 
-cheroot hands a new connection straight to a worker thread, which then blocks reading its
-request line; with a handful of threads, as many slow-loris clients (a byte every few seconds,
-or nothing at all) starve everyone. The :class:`Gate` replaces cheroot's connection manager: one
-thread owns every connection that is not being answered and reads request heads
-without blocking. A connection reaches the worker queue only when its head (request line and
-headers, up to the blank line) is complete; the worker reads it from memory and writes without
+cheroot's own server hands a new connection straight to a worker thread, which then blocks
+reading its request line; with a handful of threads, as many slow-loris clients (a byte every few
+seconds, or nothing at all) starve everyone. So cheroot's server loop is not run: the :class:`Gate`
+accepts and owns every connection that is not being answered, in one thread, and reads request
+heads without blocking. A connection reaches the workers (``server.process_conn``, see
+:mod:`ethoscope_rsync.web.cheroot_seam`) only when its head (request line and headers, up to the
+blank line) is complete and well formed; the worker reads it from memory and writes without
 blocking (:mod:`ethoscope_rsync.web.gateconn`): what the client does not take at once is left to
 the gate to send later. So a worker's time is CPU time only.
 
 Limits (:class:`Limits`): a head must be complete ``head_timeout`` seconds after its first byte
-(else 408) and fit ``max_line``/``max_head`` bytes (else 414/431); an idle connection is closed
-after ``idle_timeout``, an unsent answer after ``write_timeout``; beyond ``max_connections`` the
-longest-waiting connection makes room for the new one. A refused request gets its short answer,
-then the connection is drained briefly before closing, so the answer is not lost to a reset.
+(else 408), fit ``max_line``/``max_head`` bytes (else 414/431) and have well-formed header lines
+(else 400); an idle connection is closed after ``idle_timeout``, an unsent answer after
+``write_timeout``; beyond ``connection_limit`` the longest-waiting connection makes room for the new
+one. A refused request gets its short answer, then the connection is drained briefly before
+closing, so the answer is not lost to a reset.
 """
 from __future__ import annotations
 
@@ -24,8 +26,9 @@ import socket
 import threading
 import time
 
+from ethoscope_rsync.web.app import refusal
 from ethoscope_rsync.web.clientlog import ClientLog
-from ethoscope_rsync.web.gateconn import BUSY, DRAIN, FLUSH, WAIT, GatedConnection, declares_body
+from ethoscope_rsync.web.gateconn import BUSY, DRAIN, FLUSH, WAIT, check_head
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,37 +39,34 @@ class Limits:
     drain_timeout: float = 2.0     # reading the rest of a refused request before closing
     max_line: int = 8192           # request line (414 beyond)
     max_head: int = 16384          # request line and headers (431 beyond)
-    max_connections: int = 512
+    connection_limit: int = 512    # open connections; beyond, the longest-waiting one is closed
 
 
-def _canned(status: str) -> bytes:
-    body = ('{"error":"%s","status":%s}' % (status.split(" ", 1)[1].lower(), status[:3])).encode()
-    return (b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n"
-            b"Connection: close\r\n\r\n" % (status.encode(), len(body))) + body
-
-
-REFUSALS = {code: _canned(status) for code, status in (
-    (408, "408 Request Timeout"), (414, "414 URI Too Long"),
-    (431, "431 Request Header Fields Too Large"))}
-REFUSALS_WHY = {408: "408, its request was not complete in time", 414: "414, its request line was too long",
-                431: "431, its headers were too large"}
+REFUSALS = {code: refusal(code, phrase) for code, phrase in (
+    (400, "Bad Request"), (408, "Request Timeout"), (414, "URI Too Long"), (431, "Request Header Fields Too Large"))}
+REFUSALS_WHY = {408: "its request was not complete in time", 414: "its request line was too long",
+                431: "its headers were too large"}
 
 
 class Gate:
-    """cheroot's connection manager, replaced (``run``, ``stop``, ``close``, ``put`` and
-    ``can_add_keepalive_connection``, as cheroot calls them).
+    """The connections of ``listeners``, from accept to close: ``run`` (its thread), ``stop``,
+    ``close``; ``put`` and ``can_add_keepalive_connection`` for the workers.
+
+    ``server`` is what answers complete requests: ``process_conn(conn)`` queues a connection for a
+    worker, ``error_log(msg, level)`` logs; ``connection_class(server, sock, gate)`` makes the
+    connection it gets (:class:`ethoscope_rsync.web.cheroot_seam.GatedConnection`).
 
     Connections sit in a one-shot epoll set: an event disarms the connection, so whoever holds
     it (the gate's thread, or a worker answering it) may re-arm it without racing the other.
     Workers re-arm kept-alive connections themselves: no wake-up of the gate's thread per request.
     """
 
-    def __init__(self, server, limits: Limits = Limits(), listeners=(), clock=time.monotonic):
-        self.server, self.limits, self.clock = server, limits, clock
+    def __init__(self, server, connection_class, listeners, limits: Limits = Limits(), clock=time.monotonic):
+        self.server, self.connection_class, self.limits, self.clock = server, connection_class, limits, clock
         self._epoll = select.epoll()
         self._wake_r, self._wake_w = socket.socketpair()
         self._listeners = {}
-        for sock in list(listeners or (server.socket,)) + [self._wake_r]:
+        for sock in list(listeners) + [self._wake_r]:
             sock.setblocking(False)
             self._listeners[sock.fileno()] = sock
             self._epoll.register(sock.fileno(), select.EPOLLIN)
@@ -80,16 +80,17 @@ class Gate:
     # -- called from worker threads (and the gate's own)
     @property
     def can_add_keepalive_connection(self) -> bool:
-        return len(self._fds) < self.limits.max_connections
+        return len(self._fds) < self.limits.connection_limit
 
     def put(self, conn):
-        """cheroot: an answered keep-alive connection (its answer written or in its tail)."""
+        """A worker's answered keep-alive connection (its answer written or in its tail)."""
         self.release(conn, close=False)
 
     def release(self, conn, close: bool):
         """A worker is done with ``conn``: send its tail, then close it or wait for its next request."""
         conn.close_after = conn.close_after or close
         now = self.clock()
+        problem = ""
         with self._lock:
             if self._closed or conn.socket.fileno() < 0:
                 self._forget(conn)
@@ -97,9 +98,17 @@ class Gate:
                 self._arm(conn, FLUSH, now, select.EPOLLOUT)
             elif conn.close_after:
                 self._forget(conn)
-            elif not self._hand_over_if_complete(conn, 0):
-                conn.started = now if conn.head else None   # part of a pipelined request
-                self._arm(conn, WAIT, now, select.EPOLLIN)
+            else:
+                request = self._take_head(conn, 0)          # the next pipelined request
+                if request is None:
+                    conn.started = now if conn.head else None   # part of one
+                    self._arm(conn, WAIT, now, select.EPOLLIN)
+                else:
+                    problem = self._dispatch(conn, request)
+                    if problem:
+                        conn.state = WAIT     # back in the gate's hands, to be refused
+        if problem:
+            self._refuse(conn, 400, problem)
 
     def _arm(self, conn, state, since, events):
         conn.state, conn.since = state, since
@@ -167,9 +176,9 @@ class Gate:
                 self._evict_oldest()
                 return
             sock.setblocking(False)
-            if len(self._fds) >= self.limits.max_connections:
+            if len(self._fds) >= self.limits.connection_limit:
                 self._evict_oldest()
-            conn = GatedConnection(self.server, sock, self)
+            conn = self.connection_class(self.server, sock, self)
             if isinstance(addr, tuple):
                 conn.remote_addr, conn.remote_port = addr[0], addr[1]
             conn.started = None
@@ -216,7 +225,11 @@ class Gate:
                 conn.started = self.clock()
             searched = len(conn.head)
             conn.head += data
-            if self._hand_over_if_complete(conn, searched):
+            request = self._take_head(conn, searched)
+            if request is not None:
+                problem = self._dispatch(conn, request)
+                if problem:
+                    self._refuse(conn, 400, problem)
                 return
             if len(conn.head) > self.limits.max_head:
                 self._refuse(conn, 431 if b"\r\n" in conn.head[:self.limits.max_line] else 414)
@@ -227,25 +240,34 @@ class Gate:
         with self._lock:
             self._arm(conn, conn.state, conn.since, select.EPOLLIN)
 
-    def _hand_over_if_complete(self, conn, searched: int) -> bool:
+    def _take_head(self, conn, searched: int) -> bytes | None:
+        """The complete head at the start of ``conn.head``, taken out of it; None while incomplete.
+        ``searched``: how many bytes of it were already searched for the blank line."""
         head = conn.head
         if head[:2] == b"\r\n":           # stray CRLFs between requests (RFC 9112 allows them)
             del head[:len(head) - len(head.lstrip(b"\r\n"))]
             searched = 0
         end = head.find(b"\r\n\r\n", max(0, searched - 3))
         if end < 0 or end + 4 > self.limits.max_head:
-            return False
+            return None
         request = bytes(head[:end + 4])
         del head[:end + 4]
-        conn.close_after = declares_body(request)
+        return request
+
+    def _dispatch(self, conn, request: bytes) -> str:
+        """Hand a complete head to a worker; → why it is malformed instead ("" when handed over)."""
+        problem, has_body = check_head(request)
+        if problem:
+            return problem
+        conn.close_after = has_body
         conn.rfile.feed(request)
         conn.state = BUSY
         self.server.process_conn(conn)
-        return True
+        return ""
 
-    def _refuse(self, conn, code: int):
-        self.clients.warning("refused a request from %s: %s", getattr(conn, "remote_addr", None) or "?",
-                             REFUSALS_WHY[code])
+    def _refuse(self, conn, code: int, why: str = ""):
+        self.clients.warning("refused a request from %s: %d, %s", getattr(conn, "remote_addr", None) or "?",
+                             code, why or REFUSALS_WHY[code])
         try:
             conn.wfile.send(memoryview(REFUSALS[code]))
             conn.socket.shutdown(socket.SHUT_WR)
@@ -267,7 +289,7 @@ class Gate:
                   or conn.state == DRAIN and age > lim.drain_timeout):
                 self._drop(conn)
 
-    # -- cheroot's server calls these to stop
+    # -- the service stops it
     def stop(self, timeout: float = 5.0):
         self._stopping = True
         try:

@@ -1,19 +1,23 @@
-"""The connections a :class:`ethoscope_rsync.web.gate.Gate` hands to cheroot's worker threads.
+"""What a :class:`ethoscope_rsync.web.gate.Gate` hands to the worker threads, and how it checks a head.
 
-A :class:`GatedConnection` is a cheroot ``HTTPConnection`` whose files never block: its
-``rfile`` (:class:`HeadReader`) holds the request head the gate already read (then end of file:
-the service reads no request bodies), its ``wfile`` (:class:`TailWriter`) sends what the socket
-takes at once and keeps the rest as a tail of memoryviews (of the cached answer bytes, not copies)
-for the gate to send when the client reads. ``close()`` goes back to the gate too, which sends
-the tail first.
+A gated connection (:class:`ethoscope_rsync.web.cheroot_seam.GatedConnection`) has files that never
+block: its ``rfile`` (:class:`HeadReader`) holds the request head the gate already read (then end
+of file: the service reads no request bodies), its ``wfile`` (:class:`TailWriter`) sends what the
+socket takes at once and keeps the rest as a tail of memoryviews (of the cached answer bytes, not
+copies) for the gate to send when the client reads.
+
+:func:`check_head` is the gate's reading of a complete head: whether its header lines are well
+formed (RFC 9112: a field name is a token directly followed by a colon; a line without a colon,
+whitespace before the colon or a folded line is a 400) and whether it declares a body.
 """
 from __future__ import annotations
 
 import collections
-
-from cheroot.server import HTTPConnection
+import re
+from typing import NamedTuple
 
 WAIT, BUSY, FLUSH, DRAIN = "wait", "busy", "flush", "drain"   # where a connection is, for the gate
+FIELD_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")      # RFC 9110 token
 
 
 class HeadReader:
@@ -42,6 +46,11 @@ class HeadReader:
 
     def has_data(self) -> bool:
         return self._pos < len(self._buf)
+
+    @property
+    def closed(self) -> bool:
+        """Never closed (cheroot's pool asks before it shuts a stuck connection down)."""
+        return False
 
     def close(self):
         self._buf, self._pos = b"", 0
@@ -89,34 +98,23 @@ class TailWriter:
         pass
 
 
-class GatedConnection(HTTPConnection):
-    """A cheroot connection whose files are a :class:`HeadReader` and a :class:`TailWriter`."""
-
-    def __init__(self, server, sock, gate):
-        self.gate = gate
-        super().__init__(server, sock, makefile=self._file)
-        self.state, self.since, self.started = WAIT, 0.0, None
-        self.head = bytearray()
-        self.close_after = False
-
-    @staticmethod
-    def _file(sock, mode, bufsize=None):
-        return HeadReader() if "r" in mode else TailWriter(sock)
-
-    def close(self):
-        """A worker is done with it: the gate sends the rest of the answer, then closes."""
-        self.gate.release(self, close=True)
-
-    def shut(self):
-        try:
-            super().close()
-        except OSError:
-            pass
+class Head(NamedTuple):
+    problem: str       # why the head is malformed (→ 400), "" when it is well formed
+    has_body: bool     # it declares a body (the service reads none: the connection closes after)
 
 
-def declares_body(head: bytes) -> bool:
-    """A request with a body (the service reads none): its connection closes after the answer."""
-    low = head.lower()
-    return b"\ntransfer-encoding:" in low or any(
-        line.split(b":", 1)[1].strip() not in (b"", b"0")
-        for line in low.split(b"\r\n") if line.startswith(b"content-length:"))
+def check_head(head: bytes) -> Head:
+    """A complete request head (request line, header lines, blank line) read as the gate needs it."""
+    has_body = False
+    for line in head.split(b"\r\n")[1:]:
+        if not line:
+            break
+        name, colon, value = line.partition(b":")
+        if not colon:
+            return Head("a header line without a colon", False)
+        if not FIELD_NAME.fullmatch(name):
+            return Head("a header name with whitespace or a character not allowed", False)
+        name = name.lower()
+        if name == b"transfer-encoding" or name == b"content-length" and value.strip() not in (b"", b"0"):
+            has_body = True
+    return Head("", has_body)

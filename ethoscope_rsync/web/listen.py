@@ -13,36 +13,25 @@ import socket
 
 import systemd.daemon
 
-DEFAULT_LISTEN = "0.0.0.0:8093"
+from ethoscope_rsync.config.settings import BY_NAME
+from ethoscope_rsync.config.syntax import Endpoint
 
 
 class ServeError(Exception):
     """Cannot listen (bad address, port in use, bad inherited socket); exit code 2."""
 
 
-def parse_listen(listen: str | None) -> tuple:
-    """``"ADDR:PORT"``, ``"[::]:PORT"`` or ``"PORT"`` → ``(host, port)``."""
-    text = (listen or DEFAULT_LISTEN).strip()
-    if text.isdigit():
-        host, port = "0.0.0.0", text
-    elif text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ServeError("invalid listen address %r (use [ADDR]:PORT for IPv6)" % text)
-    else:
-        host, sep, port = text.rpartition(":")
-        if not sep or ":" in host:
-            raise ServeError("invalid listen address %r (use ADDR:PORT or [ADDR]:PORT)" % text)
+def parse_listen(listen: Endpoint | str | None) -> Endpoint:
+    """``"ADDR:PORT"``, ``"[::]:PORT"`` or ``"PORT"`` (or a parsed Endpoint) → ``Endpoint``; ServeError."""
+    if isinstance(listen, Endpoint):
+        return listen
     try:
-        port_n = int(port)
-        if not 0 <= port_n <= 65535:
-            raise ValueError
-    except ValueError:
-        raise ServeError("invalid port in listen address %r" % text) from None
-    return host or "0.0.0.0", port_n
+        return BY_NAME[("status", "listen")].parse(listen) if listen else BY_NAME[("status", "listen")].value
+    except ValueError as error:
+        raise ServeError(f"invalid listen address: {error}") from None
 
 
-def bind_socket(listen: str | None) -> socket.socket:
+def bind_socket(listen: Endpoint | str | None) -> socket.socket:
     """Create, bind and listen on a TCP socket for ``listen``; ServeError with one clear line."""
     host, port = parse_listen(listen)
     try:
@@ -72,8 +61,8 @@ def activated_sockets() -> list:
 
     ``systemd.daemon.listen_fds`` honours ``LISTEN_PID`` (sockets meant for another process, e.g.
     a parent that exec'd us without clearing the environment, are ignored) and unsets the
-    variables in the C environment; they are removed from ``os.environ`` too, so that neither
-    cheroot (which adopts fd 3 as AF_INET whenever ``LISTEN_PID`` is set) nor children see them.
+    variables in the C environment; they are removed from ``os.environ`` too, so that no child
+    process (nor a library that adopts fd 3 by itself, as cheroot's ``prepare()`` would) sees them.
     """
     try:
         fds = systemd.daemon.listen_fds()

@@ -1,84 +1,34 @@
-"""The status service's HTTP server and its lifecycle: cheroot, on a socket we hold, behind the gate.
+"""The status service's HTTP server and its lifecycle: the gate on our sockets, cheroot's workers.
 
-:class:`HTTPServer` is cheroot's WSGI server made to serve a socket that already listens (from
-systemd or :func:`ethoscope_rsync.web.listen.bind_socket`) and to let :class:`ethoscope_rsync.web.gate.Gate`
-own the connections. It never creates, probes or adopts a socket: cheroot otherwise takes fd 3
-as AF_INET whenever ``LISTEN_PID`` is set (wrong for systemd's dual-stack IPv6 socket) and
-connects to its own port to stop (which, on a socket unit, would start the service again).
-
-:class:`Service` runs one in a thread and knows when it was last busy; :func:`run_until_stopped`
-is the main loop of ``ethoscope-backup serve``: until SIGTERM/SIGINT/SIGHUP or an idle time.
+:class:`Service` serves a WSGI app on listening sockets we hold (from systemd, or bound by
+:func:`ethoscope_rsync.web.listen.bind_socket`): the gate (:mod:`ethoscope_rsync.web.gate`) accepts
+and reads in its own thread, cheroot's worker pool (:mod:`ethoscope_rsync.web.cheroot_seam`, the
+one module that touches cheroot) answers complete requests. Nothing here creates, adopts or probes
+a socket: a stop closes our descriptors and nothing connects to the port (on a socket unit, a
+connection would start the service again). :func:`run_until_stopped` is the main loop of
+``ethoscope-backup serve``: until SIGTERM/SIGINT/SIGHUP or an idle time.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 import threading
 import time
 
-import cheroot.wsgi
-
+from ethoscope_rsync.web import cheroot_seam
 from ethoscope_rsync.web.clientlog import ClientLog
 from ethoscope_rsync.web.gate import Gate, Limits
-from ethoscope_rsync.web.listen import bind_socket
+from ethoscope_rsync.web.listen import ServeError, bind_socket
 
 log = logging.getLogger("ethoscope_rsync.web")
-_server_log = ClientLog(log)    # cheroot's messages can quote what a client sent
+_errors = ClientLog(log)     # a failure in the gate's loop can quote what a client sent
 
 # Workers never wait for a client (the gate reads heads and sends tails), so their time is CPU
 # under one GIL: two are enough to answer cached documents while the other rebuilds one, and
 # fewer threads contend less for the GIL (measured: more threads, no more answers a second).
 THREADS = 2
-
-
-class HTTPServer(cheroot.wsgi.Server):
-    """cheroot's WSGI server on listening ``socks``, connections managed by a :class:`Gate`."""
-
-    def __init__(self, socks: list, wsgi_app, threads: int = THREADS, limits: Limits = Limits()):
-        self._given_sockets = list(socks)
-        self.limits = limits
-        super().__init__(socks[0].getsockname()[:2], wsgi_app, numthreads=threads,
-                         server_name="ethoscope-backup", request_queue_size=socket.SOMAXCONN,
-                         timeout=limits.idle_timeout, shutdown_timeout=2)
-        self.max_request_header_size = limits.max_head
-
-    def bind(self, family, type, proto=0):  # noqa: A002 - cheroot's signature
-        # prepare() calls this to create the listening socket: ours instead.
-        self.socket = self._given_sockets[0]
-        for sock in self._given_sockets:
-            # Accepted sockets inherit TCP_NODELAY: a small answer leaves at once.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.bind_addr = self.resolve_real_bind_addr(self.socket)
-        return self.socket
-
-    def prepare(self):
-        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-            os.environ.pop(name, None)   # else cheroot adopts fd 3 as AF_INET by itself
-        super().prepare()
-        cheroots_own = self._connections
-        self._connections = Gate(self, self.limits, listeners=self._given_sockets)
-        cheroots_own.close()
-
-    @property
-    def gate(self) -> Gate:
-        return self._connections
-
-    def stop(self):
-        # cheroot's stop() connects to its own port to wake accept(); the gate needs no such
-        # probe, and on a socket unit the connection would start the service again.
-        self.socket = None
-        try:
-            super().stop()
-        finally:
-            for sock in self._given_sockets:
-                sock.close()
-
-    def error_log(self, msg="", level=20, traceback=False):
-        if level >= logging.WARNING:
-            _server_log.log(level, "http server: %s", str(msg).strip())
 
 
 class Service:
@@ -92,8 +42,9 @@ class Service:
         self._app = wsgi_app
         self._socks, self._listen = list(socks), listen
         self._threads, self._limits = threads, limits
-        self.server = None
+        self.server = self.gate = None
         self._thread = None
+        self._stopping = False
         self.requests = 0
         self._in_flight = 0
         self._last_activity = time.monotonic()
@@ -116,18 +67,28 @@ class Service:
         return [s.getsockname()[:2] for s in self._socks]
 
     def start(self) -> None:
+        lacking = cheroot_seam.missing()
+        if lacking:
+            raise ServeError("cheroot %s is not supported: it lacks %s" % (cheroot_seam.VERSION, ", ".join(lacking)))
         if not self._socks:
             self._socks = [bind_socket(self._listen)]
-        self.server = HTTPServer(self._socks, self._counted, self._threads, self._limits)
-        self.server.prepare()
+        for sock in self._socks:
+            # Accepted sockets inherit TCP_NODELAY: a small answer leaves at once.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server = cheroot_seam.WorkerServer(self._socks[0].getsockname()[:2], self._counted,
+                                                self._threads, self._limits)
+        self.gate = self.server.gate = Gate(self.server, cheroot_seam.GatedConnection, self._socks, self._limits)
+        self.server.start_workers()
+        self._stopping = False
         self._thread = threading.Thread(target=self._serve, name="status-http", daemon=True)
         self._thread.start()
 
     def _serve(self):
-        try:
-            self.server.serve()
-        except Exception:  # noqa: BLE001 - logged; the main loop notices the dead thread
-            log.exception("status server stopped")
+        while not self._stopping:
+            try:
+                self.gate.run()
+            except Exception as error:  # noqa: BLE001 - a bug in the loop: one line, and the loop goes on
+                _errors.error("status server: %s: %s", type(error).__name__, str(error))
 
     @property
     def running(self) -> bool:
@@ -139,11 +100,19 @@ class Service:
             return 0.0 if self._in_flight else time.monotonic() - self._last_activity
 
     def stop(self, timeout: float = 5.0) -> None:
-        if self.server is not None:
-            self.server.stop()
+        """Stop accepting, let the workers finish (``SHUTDOWN_TIMEOUT``), close the sockets."""
+        self._stopping = True
+        if self.gate is not None:
+            self.gate.stop(timeout)
         if self._thread is not None:
             self._thread.join(timeout)
-        self.server = None
+        if self.server is not None:
+            self.server.stop_workers()
+        if self.gate is not None:
+            self.gate.close()
+        for sock in self._socks:
+            sock.close()
+        self.server = self.gate = None
 
 
 @contextlib.contextmanager

@@ -38,7 +38,7 @@ def rendered_status(status_file: Path, history_file: Path) -> dict:
     """The /status document the web service serves for these two files (render is its only author)."""
     from ethoscope_rsync.render.upstream import status_document
     from ethoscope_rsync.state.store import read_json
-    return status_document(read_json(status_file), read_json(history_file), time.time(), 86400.0)
+    return status_document(read_json(status_file), read_json(history_file), time.time(), 86400.0, horizon_days=14.0)
 
 
 def tree_digest(root: Path, skip_db=False):

@@ -3,6 +3,10 @@ SMTP server. A broken channel is a warning, never an exception."""
 import json
 import os
 import socket
+import threading
+import time
+
+import pytest
 
 from ethoscope_rsync.alerts import channels as notify
 from ethoscope_rsync.config.load import load_config
@@ -37,6 +41,56 @@ def test_webhook_that_never_answers_is_given_up_on():
         url = "http://127.0.0.1:%d/" % silent.getsockname()[1]
         problem = notify.webhook(url, {"text": "x"}, timeout=1)
     assert "timed out" in problem.lower(), problem
+
+
+class Dripping:
+    """A webhook endpoint that answers a byte every 0.2 s for a minute: never silent for as long as
+    a read's timeout, so only an overall deadline ends the exchange."""
+
+    def __init__(self, start: bytes):
+        self.start, self.stop = start, threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = "http://127.0.0.1:%d/hook" % self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.recv(65536)
+            try:
+                conn.sendall(self.start)
+                for _ in range(300):
+                    if self.stop.wait(0.2):
+                        return
+                    conn.sendall(b"a")
+            except OSError:          # the client cut the connection: what the deadline does
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+@pytest.mark.parametrize("start", [b"HTTP/1.1 200 OK\r\nX-Slow: ",                           # its headers
+                                   b"HTTP/1.1 200 OK\r\nContent-Length: 60000\r\n\r\n"],   # its body
+                         ids=["headers", "body"])
+def test_webhook_answering_a_byte_at_a_time_is_cut_at_the_deadline(start):
+    with Dripping(start) as hook:
+        began = time.monotonic()
+        problem = notify.webhook(hook.url, {"text": "x"}, timeout=1)
+        took = time.monotonic() - began
+    assert problem == "timed out: no complete answer within 1 s"
+    assert took < 30            # the dripping goes on for 60 s: only the deadline ends it sooner
+
+
+def test_webhook_url_problems_are_words():
+    assert notify.webhook("ftp://127.0.0.1/x", {"text": "x"}, timeout=1) == "not an http(s) URL: ftp"
+    assert notify.webhook("http://127.0.0.1:99999/x", {"text": "x"}, timeout=1).startswith("ValueError: Port")
 
 
 def test_sendmail_gets_the_message_and_the_recipients(tmp_path, monkeypatch):

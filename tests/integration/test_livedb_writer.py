@@ -114,7 +114,7 @@ def test_held_copies_are_consistent_and_complete(live, tmp_path):
         assert holder.wait(10) == 0 and done.startswith(livedb.DONE_PREFIX) and '"eof"' in done
         raw_db = raw / rel
         raw_wal = Path(str(raw_db) + "-wal")
-        v = livedb.recover_database(raw_db, raw_wal if raw_wal.exists() else None, dest)
+        v = livedb.recover_database(raw_db, raw_wal if raw_wal.exists() else None, dest, check_timeout=300.0)
         assert v.ok, v
         counts = roi_counts(dest)
         assert len(set(counts)) == 1, ("torn transaction", counts)
@@ -164,7 +164,7 @@ def test_copy_across_checkpoint_and_wal_restart(live, tmp_path):
         if held:
             holder.stdin.close()
             assert holder.wait(10) == 0
-        v = livedb.recover_database(r_db, r_wal, tmp_path / ("d%d.db" % i), previous_rows=0)
+        v = livedb.recover_database(r_db, r_wal, tmp_path / ("d%d.db" % i), previous_rows=0, check_timeout=300.0)
         good = v.ok and len(set(roi_counts(tmp_path / ("d%d.db" % i)))) == 1 \
             and roi_counts(tmp_path / ("d%d.db" % i))[0] >= at_hold
         if held:
@@ -212,9 +212,9 @@ def test_hold_on_fully_backfilled_wal_survives_restart(tmp_path):
     holder.stdin.close()
     assert holder.wait(10) == 0
     w.close()
-    v = livedb.recover_database(raw / "a.db", raw / "a.db-wal", tmp_path / "n1.db")
+    v = livedb.recover_database(raw / "a.db", raw / "a.db-wal", tmp_path / "n1.db", check_timeout=300.0)
     assert v.ok and v.rows == 350, v
-    v = livedb.recover_database(raw / "a.db", raw / "torn.db-wal", tmp_path / "n2.db")
+    v = livedb.recover_database(raw / "a.db", raw / "torn.db-wal", tmp_path / "n2.db", check_timeout=300.0)
     assert v.ok and v.rows == 300, v
 
 

@@ -24,7 +24,7 @@ def page(tmp_path_factory):
     history["verification"] = {first: Verification(at=NOW - 3600, files=40, bytes=10 ** 9,
                                                    damaged=[["videos/x.h264", "checksum mismatch"]],
                                                    damaged_count=1).to_json()}
-    html = render.render_html(status, history, NOW, 86400.0)
+    html = render.render_html(status, history, NOW, 86400.0, horizon_days=14.0)
     folder = tmp_path_factory.mktemp("page")
     (folder / "page.html").write_text(html)
     (folder / "measured.html").write_text(html.replace("</body>", MEASURE + "</body>"))
@@ -61,7 +61,7 @@ def test_phone_page_needs_no_sideways_scrolling(page, window):
 
 def test_metrics_with_the_disk_pass_promtool(page):
     _, status, history = page
-    text = render.render_metrics(status, history, NOW, 86400.0)
+    text = render.render_metrics(status, history, NOW, 86400.0, horizon_days=14.0)
     p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
     assert p.returncode == 0, (p.stdout, p.stderr)
     assert "ethoscope_backup_destination_full_in_seconds" in text

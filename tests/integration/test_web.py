@@ -57,7 +57,7 @@ def test_json_shapes(services):
     assert one["id"] == "b" * 32
     assert s.json("/status/2")["id"] == one["id"]
     code, headers, body = s.request(path="/status/ETHOSCOPE_099")
-    assert code == 404 and json.loads(body)["error"] == "unknown device"
+    assert code == 404 and json.loads(body) == {"error": "unknown device", "status": 404}
 
 
 def test_html_head_cors_405_404(services):
@@ -94,9 +94,10 @@ def test_garbage_file_gives_503_without_traceback(services):
     with open(s.status_file, "w") as f:
         f.write('{"devices": {"x": ')
     code, headers, body = s.request(path="/status")
-    assert code == 503
-    doc = json.loads(body)
-    assert "status file" in doc["error"] and "invalid JSON" in doc["detail"]
+    assert code == 503 and headers["X-Content-Type-Options"] == "nosniff"
+    # neither the file's path nor the parser's words reach the client: the journal has them
+    assert json.loads(body) == {"error": "status file unreadable or invalid", "status": 503}
+    assert s.tmp.encode() not in body and b"JSON" not in body
     assert s.request(path="/")[0] == 503
     assert b"Traceback" not in body
     os.chmod(s.status_file, 0o000)
@@ -109,6 +110,7 @@ def test_garbage_file_gives_503_without_traceback(services):
     log = s.log()
     assert "Traceback" not in log
     assert log.count("503") >= 3
+    assert "GET /status: 503 status file unreadable or invalid (%s: invalid JSON: " % s.status_file in log
 
 
 def test_missing_files_no_runs_yet(services):
@@ -135,7 +137,7 @@ def test_port_in_use_exit_2_one_line(tmp):
         blocker.listen(1)
         port = blocker.getsockname()[1]
         code = ("import sys; from ethoscope_rsync.web.adapter import serve; "
-                "sys.exit(serve('/nonexistent/s.json', None, listen='127.0.0.1:%d'))" % port)
+                "sys.exit(serve('/nonexistent/s.json', None, listen='127.0.0.1:%d', idle_exit=300.0, cors_origin='*', stale_after=86400.0, horizon_days=14.0))" % port)
         p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
                            capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
@@ -177,7 +179,7 @@ def _serve_on_inherited_socket(tmp, sock, idle_exit):
     """Start serve() with ``sock`` as fd 3 and LISTEN_PID = the child's pid (what systemd does)."""
     code = ("import os, sys; os.environ['LISTEN_PID'] = str(os.getpid()); os.environ['LISTEN_FDS'] = '1'; "
             "from ethoscope_rsync.web.adapter import serve; "
-            "r = serve(%r, None, idle_exit=%r); "
+            "r = serve(%r, None, listen=None, idle_exit=%r, cors_origin='*', stale_after=86400.0, horizon_days=14.0); "
             "assert 'LISTEN_PID' not in os.environ; sys.exit(r)"
             % (os.path.join(tmp, "none.json"), idle_exit))
 
@@ -214,7 +216,7 @@ def test_stop_does_not_touch_the_socket(tmp, how):
 def test_listen_pid_for_another_process_is_ignored(tmp):
     port = free_port()
     code = ("import os, sys; os.environ['LISTEN_PID'] = '1'; os.environ['LISTEN_FDS'] = '1'; "
-            "from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', idle_exit=0.5))"
+            "from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', idle_exit=0.5, cors_origin='*', stale_after=86400.0, horizon_days=14.0))"
             % (os.path.join(tmp, "none.json"), port))
     p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=30)
@@ -377,6 +379,48 @@ def test_huge_requests_get_clear_answers_while_others_are_served(services):
     assert s.stop() == 0
     log = s.log()
     assert "Traceback" not in log and " 500 " not in log
+
+
+def test_every_answer_says_nosniff(services):
+    """Answers of the app, of the connection gate and of cheroot itself alike."""
+    s = services(status="done", history="done")
+    etag = s.request(path="/status")[1]["ETag"]
+    answers = [s.raw(b"GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\n%s\r\n" % (path, extra)) for path, extra in (
+        (b"/", b""), (b"/status", b""), (b"/metrics", b""), (b"/status/2", b""), (b"/nope", b""),
+        (b"/status", b"If-None-Match: " + etag.encode() + b"\r\n"), (b"/", b"Accept: text/html\r\n"))]
+    answers += [s.raw(b"DELETE /status HTTP/1.1\r\nConnection: close\r\n\r\n"),
+                s.raw(b"OPTIONS /status HTTP/1.1\r\nConnection: close\r\n\r\n"),
+                s.raw(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n"),                # the gate: 414
+                s.raw(b"GET / HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n"),       # the gate: 431
+                s.raw(b"GET / HTTP/1.1\r\nContent-Length : 5\r\n\r\n"),             # the gate: 400
+                s.raw(b"GET / HTTP/9.9\r\n\r\n"),                                     # cheroot: 505
+                s.raw(b"get / HTTP/1.1\r\n\r\n")]                                     # cheroot: 400
+    codes = []
+    for answer in answers:
+        status_line, headers, _ = _head_and_body(answer)
+        codes.append(int(status_line.split()[1]))
+        assert headers.get("x-content-type-options") == "nosniff", answer[:300]
+    assert codes == [200, 200, 200, 200, 404, 304, 200, 405, 204, 414, 431, 400, 505, 400]
+    with s.connect() as slow:                       # the gate's 408
+        slow.sendall(b"GET / HTTP/1.1\r\n")
+        slow.settimeout(30)
+        assert b"\r\nX-Content-Type-Options: nosniff\r\n" in slow.recv(1000)
+
+
+@pytest.mark.parametrize("bad", [b"Content-Length : 5", b"Content-Length\t: 5", b"no colon at all",
+                                 b" folded: line", b": no name"])
+def test_a_malformed_header_line_is_400_and_the_service_goes_on(services, bad):
+    """RFC 9112: whitespace between a field name and its colon, a line without a colon or a folded
+    line is a 400, so a body length no one reads the same way cannot smuggle a second request."""
+    s = services(status="done")
+    answer = s.raw(b"POST /status HTTP/1.1\r\nHost: x\r\n" + bad + b"\r\n\r\nGET /smuggled HTTP/1.1\r\n\r\n")
+    status_line, headers, body = _head_and_body(answer)
+    assert status_line == "HTTP/1.1 400 Bad Request" and headers["connection"] == "close"
+    assert json.loads(body) == {"error": "bad request", "status": 400}     # one answer, nothing after it
+    assert s.json("/")["status"] == "idle"
+    assert s.stop() == 0
+    log = s.log()
+    assert "refused a request from 127.0.0.1: 400, a header" in log and "smuggled" not in log
 
 
 def test_log_lines_escape_what_clients_send(services):

@@ -1,7 +1,8 @@
 """The documentation keeps up with the code.
 
-Every option of every subcommand and every subcommand is in ethoscope-backup(8); every configspec
-key is in ethoscope-backup.conf(5) and in the shipped etc/backup.conf; the man pages format without
+Every option of every subcommand and every subcommand is in ethoscope-backup(8); every key of the
+settings table is in ethoscope-backup.conf(5) with its type, range and default, and the shipped
+etc/backup.conf is what the table renders; the man pages format without
 groff warnings; the shipped conffile loads and sets nothing (all comments and section headers),
 and its commented values are the real defaults.
 """
@@ -12,11 +13,11 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import configobj
 import pytest
 
 from ethoscope_rsync.commands import cli
-from ethoscope_rsync.config.load import SPEC_PATH, load_config
+from ethoscope_rsync.config.load import load_config
+from ethoscope_rsync.config.settings import BY_NAME, SECTIONS, SETTINGS, conffile
 
 ROOT = Path(__file__).resolve().parents[2]
 MAN8 = ROOT / "man" / "ethoscope-backup.8"
@@ -48,12 +49,7 @@ def option_strings() -> set:
 
 
 def spec_keys() -> list:
-    spec = configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8")
-    return [(section, key) for section in spec for key in spec[section] if key != "__many__"]
-
-
-def spec_sections() -> list:
-    return list(configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8"))
+    return [(s.section, s.key) for s in SETTINGS]
 
 
 def test_subcommands_match_the_documented_list():
@@ -74,26 +70,50 @@ def test_every_option_is_in_the_man_page(option):
         f"option {option} (from --help) is missing from {MAN8.name}"
 
 
-@pytest.mark.parametrize("section,key", spec_keys())
-def test_every_config_key_is_in_the_conf_man_page(section, key):
+def _man_entry(section: str, key: str) -> str:
     text = roff_text(MAN5)
     heading = f'.SH "SECTION [{section}]"'
     assert heading in text, f"{MAN5.name} has no section {heading}"
     body = text.split(heading, 1)[1].split("\n.SH ", 1)[0]
-    assert re.search(rf"^\.BR? {re.escape(key)}\b", body, re.M), \
-        f"[{section}] {key} is not described in {MAN5.name}"
+    match = re.search(rf"^\.BR? {re.escape(key)}\b(.*)$", body, re.M)
+    assert match, f"[{section}] {key} is not described in {MAN5.name}"
+    return match.group(1)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _man_type(setting) -> str:
+    """How man 5 states a key's type, range and default: (integer, 1 to 256, default 16)."""
+    if setting.choices:
+        kind = ", ".join(setting.choices[:-1]) + " or " + setting.choices[-1] + ";"
+    elif setting.low is not None:
+        kind = f"{setting.kind.name}, {_number(setting.low)} to {_number(setting.high)},"
+    else:
+        kind = f"{setting.kind.name},"
+    if setting.default is None:
+        return f"{kind} default unset"
+    if setting.default == "":
+        return f"{kind} default empty"
+    return f"{kind} default {setting.default}"
 
 
 @pytest.mark.parametrize("section,key", spec_keys())
-def test_every_config_key_is_in_the_shipped_conffile(section, key):
-    conf = configobj.ConfigObj(_uncommented(), encoding="utf-8")
-    assert section in conf, f"[{section}] missing from {CONFFILE}"
-    assert key in conf[section], f"[{section}] {key} is not shown (commented out) in {CONFFILE}"
+def test_every_config_key_is_in_the_conf_man_page_with_its_type_range_and_default(section, key):
+    entry = " ".join(re.sub(r'["()]', " ", _man_entry(section, key)).split())
+    expected = _man_type(BY_NAME[(section, key)])
+    assert entry == expected or entry.startswith(expected + ":"), f"man 5 [{section}] {key}: {entry!r}, the settings table says {expected!r}"
+
+
+def test_the_shipped_conffile_is_what_the_settings_table_renders():
+    assert CONFFILE.read_text(encoding="utf-8") == conffile(), \
+        "etc/backup.conf differs from the settings table: python3 -m ethoscope_rsync.config.settings > etc/backup.conf"
 
 
 def test_every_config_section_is_in_the_shipped_conffile():
     headers = re.findall(r"^\[(\w+)\]\s*$", CONFFILE.read_text(encoding="utf-8"), re.M)
-    assert headers == spec_sections()
+    assert headers == list(SECTIONS)
 
 
 def test_the_shipped_conffile_sets_nothing():
@@ -117,17 +137,21 @@ def test_the_conffile_comments_show_the_real_defaults(tmp_path):
     lines = [line for line in _uncommented() if not line.startswith("ETHOSCOPE_")]
     switched_on = tmp_path / "backup.conf"
     switched_on.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    ignore = {"source", "results_dir", "videos_dir"}   # unset by default (upstream ethoscope.conf first)
-    shipped = {k: v for k, v in dataclasses.asdict(load_config(CONFFILE)).items() if k not in ignore}
-    explicit = {k: v for k, v in dataclasses.asdict(load_config(switched_on)).items() if k not in ignore}
-    assert explicit == shipped
+    ignore = {"source"}
+    unset = {"results", "videos"}      # unset by default (the upstream ethoscope.conf first)
+    shipped, explicit = load_config(CONFFILE), load_config(switched_on)
+    for name in ignore | {"devices", "paths"}:
+        assert name in {f.name for f in dataclasses.fields(shipped)}
+    assert dataclasses.replace(shipped, source="", paths=None) == dataclasses.replace(explicit, source="", paths=None)
+    keep = {f.name for f in dataclasses.fields(shipped.paths)} - unset
+    assert all(getattr(shipped.paths, k) == getattr(explicit.paths, k) for k in keep)
 
 
 def test_the_conffile_example_device_is_valid(tmp_path):
     lines = [re.sub(r"^#(?=ETHOSCOPE_)", "", line) for line in CONFFILE.read_text(encoding="utf-8").splitlines()]
     path = tmp_path / "backup.conf"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    assert load_config(path).static_devices, "the [devices] example in the conffile does not load"
+    assert load_config(path).devices, "the [devices] example in the conffile does not load"
 
 
 @pytest.mark.parametrize("page", MAN_PAGES, ids=lambda p: p.name)
@@ -147,9 +171,8 @@ def test_man_pages_name_the_package_files(page):
     assert "/etc/ethoscope/backup.conf" in text
 
 
-def test_man_page_jobs_default_is_the_configspec_default():
-    spec = configobj.ConfigObj(str(SPEC_PATH), list_values=False, _inspec=True, encoding="utf-8")
-    default = re.search(r"default=(\d+)", spec["transfer"]["jobs"]).group(1)
+def test_man_page_jobs_default_is_the_table_default():
+    default = BY_NAME[("transfer", "jobs")].default
     entry = roff_text(MAN8).split("--jobs", 1)[1].split("\n.TP", 1)[0]
     assert re.search(rf'"\[transfer\] jobs"\s*,\s*{default}\)', entry), entry
 

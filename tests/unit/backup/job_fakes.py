@@ -146,7 +146,7 @@ LIVE = ((DB, 8192, "1700000000.5"), (DB + "-wal", 4120, "1700000001.5"), (DB + "
 
 
 def raw_copy(config, rows):
-    return lambda: make_db(config.results_dir / ".ethoscope-backup" / "raw" / MID / DB, rows)
+    return lambda: make_db(config.paths.results / ".ethoscope-backup" / "raw" / MID / DB, rows)
 
 
 def without_videos(calls) -> list:

@@ -32,7 +32,7 @@ def test_each_device_is_offered_ciphers_from_both_cpus(tmp_path, config):
         "AES instructions on the node and the device", "no AES instructions on the device",
         "ssh's default until the device's CPU is known (first contact)"]
     s.write()
-    doc = status_document(s.status.to_json(), history.to_json(), 10.0, 86400.0)
+    doc = status_document(s.status.to_json(), history.to_json(), 10.0, 86400.0, horizon_days=14.0)
     assert [doc["devices"][k]["cipher"] for k in (A, B, C)] == [
         "aes128-gcm@openssh.com", "chacha20-poly1305@openssh.com", "ssh default"]
     assert doc["devices"][B]["cipher_reason"] == "no AES instructions on the device"

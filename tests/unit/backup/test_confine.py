@@ -62,20 +62,20 @@ def test_a_link_on_the_way_to_a_private_area_is_refused(tmp_path):
 
 
 def test_the_job_refuses_a_raw_mirror_reached_through_a_link(config, tmp_path):
-    config.results_dir.mkdir(parents=True)
+    config.paths.results.mkdir(parents=True)
     (tmp_path / "elsewhere").mkdir()
-    os.symlink(tmp_path / "elsewhere", config.results_dir / ".ethoscope-backup")
+    os.symlink(tmp_path / "elsewhere", config.paths.results / ".ethoscope-backup")
     fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
     result, _, _ = run_job(config, fake)
-    assert not result.ok and result.message.startswith(f"{config.results_dir}/.ethoscope-backup/raw/{MID}/{MID} leads")
+    assert not result.ok and result.message.startswith(f"{config.paths.results}/.ethoscope-backup/raw/{MID}/{MID} leads")
     assert fake.calls == ["probe", "ssh -O exit"]     # refused before any transfer, and not retried
     assert not any((tmp_path / "elsewhere").iterdir())
 
 
 def test_the_job_refuses_a_device_folder_linked_to_another_device_s(config):
-    config.results_dir.mkdir(parents=True)
-    (config.results_dir / OTHER).mkdir()
-    os.symlink(OTHER, config.results_dir / MID)
+    config.paths.results.mkdir(parents=True)
+    (config.paths.results / OTHER).mkdir()
+    os.symlink(OTHER, config.paths.results / MID)
     fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
     result, _, _ = run_job(config, fake)
     assert not result.ok and "is a symbolic link to" in result.message and "inside or above" in result.message
@@ -85,7 +85,7 @@ def test_the_job_refuses_a_device_folder_linked_to_another_device_s(config):
 def test_a_database_behind_a_link_to_another_device_is_not_recovered_and_fails_the_device(config):
     """The node holds <A>/ETHOSCOPE_004/<date> as a link to B's folder (an archive migrated from the
     upstream tool); the device hid that folder from the tree copy and lists a database in it."""
-    results = config.results_dir
+    results = config.paths.results
     date = DB.rsplit("/", 1)[0]
     (results / OTHER / "ETHOSCOPE_009" / "2025").mkdir(parents=True)
     victim = results / OTHER / "ETHOSCOPE_009" / "2025" / os.path.basename(DB)
@@ -94,7 +94,7 @@ def test_a_database_behind_a_link_to_another_device_is_not_recovered_and_fails_t
     (results / date).parent.mkdir(parents=True)
     os.symlink(f"../../{OTHER}/ETHOSCOPE_009/2025", results / date)
     fake = FakeProcesses({"results:raw": [Step(effect=raw_copy(config, 3))]}, probe=[Step((probe_answer(LIVE),))])
-    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    result, sent, _ = run_job(config.changed(transfer={"what": "results"}), fake)
     assert not result.ok and result.message.startswith(f"{results / DB} leads to {victim}, outside {results / MID}")
     assert victim.read_bytes() == before
     assert "results:raw" not in fake.calls and "holder" not in fake.calls   # nothing to take safely
@@ -149,4 +149,4 @@ def test_listing_links_is_bounded_in_time(tmp_path):
 
 
 def test_the_areas_of_a_device_without_links_are_its_own(config):
-    assert confine.areas_problem(dataclasses.replace(config, safe=True), DEVICE, MID, "S") == ""
+    assert confine.areas_problem(config.changed(transfer={"safe": True}), DEVICE, MID, "S") == ""

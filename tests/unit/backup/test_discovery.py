@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ethoscope_rsync.backup.discovery import DiscoveryError, merge, node_url, parse_node_devices
+from ethoscope_rsync.backup.discovery import DiscoveryError, merge, parse_node_devices
 from ethoscope_rsync.config.devices import Device, DeviceError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,19 +56,6 @@ def test_empty_answer_is_no_devices():
     assert parse_node_devices("{}") == ((), ())
 
 
-@pytest.mark.parametrize("server, url", [
-    ("localhost", "http://localhost/devices"), ("169.254.1.1:8080", "http://169.254.1.1:8080/devices"),
-    ("[fe80::1]:80", "http://[fe80::1]:80/devices")])
-def test_node_url(server, url):
-    assert node_url(server) == url
-
-
-@pytest.mark.parametrize("server", ["a/b", "x:99999", "host:port", "a b", "http://x"])
-def test_node_url_rejects(server):
-    with pytest.raises(DiscoveryError):
-        node_url(server)
-
-
 def test_conflicting_claims_are_all_held_back():
     """Never first-wins: two entries claiming one name, or one machine id, are both left out."""
     static = Device(name="ETHOSCOPE_001", address="169.254.1.9", source="config")
@@ -115,20 +102,10 @@ def _loaded_by(code: str) -> set:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-def test_a_pass_loads_no_openssl():
-    """The node server speaks plain HTTP: libssl and libcrypto (~5 MB of a pass's memory) stay out."""
-    loaded = _loaded_by("import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool")
-    assert "ethoscope_rsync.backup.discovery" in loaded and "http.client" in loaded
-    assert not loaded & {"ssl", "_ssl", "_hashlib"}, sorted(loaded & {"ssl", "_ssl", "_hashlib"})
-
-
-def test_the_daemon_keeps_https_for_its_webhooks():
-    """The daemon runs the alerts in its own process: its http.client must have HTTPS, whatever
-    the pass's discovery holds back."""
+def test_the_daemon_has_https_for_its_webhooks():
+    """The daemon runs the alerts in its own process: its http.client must have HTTPS."""
     _loaded_by("import ethoscope_rsync.commands.daemon, http.client, urllib.request, ssl\n"
                "assert hasattr(http.client, 'HTTPSConnection') and hasattr(urllib.request, 'HTTPSHandler')")
-    _loaded_by("import ethoscope_rsync.backup.discovery, ssl, http.client\n"
-               "assert ssl.OPENSSL_VERSION")                 # ssl itself stays importable after discovery
 
 
 def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):

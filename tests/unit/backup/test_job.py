@@ -1,6 +1,5 @@
 """A device's job as pure code: processes are scripted fakes, so retries, backoff, messages, stage
 order and database selection are tested without sshd, root or a network."""
-import dataclasses
 import json
 
 import pytest
@@ -31,7 +30,7 @@ def test_stage_order_and_what_is_reported(config):
     assert lane(sent, "results") == ["TransferEnded", "DatabaseChecked", "FileReceived", "Listed"]
     assert lane(sent, "videos") == ["Progressed", "FileReceived", "TransferEnded", "Listed"]
     listed = {e.kind: dict(e.files) for e in sent if isinstance(e, ev.Listed)}
-    node_size = (config.results_dir / DB).stat().st_size
+    node_size = (config.paths.results / DB).stat().st_size
     assert listed == {"results": {f"{MID}/ETHOSCOPE_004/notes.txt": 10, DB: node_size},
                       "videos": {CHUNK: 1000}}
     checked = next(e for e in sent if isinstance(e, ev.DatabaseChecked))
@@ -52,7 +51,7 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
     fake = FakeProcesses({"videos": [Step((file_line(">f+++++++++", 5, "../other/x.h264"),
                                            file_line(">f+++++++++", 5, "/etc/passwd"),
                                            file_line(">f+++++++++", 5, f"{MID}/ok.h264")))]})
-    result, sent, _ = run_job(dataclasses.replace(config, what="videos"), fake)
+    result, sent, _ = run_job(config.changed(transfer={"what": "videos"}), fake)
     assert result.ok
     assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
     assert [e.message for e in sent if isinstance(e, ev.Warned)] == [
@@ -66,7 +65,7 @@ def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path
     forged = ["../../x.db", str(outside), "a/../../b.db"]
     fake = FakeProcesses({"results:raw": [Step(effect=raw_copy(config, 3))]}, probe=[Step((probe_answer(LIVE),))],
                          ready=READY_PREFIX + '{"held": %s, "failed": {}, "idle": []}' % json.dumps(forged))
-    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    result, sent, _ = run_job(config.changed(transfer={"what": "results"}), fake)
     assert result.ok and outside.stat().st_mtime_ns == before
     (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
     assert warning.startswith(f"ignored 3 name(s) outside the device's folder in the holder's answer for results/{MID}/")
@@ -74,7 +73,7 @@ def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path
 
 def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
     static = Device(name="ETHOSCOPE_004", address="169.254.9.4", source="config")
-    result, sent, _ = run_job(dataclasses.replace(config, what="videos"), FakeProcesses({}), device=static)
+    result, sent, _ = run_job(config.changed(transfer={"what": "videos"}), FakeProcesses({}), device=static)
     assert result.ok and result.device.id == MID
     assert sent[0] == ev.Started("ETHOSCOPE_004", 1, sent[0].at)
     assert sent[1] == ev.Contacted("ETHOSCOPE_004", MID, True)
@@ -114,8 +113,8 @@ def test_a_device_from_the_config_failing_after_first_contact_ends_failed_in_the
 
 
 def test_unchanged_verified_databases_are_neither_held_nor_copied(config):
-    make_db(config.results_dir / DB, 3)
-    raw = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+    make_db(config.paths.results / DB, 3)
+    raw = config.paths.results / ".ethoscope-backup" / "raw" / MID / DB
     make_db(raw, 3)
     on_device = parse_probe(probe_answer(LIVE)).databases(MID)
     known = {DB: DatabaseRecord(signature(on_device[DB]), True, 3, "recovered 3 rows", 1.0)}
@@ -152,7 +151,7 @@ def test_a_failed_recovery_of_a_database_the_device_deleted_uses_the_raw_copy(co
 def test_transient_failures_are_retried_with_backoff(config):
     lost = Step(code=12, stderr="rsync: connection unexpectedly closed\nrsync error: (code 12)\n")
     fake = FakeProcesses({"videos": [lost, lost, Step()]})
-    result, sent, stop = run_job(dataclasses.replace(config, what="videos"), fake)
+    result, sent, stop = run_job(config.changed(transfer={"what": "videos"}), fake)
     assert result.ok
     assert stop.waits == [5.0, 10.0]
     assert [e.attempt for e in sent if isinstance(e, ev.Started)] == [1, 2, 3]
@@ -162,7 +161,7 @@ def test_transient_failures_are_retried_with_backoff(config):
 def test_retries_are_bounded_and_the_message_carries_rsync_s_own_line(config):
     lost = Step(code=12, stderr="rsync: connection unexpectedly closed (0 bytes received so far)\n")
     fake = FakeProcesses({"videos": [lost]})
-    result, sent, stop = run_job(dataclasses.replace(config, what="videos"), fake)
+    result, sent, stop = run_job(config.changed(transfer={"what": "videos"}), fake)
     assert not result.ok and fake.calls.count("videos") == 3 and stop.waits == [5.0, 10.0]
     assert result.message == ("error in rsync protocol data stream (connection lost): "
                               "rsync: connection unexpectedly closed (0 bytes received so far)")
@@ -175,7 +174,7 @@ def test_retries_are_bounded_and_the_message_carries_rsync_s_own_line(config):
 ])
 def test_permanent_failures_are_not_retried(config, code, stderr, expected):
     fake = FakeProcesses({"videos": [Step(code=code, stderr=stderr)]})
-    result, _, stop = run_job(dataclasses.replace(config, what="videos"), fake)
+    result, _, stop = run_job(config.changed(transfer={"what": "videos"}), fake)
     assert not result.ok and expected in result.message
     assert fake.calls.count("videos") == 1 and stop.waits == []
 
@@ -184,7 +183,7 @@ def test_a_stop_request_ends_the_job_without_retry(config):
     stop = RecordingStop()
     lost = Step(code=12, effect=stop.set)
     fake = FakeProcesses({"videos": [lost]})
-    result, _, _ = run_job(dataclasses.replace(config, what="videos"), fake, stop)
+    result, _, _ = run_job(config.changed(transfer={"what": "videos"}), fake, stop)
     assert not result.ok and fake.calls.count("videos") == 1 and stop.waits == []
 
 
@@ -194,9 +193,9 @@ def test_a_stop_request_during_the_databases_keeps_the_node_s_copies_and_says_so
     fake = FakeProcesses({"results:raw": [Step((file_line(">f+++++++++", 8192, DB),),
                                                effect=lambda: (copy(), stop.set()))]},
                          probe=[Step((probe_answer(LIVE[:1]),))])
-    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake, stop)
+    result, sent, _ = run_job(config.changed(transfer={"what": "results"}), fake, stop)
     assert not result.ok and result.message == "interrupted by a stop request" and stop.waits == []
-    assert not (config.results_dir / DB).exists()
+    assert not (config.paths.results / DB).exists()
     assert not any(isinstance(e, ev.DatabaseChecked) and e.ok for e in sent)
 
 
@@ -215,7 +214,7 @@ def test_a_probe_answer_cut_by_the_link_is_tried_again_one_past_the_limits_is_no
 
 
 def test_no_room_means_no_transfer(config):
-    result, _, _ = run_job(dataclasses.replace(config, min_free_bytes=1 << 62), fake := FakeProcesses({}))
+    result, _, _ = run_job(config.changed(transfer={"min_free": 1 << 62}), fake := FakeProcesses({}))
     assert not result.ok and "not enough free space" in result.message
     assert fake.calls == ["ssh -O exit"]
 
@@ -235,7 +234,7 @@ def test_unreadable_files_do_not_stop_the_rest(config):
 
 
 def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
-    raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+    raw_db = config.paths.results / ".ethoscope-backup" / "raw" / MID / DB
 
     def torn():
         raw_db.parent.mkdir(parents=True, exist_ok=True)
@@ -243,11 +242,11 @@ def test_an_unverified_database_fails_the_attempt_and_is_retried(config):
 
     fake = FakeProcesses({"results:raw": [Step((file_line(">f+++++++++", 4016, DB),), effect=torn)]},
                          probe=[Step((probe_answer(LIVE[:1]),))])
-    result, sent, stop = run_job(dataclasses.replace(config, what="results"), fake)
+    result, sent, stop = run_job(config.changed(transfer={"what": "results"}), fake)
     assert not result.ok and "database copy(ies) not verified, previous copy kept" in result.message
     assert fake.calls.count("results:raw") == 3 and stop.waits == [5.0, 10.0]
     assert "holder" not in fake.calls                        # no -wal/-shm: not open on the device
-    assert not (config.results_dir / DB).exists()
+    assert not (config.paths.results / DB).exists()
     checked = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
     assert {(e.verdict, e.ok) for e in checked} == {("kept previous copy", False)}
 
@@ -260,11 +259,11 @@ def test_a_database_the_device_cannot_read_is_not_verified_and_an_older_raw_copy
     error = f'rsync: [sender] read errors mapping "/ethoscope_data/results/{DB}": Input/output error (5)\n'
     fake = FakeProcesses({"results:raw": [Step(code=23, stderr=error + "rsync error: some files (code 23)\n")]},
                          probe=[Step((probe_answer(LIVE[:1]),))])
-    result, sent, _ = run_job(dataclasses.replace(config, what="results"), fake)
+    result, sent, _ = run_job(config.changed(transfer={"what": "results"}), fake)
     assert not result.ok and result.message.endswith(f"{DB}: not copied from the device: Input/output error (5)")
     checked = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
     assert checked and {(e.path, e.ok, e.signature) for e in checked} == {(DB, False, ())}
-    assert not (config.results_dir / DB).exists()
+    assert not (config.paths.results / DB).exists()
 
 
 def test_a_database_past_the_limits_fails_the_device_without_retry(config):
@@ -273,20 +272,20 @@ def test_a_database_past_the_limits_fails_the_device_without_retry(config):
 
     class Owner:
         id, name = MID, "ETHOSCOPE_004"
-    raw_db = config.results_dir / ".ethoscope-backup" / "raw" / MID / DB
+    raw_db = config.paths.results / ".ethoscope-backup" / "raw" / MID / DB
 
     def crafted():
         raw_db.parent.mkdir(parents=True, exist_ok=True)
         craft(raw_db, Owner, "2025-03-08_10-00-00", "memory", "check", rows=2)
 
     fake = FakeProcesses({"results:raw": [Step(effect=crafted)]}, probe=[Step((probe_answer(LIVE[:1]),))])
-    result, sent, stop = run_job(dataclasses.replace(config, what="results"), fake)
+    result, sent, stop = run_job(config.changed(transfer={"what": "results"}), fake)
     assert not result.ok and result.message.startswith("1 database copy(ies) not verified, previous copy kept: ")
     assert "not verified: builds values larger than allowed" in result.message
     assert fake.calls.count("results:raw") == 1 and stop.waits == []
     (checked,) = [e for e in sent if isinstance(e, ev.DatabaseChecked)]
     assert (checked.verdict, checked.ok) == ("not verified", False)
-    assert not (config.results_dir / DB).exists()
+    assert not (config.paths.results / DB).exists()
 
 
 def test_which_databases_are_taken(tmp_path):

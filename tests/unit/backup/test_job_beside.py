@@ -1,7 +1,6 @@
 """The videos are copied beside the results (a second thread of the device's job, on its one shared
 connection): proved by the scripted processes waiting for each other, never by timing; either tree
 failing fails the attempt, and the retries, messages and events stay what they were."""
-import dataclasses
 import threading
 
 from ethoscope_rsync.state import events as ev
@@ -70,6 +69,6 @@ def test_a_bug_beside_a_failure_is_not_hidden(config):
 def test_one_tree_alone_runs_in_the_job_s_own_thread(config):
     threads = []
     fake = FakeProcesses({"videos": [Step(effect=lambda: threads.append(threading.current_thread()))]})
-    result, _, _ = run_job(dataclasses.replace(config, what="videos"), fake)
+    result, _, _ = run_job(config.changed(transfer={"what": "videos"}), fake)
     assert result.ok and threads == [threading.current_thread()]
     assert "results:skip" not in fake.calls

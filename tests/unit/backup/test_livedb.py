@@ -38,15 +38,15 @@ def make_pair(tmp_path: Path, commits: int, name="dev.db", checkpoint_at=None):
 def test_recover_pair(tmp_path):
     raw_db, raw_wal = make_pair(tmp_path, 50)
     dest = tmp_path / "node" / "a" / "dev.db"
-    v = livedb.recover_database(raw_db, raw_wal, dest)
+    v = livedb.recover_database(raw_db, raw_wal, dest, check_timeout=300.0)
     assert v == livedb.Verdict(True, 100, "recovered 100 rows", True)
-    assert livedb.count_rows(dest) == 100
+    assert livedb.count_rows(dest, check_timeout=300.0) == 100
     assert sorted(os.listdir(dest.parent)) == ["dev.db"]          # single file, no temp left
     assert dest.read_bytes()[18:20] == b"\x01\x01"                 # rollback-journal mode
     assert raw_wal.stat().st_size > 0 and raw_db.exists()          # raw pair untouched
     # same input again: nothing rewritten
     before = dest.stat().st_mtime_ns, dest.stat().st_ino
-    v2 = livedb.recover_database(raw_db, raw_wal, dest)
+    v2 = livedb.recover_database(raw_db, raw_wal, dest, check_timeout=300.0)
     assert v2.ok and not v2.replaced and (dest.stat().st_mtime_ns, dest.stat().st_ino) == before
 
 
@@ -72,7 +72,7 @@ def test_torn_wal_recovers_consistent_prefix(tmp_path):
     for cut in (size - 1, size - 4000, size // 2 + 123):
         torn = tmp_path / ("torn%d" % cut)
         torn.write_bytes(raw_wal.read_bytes()[:cut])
-        v = livedb.recover_database(raw_db, torn, tmp_path / ("d%d.db" % cut))
+        v = livedb.recover_database(raw_db, torn, tmp_path / ("d%d.db" % cut), check_timeout=300.0)
         assert v.ok, v
         con = sqlite3.connect(str(tmp_path / ("d%d.db" % cut)))
         a, b = (con.execute("SELECT count(*) FROM ROI_%d" % i).fetchone()[0] for i in (1, 2))
@@ -80,28 +80,28 @@ def test_torn_wal_recovers_consistent_prefix(tmp_path):
         assert a == b and v.rows == a + b and v.rows < 120          # whole transactions only
     # no valid frame at all: the .db alone (here: before any table was committed to it)
     (tmp_path / "hdr").write_bytes(raw_wal.read_bytes()[:40])
-    assert livedb.recover_database(raw_db, tmp_path / "hdr", tmp_path / "e.db").rows == 0
+    assert livedb.recover_database(raw_db, tmp_path / "hdr", tmp_path / "e.db", check_timeout=300.0).rows == 0
     # a pair whose wal was garbled in the middle still gives the prefix before the damage
     data = bytearray(raw_wal.read_bytes())
     data[size // 2: size // 2 + 100] = b"\xff" * 100
     garbled = tmp_path / "garbled"
     garbled.write_bytes(bytes(data))
-    v = livedb.recover_database(raw_db, garbled, dest)
+    v = livedb.recover_database(raw_db, garbled, dest, check_timeout=300.0)
     assert v.ok and 0 < v.rows < 120
 
 
 def test_garbage_db_leaves_dest_untouched(tmp_path):
     raw_db, raw_wal = make_pair(tmp_path, 200, checkpoint_at=190)   # most rows in the .db itself
     dest = tmp_path / "node" / "dev.db"
-    assert livedb.recover_database(raw_db, raw_wal, dest).ok
+    assert livedb.recover_database(raw_db, raw_wal, dest, check_timeout=300.0).ok
     good = dest.read_bytes()
     bad = tmp_path / "bad.db"
     bad.write_bytes(b"this is not a database" * 300)
-    v = livedb.recover_database(bad, None, dest)
+    v = livedb.recover_database(bad, None, dest, check_timeout=300.0)
     assert not v.ok and not v.replaced
     truncated = tmp_path / "trunc.db"
     truncated.write_bytes(raw_db.read_bytes()[:raw_db.stat().st_size // 2])
-    v = livedb.recover_database(truncated, raw_wal, dest)
+    v = livedb.recover_database(truncated, raw_wal, dest, check_timeout=300.0)
     assert not v.ok and not v.replaced, v
     assert dest.read_bytes() == good
     assert sorted(os.listdir(dest.parent)) == ["dev.db"]
@@ -110,15 +110,15 @@ def test_garbage_db_leaves_dest_untouched(tmp_path):
 def test_fewer_rows_refused(tmp_path):
     raw_db, raw_wal = make_pair(tmp_path, 30)
     dest = tmp_path / "node" / "dev.db"
-    assert livedb.recover_database(raw_db, raw_wal, dest).rows == 60
+    assert livedb.recover_database(raw_db, raw_wal, dest, check_timeout=300.0).rows == 60
     good = dest.read_bytes()
     torn = tmp_path / "torn"
     torn.write_bytes(raw_wal.read_bytes()[:raw_wal.stat().st_size // 2])
-    v = livedb.recover_database(raw_db, torn, dest)                  # older than the existing copy
+    v = livedb.recover_database(raw_db, torn, dest, check_timeout=300.0)                  # older than the existing copy
     assert not v.ok and not v.replaced and "refused" in v.message and dest.read_bytes() == good
-    v = livedb.recover_database(raw_db, raw_wal, dest, previous_rows=61)
+    v = livedb.recover_database(raw_db, raw_wal, dest, previous_rows=61, check_timeout=300.0)
     assert not v.ok and "refused" in v.message and dest.read_bytes() == good
-    v = livedb.recover_database(raw_db, torn, tmp_path / "other.db", previous_rows=0)
+    v = livedb.recover_database(raw_db, torn, tmp_path / "other.db", previous_rows=0, check_timeout=300.0)
     assert v.ok and v.replaced
 
 
@@ -128,17 +128,17 @@ def test_stale_dest_journals_removed(tmp_path):
     dest.parent.mkdir()
     other_db, other_wal = make_pair(tmp_path / "x" if (tmp_path / "x").mkdir() is None else None, 3)
     shutil.copyfile(str(other_wal), str(dest) + "-wal")             # a stale wal left by someone
-    v = livedb.recover_database(raw_db, raw_wal, dest)
-    assert v.ok and not Path(str(dest) + "-wal").exists() and livedb.count_rows(dest) == 20
+    v = livedb.recover_database(raw_db, raw_wal, dest, check_timeout=300.0)
+    assert v.ok and not Path(str(dest) + "-wal").exists() and livedb.count_rows(dest, check_timeout=300.0) == 20
 
 
 def test_count_rows_missing_and_garbage(tmp_path):
     with pytest.raises(FileNotFoundError):
-        livedb.count_rows(tmp_path / "nope.db")
+        livedb.count_rows(tmp_path / "nope.db", check_timeout=300.0)
     g = tmp_path / "g.db"
     g.write_bytes(b"x" * 5000)
     with pytest.raises(sqlite3.DatabaseError):
-        livedb.count_rows(g)
+        livedb.count_rows(g, check_timeout=300.0)
     assert sorted(os.listdir(tmp_path)) == ["g.db"]
 
 

@@ -1,6 +1,5 @@
 """The end of a pass (runner._end): its final status and history are written whatever happened,
 and one that cannot be written never costs the other."""
-import dataclasses
 
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK
@@ -20,7 +19,7 @@ def a_pass(path):
 
 
 def test_both_are_written(config, tmp_path):
-    config.state_dir.mkdir(parents=True)
+    config.paths.state_dir.mkdir(parents=True)
     store = a_pass(tmp_path / "status.json")
     assert _end(config, store, Notifier(), "completed", "1 device", EXIT_OK, completed=True) == EXIT_OK
     assert load_status(tmp_path / "status.json").run.outcome == "completed"
@@ -28,7 +27,7 @@ def test_both_are_written(config, tmp_path):
 
 
 def test_a_status_that_cannot_be_written_does_not_lose_the_history(config, tmp_path, caplog):
-    config.state_dir.mkdir(parents=True)
+    config.paths.state_dir.mkdir(parents=True)
     (tmp_path / "run").write_text("a file where a folder should be")
     store = a_pass(tmp_path / "run" / "status.json")
     assert _end(config, store, Notifier(), "completed", "1 device", EXIT_OK, completed=True) == EXIT_FAILED
@@ -37,8 +36,8 @@ def test_a_status_that_cannot_be_written_does_not_lose_the_history(config, tmp_p
 
 
 def test_a_history_that_cannot_be_written_does_not_lose_the_status(config, tmp_path, caplog):
-    config.state_dir.parent.mkdir(parents=True, exist_ok=True)
-    config.state_dir.write_text("a file where a folder should be")
+    config.paths.state_dir.parent.mkdir(parents=True, exist_ok=True)
+    config.paths.state_dir.write_text("a file where a folder should be")
     store = a_pass(tmp_path / "status.json")
     assert _end(config, store, Notifier(), "failed", "1 failed", 1) == 1
     assert load_status(tmp_path / "status.json").run.outcome == "failed"

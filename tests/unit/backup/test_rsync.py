@@ -61,8 +61,7 @@ def test_results_command_variants(config):
 
 
 def test_safe_mode_keeps_replaced_versions(config):
-    import dataclasses
-    argv = make_rsync_command(dataclasses.replace(config, safe=True), DEVICE, "videos", key="/k", folder=MID,
+    argv = make_rsync_command(config.changed(transfer={"safe": True}), DEVICE, "videos", key="/k", folder=MID,
                               stamp="2026-01-02_03-04-05")
     assert ("--backup" in argv and
             f"--backup-dir=/data/videos/.ethoscope-backup/replaced/2026-01-02_03-04-05/{MID}" in argv)

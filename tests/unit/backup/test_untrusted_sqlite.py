@@ -56,7 +56,7 @@ def test_an_honest_database_passes_with_every_limit(tmp_path):
     con.close()
     verdict = livedb.recover_database(raw, None, tmp_path / "node.db", check_timeout=5)
     assert (verdict.ok, verdict.rows, verdict.over_limits) == (True, 2000 + 11 + 20 + 8 + 1 + 2, False)
-    assert livedb.count_rows(tmp_path / "node.db") == verdict.rows
+    assert livedb.count_rows(tmp_path / "node.db", check_timeout=300.0) == verdict.rows
 
 
 @pytest.mark.parametrize("construct", CONSTRUCTS)
@@ -142,7 +142,7 @@ def test_virtual_tables_are_not_counted(tmp_path):
     shadow = sum(plain.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0] for (name,) in plain.execute(
         "SELECT name FROM sqlite_master WHERE type='table' AND name LIKE 'notes\\_%' ESCAPE '\\'"))
     plain.close()
-    assert livedb.count_rows(path) == 10 + 20 + 11 + 8 + 1 + 1 + shadow
+    assert livedb.count_rows(path, check_timeout=300.0) == 10 + 20 + 11 + 8 + 1 + 1 + shadow
 
 
 def test_what_stopped_a_statement():

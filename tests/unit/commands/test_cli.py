@@ -37,9 +37,9 @@ def test_options_override_the_file(conf):
     args = parse("-r", "/d/results", "-i", "169.254.1.1:81", "-e", "004,7", "--videos-only", "-s", "-j", "8",
                  "--bwlimit", "2M", "-n", "-c", str(conf))
     config = apply_options(load_config(conf), args)
-    assert (str(config.results_dir), str(config.videos_dir)) == ("/d/results", "/d/videos")
-    assert config.server == "169.254.1.1:81" and config.selection == (4, 7)
-    assert config.what == "videos" and config.safe and config.jobs == 8 and config.bwlimit_kib == 2048
+    assert (str(config.paths.results), str(config.paths.videos)) == ("/d/results", "/d/videos")
+    assert config.node.server == ("169.254.1.1", 81) and config.selection == (4, 7)
+    assert config.transfer.what == "videos" and config.transfer.safe and config.transfer.jobs == 8 and config.transfer.bwlimit == 2048
     assert config.dry_run
 
 
@@ -82,7 +82,7 @@ def test_status_rows_merge_history():
     from tests.fixtures.status import build, scripted_pass
     status, history = build(scripted_pass(3, chunks=1, now=1000.0, failing=0))
     history["devices"]["b" * 32] = {"name": "ETHOSCOPE_009", "last_outcome": "error", "last_error": "gone"}
-    rows = status_rows(status, history, now=1000.0)
+    rows = status_rows(status, history, now=1000.0, stale_after=86400.0)
     assert [row[:2] for row in rows] == [("ETHOSCOPE_001", "completed"), ("ETHOSCOPE_002", "completed"),
                                          ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
     assert rows[0][3:] == ("9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
@@ -92,9 +92,9 @@ def test_status_rows_merge_history():
 def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
     from tests.fixtures.status import build, scripted_pass
     from ethoscope_rsync.render.upstream import terminal_status
-    assert terminal_status(None, None, now=1000.0, stale_after=86400.0) == ["no backup pass has run yet"]
+    assert terminal_status(None, None, now=1000.0, stale_after=86400.0, horizon_days=14.0) == ["no backup pass has run yet"]
     status, history = build(scripted_pass(2, chunks=1, now=1000.0, failing=0.5))
-    lines = terminal_status(status, history, now=1000.0, stale_after=86400.0)
+    lines = terminal_status(status, history, now=1000.0, stale_after=86400.0, horizon_days=14.0)
     assert lines[0].startswith("last pass: failed — ")
     assert lines[1].split() == ["DEVICE", "STATE", "LAST", "SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR"]
     assert lines[2].startswith("ETHOSCOPE_001  completed") and lines[3].startswith("ETHOSCOPE_002  error (stale)")
@@ -127,7 +127,7 @@ def test_upstream_config_dir_on_the_command_line(tmp_path, monkeypatch):
     monkeypatch.setattr("ethoscope_rsync.config.load.DEFAULT_CONFIG", tmp_path / "absent.conf")
     args = parse("-c", str(folder), "-e", "4")
     config = apply_options(load_config(args.config), args)
-    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert (str(config.paths.results), str(config.paths.videos)) == ("/srv/r", "/srv/v")
     assert main(["-c", str(tmp_path / "nowhere"), "-n"]) == 2
     help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     assert "FILE|DIR" in help_text and "ethoscope.conf" in help_text
@@ -137,10 +137,10 @@ def test_the_node_s_switches_narrow_what_a_pass_copies(tmp_path, conf):
     switches = tmp_path / "switches"
     switches.mkdir()
     args = parse("--switches", str(switches))
-    assert apply_options(load_config(conf), args).what == "unified"          # none on: as configured
+    assert apply_options(load_config(conf), args).transfer.what == "unified"          # none on: as configured
     (switches / "ethoscope_backup_video").mkdir()
-    assert apply_options(load_config(conf), args).what == "videos"
-    assert apply_options(load_config(conf), parse("--results-only", "--switches", str(switches))).what == ""
+    assert apply_options(load_config(conf), args).transfer.what == "videos"
+    assert apply_options(load_config(conf), parse("--results-only", "--switches", str(switches))).transfer.what == ""
     assert main(["run", "-c", str(conf), "--results-only", "--switches", str(switches)]) == 0   # nothing to copy
 
 

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from ethoscope_rsync.config.load import ConfigError, credential_key, load_config, parse_rate, parse_size
+from ethoscope_rsync.config.load import ConfigError, credential_key, load_config
+from ethoscope_rsync.config.syntax import parse_rate, parse_size
 
 
 def write(tmp_path, text, name="backup.conf"):
@@ -19,34 +20,34 @@ def no_upstream(tmp_path):
 
 def test_defaults_when_file_sets_nothing(tmp_path):
     config = load_config(write(tmp_path, no_upstream(tmp_path)))
-    assert str(config.results_dir) == "/ethoscope_data/results"
-    assert str(config.videos_dir) == "/ethoscope_data/videos"
-    assert str(config.status_file) == "/run/ethoscope-backup/status.json"
-    assert str(config.known_hosts) == "/var/lib/ethoscope-backup/known_hosts"
-    assert config.server == "localhost" and config.ssh_user == "ethoscope"
-    assert config.host_key_policy == "accept-new"
+    assert str(config.paths.results) == "/ethoscope_data/results"
+    assert str(config.paths.videos) == "/ethoscope_data/videos"
+    assert str(config.paths.status_file) == "/run/ethoscope-backup/status.json"
+    assert str(config.ssh.known_hosts) == "/var/lib/ethoscope-backup/known_hosts"
+    assert config.node.server == ("localhost", 80) and config.ssh.user == "ethoscope"
+    assert config.ssh.host_key_policy == "accept-new"
     assert config.kinds() == ("results", "videos")
-    assert config.jobs == 16 and config.bwlimit_kib == 0
+    assert config.transfer.jobs == 16 and config.transfer.bwlimit == 0
 
 
 def test_upstream_json_folders_used_when_keys_unset(tmp_path):
     upstream = tmp_path / "ethoscope.conf"
     upstream.write_text(json.dumps({"folders": {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}}}))
     config = load_config(write(tmp_path, f"[paths]\nupstream_config = {upstream}\n"))
-    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert (str(config.paths.results), str(config.paths.videos)) == ("/srv/r", "/srv/v")
     config = load_config(write(tmp_path, f"[paths]\nupstream_config = {upstream}\nresults = /data/results\n"))
-    assert str(config.results_dir) == "/data/results" and str(config.videos_dir) == "/srv/v"
+    assert str(config.paths.results) == "/data/results" and str(config.paths.videos) == "/srv/v"
 
 
 def test_videos_derived_next_to_results(tmp_path):
     config = load_config(write(tmp_path, no_upstream(tmp_path) + "results = /data/x/results\n"))
-    assert str(config.videos_dir) == "/data/x/videos"
+    assert str(config.paths.videos) == "/data/x/videos"
 
 
 def test_config_is_immutable(tmp_path):
     config = load_config(write(tmp_path, no_upstream(tmp_path)))
     with pytest.raises(dataclasses.FrozenInstanceError):
-        config.jobs = 9
+        config.transfer.jobs = 9
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -76,7 +77,7 @@ def test_missing_explicit_file_is_an_error(tmp_path):
 def test_static_devices(tmp_path):
     config = load_config(write(tmp_path, no_upstream(tmp_path) +
                                "[devices]\nETHOSCOPE_004 = 169.254.1.4\nETHOSCOPE_007 = eth7.local\n"))
-    assert [(d.name, d.address, d.source) for d in config.static_devices] == [
+    assert [(d.name, d.address, d.source) for d in config.devices] == [
         ("ETHOSCOPE_004", "169.254.1.4", "config"), ("ETHOSCOPE_007", "eth7.local", "config")]
 
 
@@ -109,18 +110,18 @@ def test_config_dir_as_upstream_reads_its_ethoscope_conf(tmp_path, monkeypatch):
     folder = upstream_dir(tmp_path, {"results": {"path": "/srv/r"}, "video": {"path": "/srv/v"}})
     monkeypatch.setattr("ethoscope_rsync.config.load.DEFAULT_CONFIG", tmp_path / "absent.conf")
     config = load_config(folder)
-    assert (str(config.results_dir), str(config.videos_dir)) == ("/srv/r", "/srv/v")
+    assert (str(config.paths.results), str(config.paths.videos)) == ("/srv/r", "/srv/v")
     assert config.source == str(tmp_path / "absent.conf")
     default = write(tmp_path, "[paths]\nresults = /data/results\n", name="default.conf")
     monkeypatch.setattr("ethoscope_rsync.config.load.DEFAULT_CONFIG", default)
     config = load_config(folder)
-    assert (str(config.results_dir), str(config.videos_dir)) == ("/data/results", "/srv/v")
+    assert (str(config.paths.results), str(config.paths.videos)) == ("/data/results", "/srv/v")
 
 
 def test_config_dir_without_video_path_derives_videos(tmp_path, monkeypatch):
     folder = upstream_dir(tmp_path, {"results": {"path": "/srv/x/results"}})
     monkeypatch.setattr("ethoscope_rsync.config.load.DEFAULT_CONFIG", tmp_path / "absent.conf")
-    assert str(load_config(folder).videos_dir) == "/srv/x/videos"
+    assert str(load_config(folder).paths.videos) == "/srv/x/videos"
 
 
 @pytest.mark.parametrize("content, expected", [(None, "no such file"), ("{not json", "cannot read")])
@@ -137,4 +138,4 @@ def test_config_dir_without_a_readable_ethoscope_conf_is_an_error(tmp_path, monk
 
 def test_config_file_still_accepted(tmp_path):
     path = write(tmp_path, no_upstream(tmp_path) + "results = /data/results\n")
-    assert str(load_config(path).results_dir) == "/data/results"
+    assert str(load_config(path).paths.results) == "/data/results"

@@ -19,7 +19,7 @@ def documents():
 
 def test_status_has_each_destination_with_its_forecast(documents):
     status, history = documents
-    disk = render.status_document(status, history, NOW, DAY)["disk"]
+    disk = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["disk"]
     videos, results = disk["destinations"]["videos"], disk["destinations"]["results"]
     assert disk["horizon_days"] == 14.0 and disk["samples"] == len(history["disk"])
     # the fixture: videos grow 80 GB a day on a 4 TB disk holding 1.5 TB + a week
@@ -33,16 +33,16 @@ def test_status_has_each_destination_with_its_forecast(documents):
 
 def test_the_horizon_flags_a_destination(documents):
     status, history = documents
-    days = render.status_document(status, history, NOW, DAY)["disk"]["destinations"]["videos"]["days_to_full"]
+    days = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["disk"]["destinations"]["videos"]["days_to_full"]
     flagged = render.status_document(status, history, NOW, DAY, horizon_days=days + 1)["disk"]["destinations"]
     assert flagged["videos"]["warning"] is True and flagged["results"]["warning"] is False
 
 
 def test_no_samples_no_destinations():
     status, history = build(example_pass())
-    assert render.status_document(status, history, NOW, DAY)["disk"] == {
+    assert render.status_document(status, history, NOW, DAY, horizon_days=14.0)["disk"] == {
         "destinations": {}, "horizon_days": 14.0, "samples": 0}
-    assert "Destinations" not in render.render_html(status, history, NOW, DAY)
+    assert "Destinations" not in render.render_html(status, history, NOW, DAY, horizon_days=14.0)
 
 
 def test_metrics_carry_the_disk(documents):
@@ -60,27 +60,27 @@ def test_metrics_carry_the_disk(documents):
 def test_shared_file_system_is_one_block_on_the_page():
     status, history = long_history(3, passes=2)
     history = dict(history, disk=[s.to_json() for s in disk_samples(NOW - 3600, shared=True)])
-    page = render.render_html(status, history, NOW, DAY)
+    page = render.render_html(status, history, NOW, DAY, horizon_days=14.0)
     assert page.count('<div class="dest"') == 1 and 'data-kinds="results videos"' in page
-    destinations = render.status_document(status, history, NOW, DAY)["disk"]["destinations"]
+    destinations = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["disk"]["destinations"]
     assert destinations["results"]["shares_file_system_with"] == ["videos"]
     assert destinations["results"]["days_to_full"] == destinations["videos"]["days_to_full"]
 
 
 def test_page_has_strips_charts_no_script_no_external_asset(documents):
     status, history = documents
-    page = render.render_html(status, history, NOW, DAY)
+    page = render.render_html(status, history, NOW, DAY, horizon_days=14.0)
     assert page.count('<svg class="strip"') == 12 and page.count('<svg class="chart"') == 2
     assert "<script" not in page.lower() and not re.search(r'(src|href)="(https?:)?//', page)
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in page
     assert "full in about" in page
-    plain = render.render_html(status, history, NOW, DAY, charts=False)
+    plain = render.render_html(status, history, NOW, DAY, charts=False, horizon_days=14.0)
     assert "<svg" not in plain and "Destinations" in plain
 
 
 def test_page_inputs_not_modified(documents):
     status, history = copy.deepcopy(documents)
-    render.render_html(status, history, NOW, DAY)
+    render.render_html(status, history, NOW, DAY, horizon_days=14.0)
     assert (status, history) == documents
 
 

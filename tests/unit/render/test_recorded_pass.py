@@ -31,7 +31,7 @@ def test_the_recording_is_a_pass_of_three_devices(recorded):
 def test_every_listed_file_is_published_by_name_with_its_node_size(recorded, documents):
     """In the device's own document every file; in /status every database (and no video)."""
     now = recorded.events[-1].at + 60
-    doc = render.status_document(*documents, now, DAY)
+    doc = render.status_document(*documents, now, DAY, horizon_days=14.0)
     for event in recorded.events:
         if isinstance(event, ev.Listed):
             published = render.device_document(*documents, event.key, now, DAY)["device"]["synced"][
@@ -45,7 +45,7 @@ def test_every_listed_file_is_published_by_name_with_its_node_size(recorded, doc
 
 
 def test_databases_are_listed_where_the_node_looks_for_them(recorded, documents):
-    doc = render.status_document(*documents, recorded.events[-1].at + 60, DAY)
+    doc = render.status_document(*documents, recorded.events[-1].at + 60, DAY, horizon_days=14.0)
     checked = [e for e in recorded.events if isinstance(e, ev.DatabaseChecked)]
     assert len(checked) == 2 and all(e.verdict == "ok" and e.rows > 0 for e in checked)
     for event in checked:
@@ -56,7 +56,7 @@ def test_databases_are_listed_where_the_node_looks_for_them(recorded, documents)
 
 def test_the_failed_device_says_why(recorded, documents):
     (failed,) = [e for e in recorded.events if isinstance(e, ev.Finished) and not e.ok]
-    doc = render.status_document(*documents, failed.at + 60, DAY)
+    doc = render.status_document(*documents, failed.at + 60, DAY, horizon_days=14.0)
     device = doc["devices"][failed.key]
     assert device["status"] == "error" and device["progress"]["status"] == "error"
     assert device["last_error"] == failed.message and device["stale"]

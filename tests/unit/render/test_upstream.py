@@ -50,7 +50,7 @@ def video_record(path) -> bool:
 
 
 def test_every_upstream_key_path_exists(done):
-    ours = render.status_document(*done, NOW, DAY)
+    ours = render.status_document(*done, NOW, DAY, horizon_days=14.0)
     missing = key_paths(upstream_sample()) - key_paths(ours)
     assert missing and all(video_record(p) for p in missing), sorted(missing)
     device = render.device_document(*done, A, NOW, DAY)["device"]
@@ -59,12 +59,12 @@ def test_every_upstream_key_path_exists(done):
 
 def test_every_device_has_every_device_level_path(done):
     wanted = {p[2:] for p in key_paths(upstream_sample()) if p[0] == "devices" and len(p) > 2 and "<FILE>" not in p}
-    for key, device in render.status_document(*done, NOW, DAY)["devices"].items():
+    for key, device in render.status_document(*done, NOW, DAY, horizon_days=14.0)["devices"].items():
         assert wanted - key_paths(device) == set(), key
 
 
 def test_values_are_ours_and_correct(done):
-    doc = render.status_document(*done, NOW, DAY)
+    doc = render.status_document(*done, NOW, DAY, horizon_days=14.0)
     a, b = doc["devices"][A], doc["devices"][B]
     assert (a["status"], a["progress"]["status"], a["progress"]["backup_method"]) == ("completed", "completed", "rsync")
     assert (b["status"], b["progress"]["status"]) == ("error", "error")
@@ -80,7 +80,7 @@ def test_status_names_every_database_and_no_video(done):
     """What the node's reader looks up: each database by file name under synced.results, with the
     node copy's size; no video anywhere, so that it lists every chunk from its own disk
     (synced.videos.directory, local_files > 0)."""
-    a = render.status_document(*done, NOW, DAY)["devices"][A]
+    a = render.status_document(*done, NOW, DAY, horizon_days=14.0)["devices"][A]
     results = a["synced"]["results"]["detailed_files"]
     assert sorted(results) == [f"2025-03-01_10-00-00_{A}.db", f"2025-03-08_10-00-00_{A}.db"]
     assert results[f"2025-03-08_10-00-00_{A}.db"]["size_bytes"] == 106496
@@ -114,7 +114,7 @@ def test_a_week_of_chunks_and_fifty_databases():
     notes = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/n{n:04d}.txt": 10 for n in range(600)}
     inventory["results"]["present"] = {**dbs, **notes}
     inventory["videos"]["present"] = chunks
-    a = render.status_document(status, history, NOW, DAY)["devices"][A]
+    a = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["devices"][A]
     received = f"2025-03-08_10-00-00_{A}.db"            # in this pass: listed too
     assert set(a["synced"]["results"]["detailed_files"]) == {p.rsplit("/", 1)[1] for p in dbs} | {received}
     assert a["synced"]["videos"]["detailed_files"] == {} and a["synced"]["videos"]["local_files"] == 2000
@@ -125,7 +125,7 @@ def test_a_week_of_chunks_and_fifty_databases():
 
 
 def test_disk_usage_summary_adds_up(done):
-    summary = render.status_document(*done, NOW, DAY)["disk_usage_summary"]
+    summary = render.status_document(*done, NOW, DAY, horizon_days=14.0)["disk_usage_summary"]
     assert summary["results"]["total_files"] == 2 and summary["results"]["total_size_bytes"] == 106496 + 4096
     assert summary["videos"]["total_size_bytes"] == 3 * (64 << 20)
     assert summary["combined"]["total_files"] == 5 and summary["combined"]["total_size_human"] == "192.1 MB"
@@ -133,7 +133,7 @@ def test_disk_usage_summary_adds_up(done):
 
 def test_while_running():
     status, history = build(example_pass(running=True), finish=False)
-    doc = render.status_document(status, history, NOW, DAY)
+    doc = render.status_document(status, history, NOW, DAY, horizon_days=14.0)
     a = doc["devices"][A]
     assert doc["status"] == "running" and a["processing"] and a["ended"] == 0
     assert a["progress"]["backup_status"] == 75.0 and a["progress"]["rate_bps"] == 4500000
@@ -145,9 +145,9 @@ def test_while_running():
 
 def test_inputs_not_modified(done):
     status, history = copy.deepcopy(done)
-    render.status_document(status, history, NOW, DAY)
-    render.render_html(status, history, NOW, DAY)
-    render.render_metrics(status, history, NOW, DAY)
+    render.status_document(status, history, NOW, DAY, horizon_days=14.0)
+    render.render_html(status, history, NOW, DAY, horizon_days=14.0)
+    render.render_metrics(status, history, NOW, DAY, horizon_days=14.0)
     assert (status, history) == done
 
 
@@ -155,10 +155,10 @@ def test_history_only_devices_appear(done):
     status, history = done
     history["devices"]["f" * 32] = {"name": "ETHOSCOPE_017", "last_outcome": "completed",
                                     "last_success": NOW - 3600, "last_bytes": 5}
-    doc = render.status_document(status, history, NOW, DAY)
+    doc = render.status_document(status, history, NOW, DAY, horizon_days=14.0)
     d = doc["devices"]["f" * 32]
     assert (d["name"], d["from_history"], d["progress"]["status"], d["stale"]) == ("ETHOSCOPE_017", True, "completed", False)
-    assert render.status_document(status, history, NOW + 2 * DAY, DAY)["devices"]["f" * 32]["stale"]
+    assert render.status_document(status, history, NOW + 2 * DAY, DAY, horizon_days=14.0)["devices"]["f" * 32]["stale"]
 
 
 def test_stale_threshold():
@@ -168,7 +168,7 @@ def test_stale_threshold():
 
 
 def test_no_files_at_all():
-    doc = render.status_document(None, None, NOW, DAY)
+    doc = render.status_document(None, None, NOW, DAY, horizon_days=14.0)
     assert doc["devices"] == {} and doc["status"] == "idle" and doc["last_backup"] == ""
     assert "no backup pass yet" in doc["message"]
     assert doc["disk_usage_summary"]["combined"]["total_files"] == 0
@@ -177,7 +177,7 @@ def test_no_files_at_all():
 
 def test_after_a_reboot_from_history_only():
     status, history = build(scripted_pass(3, chunks=1, failing=0))
-    doc = render.status_document(None, history, NOW, DAY)
+    doc = render.status_document(None, history, NOW, DAY, horizon_days=14.0)
     assert len(doc["devices"]) == 3 and doc["last_backup"] == render.format_time(history["last_backup"])
     assert all(d["synced"]["videos"]["local_files"] == 1 for d in doc["devices"].values())
 
@@ -187,11 +187,11 @@ def test_garbage_fields_do_not_crash():
                                           "started": "soon", "name": None}, "y": 7},
            "run": None, "last_backup": None}
     history = {"devices": [], "last_backup": float("nan")}
-    doc = render.status_document(bad, history, NOW, DAY)
+    doc = render.status_document(bad, history, NOW, DAY, horizon_days=14.0)
     assert "x" in doc["devices"]
     json.dumps(doc, allow_nan=False)
-    render.render_html(bad, history, NOW, DAY)
-    render.render_metrics(bad, history, NOW, DAY)
+    render.render_html(bad, history, NOW, DAY, horizon_days=14.0)
+    render.render_metrics(bad, history, NOW, DAY, horizon_days=14.0)
 
 
 def test_root_document():
@@ -209,7 +209,7 @@ def test_device_lookup_forms(done):
 
 
 def test_html_rows_and_no_refresh_when_idle(done):
-    page = render.render_html(*done, NOW, DAY)
+    page = render.render_html(*done, NOW, DAY, horizon_days=14.0)
     assert page.count('<tr class="device') == 2 and 'http-equiv="refresh"' not in page
     assert "ETHOSCOPE_001" in page and "connection lost" in page and "(69 min ago)" in page
 
@@ -218,13 +218,13 @@ def test_html_refresh_while_running_and_escaping():
     hostile = Pass(((A, 'ETHOSCOPE_<b>9"\\x</b>', "169.254.77.13"),),
                    (ev.Started(A, 1, NOW - 10), ev.Progressed(A, "results", 85, 5, 1.0, "<script>alert(1)</script>")),
                    started=NOW - 10)
-    page = render.render_html(*build(hostile, finish=False), NOW, DAY)
+    page = render.render_html(*build(hostile, finish=False), NOW, DAY, horizon_days=14.0)
     assert 'http-equiv="refresh"' in page and "<script>" not in page and "<b>9" not in page
     assert "&lt;b&gt;9" in page and "width:42.5%" in page
 
 
 def test_html_empty():
-    assert "No backup pass yet" in render.render_html(None, None, NOW, DAY)
+    assert "No backup pass yet" in render.render_html(None, None, NOW, DAY, horizon_days=14.0)
 
 
 def parse_metrics(text):
@@ -241,7 +241,7 @@ def parse_metrics(text):
 
 
 def test_metrics_exposition(done):
-    text = render.render_metrics(*done, NOW, DAY)
+    text = render.render_metrics(*done, NOW, DAY, horizon_days=14.0)
     assert text.endswith("\n")
     samples, helps, types = parse_metrics(text)
     assert set(types) == helps and all(name.split("{")[0] in types for name in samples)
@@ -257,20 +257,20 @@ def test_metrics_exposition(done):
 
 def test_metrics_last_backup_is_exact():
     status, history = build(scripted_pass(2, failing=0))
-    samples, _, _ = parse_metrics(render.render_metrics(status, history, NOW, DAY))
+    samples, _, _ = parse_metrics(render.render_metrics(status, history, NOW, DAY, horizon_days=14.0))
     assert samples["ethoscope_backup_last_backup_timestamp_seconds"] == history["last_backup"]
 
 
 def test_metrics_label_escaping_and_running():
     hostile = Pass(((A, 'ETHOSCOPE_<b>9"\\x</b>', "169.254.77.13"),), (ev.Started(A, 1, NOW - 10),),
                    started=NOW - 10)
-    text = render.render_metrics(*build(hostile, finish=False), NOW, DAY)
+    text = render.render_metrics(*build(hostile, finish=False), NOW, DAY, horizon_days=14.0)
     assert 'device_name="ETHOSCOPE_<b>9\\"\\\\x</b>"' in text
     assert parse_metrics(text)[0]["ethoscope_backup_run_active"] == 1
 
 
 def test_metrics_empty():
-    assert parse_metrics(render.render_metrics(None, None, NOW, DAY))[0]["ethoscope_backup_stale_devices"] == 0
+    assert parse_metrics(render.render_metrics(None, None, NOW, DAY, horizon_days=14.0))[0]["ethoscope_backup_stale_devices"] == 0
 
 
 def test_next_change_is_the_next_stale_flip(done):
@@ -283,10 +283,10 @@ def test_device_warnings_are_in_its_entry():
     said = ev.Warned(A, f"not copied: results/{B} on the device (only its own folder results/{A}/ is backed up)")
     status, history = build(Pass(example.devices, example.events[:1] + (said, said) + example.events[1:],
                                  started=example.started))
-    doc = render.status_document(status, history, NOW, DAY)
+    doc = render.status_document(status, history, NOW, DAY, horizon_days=14.0)
     assert doc["devices"][A]["warnings"] == [said.message]
     assert doc["devices"][B]["warnings"] == []
-    history_only = render.status_document(None, history, NOW, DAY)
+    history_only = render.status_document(None, history, NOW, DAY, horizon_days=14.0)
     assert history_only["devices"][A]["warnings"] == []
 
 

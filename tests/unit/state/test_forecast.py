@@ -1,6 +1,5 @@
 """The disk forecast: samples kept in the history, growth a day, days to full (pure functions), and
 the sample a pass records (real statvfs on a temporary folder)."""
-import dataclasses
 import json
 import logging
 import os
@@ -147,13 +146,13 @@ def test_record_usage_adds_one_sample_a_pass_and_warns_before_full(config, journ
     # free space shrank by a tenth of today's every hour: full in well under a day
     history.disk = [sample(h * HOUR, 0, free=now.free + (12 - h) * now.free // 10, fs=now.fs,
                            kinds=("results", "videos")) for h in range(0, 12, 2)]
-    record_usage(dataclasses.replace(config, disk_horizon=14.0), history, 12 * HOUR)
+    record_usage(config.changed(alert={"disk_horizon": 14.0}), history, 12 * HOUR)
     assert len(history.disk) == 7 and history.disk[-1].at == 12 * HOUR
     assert history.disk[-1].usage["videos"].growth > now.free      # (others write to this file system too)
     warnings = journal.messages(logging.WARNING)
     assert any("videos destination" in w and "full in less than a day" in w for w in warnings), warnings
     journal.records.clear()
-    record_usage(dataclasses.replace(config, disk_horizon=0.0), history, 13 * HOUR)
+    record_usage(config.changed(alert={"disk_horizon": 0.0}), history, 13 * HOUR)
     assert not journal.messages(logging.WARNING) and len(history.disk) == 8
 
 

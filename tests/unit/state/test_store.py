@@ -256,7 +256,7 @@ def test_devices_not_seen_for_long_are_retired_and_stay_pinned(tmp_path):
     save_history(tmp_path / "history.json", s.history)
     reread = load_history(tmp_path / "history.json")
     assert reread.retired == s.history.retired
-    doc = status_document(None, json.loads((tmp_path / "history.json").read_text()), NOW, day)
+    doc = status_document(None, json.loads((tmp_path / "history.json").read_text()), NOW, day, horizon_days=14.0)
     assert set(doc["devices"]) == {ID, recent}
     # a retired device that answers again is published again, under the same pin
     s.add_device(old, "ETHOSCOPE_010", "169.254.1.10")

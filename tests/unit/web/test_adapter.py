@@ -1,5 +1,5 @@
-"""The CherryPy adapter as a WSGI callable, without sockets: it passes requests to
-``StatusApp.respond`` and its answers back unchanged; CherryPy's own failures stay JSON."""
+"""The WSGI adapter (PEP 3333), without sockets: it passes requests to ``StatusApp.respond`` and
+its answers back unchanged; a failure of the app is a JSON 500 and one escaped log line."""
 import io
 import json
 import logging
@@ -39,7 +39,7 @@ def call(wsgi, method="GET", path="/", query="", names=None, **headers):
 @pytest.fixture
 def app(tmp_path):
     write_example(tmp_path / "status.json", tmp_path / "history.json")
-    return StatusApp(tmp_path / "status.json", tmp_path / "history.json")
+    return StatusApp(tmp_path / "status.json", tmp_path / "history.json", cors_origin="*", stale_after=86400.0, horizon_days=14.0)
 
 
 def test_answers_pass_through_unchanged(app):
@@ -54,7 +54,7 @@ def test_answers_pass_through_unchanged(app):
         assert body == expected.body, path
         for name, value in expected.headers:
             assert got[name.lower()] == value, (path, name)
-        assert got["server"] == "ethoscope-backup"
+        assert got["x-content-type-options"] == "nosniff"
 
 
 def test_not_modified_has_no_body_or_type(app):
@@ -71,17 +71,33 @@ def test_handler_failure_is_a_json_500_and_one_escaped_line(app, journal, monkey
 
     monkeypatch.setattr(app, "respond", broken)
     status, headers, body = call(make_wsgi_app(app), path="/status\nX")
-    assert status.startswith("500") and json.loads(body) == {"error": "internal error", "status": 500}
-    assert headers["content-type"] == "application/json"
+    assert status == "500 Internal Server Error"
+    assert json.loads(body) == {"error": "internal error", "status": 500}
+    assert headers["content-type"] == "application/json" and headers["x-content-type-options"] == "nosniff"
+    assert headers["content-length"] == str(len(body))
     assert journal.messages(logging.WARNING) == [
         "10.1.2.3 GET /status\\x0aX: 500 internal error: ValueError: bad\\x0athing"]
 
 
-def test_framework_errors_are_json(app):
-    # a query string that is not UTF-8 makes CherryPy itself refuse the request
+def test_path_is_read_back_as_utf8(app, monkeypatch):
+    """PATH_INFO holds the %-decoded bytes as Latin-1 (PEP 3333): the app gets the UTF-8 text, and
+    bytes that are not UTF-8 as surrogates (its logs escape them); a query that is not UTF-8 is
+    the app's to read, not a refusal."""
+    seen = []
+    monkeypatch.setattr(app, "respond", lambda *a: seen.append(a) or Response(204, [], b""))
+    wsgi = make_wsgi_app(app)
+    call(wsgi, path="/status/\u00e9".encode("utf-8").decode("latin-1"))
+    call(wsgi, path="/status/\xff")
+    call(wsgi, path="/status", query="a=%ff")
+    assert [a[1] for a in seen] == ["/status/\u00e9", "/status/\udcff", "/status"]
+    assert seen[2][3] == "a=%ff"
+
+
+def test_undecodable_path_and_query_get_json_answers(app):
+    status, headers, body = call(make_wsgi_app(app), path="/status/\xff")
+    assert status == "404 Not Found" and json.loads(body) == {"error": "unknown device", "status": 404}
     status, headers, body = call(make_wsgi_app(app), path="/status", query="a=%ff")
-    assert status.startswith("404") and headers["content-type"] == "application/json"
-    assert json.loads(body)["status"] == 404 and b"Traceback" not in body
+    assert status == "200 OK" and headers["content-type"] == "application/json"
 
 
 def test_client_address_and_query_reach_the_app(app, monkeypatch):
@@ -90,10 +106,18 @@ def test_client_address_and_query_reach_the_app(app, monkeypatch):
     call(make_wsgi_app(app), "GET", "/status", "format=json&x=1", Accept="text/html")
     method, path, headers, query, client = seen[0]
     assert (method, path, query, client) == ("GET", "/status", "format=json&x=1", "10.1.2.3")
-    assert headers["Accept"] == "text/html"
+    assert headers["accept"] == "text/html" and headers["host"] == "node:8093"
 
 
 def test_header_names_as_the_app_spells_them(app):
     names = []
     call(make_wsgi_app(app), path="/status", names=names)
     assert "ETag" in names and "Access-Control-Allow-Origin" in names and "Cache-Control" in names
+    assert "X-Content-Type-Options" in names
+
+
+def test_no_body_for_204_and_head(app):
+    status, headers, body = call(make_wsgi_app(app), "OPTIONS", "/status")
+    assert status == "204 No Content" and body == b""
+    status, headers, body = call(make_wsgi_app(app), "HEAD", "/status")
+    assert status == "200 OK" and body == b"" and int(headers["content-length"]) > 1000

@@ -15,7 +15,7 @@ import pytest
 from tests.fixtures.status import B, NOW, build, example_pass
 from tests.fixtures.status import write_json
 from ethoscope_rsync.render import upstream as render
-from ethoscope_rsync.web.app import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param
+from ethoscope_rsync.web.app import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param, refusal
 from tests.unit.web.web_helpers import write_example
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,7 +46,7 @@ def clock():
 
 @pytest.fixture
 def app(files, clock):
-    return StatusApp(files[0], files[1], clock=clock)
+    return StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
 
 
 def hdr(response, name):
@@ -101,7 +101,7 @@ def test_status_document(app):
     assert hdr(r, "Cache-Control") == "no-cache" and hdr(r, "Vary") == "Accept-Encoding"
     assert hdr(r, "Access-Control-Allow-Origin") == "*"
     with open(app.documents.status.path) as s, open(app.documents.history.path) as h:
-        expected = render.status_document(json.load(s), json.load(h), NOW, DAY)
+        expected = render.status_document(json.load(s), json.load(h), NOW, DAY, horizon_days=14.0)
     assert json.loads(r.body) == json.loads(json.dumps(expected))
 
 
@@ -119,8 +119,9 @@ def test_device_forms_and_unknown(app):
     bodies = {get(app, "/status/" + key).body for key in (DEVICE_2, "ETHOSCOPE_002", "002", "2")}
     assert len(bodies) == 1 and json.loads(bodies.pop())["id"] == DEVICE_2
     r = get(app, "/status/ETHOSCOPE_099")
-    assert r.status == 404 and json.loads(r.body) == {"error": "unknown device", "status": 404,
-                                                      "device": "ETHOSCOPE_099"}
+    # the key asked for is not echoed (a page showing the answer would show what a client made up)
+    assert r.status == 404 and json.loads(r.body) == {"error": "unknown device", "status": 404}
+    assert b"099" not in r.body and hdr(r, "X-Content-Type-Options") == "nosniff"
     assert get(app, "/status/" + "0" * 7000 + "x").status == 404
     assert get(app, "/status/" + "9" * 5000).status == 404
 
@@ -149,13 +150,38 @@ def test_methods(app):
     assert head.status == 200 and head.body == b"" and head.headers == full.headers
 
 
+def test_every_answer_says_nosniff(app, tmp_path):
+    etag = hdr(get(app, "/status"), "ETag")
+    answers = [get(app, "/"), get(app, "/", Accept="text/html"), get(app, "/status"), get(app, "/metrics"),
+               get(app, "/status/2"), get(app, "/status", If_None_Match=etag), get(app, "/nope"),
+               get(app, "/status/ETHOSCOPE_099"), app.respond("POST", "/status", {}),
+               app.respond("OPTIONS", "/status", {}), app.respond("HEAD", "/status", {}),
+               get(app, "/status/" + "x" * 9000)]
+    (tmp_path / "bad.json").write_text("{")
+    answers.append(get(StatusApp(tmp_path / "bad.json", None, cors_origin="", stale_after=1.0, horizon_days=1.0),
+                       "/status"))
+    assert sorted({a.status for a in answers}) == [200, 204, 304, 404, 405, 414, 503]
+    for a in answers:
+        assert hdr(a, "X-Content-Type-Options") == "nosniff", a
+
+
+def test_refusal_is_a_whole_json_answer():
+    answer = refusal(431, "Request Header Fields Too Large")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n") == [b"HTTP/1.1 431 Request Header Fields Too Large", b"Content-Type: application/json",
+                                   b"X-Content-Type-Options: nosniff", b"Content-Length: %d" % len(body),
+                                   b"Connection: close"]
+    assert json.loads(body) == {"error": "request header fields too large", "status": 431}
+    assert refusal(505).startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
+
+
 def test_long_target_414(app):
     assert get(app, "/status/" + "x" * 9000).status == 414
     assert get(app, "/", "q=" + "x" * 9000).status == 414
 
 
 def test_no_cors_when_disabled(files):
-    r = StatusApp(files[0], files[1], cors_origin="").respond("GET", "/", {})
+    r = StatusApp(files[0], files[1], cors_origin="", stale_after=86400.0, horizon_days=14.0).respond("GET", "/", {})
     assert hdr(r, "Access-Control-Allow-Origin") is None
 
 
@@ -191,8 +217,8 @@ def test_gzip(app):
 
 
 def test_etag_survives_a_restart_and_follows_the_file(files, clock):
-    tag = hdr(get(StatusApp(files[0], files[1], clock=clock), "/status"), "ETag")
-    app = StatusApp(files[0], files[1], clock=clock)
+    tag = hdr(get(StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0), "/status"), "ETag")
+    app = StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert hdr(get(app, "/status"), "ETag") == tag
     write_json(files[0], build(example_pass(running=True), finish=False)[0])   # another state
     assert hdr(get(app, "/status"), "ETag") != tag
@@ -240,29 +266,32 @@ def test_html_at_most_once_a_second(app, clock):
 # ---------------------------------------------------------------- bad files, missing files
 
 def test_missing_files(tmp_path):
-    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json")
+    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json", cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(app, "/").body) == {"status": "idle", "last_backup": ""}
     assert json.loads(get(app, "/status").body)["devices"] == {}
 
 
 @pytest.mark.parametrize("content", ['{"devices": {"x": ', "[1, 2]", "\xff\xfe"])
-def test_bad_status_file_503_cached(tmp_path, content):
+def test_bad_status_file_503_cached(tmp_path, content, journal):
     status = tmp_path / "status.json"
     status.write_bytes(content.encode("latin-1"))
-    app = StatusApp(status, None)
+    app = StatusApp(status, None, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     r = get(app, "/status")
-    assert r.status == 503 and hdr(r, "Retry-After") == "5"
-    doc = json.loads(r.body)
-    assert doc["error"] == "status file unreadable or invalid" and str(status) in doc["detail"]
+    assert r.status == 503 and hdr(r, "Retry-After") == "5" and hdr(r, "X-Content-Type-Options") == "nosniff"
+    # neither the file's path nor the error: those go to the journal
+    assert json.loads(r.body) == {"error": "status file unreadable or invalid", "status": 503}
+    assert str(tmp_path).encode() not in r.body
     builds = app.documents.builds
     assert get(app, "/").status == 503 and get(app, "/status/2").status == 503
     assert app.documents.builds == builds
     assert b"Traceback" not in r.body
+    logged = journal.messages(logging.WARNING)[0]
+    assert logged.startswith("- GET /status: 503 status file unreadable or invalid (") and str(status) in logged
 
 
 def test_bad_history_is_ignored_once(files, journal):
     files[1].write_text("not json")
-    app = StatusApp(files[0], files[1])
+    app = StatusApp(files[0], files[1], cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert get(app, "/status").status == 200
     assert get(app, "/metrics").status == 200
     assert sum("ignoring history" in m for m in journal.messages(logging.WARNING)) == 1
@@ -286,7 +315,7 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     code = ("import sys, json\n"
             "from ethoscope_rsync.web.adapter import StatusServer, make_wsgi_app\n"
             "from ethoscope_rsync.web.app import StatusApp\n"
-            "app = StatusApp(%r, %r)\n"
+            "app = StatusApp(%r, %r, cors_origin='*', stale_after=86400.0, horizon_days=14.0)\n"
             "assert app.respond('GET', '/status/2', {}).status == 200\n"
             "assert app.respond('GET', '/metrics', {}).status == 200\n"
             "make_wsgi_app(app)\n"
@@ -295,12 +324,14 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     done = subprocess.run(["/usr/bin/python3", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     loaded = set(json.loads(done.stdout))
-    backup_pass = {"ethoscope_rsync." + m for m in ("runner", "jobs", "execute", "livedb", "discovery", "config",
-                                                    "status", "rsync", "devices", "cli", "preview", "check",
-                                                    "probe", "databases", "identities", "identity", "disk",
-                                                    "events", "daemon")}
-    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "ssl", "_hashlib"}
-    assert not loaded & (backup_pass | heavy), sorted(loaded & (backup_pass | heavy))
+    backup_pass = {m for m in loaded if m.startswith(("ethoscope_rsync.backup", "ethoscope_rsync.commands",
+                                                      "ethoscope_rsync.alerts"))}
+    backup_pass |= loaded & {"ethoscope_rsync.config.load", "ethoscope_rsync.state.store", "ethoscope_rsync.state.events",
+                             "ethoscope_rsync.system.execute", "ethoscope_rsync.system.privileges"}
+    # (ssl comes with cheroot, which imports it whether or not it serves HTTPS)
+    heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "cherrypy", "cgi"}
+    assert "ethoscope_rsync.web.app" in loaded and not backup_pass | (loaded & heavy), \
+        sorted(backup_pass | (loaded & heavy))
 
 
 def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_path):
@@ -321,7 +352,7 @@ def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_p
     store.finish("failed", "1 failed", completed=False)
     store.write()
     save_history(tmp_path / "history.json", store.history)
-    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3)
+    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     for path, query in (("/", "format=html"), ("/metrics", ""), ("/status", ""), ("/", "")):
         answer = get(app, path, query)
         assert answer.status == 200, (path, answer.status)
@@ -338,13 +369,13 @@ def test_a_pass_killed_before_its_end_is_not_shown_running(tmp_path):
     files = tmp_path / "status.json", tmp_path / "history.json"
     write_json(files[1], history)
     write_json(files[0], status)
-    alive = StatusApp(*files, clock=Clock())
+    alive = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(alive, "/").body)["status"] == "running"
     gone = subprocess.Popen(["true"])
     gone.wait()                                   # a pid that was a process and is no more
     status["run"]["pid"] = gone.pid
     write_json(files[0], status)
-    app = StatusApp(*files, clock=Clock())
+    app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert json.loads(get(app, "/").body)["status"] == "idle"
     doc = json.loads(get(app, "/status").body)
     assert doc["run"]["outcome"] == "interrupted" and doc["processing_devices"] == []
@@ -364,7 +395,7 @@ def test_every_document_of_one_status_agrees_once_its_pass_is_gone(tmp_path):
     try:
         status["run"]["pid"] = pass_.pid
         write_json(files[0], status)
-        app = StatusApp(*files, clock=Clock())          # one instant: nothing expires by time
+        app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)          # one instant: nothing expires by time
         assert json.loads(get(app, "/").body)["status"] == "running"
     finally:
         pass_.kill()

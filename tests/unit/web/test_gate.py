@@ -1,4 +1,4 @@
-"""The connection gate with real sockets and a stand-in for cheroot's server (no HTTP app).
+"""The connection gate with real sockets and a stand-in for cheroot's workers (no HTTP app).
 
 Waits are bounded (a queue get or a socket read with a timeout), never sleeps that assert timing.
 """
@@ -9,8 +9,9 @@ import threading
 
 import pytest
 
+from ethoscope_rsync.web.cheroot_seam import GatedConnection
 from ethoscope_rsync.web.gate import Gate, Limits
-from ethoscope_rsync.web.gateconn import HeadReader, declares_body
+from ethoscope_rsync.web.gateconn import Head, HeadReader, check_head
 from tests.polling import wait_for
 
 WAIT = 10.0
@@ -25,18 +26,34 @@ def test_head_reader():
     assert r.bytes_read == 27
 
 
-@pytest.mark.parametrize("head, body", [
-    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False),
-    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", False),
-    (b"POST / HTTP/1.1\r\ncontent-length: 12\r\n\r\n", True),
-    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", True),
-    (b"GET / HTTP/1.1\r\nX-Content-Length: 5\r\n\r\n", False)])
-def test_declares_body(head, body):
-    assert declares_body(head) is body
+NO_COLON = "a header line without a colon"
+BAD_NAME = "a header name with whitespace or a character not allowed"
+
+
+@pytest.mark.parametrize("head, expected", [
+    (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Head("", False)),
+    (b"GET / HTTP/1.1\r\n\r\n", Head("", False)),
+    (b"POST / HTTP/1.1\r\nContent-Length: 0\r\n\r\n", Head("", False)),
+    (b"POST / HTTP/1.1\r\ncontent-length: 12\r\n\r\n", Head("", True)),
+    (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", Head("", True)),
+    (b"GET / HTTP/1.1\r\nX-Content-Length: 5\r\n\r\n", Head("", False)),
+    (b"GET / HTTP/1.1\r\nX-Odd: a:b: c\r\n\r\n", Head("", False)),      # colons in a value are fine
+    (b"GET / HTTP/1.1\r\nX-Empty:\r\n\r\n", Head("", False)),
+    # RFC 9112 5.1: no whitespace between a field name and its colon (the body length it hid)
+    (b"POST / HTTP/1.1\r\nContent-Length : 5\r\n\r\n", Head(BAD_NAME, False)),
+    (b"POST / HTTP/1.1\r\nContent-Length\t: 5\r\n\r\n", Head(BAD_NAME, False)),
+    (b"GET / HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n", Head(NO_COLON, False)),
+    (b"GET / HTTP/1.1\r\nHost\r\n\r\n", Head(NO_COLON, False)),
+    (b"GET / HTTP/1.1\r\n: empty name\r\n\r\n", Head(BAD_NAME, False)),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n folded: line\r\n\r\n", Head(BAD_NAME, False)),   # obs-fold
+    (b"GET / HTTP/1.1\r\nX-\x00: a\r\n\r\n", Head(BAD_NAME, False)),
+    (b"GET / HTTP/1.1\r\nX-\xe9: a\r\n\r\n", Head(BAD_NAME, False))])
+def test_check_head(head, expected):
+    assert check_head(head) == expected
 
 
 class Server:
-    """What the gate needs of cheroot's HTTPServer: a socket, process_conn, error_log."""
+    """What the gate needs of cheroot's workers: process_conn, error_log (and a listening socket)."""
 
     peercreds_enabled = peercreds_resolve_enabled = False
 
@@ -58,7 +75,7 @@ def gate():
 
     def start(**limits):
         server = Server()
-        g = Gate(server, Limits(**limits))
+        g = Gate(server, GatedConnection, [server.socket], Limits(**limits))
         thread = threading.Thread(target=g.run, args=(0.05,), daemon=True)
         thread.start()
         made.append((server, g, thread))
@@ -126,6 +143,32 @@ def test_oversized_heads_refused_and_the_answer_arrives(gate, request_bytes, sta
     answer = read_all(c)
     sender.join(WAIT)
     assert answer.startswith(b"HTTP/1.1 " + status) and b"Connection: close" in answer
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answer
+    assert server.conns.empty()
+
+
+def test_malformed_header_refused_400_and_never_reaches_a_worker(gate, caplog):
+    server, g = gate()
+    c = client(server)
+    c.sendall(b"POST /status HTTP/1.1\r\nHost: x\r\nContent-Length : 5\r\n\r\nhello")
+    answer = read_all(c)
+    assert answer.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in answer
+    assert b"\r\nX-Content-Type-Options: nosniff\r\n" in answer
+    assert answer.endswith(b'{"error": "bad request", "status": 400}')
+    assert server.conns.empty()
+    assert "refused a request from 127.0.0.1: 400, " + BAD_NAME in caplog.text
+
+
+def test_malformed_pipelined_request_refused_after_the_good_one(gate):
+    """The second request of a pipeline is checked when a worker gives the connection back."""
+    server, g = gate()
+    c = client(server)
+    c.sendall(b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\nno colon\r\n\r\n")
+    conn = server.conns.get(timeout=WAIT)
+    assert conn.rfile.read() == b"GET /a HTTP/1.1\r\n\r\n"
+    conn.wfile.write(b"answer a;")
+    g.put(conn)
+    assert read_all(c).startswith(b"answer a;HTTP/1.1 400 ")
     assert server.conns.empty()
 
 
@@ -177,7 +220,7 @@ def test_answer_never_read_is_dropped(gate):
 
 
 def test_oldest_waiting_connection_makes_room(gate, caplog):
-    server, g = gate(max_connections=2)
+    server, g = gate(connection_limit=2)
     first, second = client(server), client(server)
     second.sendall(b"GET /")                  # started, so not idle: still evictable, but younger
     third = client(server)
@@ -204,4 +247,4 @@ def test_documented_limits_are_the_defaults():
     assert "within %g seconds of its first byte" % lim.head_timeout in text
     assert "idle for %g seconds" % lim.idle_timeout in text
     assert "within %g seconds is dropped" % lim.write_timeout in text
-    assert "beyond %d connections" % lim.max_connections in text
+    assert "beyond %d connections" % lim.connection_limit in text
