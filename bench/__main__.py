@@ -1,7 +1,7 @@
 """``make bench`` = ``/usr/bin/python3 -m bench [--quick] [--only NAME,...] [--output FILE]``.
 
 Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
-cost, page render, second copy), prints one table (scenario, measure, ours, baseline, ratio, target,
+cost, page render, the node's poll, second copy), prints one table (scenario, measure, ours, baseline, ratio, target,
 pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.
@@ -73,6 +73,11 @@ def _page_render(quick):
     return page_render.run(quick)
 
 
+def _node_poll(quick):
+    from bench import node_poll
+    return node_poll.run(quick)
+
+
 def _offsite(quick):
     from bench import offsite
     return offsite.run(quick)
@@ -86,6 +91,7 @@ SCENARIOS = {
     "status": _status_service,
     "livedb": _livedb_cost,
     "page": _page_render,
+    "node": _node_poll,
     "offsite": _offsite,
 }
 

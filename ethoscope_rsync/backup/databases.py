@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ethoscope_rsync.state import events
-from ethoscope_rsync.backup import livedb
+from ethoscope_rsync.backup import confine, livedb
 from ethoscope_rsync.system.logs import device_fields, log
 from ethoscope_rsync.backup.rsync import HIDDEN, raw_root
 
@@ -50,6 +50,24 @@ def pick_databases(on_device: dict, known: dict, destination: Path, raw: Path) -
              if path not in on_device and not record.ok and (raw / path).is_file()]
     live = any(on_device[path][1] is not None and on_device[path][2] for path in copy)
     return DatabaseWork(tuple(path.split("/", 1)[1] for path in copy), tuple(copy + retry), live, tuple(finished))
+
+
+def confine_work(work: DatabaseWork, destination: Path, raw: Path, folder: str) -> tuple:
+    """-> (`work` without the databases whose copy on the node or raw files would be written through
+    a symbolic link out of the device's folder, one line for each of those). `raw` is the device's
+    raw mirror; the paths of `work.recover` and `work.finished` are under the results root."""
+    problems, dropped = [], set()
+    for path in sorted(set(work.recover) | set(work.finished) | {f"{folder}/{p}" for p in work.copy}):
+        problem = (confine.escape(raw / folder, raw / path) or confine.escape(raw / folder, raw / (path + "-wal"))
+                   or confine.escape(destination / folder, destination / path))
+        if problem:
+            problems.append(problem)
+            dropped.add(path)
+    kept = dataclasses.replace(
+        work, copy=tuple(p for p in work.copy if f"{folder}/{p}" not in dropped),
+        recover=tuple(p for p in work.recover if p not in dropped),
+        finished=tuple(p for p in work.finished if p not in dropped))
+    return kept, problems
 
 
 def prune_raw(raw: Path, finished) -> None:

@@ -13,6 +13,7 @@ from ethoscope_rsync.render.humanize import format_days, human_size
 from ethoscope_rsync.system.logs import log
 from ethoscope_rsync.state.model import KINDS
 from ethoscope_rsync.state.history import DiskSample, Usage
+from ethoscope_rsync.backup.confine import escape
 from ethoscope_rsync.backup.rsync import DB_RAW_DIR, PARTIAL_DIR
 from ethoscope_rsync.state.model import DAY
 
@@ -54,10 +55,13 @@ def disk_full_message(path: Path) -> str:
 
 def remove_orphan_partials(destination: Path, files: dict) -> list:
     """After a complete transfer, interrupted files left in the partial folders of the folders it
-    listed are of files the device no longer has (rsync removes the others): remove them."""
+    listed are of files the device no longer has (rsync removes the others): remove them. A partial
+    folder reached through a link out of its device's folder is left alone (see confine)."""
     removed = []
     for folder in sorted({path.rpartition("/")[0] for path in files}):
         partial = destination / folder / PARTIAL_DIR
+        if escape(destination / folder.split("/", 1)[0], partial):
+            continue
         try:
             names = os.listdir(partial)
         except OSError:

@@ -19,10 +19,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from ethoscope_rsync.state import events
 from ethoscope_rsync.system import execute
-from ethoscope_rsync.backup import livedb
+from ethoscope_rsync.backup import confine, livedb
 from ethoscope_rsync.backup import probe as probing
 from ethoscope_rsync.config.record import Config
-from ethoscope_rsync.backup.databases import DatabaseWork, pick_databases, prune_raw, recover_all
+from ethoscope_rsync.backup.databases import DatabaseWork, confine_work, pick_databases, prune_raw, recover_all
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.destinations import disk_full_message, free_space_problem, remove_orphan_partials
 from ethoscope_rsync.render.humanize import human_size
@@ -40,6 +40,7 @@ MAX_HOLD = 3600
 COMPLETED_MESSAGE = "Backup completed successfully"
 NOT_STARTED_MESSAGE = "not started: the pass was stopped"
 MAX_PROBLEMS_NAMED = 10
+LINK_LABEL = "symbolic link out of the device's folder"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,7 +225,8 @@ def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, de
         if len(held_paths) < len(hold.held):
             _ignored_names(job, device, f"the holder's answer for results/{folder}/",
                            [name for name in hold.held if not inside(folder, f"{folder}/{name}")])
-        livedb.forget_mtimes([mirror / f"{path}{suffix}" for path in held_paths for suffix in ("", "-wal")])
+        livedb.forget_mtimes([mirror / f"{path}{suffix}" for path in held_paths for suffix in ("", "-wal")
+                              if not confine.escape(mirror / folder, mirror / f"{path}{suffix}")])
     return raw
 
 
@@ -243,19 +245,22 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     if not tree.problems:
         remove_orphan_partials(destination, tree.files)
     on_device = found.databases(folder)
-    work = pick_databases(on_device, job.known.get(device.key, {}), destination, raw_root(config, device))
+    work, outside = confine_work(pick_databases(on_device, job.known.get(device.key, {}), destination,
+                                                raw_root(config, device)), destination, raw_root(config, device), folder)
     raw_problems = _hold_and_copy(job, device, folder, work, deadline).problems if work.copy else []
     unverified, stopped, transient = recover_all(job, device, work, on_device, deadline, raw_problems)
     if stopped:
         raise TransferFailed(*_stopped(job))
     prune_raw(raw_root(config, device), work.finished)
     databases = {}
-    for path in on_device:
+    for path in (p for p in on_device if not confine.escape(destination / folder, destination / p)):
         try:
             databases[path] = (destination / path).stat().st_size
         except OSError:
             continue
     job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+    if outside:
+        raise TransferFailed(Outcome(False, False, LINK_LABEL), "; ".join(outside)[:1000])
     if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
         raise TransferFailed(Outcome(False, transient, "database copy not verified"),
                              f"{len(unverified)} database copy(ies) not verified, previous copy kept: "
@@ -263,17 +268,13 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     return tree.problems + raw_problems
 
 
-def _check_space(config: Config, kinds) -> None:
-    for kind in kinds:
-        problem = free_space_problem(config.destination(kind), config.transfer.min_free)
-        if problem:
-            raise TransferFailed(Outcome(False, False, "disk full"), problem)
-
-
 def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
     """One attempt at the whole job -> (device, problems). Raises TransferFailed."""
     config = job.config
-    _check_space(config, config.kinds())
+    full = next(filter(None, (free_space_problem(config.destination(kind), config.transfer.min_free)
+                              for kind in config.kinds())), "")
+    if full:
+        raise TransferFailed(Outcome(False, False, "disk full"), full)
     found = _probe(job, device, deadline)
     if not found.machine_id:
         raise TransferFailed(Outcome(False, False, "no machine id"),
@@ -293,6 +294,9 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
     job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
     device = dataclasses.replace(device, id=found.machine_id)
     folder = device.id
+    problem = confine.areas_problem(config, device, folder, job.stamp)
+    if problem:
+        raise TransferFailed(Outcome(False, False, LINK_LABEL), problem)
     if first:
         for kind, names in found.foreign(folder).items():
             shown = ", ".join(repr(name)[1:-1][:60] for name in names[:5]) + (", ..." if len(names) > 5 else "")

@@ -105,7 +105,8 @@ def make_destinations(config: Config) -> str:
             folder.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             return (f"cannot create the {kind} destination {folder}: {error.strerror or error} "
-                    f"(outside /ethoscope_data it needs a ReadWritePaths= drop-in, see ethoscope-backup.conf(5))")
+                    f"(the pass's sandbox opens the configured destinations at boot and at systemctl "
+                    f"daemon-reload: ethoscope-backup check says what is missing)")
     return ""
 
 

@@ -14,10 +14,13 @@ import time
 from pathlib import Path
 
 from ethoscope_rsync.system import execute
+from ethoscope_rsync.system.logs import printable
+from ethoscope_rsync.system.units import PASS_UNIT, covered, parse_paths, refusal
 from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
+from ethoscope_rsync.backup.confine import find_links
 from ethoscope_rsync.backup.destinations import free_space_problem, nearest_existing
 from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
@@ -55,6 +58,54 @@ def check_destination(path: Path, reserve: int) -> tuple:
     return "ok", f"destination {path} writable" + ("" if probe == path else " (will be created)")
 
 
+LINKS_BUDGET = 30.0      # seconds `check` spends looking for symbolic links under one destination
+
+
+def check_links(path: Path, budget: float = LINKS_BUDGET) -> tuple:
+    """The symbolic links under a destination (see backup.confine): FAIL for those leading out of
+    their device's folder, which the pass refuses to write through."""
+    if not path.is_dir():
+        return "ok", f"no symbolic links under {path} (not there yet)"
+    links = find_links(path, budget)
+    cut = "" if links.complete else f" (looked for {budget:g}s, not everywhere)"
+    if not links.count:
+        return ("ok" if links.complete else "warn"), f"no symbolic links under {path}{cut}"
+    shown = ", ".join(f"{printable(link.path, 120)} -> {printable(link.target, 120)}"
+                      for link in links.found if link.leaves or not links.leaving)
+    if links.leaving:
+        return "FAIL", (f"{links.leaving} symbolic link(s) under {path} lead out of their device's folder: "
+                        f"{shown}{cut}; a pass refuses to write through them (the device fails): remove them, "
+                        "the next pass copies those folders from the devices again")
+    return ("ok" if links.complete else "warn"), (f"{links.count} symbolic link(s) under {path}, each staying "
+                                                  f"in its device's folder: {shown}{cut}")
+
+
+def check_sandbox(config: Config, processes=execute, systemd: Path = Path("/run/systemd/system")) -> list:
+    """Each destination the pass's sandbox would refuse (ProtectSystem=strict but its ReadWritePaths=),
+    as systemd has loaded the unit; nothing to say without systemd."""
+    if not systemd.is_dir():
+        return []
+    result = processes.run(("systemctl", "show", "-P", "ReadWritePaths", PASS_UNIT), timeout=15)
+    if result.returncode != 0:
+        return [("warn", f"cannot ask systemd which folders {PASS_UNIT} may write: {result.last_error_line}")]
+    allowed = parse_paths(result.stdout)
+    findings = []
+    for kind in config.kinds():
+        destination = config.destination(kind)
+        problem = refusal(destination)
+        real = Path(os.path.realpath(destination))
+        if problem:
+            findings.append(("FAIL", f"destination {destination}: {problem}"))
+        elif not (covered(destination, allowed) or covered(real, [Path(os.path.realpath(a)) for a in allowed])):
+            findings.append(("FAIL", f"destination {destination} is outside the backup pass's sandbox ({PASS_UNIT} "
+                                     f"may write {' '.join(map(str, allowed)) or 'nothing'}): run "
+                                     "'systemctl daemon-reload', which opens it to the pass (the package's "
+                                     "generator reads backup.conf and ethoscope.conf)"))
+        else:
+            findings.append(("ok", f"destination {destination} is open to the backup pass's sandbox"))
+    return findings
+
+
 def check_device(config: Config, device, key: str) -> tuple:
     folders = " ".join(shlex.quote(config.remote_root(kind)) for kind in config.kinds())
     remote = f"for d in {folders}; do test -d \"$d\" -a -r \"$d\" -a -x \"$d\" || echo \"unreadable: $d\"; done"
@@ -82,6 +133,8 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
                     else ("FAIL", f"known hosts folder {known} is not writable"))
     for kind in config.kinds():
         findings.append(check_destination(config.destination(kind), config.transfer.min_free))
+        findings.append(check_links(config.destination(kind)))
+    findings += check_sandbox(config)
     findings += offsite_findings(config, time.time(), threading.Event())
     for level, text in findings:
         out(f"{level:5} {text}")

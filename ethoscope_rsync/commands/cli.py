@@ -1,4 +1,4 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|offsite] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite] [options]``."""
 from __future__ import annotations
 
 import argparse
@@ -16,13 +16,14 @@ from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.settings import BY_NAME, PATH, SETTINGS
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
+from ethoscope_rsync.config.switches import switched_on, switched_what
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KEY, IdentityError,
                                                as_service_user)
 from ethoscope_rsync.system.logs import setup
 from ethoscope_rsync.state.store import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "offsite")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim", "offsite")
 PROG = "ethoscope-backup"
 OPTION_PREFIX = "setting:"     # argparse dest of an option that sets [section] key
 
@@ -66,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_option(run)
     run.add_argument("-n", "--dry-run", action="store_true",
                      help="discover and show what would be copied, change nothing")
+    run.add_argument("--switches", metavar="DIR", type=Path,
+                     help="copy only the trees of the node's switches that are on (folders in DIR named "
+                          "ethoscope_backup_unified, _sqlite, _video), of those configured; none on: as configured")
     commands.add_parser("serve", help="status web service (socket-activated under systemd)")
     status = commands.add_parser("status", help="show the backup state as a table")
     status.add_argument("--json", action="store_true", help="print the status document as JSON")
@@ -83,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_option(verify)
     verify.add_argument("--since", metavar="DAYS", type=float,
                         help="only files changed in the last DAYS days (default: all)")
+    commands.add_parser("reclaim", help="as root: create the destinations and hand the folders root made "
+                                        "under them to the service user (before every pass)")
     offsite = commands.add_parser("offsite", help="send the node's copies to the second copy's restic repository "
                                                   "([offsite] in the configuration)")
     once = offsite.add_mutually_exclusive_group()
@@ -128,6 +134,9 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
         extra["dry_run"] = True
     if getattr(args, "since", None) is not None and not 0 < args.since <= 36500:
         raise ConfigError("--since: must be a number of days above 0")
+    if getattr(args, "switches", None):
+        what = sections.get("transfer", {}).get("what", config.transfer.what)
+        sections.setdefault("transfer", {})["what"] = switched_what(what, switched_on(args.switches))
     return config.changed(**sections, **extra)
 
 
@@ -174,6 +183,11 @@ def _hand_over(command: str, config) -> tuple:
 def _dispatch(args: argparse.Namespace, config) -> int:
     if args.command == "status":
         return show_status(config, as_json=args.json)
+    if args.command == "reclaim":
+        from ethoscope_rsync.commands.reclaim import run_reclaim
+        return run_reclaim(config)
+    if args.command == "daemon":
+        _reclaim_as_root(config)
     try:
         if args.command == "run":
             return run_command(config)
@@ -231,7 +245,14 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
 def run_command(config) -> int:
     """``run``: a preview with --dry-run, else a pass; both as the service user when root starts them."""
     from ethoscope_rsync.backup.passes import StopRequest, run_pass
+    if not config.kinds():
+        from ethoscope_rsync.system.logs import log
+        log.info("nothing to copy: the node's switches that are on turn on none of the trees [transfer] what "
+                 "copies (%s)", config.source)
+        return EXIT_OK
     stop = StopRequest()
+    if not config.dry_run:
+        _reclaim_as_root(config)
     with as_service_user(config, KEY_REQUIRED):
         if config.dry_run:
             from ethoscope_rsync.backup.preview import preview_pass
@@ -241,6 +262,13 @@ def run_command(config) -> int:
         signal.signal(stop.signum, signal.SIG_DFL)
         os.kill(os.getpid(), stop.signum)
     return code
+
+
+def _reclaim_as_root(config) -> None:
+    """A pass root starts by hand first hands root's folders over, as the unit's ExecStartPre=+ does."""
+    if os.geteuid() == 0:
+        from ethoscope_rsync.commands.reclaim import run_reclaim
+        run_reclaim(config)
 
 
 def show_status(config, as_json: bool) -> int:

@@ -108,7 +108,8 @@ class Offsite:
 
 SECTION_RECORDS = {"node": Node, "paths": Paths, "ssh": Ssh, "transfer": Transfer, "status": Status,
                    "alert": Alert, "daemon": Daemon, "offsite": Offsite}
-KIND_TREES = {"unified": ("results", "videos"), "results": ("results",), "videos": ("videos",)}
+# "": none of them (the node's switches that are on ask for no configured tree, see switches.py)
+KIND_TREES = {"unified": ("results", "videos"), "results": ("results",), "videos": ("videos",), "": ()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from ethoscope_rsync.state.model import DAY
 # ---------------------------------------------------------------- upstream shapes
 
 MEASURABLE = 0.01     # seconds: a file's copy that took less has no meaningful speed
+DATABASE_SUFFIX = ".db"
 
 def _file_record(path: str, size: int, copy: FileCopy | None) -> dict:
     record = {"path": path, "relative_path": path, "size_bytes": size, "size_human": human_size(size),
@@ -52,17 +53,37 @@ def _by_name(records: dict) -> dict:
     return {os.path.basename(path): records[path] for path in sorted(records)}
 
 
-def _transfer_kind(transfer: Transfer | None) -> dict:
+# What /status names file by file, for the node's reader (ethoscope_node backup helpers), which
+# fetches the whole document for every device page it shows, with a 5 s timeout: every database
+# (it looks each one up by name under synced.results), and no video. For videos it takes
+# synced.videos.detailed_files, else transfer_details.videos.files, and only when both are empty
+# (with local_files > 0) walks synced.videos.directory/<machine id>/ on the node itself: a list
+# of some chunks (the newest, those of this pass) would hide the others from it, and every chunk
+# of 40 devices is tens of megabytes a poll. /status/<device> lists the newest files of each kind.
+LISTED_IN_STATUS = {"results": DATABASE_SUFFIX, "videos": None}
+
+
+def _transfer_kind(transfer: Transfer | None, listed: bool = True) -> dict:
     transfer = transfer or Transfer()
-    files = {path: _file_record(path, f.size, f) for path, f in transfer.files.items()}
+    files = {path: _file_record(path, f.size, f) for path, f in transfer.files.items()} if listed else {}
     return {"files": _by_name(files), "total_bytes": transfer.bytes_received,
             "total_files": transfer.files_received, "completion_time": transfer.ended}
 
 
-def _synced_kind(kind: str, inventory: Inventory | None, transfer: Transfer | None, directory: str) -> dict:
+def _synced_kind(kind: str, inventory: Inventory | None, transfer: Transfer | None, directory: str,
+                 full: bool) -> dict:
+    """One tree of a device on the node. `full`: its newest files and this pass's (the device's
+    own view); else only what /status lists of that kind (LISTED_IN_STATUS)."""
     inventory = inventory or Inventory()
     received = transfer.files if transfer else {}
-    files = {path: _file_record(path, size, received.get(path)) for path, size in inventory.newest().items()}
+    suffix = LISTED_IN_STATUS[kind]
+    if full:
+        chosen = inventory.newest()
+        chosen.update((p, size) for p, size in inventory.present.items() if suffix and p.endswith(suffix))
+    else:
+        chosen = {p: size for p, size in inventory.present.items() if suffix and p.endswith(suffix)}
+        received = {p: copy for p, copy in received.items() if suffix and p.endswith(suffix)}
+    files = {path: _file_record(path, size, received.get(path)) for path, size in chosen.items()}
     for path, copy in received.items():
         files.setdefault(path, _file_record(path, copy.size, copy))
     return {"type": kind, "directory": directory, "local_files": inventory.files,
@@ -70,12 +91,15 @@ def _synced_kind(kind: str, inventory: Inventory | None, transfer: Transfer | No
             "detailed_files": _by_name(files)}
 
 
-def _device_entry(d: DeviceView, v: View, now: float) -> dict:
+def _device_entry(d: DeviceView, v: View, now: float, full: bool = False) -> dict:
+    """A device's record: in /status (`full` False) with the files LISTED_IN_STATUS, in
+    /status/<device> with its newest files of each kind."""
     run, past = d.run, d.past
     transfers = run.transfers if run else {}
-    transfer_details = {kind: _transfer_kind(transfers.get(kind)) for kind in KINDS}
+    transfer_details = {kind: _transfer_kind(transfers.get(kind), full or LISTED_IN_STATUS[kind] is not None)
+                        for kind in KINDS}
     synced = {kind: _synced_kind(kind, past.inventory.get(kind), transfers.get(kind),
-                                 v.history.destinations.get(kind, "")) for kind in KINDS}
+                                 v.history.destinations.get(kind, ""), full) for kind in KINDS}
     synced["transfer_details"] = transfer_details     # the upstream tool nests a copy here too
     ended = int(run.ended) if run else int(max(past.last_success, past.last_error_time))
     progress = {"backup_status": round(d.percent, 1), "status": d.state, "message": d.message,
@@ -262,7 +286,7 @@ def device_document(status, history, key: str, now: float, stale_after: float):
     k = find_device(v.devices, key)
     if k is None:
         return None
-    return {"id": k, "device": _device_entry(v.devices[k], v, now)}
+    return {"id": k, "device": _device_entry(v.devices[k], v, now, full=True)}
 
 
 def next_change(status, history, now: float, stale_after: float) -> float:

@@ -41,7 +41,7 @@ def test_first_pass_copies_everything_in_upstream_layout(lab, node):
         assert entry["name"] == device.name and entry["progress"]["status"] == "completed"
         assert entry["progress"]["backup_status"] == 100.0 and entry["ended"] > 0
         assert entry["synced"]["videos"]["local_files"] == len(tree_digest(device_tree(device, "videos")))
-        assert entry["transfer_details"]["videos"]["files"]
+        assert entry["transfer_details"]["videos"]["total_files"] > 0   # named in /status/<device> (not /status)
         assert all(v["verdict"] == "ok" for v in entry["databases"].values()) and entry["databases"]
         databases = [p.name for p in device_tree(device, "results").rglob("*.db")]
         assert set(databases) <= set(entry["transfer_details"]["results"]["files"])

@@ -27,10 +27,10 @@ from tests.system.container import BASE_PACKAGES, Container, dependency_names, r
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
 UNITS = ["ethoscope-backup.service", "ethoscope-backup.timer",
-         "ethoscope-backup-status.socket", "ethoscope-backup-status.service", "ethoscope-backup-compat.service"]
+         "ethoscope-backup-status.socket", "ethoscope-backup-status.service"]
 RUNNER, STATUS, TIMER, SOCKET = ("ethoscope-backup.service", "ethoscope-backup-status.service",
                                  "ethoscope-backup.timer", "ethoscope-backup-status.socket")
-COMPAT = "ethoscope-backup-compat.service"
+SWITCH = "ethoscope_backup_unified.service"
 MAX_EXPOSURE = {RUNNER: 3.0, STATUS: 2.0}
 GUEST_DEB_DIR = "/mnt/ethoscope-deb"            # not /tmp: the container's /tmp is its own tmpfs
 SERVICE_USER = "ethoscope-backup"
@@ -96,17 +96,15 @@ def test_lintian_pedantic_clean(deb):
 def test_units_installed_enabled_and_active(box):
     for unit in UNITS:
         assert box.path("/lib/systemd/system/" + unit).is_file(), unit
+    assert box.systemctl("is-enabled", SOCKET, check=False).stdout.strip() == "enabled"
     for unit in (TIMER, SOCKET):
-        assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
         assert box.systemctl("is-active", unit, check=False).stdout.strip() == "active", unit
-    # The services are never enabled by themselves: only the timer and the socket start them.
-    for unit in (RUNNER, STATUS):
+    # The services are never enabled by themselves: only the timer and the socket start them; the
+    # timer runs while a switch is on (no upstream units here: the generator's unified, on at boot).
+    for unit in (RUNNER, STATUS, TIMER):
         assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "static", unit
-    # No [Install] either; "indirect": only reached through its alias (and the timer's Wants=).
-    assert box.systemctl("is-enabled", COMPAT, check=False).stdout.strip() == "indirect"
-    # A node without the upstream backup units: the node's check still sees the timer (alias).
-    assert box.systemctl("is-active", "ethoscope_backup_unified", check=False).stdout.strip() == "active"
-    assert box.show("ethoscope_backup_unified.service", "Id") == COMPAT
+    assert box.systemctl("is-active", SWITCH, check=False).stdout.strip() == "active"
+    assert box.systemctl("is-enabled", SWITCH, check=False).stdout.strip() == "generated"
     assert box.path("/etc/ethoscope/backup.conf").is_file()
     assert "/etc/ethoscope/backup.conf" in box.path("/var/lib/dpkg/info/ethoscope-rsync.conffiles").read_text()
     for man in ("/usr/share/man/man8/ethoscope-backup.8.gz", "/usr/share/man/man5/ethoscope-backup.conf.5.gz"):
@@ -288,7 +286,7 @@ def test_timer_triggers_a_pass(configured, lab):
     box.write("/etc/systemd/system/%s.d/test-soon.conf" % TIMER,
               "[Timer]\nOnBootSec=\nOnUnitInactiveSec=\nRandomizedDelaySec=0\nOnActiveSec=1s\n")
     box.systemctl("daemon-reload")
-    box.systemctl("start", TIMER)
+    box.systemctl("start", SWITCH)                   # the node's switch: on
     try:
         wait_for(lambda: box.show(RUNNER, "ExecMainStartTimestampMonotonic") != before, 60,
                  what="the timer to start a pass")
@@ -298,7 +296,7 @@ def test_timer_triggers_a_pass(configured, lab):
             box.sh("journalctl -b --no-pager -n 80 -u %s" % RUNNER, check=False).stdout
         _assert_backed_up(box, lab)
     finally:
-        box.systemctl("stop", TIMER, check=False)
+        box.systemctl("stop", SWITCH, check=False)   # off: the timer stops with it
         box.sh("rm -f /etc/systemd/system/%s.d/test-soon.conf && systemctl daemon-reload" % TIMER, check=False)
 
 

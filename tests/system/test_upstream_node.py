@@ -9,7 +9,8 @@ stand-ins for the upstream node's backup daemons are installed the upstream way 
   ethoscope_backup_mysql    answers on 8090, enabled (must be left alone)
 Then: install (the old daemons step aside, ours answers on 8093, the node's `systemctl is-active
 ethoscope_backup_unified` says active), passes by the timer, root's commands after an SD card swap,
-the timer disabled (inactive), and purge (the stand-ins come back).
+the switch off (inactive), and purge (the stand-ins come back). Every layout of the upstream units
+and every switch: tests/system/test_upstream_layouts.py, test_node_controls.py.
 
 Run as root: /usr/bin/python3 -m pytest -p no:cacheprovider tests/system
 """
@@ -161,12 +162,13 @@ def owner(box, path):
 def test_install_steps_the_upstream_daemons_aside(installed):
     box, output = installed
     lines = [l for l in output.splitlines() if l.startswith("ethoscope-rsync:")]
-    assert len(lines) == 1, output
+    assert len(lines) == 2, output
     assert "ethoscope_backup_unified ethoscope_backup_video" in lines[0] and "port 8093" in lines[0], lines
+    assert lines[1].startswith("ethoscope-rsync: backups switched on: ethoscope_backup_unified ethoscope_backup_video")
     assert not stand_in_pids(box, "unified") and not stand_in_pids(box, "video")
-    for unit in (UPSTREAM, "ethoscope_backup_video.service"):
-        assert box.systemctl("is-enabled", unit, check=False).stdout.strip() != "enabled", unit
-    recorded = box.path("/var/lib/ethoscope-rsync/upstream-units-disabled").read_text().split()
+    for unit in (UPSTREAM, "ethoscope_backup_video.service"):     # left as they were: enabled, now switches
+        assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
+    recorded = box.path("/var/lib/ethoscope-rsync/upstream-units-running").read_text().split()
     assert sorted(recorded) == ["ethoscope_backup_unified", "ethoscope_backup_video"]
     # MariaDB dumps (8090) are not ours to replace: left running.
     assert is_active(box, "ethoscope_backup_mysql") == "active" and stand_in_pids(box, "mysql")
@@ -194,7 +196,7 @@ def test_upstream_units_cannot_copy_whoever_starts_them(installed):
 def test_the_node_sees_the_rsync_backup_as_active(installed):
     box, _ = installed
     assert is_active(box, "ethoscope_backup_unified") == "active"
-    assert box.show(UPSTREAM, "Id") == "ethoscope-backup-compat.service"
+    assert "zz-ethoscope-rsync.conf" in box.show(UPSTREAM, "DropInPaths")
     # The node's updater restarts the active backup units: no pass, no second copier, 8093 stays ours.
     before = box.show(RUNNER, "ExecMainStartTimestampMonotonic")
     box.systemctl("restart", "ethoscope_backup_unified")
@@ -208,8 +210,8 @@ def test_reinstall_is_quiet_and_keeps_the_mirror(installed, deb):
     box.systemctl("enable", "--now", VERIFY_TIMER)       # the operator's choice survives an upgrade
     p = box.exec(["dpkg", "-i", "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=180)
     assert "ethoscope-rsync:" not in p.stdout, p.stdout
-    wait_for(lambda: is_active(box, "ethoscope_backup_unified") == "active", 30, what="the mirror after upgrade")
-    assert box.path("/etc/systemd/system/" + UPSTREAM).is_symlink()
+    wait_for(lambda: is_active(box, "ethoscope_backup_unified") == "active", 30, what="the switch after upgrade")
+    assert is_active(box, TIMER) == "active"
     assert is_active(box, VERIFY_TIMER) == "active"
     box.systemctl("disable", "--now", VERIFY_TIMER)
 
@@ -252,30 +254,29 @@ def test_timer_passes_and_root_commands_after_an_sd_card_swap(installed, lab):
 
 
 # ------------------------------------------------------------------------------------------ 13.3 off, 13.4 purge
-def test_disabling_the_timer_makes_the_node_see_it_inactive(installed):
+def test_switching_off_makes_the_node_see_it_inactive(installed):
     box, _ = installed
-    box.systemctl("disable", "--now", TIMER)
-    wait_for(lambda: is_active(box, "ethoscope_backup_unified") == "inactive", 30, what="the mirror to stop")
-    box.systemctl("enable", "--now", TIMER)
-    wait_for(lambda: is_active(box, "ethoscope_backup_unified") == "active", 30, what="the mirror to start")
-    box.systemctl("disable", "--now", TIMER)
+    box.systemctl("stop", "ethoscope_backup_unified", "ethoscope_backup_video")
+    wait_for(lambda: is_active(box, TIMER) == "inactive", 30, what="the timer to stop with the switches")
+    assert is_active(box, "ethoscope_backup_unified") == "inactive"
+    box.systemctl("start", "ethoscope_backup_unified")
+    assert is_active(box, TIMER) == "active" and is_active(box, "ethoscope_backup_unified") == "active"
+    box.systemctl("stop", TIMER)                   # the timer stopped by hand: every switch is off
     assert is_active(box, "ethoscope_backup_unified") == "inactive"
 
 
 def test_purge_gives_the_node_its_upstream_daemons_back(installed):
     box, _ = installed
+    box.sh("rm -f /ethoscope_data/results/.stand-in-unified")
     p = box.exec(["apt-get", "purge", "-y", "-q", "ethoscope-rsync"], timeout=180)
-    assert "re-enabled the upstream backup service(s) ethoscope_backup_unified ethoscope_backup_video" in p.stdout, \
-        p.stdout
+    assert "started the upstream backup daemon(s) ethoscope_backup_unified ethoscope_backup_video again" \
+        in p.stdout, p.stdout
     assert not box.path("/var/lib/ethoscope-rsync").exists()
     assert not box.path("/lib/systemd/system/ethoscope_backup_unified.service.d").exists()
-    # The alias is gone: the name is the upstream unit again (enabling it links it, as upstream's installer did).
-    assert box.show(UPSTREAM, "Id") == UPSTREAM
+    # the unit as the upstream installer left it (enabling a linked unit links it into /etc too)
     assert box.exec(["readlink", "/etc/systemd/system/" + UPSTREAM]).stdout.strip().startswith("/opt/ethoscope/")
     for unit in (UPSTREAM, "ethoscope_backup_video.service"):
         assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
-    box.sh("rm -f /ethoscope_data/results/.stand-in-unified")
-    box.systemctl("start", "ethoscope_backup_unified", "ethoscope_backup_video")
     doc = wait_for(lambda: curl(box, 8093), 30, interval=0.3, what="the stand-in back on 8093")
     assert doc == {"stand_in": "unified"}, doc
     assert box.path("/ethoscope_data/results/.stand-in-unified").is_file() and stand_in_pids(box, "video")

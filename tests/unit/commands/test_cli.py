@@ -1,5 +1,6 @@
 """Command line parsing, option overrides, exit codes, the pass lock."""
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -132,6 +133,17 @@ def test_upstream_config_dir_on_the_command_line(tmp_path, monkeypatch):
     assert "FILE|DIR" in help_text and "ethoscope.conf" in help_text
 
 
+def test_the_node_s_switches_narrow_what_a_pass_copies(tmp_path, conf):
+    switches = tmp_path / "switches"
+    switches.mkdir()
+    args = parse("--switches", str(switches))
+    assert apply_options(load_config(conf), args).transfer.what == "unified"          # none on: as configured
+    (switches / "ethoscope_backup_video").mkdir()
+    assert apply_options(load_config(conf), args).transfer.what == "videos"
+    assert apply_options(load_config(conf), parse("--results-only", "--switches", str(switches))).transfer.what == ""
+    assert main(["run", "-c", str(conf), "--results-only", "--switches", str(switches)]) == 0   # nothing to copy
+
+
 # ----------------------------------------------------------------------------- root hands over
 HANDED_OVER = [  # argv, the command body that must run after the hand-over, what it needs of the key
     (["run"], "ethoscope_rsync.backup.passes.run_pass", "required"),
@@ -155,8 +167,11 @@ def test_every_command_root_starts_runs_as_the_service_user(conf, monkeypatch, a
     monkeypatch.setattr("ethoscope_rsync.system.privileges.become",
                         lambda config, uid, need, others=(): events.append(("become", uid, need, others)))
     monkeypatch.setattr(body, lambda *a, **k: events.append("body") or 0)
+    monkeypatch.setattr("ethoscope_rsync.commands.reclaim.run_reclaim", lambda config: events.append("reclaim"))
     assert main([argv[0], "-c", str(conf), *argv[1:]]) == 0
-    assert events == [("become", 4242, key, ()), "body"]
+    # a pass root starts first hands root's folders under the destinations over (see reclaim)
+    first = ["reclaim"] if argv in (["run"], ["daemon"]) and os.geteuid() == 0 else []
+    assert events == first + [("become", 4242, key, ()), "body"]
 
 
 @pytest.mark.parametrize("argv, key", [(["offsite"], "optional"), (["verify"], "optional"), (["check"], "optional"),
@@ -174,6 +189,7 @@ def test_commands_reaching_the_second_copy_take_its_password_along(conf, tmp_pat
                  "ethoscope_rsync.offsite.repository.verify_repository", "ethoscope_rsync.commands.check.run_checks",
                  "ethoscope_rsync.backup.passes.run_pass", "ethoscope_rsync.alerts.report.run_alerts"):
         monkeypatch.setattr(body, lambda *a, **k: 0)
+    monkeypatch.setattr("ethoscope_rsync.commands.reclaim.run_reclaim", lambda config: None)
     main([argv[0], "-c", str(conf)])
     reaches = argv[0] in ("offsite", "verify", "check")
     assert events == [(key, (("restic-password", tmp_path / "pw"), ("restic-environment", tmp_path / "env"))
@@ -194,6 +210,7 @@ def test_a_failed_hand_over_is_one_line_and_exit_2(conf, monkeypatch, capsys):
     monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
     monkeypatch.setattr("ethoscope_rsync.system.privileges.become", refuse)
     monkeypatch.setattr("ethoscope_rsync.backup.passes.run_pass", lambda *a: pytest.fail("ran without the hand-over"))
+    monkeypatch.setattr("ethoscope_rsync.commands.reclaim.run_reclaim", lambda config: 0)
     assert main(["run", "-c", str(conf)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
 

@@ -29,11 +29,15 @@ def test_the_recording_is_a_pass_of_three_devices(recorded):
 
 
 def test_every_listed_file_is_published_by_name_with_its_node_size(recorded, documents):
+    """In the device's own document every file; in /status every database (and no video)."""
     now = recorded.events[-1].at + 60
     doc = render.status_document(*documents, now, DAY, horizon_days=14.0)
     for event in recorded.events:
         if isinstance(event, ev.Listed):
-            published = doc["devices"][event.key]["synced"][event.kind]["detailed_files"]
+            published = render.device_document(*documents, event.key, now, DAY)["device"]["synced"][
+                event.kind]["detailed_files"]
+            in_status = doc["devices"][event.key]["synced"][event.kind]["detailed_files"]
+            assert set(in_status) == {p.rsplit("/", 1)[-1] for p, _ in event.files if p.endswith(".db")}
             for path, size in event.files:
                 record = published[path.rsplit("/", 1)[-1]]
                 assert (record["path"], record["size_bytes"]) == (path, size)

@@ -10,7 +10,7 @@ import pytest
 from tests.fixtures.status import A, B, NOW, Pass, build, example_pass, scripted_pass
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.render import upstream as render
-from ethoscope_rsync.state.model import is_stale
+from ethoscope_rsync.state.model import FILES_LISTED, is_stale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "..", "fixtures")
@@ -43,9 +43,18 @@ def done():
     return build(example_pass())
 
 
+def video_record(path) -> bool:
+    """A key path inside one video file's record: /status leaves those to /status/<device> (the
+    node's reader lists the videos of its own disk when /status names none)."""
+    return "<FILE>" in path and "videos" in path
+
+
 def test_every_upstream_key_path_exists(done):
     ours = render.status_document(*done, NOW, DAY, horizon_days=14.0)
-    assert key_paths(upstream_sample()) - key_paths(ours) == set()
+    missing = key_paths(upstream_sample()) - key_paths(ours)
+    assert missing and all(video_record(p) for p in missing), sorted(missing)
+    device = render.device_document(*done, A, NOW, DAY)["device"]
+    assert {p[2:] for p in missing} - key_paths(device) == set()
 
 
 def test_every_device_has_every_device_level_path(done):
@@ -67,23 +76,52 @@ def test_values_are_ours_and_correct(done):
     assert doc["current_device"] is None and doc["processing_devices"] == []
 
 
-def test_every_database_and_chunk_is_in_detailed_files_by_name(done):
-    """What the node's reader looks up: each database by file name under synced.results, each
-    .h264 under synced.videos, with the node copy's size."""
+def test_status_names_every_database_and_no_video(done):
+    """What the node's reader looks up: each database by file name under synced.results, with the
+    node copy's size; no video anywhere, so that it lists every chunk from its own disk
+    (synced.videos.directory, local_files > 0)."""
     a = render.status_document(*done, NOW, DAY, horizon_days=14.0)["devices"][A]
     results = a["synced"]["results"]["detailed_files"]
     assert sorted(results) == [f"2025-03-01_10-00-00_{A}.db", f"2025-03-08_10-00-00_{A}.db"]
     assert results[f"2025-03-08_10-00-00_{A}.db"]["size_bytes"] == 106496
     assert results[f"2025-03-08_10-00-00_{A}.db"]["size_human"] == "104.0 KB"
+    assert a["synced"]["videos"]["detailed_files"] == {} and a["transfer_details"]["videos"]["files"] == {}
+    assert a["transfer_details"]["videos"]["total_files"] == 2             # received in this pass
+    assert a["synced"]["videos"]["local_files"] == 3 and a["synced"]["results"]["local_files"] == 2
+    assert a["synced"]["videos"]["directory"] == "/ethoscope_data/videos"
+    assert a["synced"]["transfer_details"] == a["transfer_details"]
+
+
+def test_the_device_document_names_its_newest_files(done):
+    a = render.device_document(*done, A, NOW, DAY)["device"]
     videos = a["synced"]["videos"]["detailed_files"]
     assert len(videos) == 3 and all(f["size_bytes"] == 64 << 20 for f in videos.values())
     first = videos[f"2025-03-08_10-30-00_{A}_40f0_1280x960@25_00001.h264"]
     assert first["transfer_speed"] == "4.57MB/s" and first["status"] == "completed"
     assert first["path"].startswith(A + "/ETHOSCOPE_001/")
-    assert a["synced"]["videos"]["local_files"] == 3 and a["synced"]["results"]["local_files"] == 2
-    assert a["synced"]["videos"]["directory"] == "/ethoscope_data/videos"
     assert len(a["transfer_details"]["videos"]["files"]) == 2            # received in this pass
-    assert a["synced"]["transfer_details"] == a["transfer_details"]
+    assert len(a["synced"]["results"]["detailed_files"]) == 2
+
+
+def test_a_week_of_chunks_and_fifty_databases():
+    """/status lists every database however many files the device has, and no chunk; the device's
+    own document its newest FILES_LISTED files plus every database."""
+    status, history = build(example_pass())
+    inventory = history["devices"][A]["inventory"]
+    dbs = {f"{A}/ETHOSCOPE_001/2025-01-{n // 10 + 1:02d}_{n % 10:02d}-00-00/x{n:02d}_{A}.db": 4096 + n
+           for n in range(50)}
+    chunks = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/c_{A}_{n:05d}.h264": 1 << 20 for n in range(2000)}
+    notes = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/n{n:04d}.txt": 10 for n in range(600)}
+    inventory["results"]["present"] = {**dbs, **notes}
+    inventory["videos"]["present"] = chunks
+    a = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["devices"][A]
+    received = f"2025-03-08_10-00-00_{A}.db"            # in this pass: listed too
+    assert set(a["synced"]["results"]["detailed_files"]) == {p.rsplit("/", 1)[1] for p in dbs} | {received}
+    assert a["synced"]["videos"]["detailed_files"] == {} and a["synced"]["videos"]["local_files"] == 2000
+    own = render.device_document(status, history, A, NOW, DAY)["device"]
+    assert len(own["synced"]["videos"]["detailed_files"]) == FILES_LISTED + 2        # and this pass's
+    listed = own["synced"]["results"]["detailed_files"]
+    assert len(listed) == FILES_LISTED + 51 and all(p.rsplit("/", 1)[1] in listed for p in dbs)
 
 
 def test_disk_usage_summary_adds_up(done):
