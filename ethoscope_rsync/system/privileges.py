@@ -2,12 +2,13 @@
 
 On a packaged node the timer's passes and the status service run as ``ethoscope-backup``. A
 command an operator starts by hand as root (``run``, ``run --dry-run``, ``check``, ``forget-host``,
-``daemon``, ``serve``, ``alert``, ``verify``) would otherwise leave root-owned files (lock, history, known_hosts, copies)
-that the service can no longer change, or rewrite the service's files as root in a folder that
-user can write. So root hands the command over: when it needs the SSH key, the root-only key is
-copied into a credentials folder owned by that user in its private runtime folder (what
-``LoadCredential=`` does under systemd; never in a world-listable /tmp), and so are the second copy's
-password and backend variables for the commands that reach its repository; then the process drops to that user and group for good, before touching anything else.
+``daemon``, ``serve``, ``alert``, ``verify``) would otherwise leave root-owned files (lock, history,
+known_hosts, copies) that the service can no longer change, or rewrite the service's files as root
+in a folder that user can write. So root hands the command over: when it needs the SSH key, the
+root-only key is copied into a credentials folder owned by that user in its private runtime folder
+(what ``LoadCredential=`` does under systemd; never in a world-listable /tmp), and so are the second
+copy's password and backend variables for the commands that reach its repository; then the process
+drops to that user and group for good, before touching anything else.
 """
 from __future__ import annotations
 
