@@ -46,11 +46,11 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def node(deb, lab):
+def node(deb, lab, suite):
     """The container with the package installed (root-owned folders of an older backup in place
     before), the lab's key and configuration, and a timer that passes only when a test asks."""
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    name = "ethctl%d" % os.getpid()
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    name = "ethctl%s%d" % (suite[0], os.getpid())
     with LabNetns(lab, name) as netns, \
             Container(rootfs, name, binds_ro=[(str(deb.parent), GUEST_DEB_DIR)], netns=netns.name) as box:
         old = "/ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00" % ("a" * 32)

@@ -93,10 +93,10 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def node(deb, lab):
+def node(deb, lab, suite):
     """The container as an upstream node with the stand-ins running, before the package."""
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    name = "ethup%d" % os.getpid()
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    name = "ethup%s%d" % (suite[0], os.getpid())
     with LabNetns(lab, name) as netns, \
             Container(rootfs, name, binds_ro=[(str(deb.parent), GUEST_DEB_DIR)], netns=netns.name) as box:
         box.write("/opt/ethoscope/stand_in.py", STAND_IN)
@@ -272,7 +272,7 @@ def test_purge_gives_the_node_its_upstream_daemons_back(installed):
     assert "started the upstream backup daemon(s) ethoscope_backup_unified ethoscope_backup_video again" \
         in p.stdout, p.stdout
     assert not box.path("/var/lib/ethoscope-rsync").exists()
-    assert not box.path("/lib/systemd/system/ethoscope_backup_unified.service.d").exists()
+    assert not box.path("/usr/lib/systemd/system/ethoscope_backup_unified.service.d").exists()
     # the unit as the upstream installer left it (enabling a linked unit links it into /etc too)
     assert box.exec(["readlink", "/etc/systemd/system/" + UPSTREAM]).stdout.strip().startswith("/opt/ethoscope/")
     for unit in (UPSTREAM, "ethoscope_backup_video.service"):
