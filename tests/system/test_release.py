@@ -63,7 +63,10 @@ def test_every_unit_verifies_and_every_service_is_sandboxed(box, suite):
     listed = box.exec(["dpkg", "-L", "ethoscope-rsync"]).stdout.split()
     units = [l for l in listed if re.match(r"^/usr/lib/systemd/system/[^/]+\.(service|timer|socket)$", l)]
     assert {u.rsplit("/", 1)[1] for u in units} >= set(UNITS) | (set(EVERY_SERVICE_LIMIT) - {SWITCH}), units
-    p = box.exec(["systemd-analyze", "verify", "--man=no"] + units + [SWITCH], check=False)
+    # The switch where the upstream tool never was: the generator's unit, with the package's drop-in.
+    generated = "/run/systemd/generator.late/" + SWITCH
+    assert box.path(generated).is_file()
+    p = box.exec(["systemd-analyze", "verify", "--man=no"] + units + [generated], check=False)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
     figures = {}
     for unit, limit in EVERY_SERVICE_LIMIT.items():
