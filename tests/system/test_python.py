@@ -21,7 +21,8 @@ IMPORT_ALL = r"""
 import importlib, pkgutil, sys, warnings
 warnings.simplefilter("error")
 import ethoscope_rsync
-names = [m.name for m in pkgutil.walk_packages(ethoscope_rsync.__path__, "ethoscope_rsync.")]
+names = [m.name for m in pkgutil.walk_packages(ethoscope_rsync.__path__, "ethoscope_rsync.")
+         if not m.name.endswith(".__main__")]          # __main__ runs the command line
 for name in names:
     importlib.import_module(name)
 removed = sorted(set(sys.argv[1:]) & set(sys.modules))
