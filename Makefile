@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps demo check unit integration system deb bench bench-quick clean
+.PHONY: all deps demo check unit integration system deb repo bench bench-quick clean
 
 all: check
 
@@ -12,7 +12,7 @@ deps:            ## install what the demo and the tests need (Debian 12, as root
 demo: deps       ## bring up a simulated lab, run a real backup pass, serve the status on :8093
 	$(PYTHON) -m tests.lab.demo
 
-check: deps      ## the whole test suite: unit, integration (real sshd/rsync) and system (booted container)
+check: deps      ## the whole test suite: unit, integration (real sshd/rsync) and system (booted Debian 12 and 13 containers)
 	$(PYTHON) -m pytest -p no:cacheprovider tests
 
 unit:
@@ -27,6 +27,9 @@ system:
 deb:             ## build ../ethoscope-rsync_*.deb and copy it to dist/
 	dpkg-buildpackage -us -uc -b
 	mkdir -p dist && cp ../ethoscope-rsync_*_all.deb dist/
+
+repo: deb        ## a signed APT repository of dist/*.deb in dist/repo (README, "Installing on a real node")
+	packaging/apt-repository.sh dist/repo dist/ethoscope-rsync_*_all.deb
 
 bench: deps
 	$(PYTHON) -m bench

@@ -1,3 +1,3 @@
 """ethoscope-rsync: back up ethoscope experiment data to the lab's node with rsync over SSH."""
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.container import build_deb
+from tests.system.container import SUITES, build_deb
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +22,18 @@ def deb(tmp_path_factory):
     return path
 
 
+
+
+def _suites():
+    wanted = [s for s in os.environ.get("ETHOSCOPE_TEST_SUITES", "").split(",") if s]
+    unknown = set(wanted) - set(SUITES)
+    if unknown:
+        raise pytest.UsageError("ETHOSCOPE_TEST_SUITES: unknown release(s) %s (known: %s)"
+                                % (", ".join(sorted(unknown)), ", ".join(SUITES)))
+    return wanted or list(SUITES)
+
+
+@pytest.fixture(scope="session", params=_suites())
+def suite(request):
+    """The Debian release every system test runs on, each in turn: bookworm (12) and trixie (13)."""
+    return request.param

@@ -1,4 +1,4 @@
-"""Helpers for the system test: build the .deb, cache a bookworm rootfs, boot it with systemd-nspawn.
+"""Helpers for the system test: build the .deb, cache a rootfs per Debian release, boot it with systemd-nspawn.
 
 Every wait is bounded; a booted container is always torn down (SIGTERM to nspawn, SIGKILL after a bound).
 """
@@ -15,9 +15,13 @@ from tests.polling import wait_for  # noqa: F401 (re-exported for the system tes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CACHE_DIR = Path(os.environ.get("ETHOSCOPE_TEST_CACHE", "/var/cache/ethoscope-rsync-test"))
-SUITE = "bookworm"
-# What the container needs besides the package's own dependencies (read from the built .deb).
-BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "curl", "ca-certificates"]
+# Every system test runs on each release (the `suite` fixture, tests/system/conftest.py); ETHOSCOPE_TEST_SUITES
+# (comma-separated) narrows the list, e.g. to bisect a failure on one release.
+SUITES = ("bookworm", "trixie")
+# What the container needs besides the package's own dependencies (read from the built .deb): lintian and
+# python3-pytest so that the package is linted and the unit tests run with the release's own tools.
+BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "curl", "ca-certificates", "lintian",
+                 "python3-pytest"]
 CONTAINER_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 
 
@@ -56,6 +60,30 @@ def build_deb(workdir):
     return out / debs[0].name
 
 
+def build_release_deb(commit, version, workdir, date):
+    """The package of an earlier release, built from COMMIT of this repository (git archive) with a
+    debian/changelog entry for VERSION on top (the release's own entry, written later, is not in that
+    tree). Returns the path of ethoscope-rsync_VERSION_all.deb (in workdir/out)."""
+    workdir = Path(workdir)
+    src = workdir / "ethoscope-rsync"
+    src.mkdir(parents=True)
+    tar = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit],
+                         capture_output=True, check=True, timeout=60).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=tar, check=True, timeout=60)
+    changelog = src / "debian" / "changelog"
+    changelog.write_text("ethoscope-rsync (%s) unstable; urgency=medium\n\n  * Release %s.\n\n"
+                         " -- ethoscope-rsync developers <ethoscope-rsync@example.org>  %s\n\n%s"
+                         % (version, version, date, changelog.read_text()))
+    env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck")
+    run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=str(src), env=env, timeout=600)
+    built = workdir / ("ethoscope-rsync_%s_all.deb" % version)
+    assert built.is_file(), sorted(workdir.iterdir())
+    out = workdir / "out"
+    out.mkdir()
+    shutil.copy2(built, out / built.name)
+    return out / built.name
+
+
 def deb_field(deb, field):
     return run(["dpkg-deb", "-f", str(deb), field]).stdout.strip()
 
@@ -71,13 +99,13 @@ def dependency_names(deb):
 
 
 # ---------------------------------------------------------------------------------------- rootfs
-def rootfs_for(packages, timeout=600):
-    """A cached bookworm rootfs with these packages; built once (mmdebstrap, ~1 min), then reused.
+def rootfs_for(packages, suite, timeout=900):
+    """A cached rootfs of SUITE (bookworm, trixie) with these packages; built once (mmdebstrap, ~1 min), then reused.
 
     The cache key is the hash of the suite and the sorted package list, so a new dependency gives
     a new rootfs. Built into a temporary directory and renamed into place, under a lock."""
     packages = sorted(set(packages))
-    key = hashlib.sha256(("%s\n%s" % (SUITE, " ".join(packages))).encode()).hexdigest()[:16]
+    key = hashlib.sha256(("%s\n%s" % (suite, " ".join(packages))).encode()).hexdigest()[:16]
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     target = CACHE_DIR / ("rootfs-" + key)
     with open(CACHE_DIR / ".lock", "w") as lock:
@@ -88,7 +116,7 @@ def rootfs_for(packages, timeout=600):
         try:
             run(["mmdebstrap", "--variant=minbase", "--include=" + ",".join(packages),
                  "--dpkgopt=path-exclude=/usr/share/doc/*", "--dpkgopt=path-include=/usr/share/doc/*/copyright",
-                 SUITE, str(tmp)], timeout=timeout)
+                 suite, str(tmp)], timeout=timeout)
             # Instant boot: nothing in the container waits for a network of its own (it shares the host's).
             (tmp / "etc" / "hostname").write_text("ethoscope-systest\n")
             if target.exists():

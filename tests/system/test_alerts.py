@@ -33,11 +33,11 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def box(deb):
+def box(deb, suite):
     """The package (conftest's `deb`) installed in a booted container (status socket on a free port,
     timer stopped)."""
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    with Container(rootfs, "ethalert%d" % os.getpid(), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    with Container(rootfs, "ethalert%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
         c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
                 "[Socket]\nListenStream=\nListenStream=%d\n" % _free_port())
         c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
@@ -96,8 +96,8 @@ def pass_then_alert(box, expect):
 
 def test_new_units_installed_verified_and_sandboxed(box):
     for unit in NEW_UNITS:
-        assert box.path("/lib/systemd/system/" + unit).is_file(), unit
-    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/lib/systemd/system/" + u for u in NEW_UNITS + (PASS,)],
+        assert box.path("/usr/lib/systemd/system/" + unit).is_file(), unit
+    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in NEW_UNITS + (PASS,)],
                  check=False)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
     assert box.systemctl("is-enabled", VERIFY_TIMER, check=False).stdout.strip() == "disabled"

@@ -41,10 +41,10 @@ def port():
 
 
 @pytest.fixture(scope="module")
-def box(deb, port):
+def box(deb, port, suite):
     assert "restic" in dependency_names(deb)              # Recommends: in the rootfs like a default install
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    with Container(rootfs, "ethoffsite%d" % os.getpid(), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    with Container(rootfs, "ethoffsite%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
         c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
                 "[Socket]\nListenStream=\nListenStream=%d\n" % port)
         c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
@@ -92,7 +92,7 @@ def run_offsite(box, expect="success"):
 
 
 def test_the_units_ship_off_verify_cleanly_and_are_sandboxed(box):
-    units = ["/lib/systemd/system/" + u for u in (OFFSITE, TIMER, "ethoscope-backup-verify.service", STATUS)]
+    units = ["/usr/lib/systemd/system/" + u for u in (OFFSITE, TIMER, "ethoscope-backup-verify.service", STATUS)]
     p = box.exec(["systemd-analyze", "verify", "--man=no"] + units, check=False)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
     assert box.systemctl("is-enabled", TIMER, check=False).stdout.strip() == "disabled"

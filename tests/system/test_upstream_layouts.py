@@ -116,10 +116,10 @@ def lab():
 
 
 @pytest.fixture(scope="module", params=LAYOUTS)
-def upstream(request, deb, lab):
+def upstream(request, deb, lab, suite):
     """A node with the stand-ins in one layout, running and enabled as the module's docstring says."""
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    name = "ethlay%d%d" % (os.getpid(), LAYOUTS.index(request.param))
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    name = "ethlay%s%d%d" % (suite[0], os.getpid(), LAYOUTS.index(request.param))
     with LabNetns(lab, name, host_number=6 + LAYOUTS.index(request.param)) as netns, \
             Container(rootfs, name, binds_ro=[(str(deb.parent), GUEST_DEB_DIR)], netns=netns.name) as box:
         place(box, request.param)

@@ -93,10 +93,10 @@ def lab():
 
 
 @pytest.fixture(scope="module")
-def node(deb, lab):
+def node(deb, lab, suite):
     """The container as an upstream node with the stand-ins running, before the package."""
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    name = "ethup%d" % os.getpid()
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    name = "ethup%s%d" % (suite[0], os.getpid())
     with LabNetns(lab, name) as netns, \
             Container(rootfs, name, binds_ro=[(str(deb.parent), GUEST_DEB_DIR)], netns=netns.name) as box:
         box.write("/opt/ethoscope/stand_in.py", STAND_IN)
@@ -168,7 +168,7 @@ def test_install_steps_the_upstream_daemons_aside(installed):
     assert not stand_in_pids(box, "unified") and not stand_in_pids(box, "video")
     for unit in (UPSTREAM, "ethoscope_backup_video.service"):     # left as they were: enabled, now switches
         assert box.systemctl("is-enabled", unit, check=False).stdout.strip() == "enabled", unit
-    recorded = box.path("/var/lib/ethoscope-rsync/upstream-units-running").read_text().split()
+    recorded = box.path("/var/lib/ethoscope-backup/package/upstream-units-running").read_text().split()
     assert sorted(recorded) == ["ethoscope_backup_unified", "ethoscope_backup_video"]
     # MariaDB dumps (8090) are not ours to replace: left running.
     assert is_active(box, "ethoscope_backup_mysql") == "active" and stand_in_pids(box, "mysql")
@@ -234,7 +234,9 @@ def test_timer_passes_and_root_commands_after_an_sd_card_swap(installed, lab):
     forget = box.exec(["ethoscope-backup", "forget-host", swapped.name], timeout=60)
     assert "forgot" in forget.stdout, forget.stdout
     assert all(owner(box, f) == SERVICE_USER for f in files), [(f, owner(box, f)) for f in files]
-    assert box.sh("find /var/lib/ethoscope-backup ! -user %s -o -name '*.tmp*'" % SERVICE_USER).stdout == ""
+    # (package/ is the maintainer scripts' root-only folder: README.Debian, "State")
+    assert box.sh("find /var/lib/ethoscope-backup -path /var/lib/ethoscope-backup/package -prune"
+                  " -o ! -user %s -print -o -name '*.tmp*' -print" % SERVICE_USER).stdout == ""
     # The timer's pass records the device's new key and backs it up again.
     assert timer_pass(box) == "success", box.sh("journalctl -b --no-pager -n 60 -u " + RUNNER).stdout
     new_key = swapped.host_key_pub.read_text().split()[1]
@@ -272,7 +274,7 @@ def test_purge_gives_the_node_its_upstream_daemons_back(installed):
     assert "started the upstream backup daemon(s) ethoscope_backup_unified ethoscope_backup_video again" \
         in p.stdout, p.stdout
     assert not box.path("/var/lib/ethoscope-rsync").exists()
-    assert not box.path("/lib/systemd/system/ethoscope_backup_unified.service.d").exists()
+    assert not box.path("/usr/lib/systemd/system/ethoscope_backup_unified.service.d").exists()
     # the unit as the upstream installer left it (enabling a linked unit links it into /etc too)
     assert box.exec(["readlink", "/etc/systemd/system/" + UPSTREAM]).stdout.strip().startswith("/opt/ethoscope/")
     for unit in (UPSTREAM, "ethoscope_backup_video.service"):
