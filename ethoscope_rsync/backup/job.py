@@ -28,9 +28,10 @@ from ethoscope_rsync.backup.destinations import disk_full_message, free_space_pr
 from ethoscope_rsync.render.humanize import human_size
 from ethoscope_rsync.backup.pins import forget_hint
 from ethoscope_rsync.system.logs import device_fields, log
+from ethoscope_rsync.backup.reader import Listing, OutputReader
 from ethoscope_rsync.backup.rsync import (Outcome, classify_exit, error_lines, informative_line,
-                                          make_rsync_command, make_ssh_command, parse_file_line,
-                                          parse_progress, parse_stats, raw_root, ssh_target)
+                                          make_rsync_command, make_ssh_command, parse_stats, raw_root,
+                                          ssh_target)
 from ethoscope_rsync.backup.probe import Probe, inside
 
 
@@ -71,14 +72,6 @@ class TransferFailed(Exception):
     def __init__(self, outcome: Outcome, message: str):
         super().__init__(message)
         self.outcome = outcome
-
-
-@dataclasses.dataclass
-class Listing:
-    """What one rsync reported (paths relative to the tree's root on the node): every file of the
-    device's folder (path -> size) and the errors of files it could not copy."""
-    files: dict = dataclasses.field(default_factory=dict)
-    problems: list = dataclasses.field(default_factory=list)
 
 
 def _ssh(job: Job, device: Device) -> tuple:
@@ -136,42 +129,13 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
                               stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir,
                               ciphers=job.ciphers.get(device.name))
-    listing, records, outside = Listing(), [], []
-    state = {"current": "", "started": time.time(), "last_progress": 0.0}
-
-    def on_record(record: str) -> None:
-        event = parse_file_line(record)
-        if event is not None:
-            path = f"{folder}/{event.name}"
-            if not event.is_file:
-                return
-            if not inside(folder, path):
-                outside.append(event.name)
-                return
-            now = time.time()
-            listing.files[path] = event.length
-            if event.changed:
-                if databases != "raw":      # (the raw mirror's copies are reported once recovered)
-                    job.events.put(events.FileReceived(device.key, kind, path, event.length,
-                                                       event.transferred, state["started"], now))
-                state["started"] = now
-            state["current"] = path
-            return
-        progress = parse_progress(record)
-        if progress is not None:
-            now = time.monotonic()
-            if now - state["last_progress"] >= 0.25 or progress.percent == 100:
-                state["last_progress"] = now
-                job.events.put(events.Progressed(device.key, kind, progress.percent, progress.bytes,
-                                                 progress.rate, state["current"]))
-            return
-        records.append(record)
-
+    reader = OutputReader(job.events, device.key, kind, folder, report_files=databases != "raw")
     remaining = max(1.0, deadline - time.monotonic())
-    result = job.processes.stream(argv, on_record, timeout=remaining, stop=job.stop)
-    if outside:
-        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", outside)
-    stats = parse_stats(records)
+    result = job.processes.stream(argv, reader, timeout=remaining, stop=job.stop)
+    listing = reader.listing
+    if reader.outside:
+        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", reader.outside)
+    stats = parse_stats(reader.records)
     outcome, message = _outcome(job, device, kind, result)
     part = "databases" if databases == "raw" else "tree"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
