@@ -29,7 +29,7 @@ from ethoscope_rsync.render.humanize import human_size
 from ethoscope_rsync.backup.pins import forget_hint
 from ethoscope_rsync.system.logs import device_fields, log
 from ethoscope_rsync.backup.reader import Listing, OutputReader
-from ethoscope_rsync.backup.rsync import (Outcome, classify_exit, error_lines, informative_line,
+from ethoscope_rsync.backup.rsync import (Outcome, choose_ciphers, classify_exit, error_lines, informative_line,
                                           make_rsync_command, make_ssh_command, parse_stats, raw_root,
                                           ssh_target)
 from ethoscope_rsync.backup.probe import Probe, inside
@@ -58,6 +58,7 @@ class Job:
     processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
     ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
+    node_aes: bool | None = None  # the node's CPU has AES instructions (None: it does not say)
     owners: dict = dataclasses.field(default_factory=dict)   # machine id -> name: pinned, or claimed in this pass
 
 
@@ -104,11 +105,19 @@ def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
     return outcome, _failure_message(job, device, kind, outcome, result)
 
 
+def _awaits_cpu(job: Job, device: Device) -> bool:
+    """At a device's first contact its ciphers wait for what its CPU says in the probe."""
+    return job.ciphers.get(device.name) == ""
+
+
 def _probe(job: Job, device: Device, deadline: float) -> Probe:
-    """Ask the device who it is and what it holds; this also opens the job's shared connection."""
+    """Ask the device who it is and what it holds; this also opens the job's shared connection,
+    except at the device's first contact: then it connects on its own (see _share_connection)."""
     config = job.config
-    argv = probing.make_probe_command(_ssh(job, device), ssh_target(config, device),
-                                      config.paths.remote_results, config.paths.remote_videos)
+    ssh = make_ssh_command(config, device, job.key, "" if _awaits_cpu(job, device) else job.control_dir,
+                           job.ciphers.get(device.name))
+    argv = probing.make_probe_command(ssh, ssh_target(config, device), config.paths.remote_results,
+                                      config.paths.remote_videos)
     timeout = min(max(1.0, deadline - time.monotonic()), config.ssh.connect_timeout + config.transfer.io_timeout)
     result = job.processes.run(argv, timeout=timeout, stop=job.stop)
     outcome, message = _outcome(job, device, "results", result)
@@ -255,7 +264,10 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
                              f"the device at {device.address} says its machine id is {found.machine_id}, "
                              f"which is {owner}'s: not backed up (correct the [devices] entry; "
                              f"{forget_hint(owner)})")
-    job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
+    if _awaits_cpu(job, device):
+        _share_connection(job, device, found)
+    else:
+        job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
     device = dataclasses.replace(device, id=found.machine_id)
     folder = device.id
     problem = confine.areas_problem(config, device, folder, job.stamp)
@@ -269,6 +281,21 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
             job.events.put(events.Warned(device.key, message))
             log.warning("%s: %s", device.name, message, extra=device_fields(device))
     return device, _trees(job, device, folder, found, deadline)
+
+
+def _share_connection(job: Job, device: Device, found: Probe) -> None:
+    """A device's first contact: its copies get the ciphers its CPU and the node's suit, from this pass on
+    (its biggest copy is often this one), over a shared connection opened now with them."""
+    offered, why = choose_ciphers(job.config.ssh.ciphers, job.node_aes, found.aes, probed=True)
+    job.ciphers[device.name] = offered
+    job.events.put(events.Contacted(device.key, found.machine_id, found.aes, offered, why))
+    if not job.control_dir:
+        return
+    result = job.processes.run(_ssh(job, device) + ("-N", ssh_target(job.config, device)),
+                               timeout=job.config.ssh.connect_timeout + 10, stop=job.stop)
+    if result.returncode != 0:      # then each copy connects on its own; its own failure says why
+        log.info("%s: no shared connection: %s", device.name, informative_line(result.stderr)[:200] or
+                 f"ssh exit code {result.returncode}", extra=device_fields(device))
 
 
 def _trees(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
