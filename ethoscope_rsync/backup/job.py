@@ -2,8 +2,8 @@
 
 A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
 then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
-the node — the videos in a second thread beside the results, over the device's one shared ssh
-connection — and copies its databases through the live-database path (see livedb) only when they
+the node — the videos in a second thread beside the results, the results' sessions over one shared
+ssh connection, the videos over their own — and copies its databases through the live-database path (see livedb) only when they
 changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
 each reports through a queue of :mod:`ethoscope_rsync.state.events` and the pass's main thread is the only
 status writer. Every process a job starts goes through ``job.processes`` (the
@@ -79,6 +79,13 @@ def _ssh(job: Job, device: Device) -> tuple:
     return make_ssh_command(job.config, device, job.key, job.control_dir, job.ciphers.get(device.name))
 
 
+def _shared_by(job: Job, kind: str) -> str:
+    """The videos connect on their own: a session multiplexed over the shared connection costs the
+    node's CPU more per byte than the connection's own (bench scenario 10), and the videos are the
+    bulk of the bytes; the results' few small sessions share it."""
+    return "" if kind == "videos" else job.control_dir
+
+
 def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, result) -> str:
     if not outcome.ok and "No space left" in result.stderr:
         return disk_full_message(job.config.destination(kind))
@@ -112,7 +119,7 @@ def _awaits_cpu(job: Job, device: Device) -> bool:
 
 def _probe(job: Job, device: Device, deadline: float) -> Probe:
     """Ask the device who it is and what it holds; this also opens the job's shared connection,
-    except at the device's first contact: then it connects on its own (see _share_connection)."""
+    except at the device's first contact: then it connects on its own (see _learn_ciphers)."""
     config = job.config
     ssh = make_ssh_command(config, device, job.key, "" if _awaits_cpu(job, device) else job.control_dir,
                            job.ciphers.get(device.name))
@@ -136,7 +143,7 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     """Run one rsync of the device's folder; report files and progress. Raises TransferFailed,
     except for files that could not be copied (rsync 23): those come back as problems."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
-                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir,
+                              stamp=job.stamp, databases=databases, only=only, control_dir=_shared_by(job, kind),
                               ciphers=job.ciphers.get(device.name))
     reader = OutputReader(job.events, device.key, kind, folder, report_files=databases != "raw")
     remaining = max(1.0, deadline - time.monotonic())
@@ -265,7 +272,7 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
                              f"which is {owner}'s: not backed up (correct the [devices] entry; "
                              f"{forget_hint(owner)})")
     if _awaits_cpu(job, device):
-        _share_connection(job, device, found)
+        _learn_ciphers(job, device, found)
     else:
         job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
     device = dataclasses.replace(device, id=found.machine_id)
@@ -283,24 +290,18 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
     return device, _trees(job, device, folder, found, deadline)
 
 
-def _share_connection(job: Job, device: Device, found: Probe) -> None:
-    """A device's first contact: its copies get the ciphers its CPU and the node's suit, from this pass on
-    (its biggest copy is often this one), over a shared connection opened now with them."""
+def _learn_ciphers(job: Job, device: Device, found: Probe) -> None:
+    """A device's first contact: its copies get the ciphers its CPU and the node's suit from this pass
+    on (its biggest copy is often this one); the results stage's first session opens the shared
+    connection with them."""
     offered, why = choose_ciphers(job.config.ssh.ciphers, job.node_aes, found.aes, probed=True)
     job.ciphers[device.name] = offered
     job.events.put(events.Contacted(device.key, found.machine_id, found.aes, offered, why))
-    if not job.control_dir:
-        return
-    result = job.processes.run(_ssh(job, device) + ("-N", ssh_target(job.config, device)),
-                               timeout=job.config.ssh.connect_timeout + 10, stop=job.stop)
-    if result.returncode != 0:      # then each copy connects on its own; its own failure says why
-        log.info("%s: no shared connection: %s", device.name, informative_line(result.stderr)[:200] or
-                 f"ssh exit code {result.returncode}", extra=device_fields(device))
 
 
 def _trees(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
     """Both trees at once: the videos in a second thread beside the results (the databases' holder,
-    raw copy and recovery), over the device's one shared connection, so that the results stage
+    raw copy and recovery; their sessions over one shared connection), so that the results stage
     costs the videos no time. Returns problems; either tree failing fails the attempt (the results'
     failure first), once both have ended."""
     kinds = job.config.kinds()

@@ -1,6 +1,7 @@
 """The ssh cipher per device, on real sshd: at a device's first contact its probe connects on its own
-with ssh's default and learns its CPU, and the copies of that same pass share a connection opened
-with the cipher chosen from it; from the second pass on the probe opens that connection itself. A
+with ssh's default and learns its CPU, and the copies of that same pass use the cipher chosen from
+it (the results' sessions over one shared connection, the videos on their own); from the second
+pass on the probe opens the shared connection itself. A
 device with AES instructions gets AES-GCM and one without them chacha20-poly1305 — as the devices'
 own sshd logs (at DEBUG1) say they agreed."""
 import re
@@ -31,10 +32,11 @@ def test_each_device_gets_the_cipher_its_cpu_and_the_node_s_suit(make_lab, tmp_p
         if again:
             result = node.run()
             assert result.returncode == 0, result.stderr
-    # the first pass: the probe alone (ssh's default: chacha20 first), then the copies' shared connection
-    # with the chosen cipher; the second pass: one shared connection, opened by the probe
-    assert agreed(with_aes) == ["chacha20-poly1305@openssh.com", aes, aes]
-    assert agreed(without) == ["chacha20-poly1305@openssh.com"] * 3
+    # the first pass: the probe alone (ssh's default: chacha20 first), then the results' shared connection
+    # and the videos' own with the chosen cipher; the second pass: the probe opens the shared connection
+    first, second = ["chacha20-poly1305@openssh.com", aes, aes], [aes, aes]
+    assert agreed(with_aes) == first + second
+    assert agreed(without) == ["chacha20-poly1305@openssh.com"] * 5
     for device in lab.devices:                              # and the copies went through them
         assert tree_digest(node.videos / device.id) == tree_digest(device.data_root / "videos" / device.id)
     table = node.run(command="status").stdout

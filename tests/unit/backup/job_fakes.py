@@ -60,7 +60,7 @@ class FakeProcesses:
 
     def __init__(self, script, ready=READY_PREFIX + '{"held": [], "failed": {}, "idle": []}', probe=None):
         self.script = {name: list(steps) for name, steps in script.items()}
-        self.ready, self.calls, self.argvs, self.master_code = ready, [], [], 0
+        self.ready, self.calls, self.argvs = ready, [], []
         self.probe = probe if probe is not None else [Step((probe_answer(),))]
 
     def stream(self, argv, on_record, *, timeout, stop=None):
@@ -80,9 +80,6 @@ class FakeProcesses:
         if "-O" in argv:
             self.calls.append("ssh -O exit")
             return Result(tuple(argv), 0, "", "")
-        if "-N" in argv:
-            self.calls.append("master")
-            return Result(tuple(argv), self.master_code, "", "")
         self.calls.append("probe")
         step = self.probe.pop(0) if len(self.probe) > 1 else self.probe[0]
         if step.effect:

@@ -81,8 +81,9 @@ def _shared(ssh) -> bool:
 
 
 def test_a_first_contact_copies_with_the_ciphers_its_probe_chose(config):
-    """The probe connects on its own with ssh's default; the shared connection is opened after it with
-    the ciphers the device's CPU and the node's suit, and every copy of the same pass offers them."""
+    """The probe connects on its own with ssh's default; every later ssh of the same pass offers the
+    ciphers the device's CPU and the node's suit: the results' sessions share one connection (the
+    first opens it), the videos connect on their own."""
     for node_aes, cpu, chosen in ((True, "flags : fpu aes\n", AES_FIRST), (True, "Features : fp asimd\n", CHACHA_FIRST),
                                   (None, "flags : fpu aes\n", CHACHA_FIRST), (False, "flags : aes\n", CHACHA_FIRST)):
         fake = FakeProcesses({"results:skip": [Step((file_line(".f", 10, "x/notes.txt"),))],
@@ -91,13 +92,11 @@ def test_a_first_contact_copies_with_the_ciphers_its_probe_chose(config):
         ciphers = {"ETHOSCOPE_004": ""}
         result, sent, _ = run_job(config, fake, ciphers=ciphers, node_aes=node_aes)
         assert result.ok and ciphers == {"ETHOSCOPE_004": chosen}
-        assert fake.calls[:2] == ["probe", "master"]
-        probe, master, *others = [_ssh_of(argv) for argv in fake.argvs]
+        assert fake.calls[0] == "probe" and len(fake.argvs) == 6    # probe, tree, holder, raw copy, videos, -O exit
+        probe, *others = [_ssh_of(argv) for argv in fake.argvs]
         assert "-c" not in probe and not _shared(probe)                       # ssh's default, on its own
-        assert master[-2:] == ["-N", f"ethoscope@{DEVICE.address}"] and _shared(master)
-        assert len(others) == 5                 # results tree, holder, raw copy, videos, -O exit
-        for ssh in [master] + others:
-            assert ssh[ssh.index("-c") + 1] == chosen and _shared(ssh), ssh
+        for call, ssh in zip(fake.calls[1:], others):
+            assert ssh[ssh.index("-c") + 1] == chosen and _shared(ssh) == (call != "videos"), (call, ssh)
         contacted = [e for e in sent if isinstance(e, ev.Contacted)]
         assert [(e.ciphers, e.aes) for e in contacted] == [(chosen, "aes" in cpu.split(":")[1].split())]
 
@@ -106,23 +105,17 @@ def test_a_device_whose_cpu_does_not_say_keeps_ssh_s_default(config):
     fake = FakeProcesses({}, probe=[Step((probe_answer(cpu=""),))])
     ciphers = {"ETHOSCOPE_004": ""}
     result, sent, _ = run_job(config, fake, ciphers=ciphers, node_aes=True)
-    assert result.ok and ciphers == {"ETHOSCOPE_004": ""} and fake.calls[:2] == ["probe", "master"]
+    assert result.ok and ciphers == {"ETHOSCOPE_004": ""}
     assert not any("-c" in _ssh_of(argv) for argv in fake.argvs)
     assert [e.cipher_reason for e in sent if isinstance(e, ev.Contacted)] == [
         "ssh's default: the device's CPU does not say whether it has AES instructions"]
 
 
-def test_a_shared_connection_that_does_not_open_leaves_each_copy_to_connect(config):
-    fake = FakeProcesses({}, probe=[Step((probe_answer(),))])
-    fake.master_code = 255
-    result, _, _ = run_job(config, fake, ciphers={"ETHOSCOPE_004": ""}, node_aes=True)
-    assert result.ok and fake.calls.count("master") == 1 and "videos" in fake.calls
-
-
 def test_a_device_known_before_opens_the_shared_connection_with_its_probe(config):
     fake = FakeProcesses({}, probe=[Step((probe_answer(),))])
     run_job(config, fake, ciphers={"ETHOSCOPE_004": CHACHA_FIRST}, node_aes=True)
-    assert "master" not in fake.calls and _shared(_ssh_of(fake.argvs[0]))
+    assert _shared(_ssh_of(fake.argvs[0]))
+    assert [_shared(_ssh_of(argv)) for call, argv in zip(fake.calls, fake.argvs) if call == "videos"] == [False]
 
 
 def test_the_status_shows_the_ciphers_chosen_at_the_first_contact(tmp_path, config):
