@@ -1,15 +1,19 @@
-"""A new device's first full copy (issue 26, scenario 10): where the product's wall time goes, and what
-the reader of rsync's output costs the videos stage.
+"""A new device's first full copy (issue 26, scenario 10): where the product's wall time goes, and
+whether anything in it grows with the data. One device, 1.2 GB of video and a small results tree;
+every variant alternates with the others in one run (paired repetitions, medians and ranges):
 
-- ``profile``: the real pass (``run_pass``, Debian's python) in a child process whose process runner,
-  discovery and status/history writes are wrapped with clocks: the wall time split into discovery,
-  the probe, the shared connection, the results stage, the videos stage, the database holder, the
-  status writes, and the rest (start, end). One fresh node per run, as for a new device.
-- ``reader``: the product's own videos rsync argv (the cipher the device would get), run with its
-  stdout to /dev/null and through ``execute.stream`` + ``OutputReader`` (events drained by a second
-  thread as the pass's writer does), alternating, medians and ranges.
+- ``ethoscope-backup run`` (the real command line, a fresh node: a device's first contact) against
+  bare ``rsync -rt`` with the cipher the product chooses, and the legacy ``rsync -avz``;
+- the product's own videos rsync argv alone (stdout to /dev/null) and through ``execute.stream`` +
+  ``OutputReader`` (events drained by a second thread, as the pass's writer does);
+- the profile: the real pass (``run_pass``) in a child process whose process runner, discovery and
+  status/history writes are wrapped with clocks: wall time split into discovery, the probe, the
+  results stage, the videos stage, the status writes, and what comes before and after the videos.
+- ``without_aes``: the device's CPU says it has no AES instructions (the lab's emulation): chacha20.
 
-Run by hand: ``/usr/bin/python3 -m bench --only first_copy`` (or ``--quick``).
+Diagnostics by hand: ``BENCH_VARIANT`` (see _variant) takes one suspect away from the profiled pass;
+``cpu`` in it adds each process's CPU seconds (the probe, each rsync with its ssh, the shared connection).
+Run: ``/usr/bin/python3 -m bench --only first,first-noaes`` (or ``--quick``).
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import json
 import os
 import queue
 import resource
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.transfer import PYTHON, Work, fresh_node, lab_name, med, row, runner_env  # noqa: E402
+from bench.transfer import (LEGACY_FLAGS, PYTHON, Work, fresh_node, lab_name, med, remote, row, run_cli,  # noqa: E402
+                             runner_env, ssh_opts)
 from tests.lab.lab import Lab  # noqa: E402
 
 SCENARIO = "10 first copy"
@@ -97,7 +103,8 @@ def child(conf: str) -> None:
     passes.save_history = wrap(passes.save_history, lambda a: "history write")
     _variant(os.environ.get("BENCH_VARIANT", ""))
     kinds, cpu_by_kind = {}, {}
-    original_spawn, original_waitpid = execute._spawn, os.waitpid
+    per_process = "cpu" in os.environ.get("BENCH_VARIANT", "")
+    original_spawn = execute._spawn
 
     def spawn(argv, *args, **kwargs):
         process = original_spawn(argv, *args, **kwargs)
@@ -111,9 +118,10 @@ def child(conf: str) -> None:
             with lock:
                 cpu_by_kind[name] = round(cpu_by_kind.get(name, 0.0) + usage.ru_utime + usage.ru_stime, 3)
         return got, status
-    execute._spawn, os.waitpid = spawn, waitpid
+    if per_process:      # (the shared connection's ssh, which ControlPersist detaches, is reaped here)
+        execute._spawn, os.waitpid = spawn, waitpid
+        _adopt_orphans()
     config = load_config(Path(conf))
-    _adopt_orphans()
     start = clock()
     code = passes.run_pass(config)
     span("pass", start)
@@ -247,57 +255,102 @@ def _alone(argv, cpu=None) -> float:
     return time.perf_counter() - start
 
 
+def _cli(lab, base, total, cpu) -> float:
+    """The real command line at a device's first contact (a fresh node), its node CPU appended to `cpu`
+    (its own and its children's but the shared connection's ssh, which ControlPersist detaches)."""
+    node = fresh_node(lab, base)
+    os.sync()
+    before = _cpu_seconds(resource.RUSAGE_CHILDREN)
+    seconds = run_cli(node, "-j", "1")["seconds"]
+    cpu.append(round(_cpu_seconds(resource.RUSAGE_CHILDREN) - before, 3))
+    got = sum(p.stat().st_size for p in node.videos.rglob("*.h264"))
+    shutil.rmtree(node.base, ignore_errors=True)
+    if got != total:
+        raise RuntimeError(f"ethoscope-backup run copied {got} of {total} bytes")
+    return seconds
+
+
+def _spread(values) -> str:
+    return f"{min(values):.3f}-{max(values):.3f}"
+
+
+def _paired(ours, baseline) -> str:
+    ratios = sorted(o / b for o, b in zip(ours, baseline))
+    return f"paired ratios {ratios[0]:.3f}-{ratios[-1]:.3f}"
+
+
+ALONE, READER, PROFILED = "videos rsync alone", "videos rsync through the reader", "the pass, instrumented"
+CLI, BARE, LEGACY = "ethoscope-backup run", "bare rsync -rt", "legacy rsync -avz"
+
+
 def run(quick=False, without_aes=False):
     chunks, size = (2, 16 << 20) if quick else (6, 200 << 20)      # 1.2 GB
     reps = 2 if quick else 5
     total = chunks * size
-    out = {"bytes": total, "repetitions": reps, "without_aes": without_aes}
+    cipher = "chacha20-poly1305@openssh.com" if without_aes else "aes128-gcm@openssh.com"
+    out = {"bytes": total, "repetitions": reps, "without_aes": without_aes, "cipher": cipher}
     tag = "firstna" if without_aes else "first"
     with Work(tag) as work, Lab(lab_name(tag), 1, without_aes={1} if without_aes else ()) as lab:
         device = lab.devices[0]
         lab.populate(device, experiments=1, db_rows=2000, video_chunks=0, mp4=False)
         for _ in range(chunks):
             lab.add_video_chunk(device, size)
-        cipher = "chacha20-poly1305@openssh.com" if without_aes else "aes128-gcm@openssh.com"
-        dest = work / "dest"
+        dest, known = work / "dest", work / "known_hosts"
+        known.write_text(lab.known_hosts_text())
         argv = _videos_argv(fresh_node(lab, work / "node"), device, dest, cipher)
-        profiles = []
-        times = {"rsync alone (stdout to /dev/null)": [], "rsync through the product's reader": [],
-                 "the product's pass (first contact)": []}
+        bare = ["rsync", "-rt", "-e", ssh_opts(lab, cipher, known), remote(device, "videos"), f"{dest}/"]
+        legacy = ["rsync", *LEGACY_FLAGS, "-e", shlex.join(["ssh", "-i", str(lab.key_path), "-o",
+                                                            "StrictHostKeyChecking=no", "-o",
+                                                            "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]),
+                  remote(device, "videos"), f"{dest}/"]
+        profiles, times = [], {name: [] for name in (ALONE, READER, PROFILED, CLI, BARE, LEGACY)}
+        cpu = {ALONE: [], CLI: [], BARE: []}
 
         def one(name):
-            if name.startswith("the product"):
+            if name == PROFILED:
                 profiles.append(_profiled_pass(lab, work / "node", total))
                 times[name].append(profiles[-1]["pass (wall)"])
+                return
+            if name == CLI:
+                times[name].append(_cli(lab, work / "node", total, cpu[CLI]))
                 return
             shutil.rmtree(dest, ignore_errors=True)
             dest.mkdir()
             os.sync()
-            times[name].append(_alone(argv) if "alone" in name else _through_reader(argv, device))
+            if name == READER:
+                times[name].append(_through_reader(argv, device))
+            else:
+                times[name].append(_alone({ALONE: argv, BARE: bare, LEGACY: legacy}[name], cpu.get(name)))
+            got = sum(p.stat().st_size for p in dest.rglob("*.h264"))
+            if got != total:
+                raise RuntimeError(f"{name} copied {got} of {total} bytes")
 
         for rep in range(reps):          # alternating, so that each repetition's figures are paired
             for name in (list(times) if rep % 2 == 0 else list(times)[::-1]):
                 one(name)
         shutil.rmtree(dest, ignore_errors=True)
-        parts = sorted({name for profile in profiles for name in profile})
-        out["profile_s"] = {name: [p.get(name, 0.0) for p in profiles] for name in parts}
-        out["profile_median_s"] = {name: med(values) for name, values in out["profile_s"].items()}
-    out["reader_s"] = times
-    medians = {name: med(values) for name, values in times.items()}
-    alone, read = medians["rsync alone (stdout to /dev/null)"], medians["rsync through the product's reader"]
-    ratios = sorted(r / a for r, a in zip(times["rsync through the product's reader"],
-                                           times["rsync alone (stdout to /dev/null)"]))
-    label = " (no AES)" if without_aes else ""
+    parts = sorted({name for profile in profiles for name in profile})
+    out["profile_s"] = {name: [p.get(name, 0.0) for p in profiles] for name in parts}
+    out["profile_median_s"] = {name: med(values) for name, values in out["profile_s"].items()}
+    out.update(times_s=times, median_s={name: med(values) for name, values in times.items()}, node_cpu_s=cpu)
+    m = out["median_s"]
+    label = f"{'no AES, ' if without_aes else ''}{total / 1e6:.0f} MB, {cipher.split('@')[0]}"
     stage = out["profile_s"]["videos"]
-    in_pass = sorted(v / a for v, a in zip(stage, times["rsync alone (stdout to /dev/null)"]))
-    out["rows"] = [row(SCENARIO, f"videos rsync through the reader vs alone{label}", read, alone, 1.02,
-                       note=f"paired ratios {ratios[0]:.3f}-{ratios[-1]:.3f}"),
-                   row(SCENARIO, f"the pass's videos stage vs the same rsync alone{label}", med(stage), alone, 1.02,
-                       note=f"paired ratios {in_pass[0]:.3f}-{in_pass[-1]:.3f}")]
+    out["rows"] = [
+        row(SCENARIO, f"run (first contact) vs bare -rt, same cipher ({label})", m[CLI], m[BARE], 1.05,
+            note=_paired(times[CLI], times[BARE])),
+        row(SCENARIO, f"run (first contact) vs legacy rsync -avz ({label})", m[CLI], m[LEGACY], 0.70,
+            note=_paired(times[CLI], times[LEGACY])),
+        row(SCENARIO, f"[diag] videos rsync through the reader vs alone ({label})", m[READER], m[ALONE],
+            note=_paired(times[READER], times[ALONE])),
+        row(SCENARIO, f"[diag] the pass's videos stage vs the same rsync alone ({label})", med(stage), m[ALONE],
+            note=_paired(stage, times[ALONE]) + "; the pass instrumented"),
+        row(SCENARIO, f"[diag] node CPU s: run vs bare -rt ({label})", med(cpu[CLI]), med(cpu[BARE]),
+            note=f"run {_spread(cpu[CLI])}, bare {_spread(cpu[BARE])}; run's own python included"),
+    ]
     for name, median in out["profile_median_s"].items():
-        values = out["profile_s"][name]
-        out["rows"].append(row(SCENARIO, f"[profile{label}] {name}", median,
-                               note=f"range {min(values):.3f}-{max(values):.3f} s"))
+        out["rows"].append(row(SCENARIO, f"[profile] {name} ({label})", median,
+                               note=f"range {_spread(out['profile_s'][name])} s"))
     return out
 
 
