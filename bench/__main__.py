@@ -1,7 +1,7 @@
 """``make bench`` = ``/usr/bin/python3 -m bench [--quick] [--only NAME,...] [--output FILE]``.
 
 Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
-cost, page render, the node's poll, second copy), prints one table (scenario, measure, ours, baseline, ratio, target,
+cost, page render, the node's poll, second copy, a new device's first copy with and without AES), prints one table (scenario, measure, ours, baseline, ratio, target,
 pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.
@@ -83,6 +83,16 @@ def _offsite(quick):
     return offsite.run(quick)
 
 
+def _first_copy(quick):
+    from bench import first_copy
+    return first_copy.run(quick)
+
+
+def _first_copy_no_aes(quick):
+    from bench import first_copy
+    return first_copy.run(quick, without_aes=True)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -93,6 +103,8 @@ SCENARIOS = {
     "page": _page_render,
     "node": _node_poll,
     "offsite": _offsite,
+    "first": _first_copy,
+    "first-noaes": _first_copy_no_aes,
 }
 
 

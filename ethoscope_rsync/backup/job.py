@@ -2,8 +2,8 @@
 
 A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
 then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
-the node — the videos in a second thread beside the results, over the device's one shared ssh
-connection — and copies its databases through the live-database path (see livedb) only when they
+the node — the videos in a second thread beside the results, the results' sessions over one shared
+ssh connection, the videos over their own — and copies its databases through the live-database path (see livedb) only when they
 changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
 each reports through a queue of :mod:`ethoscope_rsync.state.events` and the pass's main thread is the only
 status writer. Every process a job starts goes through ``job.processes`` (the
@@ -28,9 +28,10 @@ from ethoscope_rsync.backup.destinations import disk_full_message, free_space_pr
 from ethoscope_rsync.render.humanize import human_size
 from ethoscope_rsync.backup.pins import forget_hint
 from ethoscope_rsync.system.logs import device_fields, log
-from ethoscope_rsync.backup.rsync import (Outcome, classify_exit, error_lines, informative_line,
-                                          make_rsync_command, make_ssh_command, parse_file_line,
-                                          parse_progress, parse_stats, raw_root, ssh_target)
+from ethoscope_rsync.backup.reader import Listing, OutputReader
+from ethoscope_rsync.backup.rsync import (Outcome, choose_ciphers, classify_exit, error_lines, informative_line,
+                                          make_rsync_command, make_ssh_command, parse_stats, raw_root,
+                                          ssh_target)
 from ethoscope_rsync.backup.probe import Probe, inside
 
 
@@ -57,6 +58,7 @@ class Job:
     processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
     ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
+    node_aes: bool | None = None  # the node's CPU has AES instructions (None: it does not say)
     owners: dict = dataclasses.field(default_factory=dict)   # machine id -> name: pinned, or claimed in this pass
 
 
@@ -73,16 +75,15 @@ class TransferFailed(Exception):
         self.outcome = outcome
 
 
-@dataclasses.dataclass
-class Listing:
-    """What one rsync reported (paths relative to the tree's root on the node): every file of the
-    device's folder (path -> size) and the errors of files it could not copy."""
-    files: dict = dataclasses.field(default_factory=dict)
-    problems: list = dataclasses.field(default_factory=list)
-
-
 def _ssh(job: Job, device: Device) -> tuple:
     return make_ssh_command(job.config, device, job.key, job.control_dir, job.ciphers.get(device.name))
+
+
+def _shared_by(job: Job, kind: str) -> str:
+    """The videos connect on their own: a session multiplexed over the shared connection costs the
+    node's CPU more per byte than the connection's own (bench scenario 10), and the videos are the
+    bulk of the bytes; the results' few small sessions share it."""
+    return "" if kind == "videos" else job.control_dir
 
 
 def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, result) -> str:
@@ -110,11 +111,19 @@ def _outcome(job: Job, device: Device, kind: str, result) -> tuple:
     return outcome, _failure_message(job, device, kind, outcome, result)
 
 
+def _awaits_cpu(job: Job, device: Device) -> bool:
+    """At a device's first contact its ciphers wait for what its CPU says in the probe."""
+    return job.ciphers.get(device.name) == ""
+
+
 def _probe(job: Job, device: Device, deadline: float) -> Probe:
-    """Ask the device who it is and what it holds; this also opens the job's shared connection."""
+    """Ask the device who it is and what it holds; this also opens the job's shared connection,
+    except at the device's first contact: then it connects on its own (see _learn_ciphers)."""
     config = job.config
-    argv = probing.make_probe_command(_ssh(job, device), ssh_target(config, device),
-                                      config.paths.remote_results, config.paths.remote_videos)
+    ssh = make_ssh_command(config, device, job.key, "" if _awaits_cpu(job, device) else job.control_dir,
+                           job.ciphers.get(device.name))
+    argv = probing.make_probe_command(ssh, ssh_target(config, device), config.paths.remote_results,
+                                      config.paths.remote_videos)
     timeout = min(max(1.0, deadline - time.monotonic()), config.ssh.connect_timeout + config.transfer.io_timeout)
     result = job.processes.run(argv, timeout=timeout, stop=job.stop)
     outcome, message = _outcome(job, device, "results", result)
@@ -133,44 +142,15 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
     """Run one rsync of the device's folder; report files and progress. Raises TransferFailed,
     except for files that could not be copied (rsync 23): those come back as problems."""
     argv = make_rsync_command(job.config, device, kind, key=job.key, folder=folder, bwlimit_kib=job.bwlimit_kib,
-                              stamp=job.stamp, databases=databases, only=only, control_dir=job.control_dir,
+                              stamp=job.stamp, databases=databases, only=only, control_dir=_shared_by(job, kind),
                               ciphers=job.ciphers.get(device.name))
-    listing, records, outside = Listing(), [], []
-    state = {"current": "", "started": time.time(), "last_progress": 0.0}
-
-    def on_record(record: str) -> None:
-        event = parse_file_line(record)
-        if event is not None:
-            path = f"{folder}/{event.name}"
-            if not event.is_file:
-                return
-            if not inside(folder, path):
-                outside.append(event.name)
-                return
-            now = time.time()
-            listing.files[path] = event.length
-            if event.changed:
-                if databases != "raw":      # (the raw mirror's copies are reported once recovered)
-                    job.events.put(events.FileReceived(device.key, kind, path, event.length,
-                                                       event.transferred, state["started"], now))
-                state["started"] = now
-            state["current"] = path
-            return
-        progress = parse_progress(record)
-        if progress is not None:
-            now = time.monotonic()
-            if now - state["last_progress"] >= 0.25 or progress.percent == 100:
-                state["last_progress"] = now
-                job.events.put(events.Progressed(device.key, kind, progress.percent, progress.bytes,
-                                                 progress.rate, state["current"]))
-            return
-        records.append(record)
-
+    reader = OutputReader(job.events, device.key, kind, folder, report_files=databases != "raw")
     remaining = max(1.0, deadline - time.monotonic())
-    result = job.processes.stream(argv, on_record, timeout=remaining, stop=job.stop)
-    if outside:
-        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", outside)
-    stats = parse_stats(records)
+    result = job.processes.stream(argv, reader, timeout=remaining, stop=job.stop)
+    listing = reader.listing
+    if reader.outside:
+        _ignored_names(job, device, f"rsync's output for {kind}/{folder}/", reader.outside)
+    stats = parse_stats(reader.records)
     outcome, message = _outcome(job, device, kind, result)
     part = "databases" if databases == "raw" else "tree"
     fields = dict(device_fields(device), TRANSFER_KIND=kind, TRANSFER_BYTES=stats.transferred_size,
@@ -290,7 +270,10 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
                              f"the device at {device.address} says its machine id is {found.machine_id}, "
                              f"which is {owner}'s: not backed up (correct the [devices] entry; "
                              f"{forget_hint(owner)})")
-    job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
+    if _awaits_cpu(job, device):
+        _learn_ciphers(job, device, found)
+    else:
+        job.events.put(events.Contacted(device.key, found.machine_id, found.aes))
     device = dataclasses.replace(device, id=found.machine_id)
     folder = device.id
     problem = confine.areas_problem(config, device, folder, job.stamp)
@@ -306,9 +289,18 @@ def _attempt(job: Job, device: Device, deadline: float, first: bool) -> tuple:
     return device, _trees(job, device, folder, found, deadline)
 
 
+def _learn_ciphers(job: Job, device: Device, found: Probe) -> None:
+    """A device's first contact: its copies get the ciphers its CPU and the node's suit from this pass
+    on (its biggest copy is often this one); the results stage's first session opens the shared
+    connection with them."""
+    offered, why = choose_ciphers(job.config.ssh.ciphers, job.node_aes, found.aes, probed=True)
+    job.ciphers[device.name] = offered
+    job.events.put(events.Contacted(device.key, found.machine_id, found.aes, offered, why))
+
+
 def _trees(job: Job, device: Device, folder: str, found: Probe, deadline: float) -> list:
     """Both trees at once: the videos in a second thread beside the results (the databases' holder,
-    raw copy and recovery), over the device's one shared connection, so that the results stage
+    raw copy and recovery; their sessions over one shared connection), so that the results stage
     costs the videos no time. Returns problems; either tree failing fails the attempt (the results'
     failure first), once both have ended."""
     kinds = job.config.kinds()

@@ -176,7 +176,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         add_name_aliases(config.ssh.known_hosts)
     except OSError as error:
         log.warning("cannot update %s: %s", config.ssh.known_hosts, error.strerror)
-    ciphers = choose_all_ciphers(config, devices, store, node_has_aes())
+    node_aes = node_has_aes()
+    ciphers = choose_all_ciphers(config, devices, store, node_aes)
     store.set_message(f"backing up {len(devices)} device(s)")
     control_dir = control_directory((config.paths.status_file.parent, Path(tempfile.gettempdir()), Path("/tmp")))
     if not control_dir:
@@ -187,7 +188,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
-                         if d.key in store.history.devices}, ciphers=ciphers,
+                         if d.key in store.history.devices}, ciphers=ciphers, node_aes=node_aes,
                   owners={**pins(store.history), **{d.id: d.name for d in devices if d.id}})
         return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
                             terminal)

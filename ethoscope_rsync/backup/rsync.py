@@ -106,13 +106,16 @@ CHACHA_FIRST = ("chacha20-poly1305@openssh.com,aes128-gcm@openssh.com,aes256-gcm
                 "aes128-ctr,aes192-ctr,aes256-ctr")
 
 
-def choose_ciphers(configured: str, node_aes: bool | None, device_aes: bool | None) -> tuple:
+def choose_ciphers(configured: str, node_aes: bool | None, device_aes: bool | None, probed: bool = False) -> tuple:
     """-> (cipher list to offer, "" for ssh's own default; why, in words) for one device.
-    `configured` is [ssh] ciphers; `device_aes` what the device's CPU said at an earlier contact."""
+    `configured` is [ssh] ciphers; `device_aes` what the device's CPU said at an earlier contact, or
+    (`probed`) in this pass's probe: a device's first contact chooses from its probe's answer."""
     if configured:
         return configured, "[ssh] ciphers"
+    if device_aes is None and probed:
+        return "", "ssh's default: the device's CPU does not say whether it has AES instructions"
     if device_aes is None:
-        return "", "ssh's default until the device's CPU is known (first contact)"
+        return "", "chosen from the device's CPU once its probe answers (first contact)"
     if node_aes and device_aes:
         return AES_FIRST, "AES instructions on the node and the device"
     return CHACHA_FIRST, "no AES instructions on the " + ("device" if node_aes else "node")

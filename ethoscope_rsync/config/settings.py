@@ -180,7 +180,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("ssh", "ciphers", CIPHERS, "",
             "ssh ciphers to offer every device, comma-separated. Empty: chosen per device, aes128-gcm@openssh.com\n"
             "first where the node and the device both have AES instructions, chacha20-poly1305@openssh.com\n"
-            "first where either lacks them (Raspberry Pi 3 and 4), ssh's own order at a first contact."),
+            "first where either lacks them (Raspberry Pi 3 and 4), ssh's own order where its CPU does not say."),
     Setting("ssh", "kex", KEX, "^curve25519-sha256,curve25519-sha256@libssh.org",
             "ssh key exchange algorithms (KexAlgorithms; a leading ^ puts them first in ssh's own list). The\n"
             "default prefers curve25519 to OpenSSH 9's post-quantum hybrid sntrup761x25519, which costs the\n"

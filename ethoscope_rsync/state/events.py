@@ -62,10 +62,13 @@ class Listed:
 class Contacted:
     """The device answered over ssh with the host key recorded for its name, and told its machine
     id: from now on that name and that id belong to that key (a device from [devices] is keyed
-    by its name until it said its id). `aes`: its CPU has AES instructions (None: unknown)."""
+    by its name until it said its id). `aes`: its CPU has AES instructions (None: unknown);
+    `ciphers`, `cipher_reason`: at its first contact, the ssh ciphers chosen from its answer (None: unchanged)."""
     key: str
     machine_id: str
     aes: bool | None = None
+    ciphers: str | None = None
+    cipher_reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -197,6 +197,8 @@ class StatusStore:
         entry = self._history_of(device.key, device)
         entry.pinned = True
         entry.aes = event.aes
+        if event.ciphers is not None:
+            device.ciphers, device.cipher_reason = event.ciphers, event.cipher_reason
         self.history.retired.pop(device.key, None)
 
     def _warned(self, device: DeviceRun, event: ev.Warned) -> None:

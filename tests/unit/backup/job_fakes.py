@@ -38,10 +38,10 @@ def file_line(itemize, size, name):
     return f"{FILE_MARK} {itemize.ljust(11)} {size} {size if itemize[0] == '>' else 0} {name.removeprefix(MID + '/')}"
 
 
-def probe_answer(databases=(), machine_id=MID, results=(MID,), videos=(MID,)):
+def probe_answer(databases=(), machine_id=MID, results=(MID,), videos=(MID,), cpu="flags : fpu aes\n"):
     """What the probe prints: `databases` are (path under the results root, size, mtime)."""
     stats = "".join(f"{size} {mtime} ./{path}\0" for path, size, mtime in databases)
-    return (f"{MARK}machine-id\n{machine_id}\n{MARK}cpu\nflags : fpu aes\n{MARK}results\n"
+    return (f"{MARK}machine-id\n{machine_id}\n{MARK}cpu\n{cpu}{MARK}results\n"
             + "".join(f"{n}\n" for n in results) + f"{MARK}videos\n" + "".join(f"{n}\n" for n in videos)
             + f"{MARK}databases\n{stats}\n{MARK}end\n")
 
@@ -122,10 +122,10 @@ def config(tmp_path):
     return load_config(conf)
 
 
-def run_job(config, processes, stop=None, known=None, device=DEVICE, ciphers=None, owners=None):
+def run_job(config, processes, stop=None, known=None, device=DEVICE, ciphers=None, owners=None, node_aes=None):
     job = Job(config=config, key="/k", bwlimit_kib=0, stamp="S", control_dir="/c", events=queue.Queue(),
               stop=stop or RecordingStop(), processes=processes, known={MID: known or {}}, ciphers=ciphers or {},
-              owners=owners or {})
+              owners=owners or {}, node_aes=node_aes)
     result = backup_device(job, device)
     sent = []
     while not job.events.empty():

@@ -187,7 +187,10 @@ def test_ciphers_chosen_per_device():
     assert choose_ciphers("", True, False) == (CHACHA_FIRST, "no AES instructions on the device")
     assert choose_ciphers("", False, True) == (CHACHA_FIRST, "no AES instructions on the node")
     assert choose_ciphers("", None, True)[0] == CHACHA_FIRST                  # the node's CPU did not say
-    assert choose_ciphers("", True, None) == ("", "ssh's default until the device's CPU is known (first contact)")
+    assert choose_ciphers("", True, None) == ("", "chosen from the device's CPU once its probe answers (first contact)")
+    assert choose_ciphers("", True, None, probed=True) == (
+        "", "ssh's default: the device's CPU does not say whether it has AES instructions")
+    assert choose_ciphers("", True, True, probed=True)[0] == AES_FIRST
     assert choose_ciphers("aes256-ctr", True, True) == ("aes256-ctr", "[ssh] ciphers")
     assert choose_ciphers("aes256-ctr", False, None) == ("aes256-ctr", "[ssh] ciphers")
 
