@@ -51,6 +51,7 @@ class Transfer:
     what: str
     jobs: int
     bwlimit: int                       # KiB/s, 0: no limit
+    interval: float                    # seconds from a device's copy's end to its next (run --scheduled)
     compress_results: bool
     io_timeout: int
     device_timeout: int
