@@ -62,6 +62,8 @@ class Transfer:
     keep_replaced_days: float
     live_databases: bool
     database_check_timeout: float
+    database_budget: float             # seconds of a device's database checks in one pass
+    database_cpu_budget: float         # CPU seconds of them
 
 
 @dataclasses.dataclass(frozen=True)

@@ -224,6 +224,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds the node may spend checking one database from a device (1 to 86400); a database that\n"
             "takes longer, or exceeds the limits set for a device's database, is \"not verified\" and the\n"
             "node keeps its previous copy.", 1, 86400),
+    Setting("transfer", "database_budget", FLOAT, "600.0",
+            "Seconds one device's database checks may take in all in one pass (1 to 86400); those left are\n"
+            "\"not verified yet\" (the node keeps its copy) and go first in the device's next pass.", 1, 86400),
+    Setting("transfer", "database_cpu_budget", FLOAT, "300.0",
+            "CPU seconds of this node one device's database checks may use in one pass (1 to 86400), likewise.",
+            1, 86400),
     # ---------------------------------------------------------------- [status]
     Setting("status", "listen", LISTEN, "0.0.0.0:8093",
             "ADDR:PORT the status service binds when not socket-activated (serve, daemon).",
