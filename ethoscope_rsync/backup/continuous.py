@@ -40,6 +40,8 @@ class Scheduler:
         self.copies = 0           # jobs started in this pass
         self.saved = self.discovered = monotonic()
         self.changed = False
+        self.round = False        # every device of the pass copied at least once
+        self.interrupted = False  # stopped while copies ran (a stop between copies ends the pass as usual)
 
     def add(self, devices) -> None:
         """Devices found (at the start, or by a later discovery), already added to the status; those
@@ -76,6 +78,11 @@ class Scheduler:
                 key = result.device.key
             self.devices[key], self.ends[key], self.results[key] = result.device, self.clock(), result
             self.changed = True
+            if self.round or set(self.devices) <= set(self.results):
+                if not self.round:     # saved at once: GET / shows a last backup from the first round on
+                    self.saved = -float("inf")
+                self.round = True
+                self.store.history.last_backup = self.ends[key]   # as a pass's end: all copied since it began
 
     def run(self, on_tick, save=None, rediscover=None) -> list:
         """Copy each device whenever it is due until the pass ends; call on_tick(events) from this thread
@@ -86,6 +93,7 @@ class Scheduler:
         with ThreadPoolExecutor(max_workers=slots, thread_name_prefix="job") as pool:
             while True:
                 now = self.clock()
+                self.interrupted = self.interrupted or (self.job.stop.is_set() and bool(self.running))
                 if not self.job.stop.is_set():
                     for key in due(self.ends, self.running, now, schedule.interval)[:slots - len(self.running)]:
                         self._start(pool, key)

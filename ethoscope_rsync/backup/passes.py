@@ -299,6 +299,7 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal, sched
             notifier.status(_summary(store))
             terminal.show(store)
 
+    stopped = stop.is_set
     if schedule is None:
         results = run_pool(job, devices, on_tick)
     else:
@@ -307,9 +308,10 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal, sched
         store.write()
         results = scheduler.run(on_tick, save=lambda: save_history(config.history_file, store.history),
                                 rediscover=lambda known: _admit_new(config, store, job, known))
+        stopped = lambda: scheduler.interrupted     # noqa: E731 - a stop between copies ends it as usual
     terminal.clear()
     failed = [r for r in results if not r.ok]
-    if stop.is_set():
+    if stopped():
         outcome, message = "interrupted", "stopped by a signal before every device finished"
     elif failed:
         outcome = "failed"
@@ -319,5 +321,5 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal, sched
         outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} not found or refused"
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
-    code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK
-    return _end(config, store, notifier, outcome, message, code, completed=not stop.is_set())
+    code = EXIT_FAILED if failed or missing or stopped() else EXIT_OK
+    return _end(config, store, notifier, outcome, message, code, completed=not stopped())
