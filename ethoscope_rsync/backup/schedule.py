@@ -25,6 +25,12 @@ class Schedule:
     rediscover: float = REDISCOVER
     checkpoint: float = CHECKPOINT
 
+    @classmethod
+    def every(cls, interval: float) -> "Schedule":
+        """A device's next copy `interval` seconds after its last; a pass lingers for at most half of
+        that, so that with a short interval and nothing else running it still ends after a round."""
+        return cls(interval, linger=min(LINGER, interval / 2))
+
 
 def last_end(entry) -> float:
     """When a device's last copy ended (a DeviceHistory, or None: never copied -> 0)."""

@@ -262,7 +262,7 @@ def run_command(config, scheduled: bool = False) -> int:
         if config.dry_run:
             from ethoscope_rsync.backup.preview import preview_pass
             return preview_pass(config)
-        code = run_pass(config, stop, Schedule(config.transfer.interval) if scheduled else None)
+        code = run_pass(config, stop, Schedule.every(config.transfer.interval) if scheduled else None)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)
         os.kill(os.getpid(), stop.signum)

@@ -39,7 +39,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     except ServeError as error:
         log.error("cannot serve the status: %s", error)
         return EXIT_USAGE
-    schedule = Schedule(config.daemon.interval)
+    schedule = Schedule.every(config.daemon.interval)
     log.info("daemon: status on %s, each device copied %.0fs after its last copy", config.status.listen,
              config.daemon.interval)
     code = EXIT_OK

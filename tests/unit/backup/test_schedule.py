@@ -30,6 +30,10 @@ def test_a_device_is_due_its_interval_after_its_own_last_copy_ended():
     assert next_due({"a": 1000.0}, {"a"}, 300) is None
 
 
+def test_a_pass_lingers_at_most_half_an_interval():
+    assert Schedule.every(300).linger == 60 and Schedule.every(3).linger == 1.5
+
+
 def test_a_scheduled_pass_with_nothing_due_soon_does_nothing():
     history = History(devices={FAST.key: DeviceHistory(last_success=1000.0)})
     schedule = Schedule(300, linger=60)
