@@ -58,7 +58,7 @@ def device_conditions(history: History, status: Status, now: float, stale_after:
             problem, since = STALE, entry.last_success
             detail = entry.last_error if not found or entry.last_outcome == ERROR else ""
         conditions.append(Condition(f"device:{key}", problem, entry.name or key, since, _one_line(detail),
-                                    entry.id or key, entry.last_success, errors, found))
+                                    entry.id or key, entry.last_success, errors, found, entry.protected_up_to))
     return conditions
 
 

@@ -168,19 +168,44 @@ def _recover_one(job, device, path: str, sign: list, check_timeout: float, faile
     return verdict
 
 
+DEFERRED = "not verified yet"
+DEFERRED_MESSAGE = "left for the next pass: this pass's database budget for the device is spent"
+
+
+def check_order(paths, known: dict) -> list:
+    """The order a device's databases are checked in, so that a budget spent on some is fair to the
+    others: first those never checked (or left by an earlier pass's budget), then those changed since a
+    verified check, last those that failed before (a crafted database fails every time)."""
+    def rank(path):
+        record = known.get(path)
+        return (0 if record is None else 1 if record.ok else 2, path)
+    return sorted(paths, key=rank)
+
+
 def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: float, copy_problems=()) -> tuple:
-    """Recover every database of `work`, each within [transfer] database_check_timeout (and what is
-    left of the device's time) -> (reasons of those not verified, stopped early, whether another
-    attempt in this pass could help: not when every failure was a database past its limits).
+    """Recover the databases of `work`, each within [transfer] database_check_timeout (and what is
+    left of the device's time), all within the device's database budget (time and CPU; those left
+    are "not verified yet", the node keeps its copy, and the next pass takes them first) ->
+    (reasons of those not verified, stopped early, whether another attempt in this pass could help:
+    not when every failure was a database past its limits).
     `copy_problems`: rsync's problem lines of the raw copy; a database they name is not verified."""
     known = job.known.get(device.key, {})
     failed_copies = not_copied(list(copy_problems), work.recover)
     unverified, transient = [], False
-    for path in work.recover:
+    transfer = job.config.transfer
+    started, cpu = time.monotonic(), time.thread_time()       # the checks run in this thread
+    order = check_order(work.recover, known)
+    for index, path in enumerate(order):
         if time.monotonic() > deadline or job.stop.is_set():
             return unverified, True, True
+        left = min(transfer.database_budget - (time.monotonic() - started),
+                   transfer.database_cpu_budget - (time.thread_time() - cpu))
+        if index and left <= 0:
+            _defer(job, device, order[index:])
+            break
         sign = signature(on_device[path]) if path in on_device else known[path].signature
-        allowed = min(job.config.transfer.database_check_timeout, max(1.0, deadline - time.monotonic()))
+        allowed = min(transfer.database_check_timeout, max(1.0, deadline - time.monotonic()),
+                      max(1.0, left) if index else transfer.database_check_timeout)
         verdict = _recover_one(job, device, path, sign, allowed, failed_copies.get(path, ""))
         if job.stop.is_set():     # interrupted: the node keeps its copy, the next pass takes it again
             return unverified + ([] if verdict.ok else [f"{path}: {verdict.message}"]), True, True
@@ -188,3 +213,12 @@ def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: floa
             unverified.append(f"{path}: {verdict.message}")
             transient = transient or not verdict.over_limits
     return unverified, False, transient
+
+
+def _defer(job, device, paths) -> None:
+    for path in paths:
+        job.events.put(events.DatabaseChecked(device.key, path, DEFERRED, 0, DEFERRED_MESSAGE, False, ()))
+    job.events.put(events.Warned(device.key, f"{len(paths)} database(s) not verified yet: {DEFERRED_MESSAGE}"))
+    log.warning("%s: %d database(s) not verified yet, left for the next pass (database budget spent): %s",
+                device.name, len(paths), ", ".join(os.path.basename(p) for p in paths[:5]),
+                extra=device_fields(device))

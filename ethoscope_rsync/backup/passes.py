@@ -26,6 +26,8 @@ from ethoscope_rsync.backup.job import Job
 from ethoscope_rsync.system.logs import Notifier, log
 from ethoscope_rsync.state.model import ERROR, is_stale
 from ethoscope_rsync.backup.pool import run_pool, share_bandwidth
+from ethoscope_rsync.backup.continuous import Scheduler, due_soon
+from ethoscope_rsync.backup.schedule import Schedule
 from ethoscope_rsync.backup.probe import has_aes
 from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
 from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, pinned_id, pins
@@ -75,8 +77,9 @@ def _install_stop_handler(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
-def run_pass(config: Config, stop: threading.Event | None = None) -> int:
-    """One complete backup pass; returns the exit code."""
+def run_pass(config: Config, stop: threading.Event | None = None, schedule: Schedule | None = None) -> int:
+    """One complete backup pass; returns the exit code. With a `schedule`, a scheduled pass: each device
+    copied whenever its interval has passed, until none is due soon (backup/continuous.py)."""
     stop = stop or StopRequest()
     if threading.current_thread() is threading.main_thread():
         _install_stop_handler(stop)
@@ -88,7 +91,7 @@ def run_pass(config: Config, stop: threading.Event | None = None) -> int:
                                 what=config.transfer.what, interval=config.status.update_interval)
             notifier = Notifier()
             try:
-                return _locked_pass(config, stop, store, notifier)
+                return _locked_pass(config, stop, store, notifier, schedule)
             except Exception as error:   # noqa: BLE001 - whatever happened, the pass ends with its status
                 message = f"internal error: {type(error).__name__}: {error}"[:300]
                 log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
@@ -139,10 +142,12 @@ def control_directory(candidates) -> str:
     return ""
 
 
-def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, notifier: Notifier) -> int:
+def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, notifier: Notifier,
+                 schedule: Schedule | None = None) -> int:
     terminal = TerminalProgress()
     notifier.status("discovering devices")
-    store.write()
+    if schedule is None:       # a scheduled pass shows itself once a device is due
+        store.write()
     try:
         found = discover(config)
     except DiscoveryError as error:
@@ -172,6 +177,9 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         log.error("%s", message)
     if not devices:
         return _end(config, store, notifier, "failed", "; ".join(refused)[:500], EXIT_FAILED)
+    if schedule is not None and not refused and not due_soon(devices, store.history, schedule, time.time()):
+        log.debug("no device due within %.0fs: nothing to do", schedule.linger)
+        return EXIT_OK
     try:
         add_name_aliases(config.ssh.known_hosts)
     except OSError as error:
@@ -191,7 +199,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
                          if d.key in store.history.devices}, ciphers=ciphers, node_aes=node_aes,
                   owners={**pins(store.history), **{d.id: d.name for d in devices if d.id}})
         return _run_devices(config, job, devices, found.missing + found.held + refused, store, notifier,
-                            terminal)
+                            terminal, schedule)
     finally:
         if control_dir:
             shutil.rmtree(control_dir, ignore_errors=True)
@@ -267,7 +275,23 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
     return code
 
 
-def _run_devices(config, job, devices, missing, store, notifier, terminal) -> int:
+def _admit_new(config: Config, store: StatusStore, job: Job, known: set) -> list:
+    """A long scheduled pass's later discovery: the devices not in it yet, checked and added to the status."""
+    try:
+        found = discover(config)
+    except DiscoveryError as error:
+        log.warning("discovery failed, the pass goes on with the devices it has: %s", error)
+        return []
+    fresh, refused = check_claims((known_identity(d, store.history) for d in found.devices
+                                   if known_identity(d, store.history).key not in known), store.history)
+    for message in refused:
+        log.error("%s", message)
+    job.ciphers.update(choose_all_ciphers(config, fresh, store, node_has_aes()))
+    job.owners.update({d.id: d.name for d in fresh if d.id})
+    return fresh
+
+
+def _run_devices(config, job, devices, missing, store, notifier, terminal, schedule=None) -> int:
     stop = job.stop
 
     def on_tick(batch):
@@ -277,10 +301,19 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal) -> in
             notifier.status(_summary(store))
             terminal.show(store)
 
-    results = run_pool(job, devices, on_tick)
+    stopped = stop.is_set
+    if schedule is None:
+        results = run_pool(job, devices, on_tick)
+    else:
+        scheduler = Scheduler(job, store, schedule)
+        scheduler.add(devices)
+        store.write()
+        results = scheduler.run(on_tick, save=lambda: save_history(config.history_file, store.history),
+                                rediscover=lambda known: _admit_new(config, store, job, known))
+        stopped = lambda: scheduler.interrupted     # noqa: E731 - a stop between copies ends it as usual
     terminal.clear()
     failed = [r for r in results if not r.ok]
-    if stop.is_set():
+    if stopped():
         outcome, message = "interrupted", "stopped by a signal before every device finished"
     elif failed:
         outcome = "failed"
@@ -290,5 +323,5 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal) -> in
         outcome, message = "failed", f"{len(results)} device(s) backed up, {len(missing)} not found or refused"
     else:
         outcome, message = "success", f"{len(results)} device(s) backed up"
-    code = EXIT_FAILED if failed or missing or stop.is_set() else EXIT_OK
-    return _end(config, store, notifier, outcome, message, code, completed=not stop.is_set())
+    code = EXIT_FAILED if failed or missing or stopped() else EXIT_OK
+    return _end(config, store, notifier, outcome, message, code, completed=not stopped())

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     _selection_option(run)
     run.add_argument("-n", "--dry-run", action="store_true",
                      help="discover and show what would be copied, change nothing")
+    run.add_argument("--scheduled", action="store_true",
+                     help="each device copied whenever [transfer] interval has passed since its own last copy, "
+                          "until none is due within a minute (what the timer runs)")
     run.add_argument("--switches", metavar="DIR", type=Path,
                      help="copy only the trees of the node's switches that are on (folders in DIR named "
                           "ethoscope_backup_unified, _sqlite, _video), of those configured; none on: as configured")
@@ -190,7 +193,7 @@ def _dispatch(args: argparse.Namespace, config) -> int:
         _reclaim_as_root(config)
     try:
         if args.command == "run":
-            return run_command(config)
+            return run_command(config, getattr(args, "scheduled", False))
         key_finding = None
         if args.command == "check":
             from ethoscope_rsync.commands.check import check_key
@@ -242,9 +245,11 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
     raise AssertionError(args.command)
 
 
-def run_command(config) -> int:
-    """``run``: a preview with --dry-run, else a pass; both as the service user when root starts them."""
+def run_command(config, scheduled: bool = False) -> int:
+    """``run``: a preview with --dry-run, else a pass (`scheduled`: each device on its own clock); both as
+    the service user when root starts them."""
     from ethoscope_rsync.backup.passes import StopRequest, run_pass
+    from ethoscope_rsync.backup.schedule import Schedule
     if not config.kinds():
         from ethoscope_rsync.system.logs import log
         log.info("nothing to copy: the node's switches that are on turn on none of the trees [transfer] what "
@@ -257,7 +262,7 @@ def run_command(config) -> int:
         if config.dry_run:
             from ethoscope_rsync.backup.preview import preview_pass
             return preview_pass(config)
-        code = run_pass(config, stop)
+        code = run_pass(config, stop, Schedule.every(config.transfer.interval) if scheduled else None)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)
         os.kill(os.getpid(), stop.signum)

@@ -1,9 +1,10 @@
 """``ethoscope-backup daemon``: the upstream "service mode" for hosts without systemd.
 
-One process serves the status URLs (same app as ``serve``) and runs a backup pass, the second copy
-when one is due and the alerts (what ``ethoscope-backup-offsite.timer`` and
-``ethoscope-backup-alert.service`` do under systemd), then waits ``[daemon] interval``
-seconds after its end before the next, until SIGTERM/SIGINT.
+One process serves the status URLs (same app as ``serve``) and runs scheduled passes (each device
+copied whenever ``[daemon] interval`` seconds have passed since its own last copy ended, as ``run
+--scheduled`` under the timer with ``[transfer] interval``), the second copy when one is due and the
+alerts (what ``ethoscope-backup-offsite.timer`` and ``ethoscope-backup-alert.service`` do under
+systemd) between them, until SIGTERM/SIGINT.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.system.logs import log
 from ethoscope_rsync.system.exits import EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.backup.passes import run_pass
+from ethoscope_rsync.backup.schedule import Schedule
 from ethoscope_rsync.offsite.run import run_offsite
 from ethoscope_rsync.web.adapter import ServeError, StatusServer
 
@@ -37,19 +39,21 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     except ServeError as error:
         log.error("cannot serve the status: %s", error)
         return EXIT_USAGE
-    log.info("daemon: status on %s, a pass every %.0fs", config.status.listen, config.daemon.interval)
+    schedule = Schedule.every(config.daemon.interval)
+    log.info("daemon: status on %s, each device copied %.0fs after its last copy", config.status.listen,
+             config.daemon.interval)
     code = EXIT_OK
     try:
         while not stop.is_set():
-            code = run_pass(config, stop)
+            code = run_pass(config, stop, schedule)
             if not stop.is_set():     # the second copy, when one is due (what its timer does under systemd)
                 run_offsite(config, if_due=True, stop=stop)
             try:
                 run_alerts(config, {}, time.time())
             except OSError as error:       # e.g. the state dir turned read-only: the passes go on
                 log.warning("alerts not sent: %s", error)
-            log.info("daemon: pass ended with exit code %d; next in %.0fs", code, config.daemon.interval)
-            stop.wait(config.daemon.interval)
+            log.debug("daemon: pass ended with exit code %d", code)
+            stop.wait(min(config.daemon.interval, schedule.linger / 2))   # as the timer looks again
     finally:
         server.stop()
     return code

@@ -51,6 +51,7 @@ class Transfer:
     what: str
     jobs: int
     bwlimit: int                       # KiB/s, 0: no limit
+    interval: float                    # seconds from a device's copy's end to its next (run --scheduled)
     compress_results: bool
     io_timeout: int
     device_timeout: int
@@ -61,6 +62,8 @@ class Transfer:
     keep_replaced_days: float
     live_databases: bool
     database_check_timeout: float
+    database_budget: float             # seconds of a device's database checks in one pass
+    database_cpu_budget: float         # CPU seconds of them
 
 
 @dataclasses.dataclass(frozen=True)

@@ -198,6 +198,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Total bandwidth budget of all transfers: KiB/s without unit, or e.g. 800K, 10M; empty = no limit.",
             flags=(Flag(("--bwlimit",), RUN, "RATE", help="total bandwidth budget shared by all concurrent "
                                                            "transfers (e.g. 10M, KiB/s if no unit)"),)),
+    Setting("transfer", "interval", FLOAT, "300.0",
+            "Seconds from the end of a device's copy to the start of its next one under the timer (run\n"
+            "--scheduled), each device on its own clock: a slow device never delays the others (1 to 86400).",
+            1, 86400),
     Setting("transfer", "compress_results", BOOLEAN, "yes", "Compress results in transit (videos never)."),
     Setting("transfer", "io_timeout", INTEGER, "60",
             "Seconds without data after which rsync and ssh give up on a device (5 to 3600).", 5, 3600),
@@ -220,6 +224,12 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds the node may spend checking one database from a device (1 to 86400); a database that\n"
             "takes longer, or exceeds the limits set for a device's database, is \"not verified\" and the\n"
             "node keeps its previous copy.", 1, 86400),
+    Setting("transfer", "database_budget", FLOAT, "600.0",
+            "Seconds one device's database checks may take in all in one pass (1 to 86400); those left are\n"
+            "\"not verified yet\" (the node keeps its copy) and go first in the device's next pass.", 1, 86400),
+    Setting("transfer", "database_cpu_budget", FLOAT, "300.0",
+            "CPU seconds of this node one device's database checks may use in one pass (1 to 86400), likewise.",
+            1, 86400),
     # ---------------------------------------------------------------- [status]
     Setting("status", "listen", LISTEN, "0.0.0.0:8093",
             "ADDR:PORT the status service binds when not socket-activated (serve, daemon).",
@@ -247,9 +257,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Warn when a destination would be full within this many days at its recent growth; 0 = never.", 0, 3650),
     # ---------------------------------------------------------------- [daemon]
     Setting("daemon", "interval", FLOAT, "300.0",
-            "Seconds between the end of a pass and the next in \"ethoscope-backup daemon\" (not the timer).", 1, 86400,
+            "Seconds from the end of a device's copy to the start of its next one in \"ethoscope-backup daemon\",\n"
+            "each device on its own clock ([transfer] interval under the timer).", 1, 86400,
             flags=(Flag(("--interval",), ("daemon",), "SECONDS",
-                        help="seconds between the end of a pass and the next (default from config, 300)"),)),
+                        help="seconds from the end of a device's copy to its next (default from config, 300)"),)),
     # ---------------------------------------------------------------- [offsite]
     Setting("offsite", "repository", REPOSITORY, "",
             "restic repository receiving the second copy: /PATH (a disk), sftp:USER@HOST:/PATH (a NAS over SSH,\n"

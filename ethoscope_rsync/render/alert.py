@@ -76,6 +76,10 @@ def describe(change: Change, now: float) -> str:
     if c.subject.startswith("device:"):
         lines.append("  last success: %s%s" % (_when(c.last_success, now),
                                                "; %d failed passes in a row" % c.passes if c.passes else ""))
+        if change.problem == STALE:      # the data age: what a dead card would lose now
+            lines.append("  its data is on the node only up to %s: anything it wrote since exists only on its card"
+                         % _when(c.protected, now) if c.protected > 0 else
+                         "  none of its data is known to be whole on the node yet")
     if c.subject == "offsite":
         lines.append("  newest snapshot: %s%s" % (_when(c.last_success, now),
                                                   "; %d failed runs in a row" % c.passes if c.passes else ""))

@@ -9,9 +9,9 @@ import html
 from ethoscope_rsync.state import forecast
 from ethoscope_rsync.render import offsite
 from ethoscope_rsync.render.humanize import format_age, format_days, format_time, human_size
-from ethoscope_rsync.state.model import COMPLETED, ERROR, QUEUED, RUNNING
+from ethoscope_rsync.state.model import COMPLETED, ERROR, QUEUED, RUNNING, lag
 from ethoscope_rsync.render.svg import MAX_POINTS, strip, usage_chart
-from ethoscope_rsync.state.views import DeviceView, View, last_backup_time, view
+from ethoscope_rsync.state.views import DeviceView, View, last_backup_time, view, worst_lag
 
 _STATE_CLASS = {COMPLETED: "ok", ERROR: "err", RUNNING: "run", QUEUED: "queue"}
 
@@ -69,6 +69,9 @@ def _html_row(d: DeviceView, v: View, now: float, strips: bool) -> str:
     state, pct, last = d.state, d.percent, d.past.last_success
     when = ('%s <span class="small">(%s ago)</span>' % (_e(format_time(last)), _e(format_age(now - last)))
             if last else "never")
+    protected = d.past.protected_up_to
+    when += ('<br><span class="small lag">data on the node up to %s (lag %s)</span>'
+             % (_e(format_time(protected)), _e(format_age(lag(protected, now)))) if protected else "")
     message = d.message
     error = (d.run.error if d.run else "") or d.past.last_error
     if state == ERROR and error and error != message:
@@ -126,9 +129,11 @@ def render_html(status, history, now: float, stale_after: float, horizon_days: f
         parts.append('<meta http-equiv="refresh" content="%d">' % int(refresh))
     parts.append("<title>ethoscope backup status</title><style>%s</style></head><body>" % _CSS)
     parts.append("<h1>ethoscope backup</h1>")
-    parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.</p>'
+    worst, laggard = worst_lag(v, now)
+    parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.%s</p>'
                  % (_e(_pass_summary(v)), _e(format_time(last_backup_time(v)) or "never"), len(v.devices),
-                    sum(1 for d in v.devices.values() if d.stale)))
+                    sum(1 for d in v.devices.values() if d.stale),
+                    _e(" Worst lag: %s (%s)." % (format_age(worst), laggard)) if worst is not None else ""))
     parts.append(destinations_html(v, horizon_days, charts))
     parts.append(offsite.page(v.history.offsite, now))
     parts.append('<table id="devices"><thead><tr><th>Device</th><th>State, last passes</th><th>Progress</th>'

@@ -29,7 +29,7 @@ from ethoscope_rsync.state.model import ERROR, KINDS, RUNNING, FileCopy, Transfe
 from ethoscope_rsync.state.history import Inventory
 from ethoscope_rsync.render.page import render_html  # noqa: F401 (the web service's entry point)
 from ethoscope_rsync.state.views import DeviceView, View, last_backup_time, view
-from ethoscope_rsync.state.model import DAY
+from ethoscope_rsync.render import dataage, disk_metrics
 
 
 # ---------------------------------------------------------------- upstream shapes
@@ -117,7 +117,8 @@ def _device_entry(d: DeviceView, v: View, now: float, full: bool = False) -> dic
             "started": int(run.started) if run else 0, "ended": ended if d.state != RUNNING else 0,
             "processing": bool(run and run.processing), "count": past.count, "metadata": {},
             "progress": progress, "synced": synced, "transfer_details": transfer_details,
-            "last_success": past.last_success, "last_error": (run.error if run else "") or past.last_error,
+            "last_success": past.last_success, **dataage.device_fields(past, now),
+            "last_error": (run.error if run else "") or past.last_error,
             "last_error_time": past.last_error_time, "attempts": run.attempts if run else 0,
             "stale": d.stale, "from_history": run is None, "databases": databases,
             "verification": _verification(v, d.key), "warnings": list(run.warnings) if run else [],
@@ -152,7 +153,7 @@ def disk_document(v: View, horizon_days: float) -> dict:
 
 
 def status_rows(status, history, now: float, stale_after: float) -> list:
-    """Table rows (device, state, last success, age, bytes, ssh cipher, message), from the same view
+    """Table rows (device, state, last success, age, lag, bytes, ssh cipher, message), from the same view
     of the status and the history as the web service's /status."""
     rows = []
     for d in view(status, history, now, stale_after, files=False).devices.values():
@@ -161,7 +162,8 @@ def status_rows(status, history, now: float, stale_after: float) -> list:
         error = (d.run.error if d.run else "") or d.past.last_error
         rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
-                     format_age(now - success) if success else "-", human_size(d.bytes_copied),
+                     format_age(now - success) if success else "-",
+                     dataage.cell(d.past, now), human_size(d.bytes_copied),
                      printable(d.cipher.removesuffix("@openssh.com")) or "-",
                      printable(error) if d.state == ERROR else ""))
     return sorted(rows)
@@ -176,11 +178,12 @@ def terminal_status(status, history, now: float, stale_after: float, horizon_day
         return ["no backup pass has run yet"]
     else:
         lines = []
-    rows = [("DEVICE", "STATE", "LAST SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR")]
+    rows = [("DEVICE", "STATE", "LAST SUCCESS", "AGE", "LAG", "COPIED", "CIPHER", "ERROR")]
     rows += status_rows(status, history, now, stale_after)
-    widths = [max(len(str(row[i])) for row in rows) for i in range(6)]
-    lines += ["  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:6])) + "  " + row[6]
+    widths = [max(len(str(row[i])) for row in rows) for i in range(7)]
+    lines += ["  ".join(str(value).ljust(widths[i]) for i, value in enumerate(row[:7])) + "  " + row[7]
               for row in rows]
+    lines += dataage.terminal_lines(v, now)
     notes = terminal_notes(status, history, now, stale_after, horizon_days)
     return lines + ([""] + notes if notes else [])
 
@@ -244,6 +247,7 @@ def status_document(status, history, now: float, stale_after: float, horizon_day
            "processing_devices": processing,
            "run": dataclasses.asdict(v.status.run), "generated": v.status.generated,
            "stale_after": stale_after, "stale_devices": [k for k, d in v.devices.items() if d.stale],
+           **dataage.document_fields(v, now),
            "disk": disk_document(v, horizon_days)}
     if v.history.offsite is not None:           # the second copy (offsite.json), when there is one
         doc["offsite"] = offsite.document(v.history.offsite, now)
@@ -307,6 +311,8 @@ def _label(value) -> str:
 
 
 def _fmt(value) -> str:
+    if isinstance(value, float) and math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
         return str(int(value))
     return repr(value)
@@ -350,6 +356,7 @@ def render_metrics(status, history, now: float, stale_after: float, horizon_days
 
     metric("ethoscope_backup_device_last_success_timestamp_seconds", "gauge",
            "Last successful backup of the device (0 if never).", per(lambda d: d.past.last_success))
+    dataage.metrics(metric, v, now)
     metric("ethoscope_backup_device_stale", "gauge", "1 if the device is stale.",
            per(lambda d: 1 if d.stale else 0))
     metric("ethoscope_backup_device_last_outcome", "gauge",
@@ -368,31 +375,6 @@ def render_metrics(status, history, now: float, stale_after: float, horizon_days
     metric("ethoscope_backup_device_damaged_files", "gauge",
            "Files of the device its last verify found damaged.",
            [((("device_id", k), ("device_name", d.name)), c.damaged_count) for k, d, c in checked])
-    _disk_metrics(metric, forecast.forecasts(v.history.disk), v.history.destinations, horizon_days)
+    disk_metrics.metrics(metric, forecast.forecasts(v.history.disk), v.history.destinations, horizon_days)
     offsite.metrics(metric, v.history.offsite, now)
     return "\n".join(lines) + "\n"
-
-
-def _disk_metrics(metric, found: dict, paths: dict, horizon_days: float) -> None:
-    def per(value, when=lambda f: True):
-        return [((("destination", kind), ("path", paths.get(kind, ""))), value(f))
-                for kind, f in found.items() if when(f)]
-
-    metric("ethoscope_backup_destination_free_bytes", "gauge",
-           "Free bytes of the destination's file system at the end of the last pass.", per(lambda f: f.free))
-    metric("ethoscope_backup_destination_size_bytes", "gauge",
-           "Size of the destination's file system.", per(lambda f: f.total))
-    metric("ethoscope_backup_destination_used_bytes", "gauge",
-           "Bytes of the backed-up copies in the destination (raw database mirror included).",
-           per(lambda f: f.used))
-    metric("ethoscope_backup_destination_raw_mirror_bytes", "gauge",
-           "Bytes of the raw database mirror (.ethoscope-backup/raw) in the destination.", per(lambda f: f.raw))
-    metric("ethoscope_backup_destination_growth_bytes_per_second", "gauge",
-           "How fast the destination's file system fills, over the last week (absent until known).",
-           per(lambda f: round(f.per_day / DAY, 3), lambda f: f.per_day is not None))
-    metric("ethoscope_backup_destination_full_in_seconds", "gauge",
-           "Time until the destination's file system is full at that rate (absent when not filling).",
-           per(lambda f: round(f.days * DAY), lambda f: f.days is not None))
-    metric("ethoscope_backup_destination_full_soon", "gauge",
-           "1 if the destination will be full within the warning horizon ([alert] disk_horizon).",
-           per(lambda f: 1 if f.short(horizon_days) else 0))

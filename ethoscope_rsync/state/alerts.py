@@ -26,6 +26,7 @@ class Condition:
     last_success: float = 0.0
     passes: int = 0            # failed passes in a row (devices)
     found: bool = True         # devices: in the last pass at all
+    protected: float = 0.0     # devices: their data is on the node up to this moment (0: never copied whole)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -110,6 +110,7 @@ class DeviceHistory:
     name: str = ""
     address: str = ""
     last_success: float = 0.0
+    protected_up_to: float = 0.0      # start of the last copy that took everything (its databases verified)
     last_outcome: str = ""
     last_error: str = ""
     last_error_time: float = 0.0
@@ -131,7 +132,8 @@ class DeviceHistory:
         data = mapping(data)
         passes = (PassSummary.from_json(p) for p in sequence(data.get("passes")))
         return cls(id=text(data.get("id")), name=text(data.get("name")), address=text(data.get("address")),
-                   last_success=number(data.get("last_success")), last_outcome=text(data.get("last_outcome")),
+                   last_success=number(data.get("last_success")),
+                   protected_up_to=number(data.get("protected_up_to")), last_outcome=text(data.get("last_outcome")),
                    last_error=text(data.get("last_error")), last_error_time=number(data.get("last_error_time")),
                    last_bytes=int(number(data.get("last_bytes"))), count=int(number(data.get("count"))),
                    pinned=data.get("pinned") is True,

@@ -35,6 +35,12 @@ def is_stale(last_success: float, now: float, stale_after: float) -> bool:
     return last_success <= 0 or now - last_success > stale_after
 
 
+def lag(protected_up_to: float, now: float) -> float | None:
+    """A device's data age: how old the oldest device data that may not be on the node yet can be, the
+    time since the moment up to which its data is known to be on the node (None: never copied whole)."""
+    return max(0.0, now - protected_up_to) if protected_up_to > 0 else None
+
+
 def fields_of(record) -> dict:
     """A record's fields as they are, for JSON: unlike dataclasses.asdict, nothing is deep-copied (a
     device's inventory holds thousands of files, written every pass); nested records are the caller's."""
@@ -127,6 +133,9 @@ class Transfer:
                    ok=data.get("ok") is True, message=text(data.get("message")),
                    percent=number(data.get("percent")), progress_bytes=int(number(data.get("progress_bytes"))),
                    rate=number(data.get("rate")))
+
+
+VERIFIED = ("ok", "unchanged")     # verdicts of a database whose copy on the node is the device's, checked
 
 
 @dataclasses.dataclass

@@ -23,7 +23,7 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.system.exits import Busy
 from ethoscope_rsync.system.logs import one_line
 from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
-                                         RUNNING, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
+                                         QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
                                          Status, Transfer)
 from ethoscope_rsync.state.offsite import OffsiteState, ledger_from_json, ledger_to_json
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
@@ -135,6 +135,7 @@ class StatusStore:
         self.kinds = KIND_TREES[what]
         self._written = -float("inf")
         self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
+        self.previous = previous or Status()
         if previous is not None:
             self._settle(previous)
         self.status = Status(run=Pass(pid=pid, started=clock(), outcome="running", what=what,
@@ -161,6 +162,28 @@ class StatusStore:
         self.status.devices[device.key] = device
         self.status.run.devices_total += 1
         return device.key
+
+    def carry(self, key: str) -> bool:
+        """A device not due in this scheduled pass keeps its last job's record from the previous status
+        (done, whatever its outcome); False when there is none to keep."""
+        earlier = self.previous.devices.get(key)
+        if earlier is None or earlier.state not in (COMPLETED, ERROR):
+            return False
+        self.status.devices[key] = dataclasses.replace(earlier, ciphers=self.status.devices[key].ciphers)
+        self.status.run.devices_done += 1
+        self.status.run.devices_failed += earlier.state == ERROR
+        return True
+
+    def again(self, key: str, message: str) -> str:
+        """A device whose last job ended is queued for its next copy in this pass (a scheduled pass);
+        returns its key now (the machine id once pinned)."""
+        key = self._renamed.get(key, key)
+        device = self.status.devices[key]
+        if device.state in (COMPLETED, ERROR):
+            self.status.run.devices_done -= 1
+            self.status.run.devices_failed -= device.state == ERROR
+        device.state, device.progress = QUEUED, Progress(message=message)
+        return key
 
     def apply(self, event) -> None:
         """Apply one event of a device job; an unknown event type is a programming error."""
@@ -271,6 +294,8 @@ class StatusStore:
         entry.last_outcome = device.state
         if event.ok:
             entry.last_success, entry.last_bytes = event.at, copied
+            if all(v.verdict in VERIFIED for v in device.databases.values()):
+                entry.protected_up_to = max(entry.protected_up_to, device.started)
         else:
             entry.last_error, entry.last_error_time = event.message, event.at
         outcome = device.state if not event.ok or copied else "nothing"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from ethoscope_rsync.state.model import COMPLETED, DeviceRun, Status, is_stale
+from ethoscope_rsync.state.model import COMPLETED, DeviceRun, Status, is_stale, lag
 from ethoscope_rsync.state.history import DeviceHistory, History
 
 
@@ -101,6 +101,14 @@ def view(status, history, now: float, stale_after: float, files: bool = True) ->
                                   is_stale(entry.last_success, now, stale_after))
     ordered = dict(sorted(devices.items(), key=lambda item: (item[1].name, item[0])))
     return View(current, past, ordered, has_status and current.run.pid != 0)
+
+
+def worst_lag(v: View, now: float) -> tuple:
+    """The lab's worst data age: (seconds, device name), of the devices copied whole at least once;
+    (None, "") when none was."""
+    lags = [(lag(d.past.protected_up_to, now), d.name or d.key) for d in v.devices.values()]
+    known = [item for item in lags if item[0] is not None]
+    return max(known) if known else (None, "")
 
 
 def last_backup_time(v: View) -> float:

@@ -71,7 +71,7 @@ def configured(box, lab, hook):
                            "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")
     text = re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text)
     text = text.replace("[ssh]\n", "[ssh]\nconnect_timeout = 2\n")
-    text += ("[transfer]\nretries = 0\nio_timeout = 15\n[alert]\nmail_to = \"lab@example.org\"\n"
+    text += ("[transfer]\nretries = 0\nio_timeout = 15\ninterval = 1\n[alert]\nmail_to = \"lab@example.org\"\n"
              "webhook = %s\ntimeout = 5\n" % hook.url)
     box.write("/etc/ethoscope/backup.conf", text)
     box.write("/usr/local/bin/sendmail", sendmail_script(Path(SPOOL)), mode=0o755)

@@ -71,7 +71,7 @@ def config(lab, results="/ethoscope_data/results", videos="/ethoscope_data/video
     text = re.sub(r"(?m)^key\s*=.*$", "key = " + KEY, text)
     if results is None:             # the destinations of the node's own ethoscope.conf
         text = re.sub(r"(?m)^(results|videos)\s*=.*\n", "", text)
-    return text
+    return text + "[transfer]\ninterval = 1\n"     # each start of the unit copies every device (run --scheduled)
 
 
 def active(box, unit):

@@ -71,7 +71,7 @@ def configured(box, lab):
     text = lab.config_text("/ethoscope_data/results", "/ethoscope_data/videos", "/run/ethoscope-backup/status.json",
                            "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")
     text = re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text)
-    box.write("/etc/ethoscope/backup.conf", text + "[offsite]\nrepository = %s\n" % REPOSITORY)
+    box.write("/etc/ethoscope/backup.conf", text + "[transfer]\ninterval = 1\n[offsite]\nrepository = %s\n" % REPOSITORY)
     box.write("/etc/systemd/system/%s.d/repository.conf" % OFFSITE,
               "[Service]\nReadWritePaths=%s\n[Unit]\nRequiresMountsFor=%s\n" % (REPOSITORY, REPOSITORY))
     box.sh("install -d -o ethoscope-backup -g ethoscope-backup %s && systemctl daemon-reload" % REPOSITORY)

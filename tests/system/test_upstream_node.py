@@ -129,7 +129,8 @@ def installed(node, deb, lab):
     print(p.stdout)
     text = lab.config_text("/ethoscope_data/results", "/ethoscope_data/videos", "/run/ethoscope-backup/status.json",
                            "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")
-    box.write("/etc/ethoscope/backup.conf", re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text))
+    box.write("/etc/ethoscope/backup.conf", re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text)
+              + "[transfer]\ninterval = 1\n")     # each start of the unit copies every device (run --scheduled)
     return box, p.stdout
 
 

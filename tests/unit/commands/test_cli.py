@@ -85,8 +85,8 @@ def test_status_rows_merge_history():
     rows = status_rows(status, history, now=1000.0, stale_after=86400.0)
     assert [row[:2] for row in rows] == [("ETHOSCOPE_001", "completed"), ("ETHOSCOPE_002", "completed"),
                                          ("ETHOSCOPE_003", "completed"), ("ETHOSCOPE_009", "error (stale)")]
-    assert rows[0][3:] == ("9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
-    assert rows[3][2:] == ("never", "-", "0 B", "-", "gone")          # not in the pass: no cipher
+    assert rows[0][3:] == ("9 min", "9 min", "96.7 MB", "ssh default", "")   # ended at 431: 569 s ago; database + chunk
+    assert rows[3][2:] == ("never", "-", "-", "0 B", "-", "gone")          # not in the pass: no cipher
 
 
 def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
@@ -96,7 +96,7 @@ def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
     status, history = build(scripted_pass(2, chunks=1, now=1000.0, failing=0.5))
     lines = terminal_status(status, history, now=1000.0, stale_after=86400.0, horizon_days=14.0)
     assert lines[0].startswith("last pass: failed — ")
-    assert lines[1].split() == ["DEVICE", "STATE", "LAST", "SUCCESS", "AGE", "COPIED", "CIPHER", "ERROR"]
+    assert lines[1].split() == ["DEVICE", "STATE", "LAST", "SUCCESS", "AGE", "LAG", "COPIED", "CIPHER", "ERROR"]
     assert lines[2].startswith("ETHOSCOPE_001  completed") and lines[3].startswith("ETHOSCOPE_002  error (stale)")
     assert lines[1].index("STATE") == lines[2].index("completed") == lines[3].index("error")     # one column
     assert lines[3].endswith("error in rsync protocol data stream (connection lost)")
