@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ethoscope_rsync.state import events
+from ethoscope_rsync.state.inventory import untracked_warning
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.backup import confine, livedb
 from ethoscope_rsync.backup import probe as probing
@@ -26,6 +27,7 @@ from ethoscope_rsync.backup.databases import DatabaseWork, confine_work, pick_da
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.destinations import disk_full_message, free_space_problem, remove_orphan_partials
 from ethoscope_rsync.render.humanize import human_size
+from ethoscope_rsync.backup.listing import Listing
 from ethoscope_rsync.backup.pins import forget_hint
 from ethoscope_rsync.system.logs import device_fields, log
 from ethoscope_rsync.backup.rsync import (Outcome, classify_exit, error_lines, informative_line,
@@ -71,14 +73,6 @@ class TransferFailed(Exception):
     def __init__(self, outcome: Outcome, message: str):
         super().__init__(message)
         self.outcome = outcome
-
-
-@dataclasses.dataclass
-class Listing:
-    """What one rsync reported (paths relative to the tree's root on the node): every file of the
-    device's folder (path -> size) and the errors of files it could not copy."""
-    files: dict = dataclasses.field(default_factory=dict)
-    problems: list = dataclasses.field(default_factory=list)
 
 
 def _ssh(job: Job, device: Device) -> tuple:
@@ -149,7 +143,7 @@ def _transfer(job: Job, device: Device, kind: str, folder: str, databases: str, 
                 outside.append(event.name)
                 return
             now = time.time()
-            listing.files[path] = event.length
+            listing.add(path, event.length)
             if event.changed:
                 if databases != "raw":      # (the raw mirror's copies are reported once recovered)
                     job.events.put(events.FileReceived(device.key, kind, path, event.length,
@@ -197,6 +191,14 @@ def _ignored_names(job: Job, device: Device, where: str, names: list) -> None:
     log.warning("%s: %s", device.name, message, extra=device_fields(device))
 
 
+def _listed(job: Job, device: Device, kind: str, listing: Listing, databases: dict | None = None) -> None:
+    job.events.put(listing.event(device.key, kind, databases))
+    if listing.untracked:
+        message = untracked_warning(kind, listing.untracked)
+        job.events.put(events.Warned(device.key, message))
+        log.warning("%s: %s", device.name, message, extra=device_fields(device))
+
+
 def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
     """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
     the device keeps a read transaction open on it (see livedb)."""
@@ -239,7 +241,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         return []
     if not config.transfer.live_databases:
         listing = _transfer(job, device, "results", folder, "all", deadline)
-        job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
+        _listed(job, device, "results", listing)
         return listing.problems
     tree = _transfer(job, device, "results", folder, "skip", deadline)
     if not tree.problems:
@@ -258,7 +260,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
             databases[path] = (destination / path).stat().st_size
         except OSError:
             continue
-    job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+    _listed(job, device, "results", tree, databases)
     if outside:
         raise TransferFailed(Outcome(False, False, LINK_LABEL), "; ".join(outside)[:1000])
     if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
@@ -342,7 +344,7 @@ def _videos(job: Job, device: Device, folder: str, found: Probe, deadline: float
         return []
     listing = _transfer(job, device, "videos", folder, "all", deadline)
     if not listing.problems:
-        job.events.put(events.Listed(device.key, "videos", tuple(listing.files.items())))
+        _listed(job, device, "videos", listing)
         remove_orphan_partials(job.config.destination("videos"), listing.files)
     return listing.problems
 

@@ -10,6 +10,7 @@ import pytest
 from tests.fixtures.status import A, B, NOW, Pass, build, example_pass, scripted_pass
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.state.history import Inventory
 from ethoscope_rsync.state.model import FILES_LISTED, is_stale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,8 +113,8 @@ def test_a_week_of_chunks_and_fifty_databases():
            for n in range(50)}
     chunks = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/c_{A}_{n:05d}.h264": 1 << 20 for n in range(2000)}
     notes = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/n{n:04d}.txt": 10 for n in range(600)}
-    inventory["results"]["present"] = {**dbs, **notes}
-    inventory["videos"]["present"] = chunks
+    inventory["results"] = Inventory.of({**dbs, **notes}, (0, 0), (0, 0)).to_json()
+    inventory["videos"] = Inventory.of(chunks, (0, 0), (0, 0)).to_json()
     a = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["devices"][A]
     received = f"2025-03-08_10-00-00_{A}.db"            # in this pass: listed too
     assert set(a["synced"]["results"]["detailed_files"]) == {p.rsplit("/", 1)[1] for p in dbs} | {received}

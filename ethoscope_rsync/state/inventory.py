@@ -1,0 +1,177 @@
+"""The node's inventory of every device's files: one SQLite database beside the history.
+
+``inventory.sqlite`` in the state folder (stdlib :mod:`sqlite3`, WAL) holds, per device and tree,
+every file of the device's last listing (path -> size), so that a pass can tell which files the
+device deleted since (they stay on the node, counted as retired) without any document holding a
+device's whole tree. Its one writer is the pass's :class:`~ethoscope_rsync.state.store.StatusStore`
+(under the pass lock); readers open it read-only. ``history.json`` keeps only each tree's summary
+(:class:`~ethoscope_rsync.state.history.Inventory`: totals, the newest files, the databases).
+
+A device cannot grow it without bound: a path longer than PATH_MAX characters, and the files of a
+tree past the first FILES_MAX, are counted in the totals but not kept one by one
+(:func:`bounded`); the job names such a device in a warning (:func:`untracked_warning`).
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+PATH_MAX = 512          # characters: an ethoscope's paths are about 150
+FILES_MAX = 50_000      # files of one device's tree kept one by one (a large lab's device: ~10,000)
+SIZE_MAX = 1 << 62      # bytes: what SQLite's integers hold of a size a device claims
+BUSY_MS = 10_000        # a reader's checkpoint may hold the writer this long
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    device TEXT NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
+    PRIMARY KEY (device, kind, path)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS retired (
+    device TEXT NOT NULL, kind TEXT NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL,
+    PRIMARY KEY (device, kind)) WITHOUT ROWID;
+"""
+
+
+def _blob(path: str) -> bytes:
+    """Paths as bytes: what a device sends need not be UTF-8 (kept as surrogate escapes)."""
+    return path.encode("utf-8", "surrogateescape")
+
+
+def _text(blob: bytes) -> str:
+    return bytes(blob).decode("utf-8", "surrogateescape")
+
+
+def fits(path: str) -> bool:
+    """A path the inventory keeps one by one."""
+    return len(path) <= PATH_MAX
+
+
+def bounded(listing: dict, kept: int = 0) -> tuple:
+    """(the files kept one by one, untracked files, their bytes): the paths that fit, the first
+    FILES_MAX - `kept` of them; the others only counted."""
+    files, untracked, untracked_bytes = {}, 0, 0
+    room = FILES_MAX - kept
+    for path, size in listing.items():
+        if fits(path) and len(files) < room:
+            files[path] = size
+        else:
+            untracked += 1
+            untracked_bytes += size
+    return files, untracked, untracked_bytes
+
+
+def untracked_warning(kind: str, untracked: int) -> str:
+    return (f"{untracked} of its {kind} files not kept one by one in the node's inventory (paths over "
+            f"{PATH_MAX} characters, or past {FILES_MAX} files): counted in its totals only")
+
+
+class Inventories:
+    """The inventory database. `path` None: in memory (tests, dry runs)."""
+
+    def __init__(self, path: Path | None = None, *, readonly: bool = False):
+        if path is None:
+            self.db = sqlite3.connect(":memory:", isolation_level=None)
+        elif readonly:
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+        else:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(path), isolation_level=None)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute(f"PRAGMA busy_timeout={BUSY_MS}")
+        if not readonly:
+            self.db.executescript(SCHEMA)
+        self.problem = ""          # the first error writing it (the pass goes on; its journal says)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def files(self, device: str, kind: str) -> dict:
+        """The device's tree as last listed (path -> size)."""
+        return {_text(path): size for path, size in
+                self.db.execute("SELECT path, size FROM files WHERE device = ? AND kind = ?", (device, kind))}
+
+    def count(self, device: str, kind: str) -> int:
+        return self.db.execute("SELECT count(*) FROM files WHERE device = ? AND kind = ?", (device, kind)).fetchone()[0]
+
+    def retired(self, device: str, kind: str) -> tuple | None:
+        """(files, bytes) the device deleted since they were copied (None: nothing recorded)."""
+        row = self.db.execute("SELECT files, bytes FROM retired WHERE device = ? AND kind = ?", (device, kind))
+        return row.fetchone()
+
+    def replace(self, device: str, kind: str, listing: dict, retired: tuple = (0, 0)) -> tuple:
+        """The device's tree is now `listing` (already :func:`bounded`); the files it no longer has
+        are retired. Returns the tree's retired (files, bytes) in all, counted from `retired` when
+        the database has no record of them (a history older than it). Only what changed is
+        written, in one transaction: a pass killed after it never counts a file twice."""
+        try:
+            return self._replace(device, kind, listing, retired)
+        except sqlite3.Error as error:      # a full disk: the totals of this pass stay right
+            self.problem = self.problem or f"cannot update the inventory database: {error}"
+            return retired
+
+    def _replace(self, device: str, kind: str, listing: dict, retired: tuple) -> tuple:
+        old = self.files(device, kind)
+        gone = [path for path in old if path not in listing]
+        changed = [(device, kind, _blob(path), min(size, SIZE_MAX)) for path, size in listing.items()
+                   if old.get(path) != min(size, SIZE_MAX)]
+        before = self.retired(device, kind)
+        after = before or retired
+        after = (after[0] + len(gone), min(after[1] + sum(old[path] for path in gone), SIZE_MAX))
+        if gone or changed or before is None:
+            with self._transaction():
+                self.db.executemany("DELETE FROM files WHERE device = ? AND kind = ? AND path = ?",
+                                    ((device, kind, _blob(path)) for path in gone))
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", changed)
+                self.db.execute("INSERT OR REPLACE INTO retired VALUES (?, ?, ?, ?)", (device, kind, *after))
+        return after
+
+    def adopt(self, device: str, kind: str, listing: dict, retired: tuple) -> None:
+        """A tree from an old history.json (which kept it whole, with its retired totals), unless
+        the database has it already."""
+        if self.retired(device, kind) is None:
+            self.replace(device, kind, bounded(listing)[0], retired)
+
+    def forget(self, device: str) -> None:
+        """A device retired from the history."""
+        with contextlib.suppress(sqlite3.Error), self._transaction():
+            self.db.execute("DELETE FROM files WHERE device = ?", (device,))
+            self.db.execute("DELETE FROM retired WHERE device = ?", (device,))
+
+    def rename(self, old: str, new: str) -> None:
+        """A device known by its name until its first contact is keyed by its machine id from then on."""
+        if old != new and all(self.retired(new, kind) is None for kind in ("results", "videos")):
+            with contextlib.suppress(sqlite3.Error), self._transaction():
+                self.db.execute("UPDATE files SET device = ? WHERE device = ?", (new, old))
+                self.db.execute("UPDATE retired SET device = ? WHERE device = ?", (new, old))
+
+    @contextlib.contextmanager
+    def _transaction(self):
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+
+def open_inventories(path: Path) -> tuple:
+    """(the pass's :class:`Inventories` at `path`, a problem to log or ""): a database SQLite cannot
+    use is set aside (``.damaged-<epoch>``) and a new one started, whose first pass counts nothing as
+    retired; when none can be opened there, one in memory."""
+    try:
+        return Inventories(path), ""
+    except sqlite3.Error as error:
+        problem = f"inventory database {path} unusable ({error})"
+    aside = f"{path}.damaged-{int(time.time())}"
+    try:
+        os.replace(path, aside)
+        for suffix in ("-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{path}{suffix}")
+        return Inventories(path), f"{problem}: set aside as {aside}, a new one started"
+    except (OSError, sqlite3.Error) as error:
+        return Inventories(), f"{problem}; cannot start a new one ({error}): this pass keeps it in memory"
