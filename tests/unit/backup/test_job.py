@@ -11,7 +11,7 @@ from ethoscope_rsync.backup.livedb import READY_PREFIX
 from ethoscope_rsync.state.history import DatabaseRecord, History
 from ethoscope_rsync.state.model import ERROR
 from ethoscope_rsync.state.store import StatusStore
-from ethoscope_rsync.backup.probe import MARK, parse_probe
+from ethoscope_rsync.backup.probe import MARK, MAX_OUTPUT, parse_probe
 from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
     file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
 
@@ -211,6 +211,14 @@ def test_a_probe_answer_cut_by_the_link_is_tried_again_one_past_the_limits_is_no
     result, _, stop = run_job(config, fake)
     assert not result.ok and stop.waits == [] and fake.calls == ["probe", "ssh -O exit"]
     assert result.message.endswith("cut short: the database listing was cut inside a record")
+
+
+def test_a_probe_answer_that_never_ends_is_cut_and_not_tried_again(config):
+    flood = Step((probe_answer()[:40] + "x" * (MAX_OUTPUT + 100),), code=-15, cut=True)
+    fake = FakeProcesses({}, probe=[flood])
+    result, _, stop = run_job(config, fake)
+    assert not result.ok and stop.waits == [] and fake.calls == ["probe", "ssh -O exit"]
+    assert result.message.endswith(f"cut short: longer than {MAX_OUTPUT} characters")
 
 
 def test_no_room_means_no_transfer(config):
