@@ -28,7 +28,7 @@ from ethoscope_rsync.state.model import ERROR, is_stale
 from ethoscope_rsync.backup.pool import run_pool, share_bandwidth
 from ethoscope_rsync.backup.probe import has_aes
 from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
-from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, pinned_id, pins
+from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, identities, pinned_id, pins
 from ethoscope_rsync.state.inventory import open_inventories
 from ethoscope_rsync.state.store import (StatusStore, load_history, load_status, load_verifications, pass_lock,
                                          save_history)
@@ -152,7 +152,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     notifier.status("discovering devices")
     store.write()
     try:
-        found = discover(config)
+        found = discover(config, identities(store.history))
     except DiscoveryError as error:
         log.error("discovery failed: %s", error)
         return _end(config, store, notifier, "discovery failed", str(error), EXIT_FAILED)
