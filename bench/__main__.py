@@ -1,7 +1,7 @@
 """``make bench`` = ``/usr/bin/python3 -m bench [--quick] [--only NAME,...] [--output FILE]``.
 
 Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
-cost, page render, the node's poll, second copy), prints one table (scenario, measure, ours, baseline, ratio, target,
+cost, page render, the node's poll, second copy, a large lab), prints one table (scenario, measure, ours, baseline, ratio, target,
 pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.
@@ -83,6 +83,11 @@ def _offsite(quick):
     return offsite.run(quick)
 
 
+def _large_lab(quick):
+    from bench import large_lab
+    return large_lab.run(quick)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -93,6 +98,7 @@ SCENARIOS = {
     "page": _page_render,
     "node": _node_poll,
     "offsite": _offsite,
+    "large": _large_lab,
 }
 
 
