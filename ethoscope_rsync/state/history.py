@@ -21,15 +21,17 @@ def last_seen(entry) -> float:
 
 
 DATABASES_LISTED = 500     # per device: the newest databases its summary names (/status lists them)
+NEWEST_KEPT = 50           # per tree: the newest files its summary names (/status/<device> reads more
+#                            from the inventory database)
 DATABASE_SUFFIX = ".db"
 
 
 def listed(files: dict) -> dict:
-    """What a tree's summary names of `files` (path -> size): its FILES_LISTED newest files and its
+    """What a tree's summary names of `files` (path -> size): its NEWEST_KEPT newest files and its
     DATABASES_LISTED newest databases (ethoscope paths start with the experiment's date and time)."""
-    if len(files) <= FILES_LISTED:
+    if len(files) <= NEWEST_KEPT:
         return dict(files)
-    chosen = heapq.nlargest(FILES_LISTED, files)
+    chosen = heapq.nlargest(NEWEST_KEPT, files)
     chosen += heapq.nlargest(DATABASES_LISTED, (p for p in files if p.endswith(DATABASE_SUFFIX)))
     return {path: files[path] for path in sorted(chosen)}
 
@@ -95,7 +97,9 @@ class Inventory:
         if "present_files" not in data:
             return cls(present=listed(present), present_files=len(present), present_bytes=sum(present.values()),
                        legacy=present, **retired)
-        return cls(present=listed(present), present_files=int(number(data.get("present_files"))),
+        if len(present) > FILES_LISTED + DATABASES_LISTED:   # (a pass writes fewer; a reader adds FILES_LISTED)
+            present = listed(present)
+        return cls(present=present, present_files=int(number(data.get("present_files"))),
                    present_bytes=int(number(data.get("present_bytes"))),
                    untracked_files=int(number(data.get("untracked_files"))), **retired)
 

@@ -70,11 +70,12 @@ def untracked_warning(kind: str, untracked: int) -> str:
 class Inventories:
     """The inventory database. `path` None: in memory (tests, dry runs)."""
 
-    def __init__(self, path: Path | None = None, *, readonly: bool = False):
+    def __init__(self, path: Path | None = None, *, readonly: bool = False, immutable: bool = False):
         if path is None:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
         elif readonly:
-            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+            mode = "ro&immutable=1" if immutable else "ro"
+            self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), isolation_level=None)
@@ -92,6 +93,12 @@ class Inventories:
         """The device's tree as last listed (path -> size)."""
         return {_text(path): size for path, size in
                 self.db.execute("SELECT path, size FROM files WHERE device = ? AND kind = ?", (device, kind))}
+
+    def newest(self, device: str, kind: str, count: int) -> dict:
+        """The `count` newest files of a tree (ethoscope paths start with the experiment's date)."""
+        rows = self.db.execute("SELECT path, size FROM files WHERE device = ? AND kind = ? ORDER BY path DESC "
+                               "LIMIT ?", (device, kind, count))
+        return {_text(path): size for path, size in rows}
 
     def count(self, device: str, kind: str) -> int:
         return self.db.execute("SELECT count(*) FROM files WHERE device = ? AND kind = ?", (device, kind)).fetchone()[0]
@@ -175,3 +182,23 @@ def open_inventories(path: Path) -> tuple:
         return Inventories(path), f"{problem}: set aside as {aside}, a new one started"
     except (OSError, sqlite3.Error) as error:
         return Inventories(), f"{problem}; cannot start a new one ({error}): this pass keeps it in memory"
+
+
+def newest_files(path: Path, device: str, kinds, count: int) -> dict:
+    """kind -> the `count` newest files of the device's tree, for a reader (the status service,
+    whose sandbox may not let it create the WAL's shared-memory file: between passes, when there
+    is no WAL, the file is read as it stands). {} when the database cannot be read."""
+    for immutable in (False, True):
+        if immutable and os.path.exists(f"{path}-wal"):
+            break
+        try:
+            db = Inventories(path, readonly=True, immutable=immutable)
+        except sqlite3.Error:
+            continue
+        try:
+            return {kind: db.newest(device, kind, count) for kind in kinds}
+        except sqlite3.Error:
+            continue
+        finally:
+            db.close()
+    return {}

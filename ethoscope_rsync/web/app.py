@@ -21,6 +21,7 @@ import http
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Mapping, NamedTuple
 from urllib.parse import unquote_plus
 
@@ -155,6 +156,7 @@ class StatusApp:
                                    on_history_error=lambda m: logger.warning("ignoring history: %s", m),
                                    offsite_file=offsite_file)
         self.status_file = status_file
+        self.inventory_file = Path(history_file).with_name("inventory.sqlite") if history_file else None   # (the pass's)
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):
@@ -178,7 +180,9 @@ class StatusApp:
 
     def _device(self, key):
         def build(status, history, now):
-            doc = render.device_document(status, history, key, now, self.stale_after)
+            from ethoscope_rsync.web.newest import with_newest    # (sqlite3: not for the other answers' cold start)
+            doc = render.device_document(status, with_newest(history, key, self.inventory_file), key, now,
+                                         self.stale_after)
             return None if doc is None else prepare(dumps(doc), JSON_TYPE)
         return build
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.state import events as ev
-from ethoscope_rsync.state.history import DATABASES_LISTED, History, Inventory
+from ethoscope_rsync.state.history import DATABASES_LISTED, NEWEST_KEPT, History, Inventory
 from ethoscope_rsync.state.inventory import FILES_MAX, PATH_MAX, Inventories, bounded, open_inventories
 from ethoscope_rsync.state.model import FILES_LISTED
 from ethoscope_rsync.state.store import StatusStore, load_history, read_json, save_history
@@ -67,16 +67,16 @@ def test_a_device_cannot_grow_the_history(tmp_path):
     assert (tmp_path / "history.json").stat().st_size < 100_000
     videos = load_history(tmp_path / "history.json").devices[ID].inventory["videos"]
     assert (videos.files, videos.bytes, videos.untracked_files) == (22003, 20000 * 1000 + 300, 2003)
-    assert len(videos.present) == FILES_LISTED and max(videos.present) == chunk(19999)
+    assert len(videos.present) == NEWEST_KEPT and max(videos.present) == chunk(19999)
     assert s.inventories.count(ID, "videos") == 20000
 
 
 def test_the_summary_names_the_newest_files_and_databases():
-    files = {chunk(n, 9): 1 for n in range(FILES_LISTED + 100)}
+    files = {chunk(n, 9): 1 for n in range(NEWEST_KEPT + 100)}
     databases = {f"{ID}/E/2025-01-{d:02d}_{h:02d}-00-00/x.db": 2 for d in range(1, 29) for h in range(24)}
     summary = Inventory.of({**files, **databases}, (0, 0), (4, 40))
     named = set(summary.present)
-    assert named == set(sorted(files)[-FILES_LISTED:]) | set(sorted(databases)[-DATABASES_LISTED:])
+    assert named == set(sorted(files)[-NEWEST_KEPT:]) | set(sorted(databases)[-DATABASES_LISTED:])
     assert (summary.files, summary.bytes) == (len(files) + len(databases) + 4, len(files) + 2 * len(databases) + 40)
 
 
