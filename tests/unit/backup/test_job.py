@@ -58,6 +58,20 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
         f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: ../other/x.h264, /etc/passwd"]
 
 
+def test_a_device_past_the_inventory_s_bounds_is_named_in_a_warning(config):
+    """Names longer than the inventory keeps are counted, not listed one by one, and the device is
+    named: in the status (a warning event) and in the journal."""
+    long_name = f"{MID}/ETHOSCOPE_004/{'d' * 600}.h264"
+    fake = FakeProcesses({"videos": [Step((file_line(">f+++++++++", 7, long_name),
+                                           file_line(">f+++++++++", 5, CHUNK)))]})
+    result, sent, _ = run_job(config.changed(transfer={"what": "videos"}), fake)
+    assert result.ok
+    (listed,) = [e for e in sent if isinstance(e, ev.Listed)]
+    assert dict(listed.files) == {CHUNK: 5} and listed.untracked == (1, 7)
+    (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
+    assert warning.startswith("1 of its videos files not kept one by one in the node's inventory")
+
+
 def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path):
     outside = tmp_path / "outside.db"
     outside.write_bytes(b"x")
