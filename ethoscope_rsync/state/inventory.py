@@ -25,12 +25,11 @@ SIZE_MAX = 1 << 62      # bytes: what SQLite's integers hold of a size a device 
 BUSY_MS = 10_000        # a reader's checkpoint may hold the writer this long
 
 SCHEMA = """
+CREATE TABLE IF NOT EXISTS trees (
+    id INTEGER PRIMARY KEY, device TEXT NOT NULL, kind TEXT NOT NULL,
+    retired_files INTEGER NOT NULL, retired_bytes INTEGER NOT NULL, UNIQUE (device, kind));
 CREATE TABLE IF NOT EXISTS files (
-    device TEXT NOT NULL, kind TEXT NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL,
-    PRIMARY KEY (device, kind, path)) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS retired (
-    device TEXT NOT NULL, kind TEXT NOT NULL, files INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    PRIMARY KEY (device, kind)) WITHOUT ROWID;
+    tree INTEGER NOT NULL, path BLOB NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (tree, path)) WITHOUT ROWID;
 """
 
 
@@ -89,24 +88,34 @@ class Inventories:
     def close(self) -> None:
         self.db.close()
 
+    def _tree(self, device: str, kind: str) -> tuple:
+        """(id, retired files, retired bytes) of a device's tree, or None when it has no record."""
+        return self.db.execute("SELECT id, retired_files, retired_bytes FROM trees WHERE device = ? AND kind = ?",
+                               (device, kind)).fetchone()
+
+    def _rows(self, device: str, kind: str, order: str = "", limit: int = -1):
+        tree = self._tree(device, kind)
+        if tree is None:
+            return ()
+        return self.db.execute(f"SELECT path, size FROM files WHERE tree = ? {order} LIMIT ?", (tree[0], limit))
+
     def files(self, device: str, kind: str) -> dict:
         """The device's tree as last listed (path -> size)."""
-        return {_text(path): size for path, size in
-                self.db.execute("SELECT path, size FROM files WHERE device = ? AND kind = ?", (device, kind))}
+        return {_text(path): size for path, size in self._rows(device, kind)}
 
     def newest(self, device: str, kind: str, count: int) -> dict:
         """The `count` newest files of a tree (ethoscope paths start with the experiment's date)."""
-        rows = self.db.execute("SELECT path, size FROM files WHERE device = ? AND kind = ? ORDER BY path DESC "
-                               "LIMIT ?", (device, kind, count))
-        return {_text(path): size for path, size in rows}
+        return {_text(path): size for path, size in self._rows(device, kind, "ORDER BY path DESC", count)}
 
     def count(self, device: str, kind: str) -> int:
-        return self.db.execute("SELECT count(*) FROM files WHERE device = ? AND kind = ?", (device, kind)).fetchone()[0]
+        tree = self._tree(device, kind)
+        return 0 if tree is None else self.db.execute("SELECT count(*) FROM files WHERE tree = ?",
+                                                      (tree[0],)).fetchone()[0]
 
     def retired(self, device: str, kind: str) -> tuple | None:
         """(files, bytes) the device deleted since they were copied (None: nothing recorded)."""
-        row = self.db.execute("SELECT files, bytes FROM retired WHERE device = ? AND kind = ?", (device, kind))
-        return row.fetchone()
+        tree = self._tree(device, kind)
+        return None if tree is None else tree[1:]
 
     def replace(self, device: str, kind: str, listing: dict, retired: tuple = (0, 0)) -> tuple:
         """The device's tree is now `listing` (already :func:`bounded`); the files it no longer has
@@ -122,17 +131,22 @@ class Inventories:
     def _replace(self, device: str, kind: str, listing: dict, retired: tuple) -> tuple:
         old = self.files(device, kind)
         gone = [path for path in old if path not in listing]
-        changed = [(device, kind, _blob(path), min(size, SIZE_MAX)) for path, size in listing.items()
+        changed = [(_blob(path), min(size, SIZE_MAX)) for path, size in listing.items()
                    if old.get(path) != min(size, SIZE_MAX)]
-        before = self.retired(device, kind)
-        after = before or retired
+        tree = self._tree(device, kind)
+        after = tree[1:] if tree else retired
         after = (after[0] + len(gone), min(after[1] + sum(old[path] for path in gone), SIZE_MAX))
-        if gone or changed or before is None:
+        if gone or changed or tree is None:
             with self._transaction():
-                self.db.executemany("DELETE FROM files WHERE device = ? AND kind = ? AND path = ?",
-                                    ((device, kind, _blob(path)) for path in gone))
-                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", changed)
-                self.db.execute("INSERT OR REPLACE INTO retired VALUES (?, ?, ?, ?)", (device, kind, *after))
+                if tree is None:
+                    tree = (self.db.execute("INSERT INTO trees (device, kind, retired_files, retired_bytes) "
+                                            "VALUES (?, ?, 0, 0)", (device, kind)).lastrowid,)
+                self.db.executemany("DELETE FROM files WHERE tree = ? AND path = ?",
+                                    ((tree[0], _blob(path)) for path in gone))
+                self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?)",
+                                    ((tree[0], *row) for row in changed))
+                self.db.execute("UPDATE trees SET retired_files = ?, retired_bytes = ? WHERE id = ?",
+                                (*after, tree[0]))
         return after
 
     def adopt(self, device: str, kind: str, listing: dict, retired: tuple) -> None:
@@ -144,15 +158,14 @@ class Inventories:
     def forget(self, device: str) -> None:
         """A device retired from the history."""
         with contextlib.suppress(sqlite3.Error), self._transaction():
-            self.db.execute("DELETE FROM files WHERE device = ?", (device,))
-            self.db.execute("DELETE FROM retired WHERE device = ?", (device,))
+            self.db.execute("DELETE FROM files WHERE tree IN (SELECT id FROM trees WHERE device = ?)", (device,))
+            self.db.execute("DELETE FROM trees WHERE device = ?", (device,))
 
     def rename(self, old: str, new: str) -> None:
         """A device known by its name until its first contact is keyed by its machine id from then on."""
         if old != new and all(self.retired(new, kind) is None for kind in ("results", "videos")):
             with contextlib.suppress(sqlite3.Error), self._transaction():
-                self.db.execute("UPDATE files SET device = ? WHERE device = ?", (new, old))
-                self.db.execute("UPDATE retired SET device = ? WHERE device = ?", (new, old))
+                self.db.execute("UPDATE trees SET device = ? WHERE device = ?", (new, old))
 
     @contextlib.contextmanager
     def _transaction(self):

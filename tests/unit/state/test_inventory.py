@@ -126,3 +126,17 @@ def test_a_failing_write_keeps_the_pass_going(tmp_path):
     assert db.replace(ID, "videos", {"b": 1}, (5, 50)) == (5, 50)
     assert "cannot update the inventory database" in db.problem
     assert isinstance(sqlite3.connect(tmp_path / "inventory.sqlite").execute("SELECT 1").fetchone(), tuple)
+
+
+def test_a_renamed_device_keeps_its_records_and_a_retired_one_leaves_none(tmp_path):
+    db = Inventories(tmp_path / "inventory.sqlite")
+    db.replace("ETHOSCOPE_004", "videos", {"a": 1, "b": 2})
+    db.replace("ETHOSCOPE_004", "videos", {"b": 2})
+    db.rename("ETHOSCOPE_004", ID)                    # its first contact: keyed by its machine id
+    assert db.files("ETHOSCOPE_004", "videos") == {} and db.retired("ETHOSCOPE_004", "videos") is None
+    assert db.files(ID, "videos") == {"b": 2} and db.retired(ID, "videos") == (1, 1)
+    db.replace(ID, "results", {"x.db": 3})
+    db.replace("e" * 32, "results", {"y.db": 4})
+    db.forget(ID)
+    assert db.retired(ID, "results") is None and db.count(ID, "videos") == 0
+    assert db.db.execute("SELECT count(*) FROM files").fetchone()[0] == 1 and db.files("e" * 32, "results") == {"y.db": 4}
