@@ -18,6 +18,7 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 PATH_MAX = 512          # characters: an ethoscope's paths are about 150
 FILES_MAX = 50_000      # files of one device's tree kept one by one (a large lab's device: ~10,000)
@@ -74,7 +75,7 @@ class Inventories:
             self.db = sqlite3.connect(":memory:", isolation_level=None)
         elif readonly:
             mode = "ro&immutable=1" if immutable else "ro"
-            self.db = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, isolation_level=None)
+            self.db = sqlite3.connect(f"file:{quote(str(path))}?mode={mode}", uri=True, isolation_level=None)
         else:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(str(path), isolation_level=None)

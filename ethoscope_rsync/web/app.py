@@ -20,8 +20,8 @@ from __future__ import annotations
 import http
 import json
 import logging
+import os
 import time
-from pathlib import Path
 from typing import Mapping, NamedTuple
 from urllib.parse import unquote_plus
 
@@ -156,7 +156,8 @@ class StatusApp:
                                    on_history_error=lambda m: logger.warning("ignoring history: %s", m),
                                    offsite_file=offsite_file)
         self.status_file = status_file
-        self.inventory_file = Path(history_file).with_name("inventory.sqlite") if history_file else None   # (the pass's)
+        self.inventory_file = (os.path.join(os.path.dirname(history_file), "inventory.sqlite")   # the pass's
+                               if history_file else None)
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):

@@ -6,7 +6,8 @@ from pathlib import Path
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.history import DATABASES_LISTED, NEWEST_KEPT, History, Inventory
-from ethoscope_rsync.state.inventory import FILES_MAX, PATH_MAX, Inventories, bounded, open_inventories
+from ethoscope_rsync.state.inventory import (FILES_MAX, PATH_MAX, Inventories, bounded, newest_files,
+                                             open_inventories)
 from ethoscope_rsync.state.model import FILES_LISTED
 from ethoscope_rsync.state.store import StatusStore, load_history, read_json, save_history
 
@@ -36,6 +37,13 @@ def test_a_listing_replaces_the_tree_and_retires_what_the_device_deleted(tmp_pat
     again = Inventories(tmp_path / "inventory.sqlite", readonly=True)  # kept on disk, in WAL mode
     assert again.files(ID, "videos") == {"b": 25, "c": 5} and again.retired(ID, "videos") == (1, 10)
     assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_reader_opens_it_under_any_folder_name(tmp_path):
+    folder = tmp_path / "state ?#%"
+    Inventories(folder / "inventory.sqlite").replace(ID, "videos", {"a": 1})
+    assert newest_files(folder / "inventory.sqlite", ID, ("videos", "results"), 5) == {"videos": {"a": 1}, "results": {}}
+    assert newest_files(tmp_path / "none.sqlite", ID, ("videos",), 5) == {}
 
 
 def test_paths_a_device_sends_are_kept_as_sent(tmp_path):
