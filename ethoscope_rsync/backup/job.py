@@ -83,8 +83,7 @@ def _failure_message(job: Job, device: Device, kind: str, outcome: Outcome, resu
     if not outcome.ok and "No space left" in result.stderr:
         return disk_full_message(job.config.destination(kind))
     if outcome.label.startswith("host key"):
-        return (f"{outcome.label}: connection refused in case it is an impostor; if "
-                f"{device.name}'s SD card was replaced, run: ethoscope-backup forget-host {device.name}")
+        return f"{outcome.label}: connection refused in case it is an impostor; {forget_hint(device.name)}"
     line = informative_line(result.stderr)
     return f"{outcome.label}: {line[:200]}" if not outcome.ok and line else outcome.label
 

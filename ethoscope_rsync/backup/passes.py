@@ -30,6 +30,7 @@ from ethoscope_rsync.backup.probe import has_aes
 from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
 from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, identities, pinned_id, pins
 from ethoscope_rsync.state.inventory import open_inventories
+from ethoscope_rsync.system.leftovers import scratch
 from ethoscope_rsync.state.store import (StatusStore, load_history, load_status, load_verifications, pass_lock,
                                          save_history)
 
@@ -135,13 +136,13 @@ def prune_old_versions(config: Config) -> None:
 
 def control_directory(candidates) -> str:
     """A private folder for the devices' shared ssh connections whose socket paths stay short
-    enough ("" when none is: then every ssh connects on its own)."""
+    enough ("" when none is: then every ssh connects on its own); those a killed pass left go first."""
     for base in candidates:
         # ssh binds <dir>/<%C: 40 hex>.<17 random characters> and a socket path holds 107 bytes
-        if len(str(base)) + len("/ssh-XXXXXXXX/") + 40 + 18 > 107:
+        if len(str(base)) + len(f"/ssh-{os.getpid()}-XXXXXXXX/") + 40 + 18 > 107:
             continue
         try:
-            return tempfile.mkdtemp(prefix="ssh-", dir=base)
+            return str(scratch(base, "ssh"))
         except OSError:
             continue
     return ""

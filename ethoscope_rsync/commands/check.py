@@ -24,7 +24,7 @@ from ethoscope_rsync.backup.confine import find_links
 from ethoscope_rsync.backup.destinations import free_space_problem, nearest_existing
 from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
-from ethoscope_rsync.backup.pins import identities, remove_host_keys, unpin
+from ethoscope_rsync.backup.pins import forget_hint, identities, remove_host_keys, unpin
 from ethoscope_rsync.offsite.repository import findings as offsite_findings
 from ethoscope_rsync.state.store import load_history, pass_lock, save_history
 
@@ -117,7 +117,7 @@ def check_device(config: Config, device, key: str) -> tuple:
         return "FAIL", f"{device.name}: {result.stdout.strip()} on the device"
     label = classify_exit(result.returncode, result.stderr).label
     hints = {
-        "host key changed": f"if its SD card was replaced: ethoscope-backup forget-host {device.name}",
+        "host key changed": forget_hint(device.name),
         "ssh authentication refused": "install the node's public key in ~ethoscope/.ssh/authorized_keys on it",
     }
     hint = hints.get(label, "is it switched on and on the network?")

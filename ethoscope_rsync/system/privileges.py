@@ -2,24 +2,26 @@
 
 On a packaged node the timer's passes and the status service run as ``ethoscope-backup``. A
 command an operator starts by hand as root (``run``, ``run --dry-run``, ``check``, ``forget-host``,
-``daemon``, ``serve``, ``alert``, ``verify``) would otherwise leave root-owned files (lock, history, known_hosts, copies)
-that the service can no longer change, or rewrite the service's files as root in a folder that
-user can write. So root hands the command over: when it needs the SSH key, the root-only key is
-copied into a private credentials directory owned by that user (what ``LoadCredential=`` does under
-systemd), and so are the second copy's password and backend variables for the commands that reach
-its repository; then the process drops to that user and group for good, before touching anything else.
+``daemon``, ``serve``, ``alert``, ``verify``) would otherwise leave root-owned files (lock, history,
+known_hosts, copies) that the service can no longer change, or rewrite the service's files as root
+in a folder that user can write. So root hands the command over: when it needs the SSH key, the
+root-only key is copied into a credentials folder owned by that user in its private runtime folder
+(what ``LoadCredential=`` does under systemd; never in a world-listable /tmp), and so are the second
+copy's password and backend variables for the commands that reach its repository; then the process
+drops to that user and group for good, before touching anything else.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import pwd
 import shutil
-import tempfile
 from pathlib import Path
 
 from ethoscope_rsync.config.load import SSH_KEY, credential, credential_key
 from ethoscope_rsync.config.record import Config
+from ethoscope_rsync.system.leftovers import scratch
 
 # What a command needs from root besides the user switch: the SSH key or not.
 KEY_REQUIRED, KEY_OPTIONAL, NO_KEY = "required", "optional", "none"
@@ -40,30 +42,60 @@ def service_owner(config: Config) -> int | None:
     return owner if owner != 0 else None
 
 
+def _private_folder(config: Config, account: pwd.struct_passwd) -> Path:
+    """The service user's private runtime folder (``private`` beside the status file, 0700, the
+    user's), made when missing. Root never follows a link the user could have put there."""
+    runtime = config.paths.status_file.parent
+    private = runtime / "private"
+    for folder, mode in ((runtime, 0o755), (private, 0o700)):
+        try:
+            os.mkdir(folder, mode)
+        except FileExistsError:
+            continue                     # the user's already, or root's (then kept root's)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            os.fchown(fd, account.pw_uid, account.pw_gid)
+            os.fchmod(fd, mode)          # (mkdir's mode is cut by the umask)
+        finally:
+            os.close(fd)
+    if private.is_symlink() or not private.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, "not a folder", str(private))
+    return private
+
+
 def _copy_credentials(config: Config, account: pwd.struct_passwd, key: str, others: tuple) -> Path | None:
-    """A private credentials directory for `account` holding a copy of the SSH key (as ssh-key) and of
-    each of `others` ((name, configured path): what is readable of them). None when nothing was
-    copied. Raises IdentityError when the key is required and cannot be copied."""
+    """A credentials folder for `account` in its private runtime folder, holding a copy of the SSH key
+    (as ssh-key) and of each of `others` ((name, configured path): what is readable of them). None
+    when nothing was copied. Raises IdentityError when the key is required and cannot be copied.
+    Named for this process, so that the next command removes it if this one is killed."""
     wanted = ([(SSH_KEY, credential_key(config), key == KEY_REQUIRED)] if key != NO_KEY else []) + [
         (name, credential(name, path), False) for name, path in others]
-    credentials = Path(tempfile.mkdtemp(prefix="ethoscope-backup-credentials-"))
+    try:
+        credentials = scratch(_private_folder(config, account), "credentials")
+    except OSError as error:
+        raise IdentityError(f"cannot hand credentials to {account.pw_name} in "
+                            f"{config.paths.status_file.parent}: {error.strerror}") from None
     copied = 0
     try:
-        for name, source_path, required in wanted:
-            target = credentials / name
-            try:
-                with open(source_path, "rb") as source, open(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL,
-                                                                     0o600), "wb") as copy:
-                    shutil.copyfileobj(source, copy)
-                os.chown(target, account.pw_uid, account.pw_gid)
-                copied += 1
-            except OSError as error:
-                with contextlib.suppress(OSError):
-                    target.unlink()
-                if required:
-                    raise IdentityError(f"cannot hand the SSH key {source_path} to {account.pw_name}: "
-                                        f"{error.strerror}") from None
-        os.chown(credentials, account.pw_uid, account.pw_gid)
+        folder = os.open(credentials, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            for name, source_path, required in wanted:
+                try:
+                    with open(source_path, "rb") as source, open(os.open(
+                            name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600,
+                            dir_fd=folder), "wb") as copy:
+                        shutil.copyfileobj(source, copy)
+                        os.fchown(copy.fileno(), account.pw_uid, account.pw_gid)
+                    copied += 1
+                except OSError as error:
+                    with contextlib.suppress(OSError):
+                        os.unlink(name, dir_fd=folder)
+                    if required:
+                        raise IdentityError(f"cannot hand the SSH key {source_path} to {account.pw_name}: "
+                                            f"{error.strerror}") from None
+            os.fchown(folder, account.pw_uid, account.pw_gid)
+        finally:
+            os.close(folder)
     except (OSError, IdentityError) as error:
         shutil.rmtree(credentials, ignore_errors=True)
         if isinstance(error, IdentityError):

@@ -25,6 +25,7 @@ from typing import Callable, NamedTuple
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.state import offsite
 from ethoscope_rsync.state.model import settled
+from ethoscope_rsync.system.leftovers import process_alive
 
 GZIP_MIN = 256       # smaller bodies gain nothing from gzip (its header alone is 18 bytes)
 GZIP_LEVEL = 6
@@ -100,20 +101,6 @@ class JsonFile:
         if not isinstance(doc, dict):
             raise StatusUnavailable("%s: not a JSON object" % self.path)
         return key, doc
-
-
-def process_alive(pid: int) -> bool:
-    """Whether the process `pid` still runs (a pass's: the same user's, or root's while it hands
-    over). Signal 0 tests without sending; an unknown pid (0) counts as alive."""
-    if pid <= 0:
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:              # EPERM: it exists
-        return True
-    return True
 
 
 def _malloc_trim():

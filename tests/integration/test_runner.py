@@ -155,13 +155,53 @@ def test_root_runs_as_the_owner_of_the_state_dir(lab):
         shutil.rmtree(base)
 
 
+def test_what_a_killed_pass_left_is_removed_by_the_next(lab):
+    """SIGKILL of a pass root started on a packaged node (the service user's state): its copy of the
+    SSH key (in the user's private runtime folder, never /tmp) and its shared-connection folder stay;
+    the next pass removes both."""
+    import os
+    import pwd
+    import signal
+    import subprocess
+    from tests.integration.runner_helpers import PYTHON, ROOT
+    from tests.polling import wait_for
+    account = pwd.getpwnam("ethoscope")
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="k-"))     # short: the ssh folder goes beside the status
+    try:
+        os.chmod(base, 0o755)
+        node = Node(lab, base)
+        node.state.mkdir()
+        for path in (base, node.state, node.conf):
+            os.chown(path, account.pw_uid, account.pw_gid)
+        lab.cut_link(lab.devices[0])
+        try:
+            killed = subprocess.Popen([PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf)], cwd=ROOT,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            runtime = node.status_file.parent
+            left = lambda: (sorted(runtime.glob(f"private/credentials-{killed.pid}-*")),   # noqa: E731
+                            sorted(runtime.glob(f"ssh-{killed.pid}-*")))
+            wait_for(lambda: all(left()), 60, interval=0.2, what="the pass's key copy and ssh folder")
+            os.killpg(killed.pid, signal.SIGKILL)
+            killed.wait(10)
+            assert all(left()), "SIGKILL left nothing: the test proves nothing"
+        finally:
+            lab.restore_link(lab.devices[0])
+        assert not list(Path("/tmp").glob(f"*credentials-{killed.pid}-*"))
+        result = node.run()
+        assert result.returncode == 0, result.stderr
+        assert left() == ([], [])
+        assert not list(runtime.glob("private/*")) and not list(runtime.glob("ssh-*"))
+    finally:
+        shutil.rmtree(base)
+
+
 def _check_run_as(node, account):
     result = node.run()
     assert result.returncode == 0, result.stderr
     made = [p for p in (node.base / "results", node.base / "videos", node.state, node.status_file.parent)
             for p in [p, *p.rglob("*")]]
     assert made and all(p.stat().st_uid == account.pw_uid for p in made)
-    assert not list(Path("/tmp").glob("ethoscope-backup-credentials-*"))
+    assert not list(node.status_file.parent.glob("private/*"))          # its key copy is gone
 
 
 def test_mdns_fallback_when_the_node_server_is_down(lab, node):

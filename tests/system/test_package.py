@@ -321,8 +321,12 @@ def _a_pass_held_by_a_cut_link(box, lab):
     try:
         box.systemctl("start", "--no-block", RUNNER)
         status = box.path("/run/ethoscope-backup/status.json")
-        wait_for(lambda: any(d.state == "running" for d in load_status(status).devices.values()), 60,
-                 interval=0.5, what="the pass to reach the devices")
+
+        def reached():        # this pass's status (an earlier pass killed mid-way left "running" too)
+            found = load_status(status)
+            return found.run.pid == int(box.show(RUNNER, "MainPID") or 0) and any(
+                d.state == "running" for d in found.devices.values())
+        wait_for(reached, 60, interval=0.5, what="the pass to reach the devices")
         yield status
     finally:
         lab.restore_link(lab.devices[0])
