@@ -1,8 +1,8 @@
 """``make bench`` = ``/usr/bin/python3 -m bench [--quick] [--only NAME,...] [--output FILE]``.
 
 Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
-cost, page render, the node's poll, second copy, a new device's first copy with and without AES), prints one table (scenario, measure, ours, baseline, ratio, target,
-pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
+cost, page render, the node's poll, second copy, a new device's first copy with and without AES, a
+large lab), prints one table (scenario, measure, ours, baseline, ratio, target, pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.
 """
@@ -93,6 +93,11 @@ def _first_copy_no_aes(quick):
     return first_copy.run(quick, without_aes=True)
 
 
+def _large_lab(quick):
+    from bench import large_lab
+    return large_lab.run(quick)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -105,6 +110,7 @@ SCENARIOS = {
     "offsite": _offsite,
     "first": _first_copy,
     "first-noaes": _first_copy_no_aes,
+    "large": _large_lab,
 }
 
 

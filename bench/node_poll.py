@@ -41,6 +41,7 @@ import sys
 from ethoscope_rsync.state import history
 from ethoscope_rsync.render import upstream
 history.Inventory.newest = lambda self, count=0: dict(self.present)
+history.listed = dict          # (the files are written whole; our service names only its summary's)
 entry = upstream._device_entry
 upstream._device_entry = lambda d, v, now, full=False: entry(d, v, now, full=True)
 from ethoscope_rsync.commands.cli import main

@@ -16,6 +16,7 @@ import time
 
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.syntax import Endpoint
+from ethoscope_rsync.backup.pins import wins
 from ethoscope_rsync.config.devices import (NAME_RE, UNUSED_NAME, Device, DeviceError, check_address,
                                             check_id, check_name, node_device, selected)
 
@@ -189,13 +190,16 @@ def browse_mdns(timeout: float) -> tuple:
     return tuple(devices), tuple(warnings)
 
 
-def merge(*groups: tuple) -> tuple:
+def merge(*groups: tuple, pinned: dict | None = None) -> tuple:
     """Devices from several sources -> (devices, warnings, held). Entries that claim one name or one
     machine id are one device when they agree (same name and address; the machine id of the one
-    that has it); otherwise none of them is backed up (`held`), with a warning naming them: which
-    one is the impostor is not for a list to decide."""
+    that has it); otherwise the pins decide (`pinned`: machine id -> (name, last address), see
+    pins.identities): the pinned device's own entry is backed up, the others are held back and
+    named as impostors. Without a pin none of them is: which one is the impostor is not for a list
+    to decide."""
+    pinned = pinned or {}
     entries = [device for group in groups for device in group]
-    merged, warnings, held = [], [], set()
+    merged, warnings, held, winners = [], [], set(), set()
     for device in entries:
         same = next((i for i, d in enumerate(merged) if d.name == device.name and d.address == device.address
                      and (not d.id or not device.id or d.id == device.id)), None)
@@ -203,19 +207,28 @@ def merge(*groups: tuple) -> tuple:
             merged[same] = merged[same] if merged[same].id else dataclasses.replace(device, source=merged[same].source)
             continue
         merged.append(device)
+    rivals_of = {id(device): [d for d in merged if d is not device and
+                              (d.name == device.name or device.id and d.id == device.id)] for device in merged}
     for device in merged:
-        rivals = [d for d in merged if d is not device and (d.name == device.name or device.id and d.id == device.id)]
-        if rivals:
+        rivals = rivals_of[id(device)]
+        if rivals and wins(device, rivals, pinned):
+            names = ", ".join(f"{d.name} at {d.address} ({d.source})" for d in rivals)
+            warnings.append(f"holding back entries that claim the name or machine id of {device.name} "
+                            f"(pinned to its host key), backed up at {device.address}: impostor(s) {names}")
+            winners.add(id(device))
+    for device in merged:
+        rivals = rivals_of[id(device)]
+        if rivals and id(device) not in winners:
             held.add(id(device))
-            if not any(id(r) in held for r in rivals):
+            if not any(id(r) in held or id(r) in winners for r in rivals):
                 names = ", ".join(f"{d.name} at {d.address} ({d.source})" for d in [device, *rivals])
                 warnings.append(f"holding back entries that claim the same name or machine id: {names}")
     return (tuple(d for d in merged if id(d) not in held), tuple(warnings),
             tuple(d for d in merged if id(d) in held))
 
 
-def discover(config: Config) -> Discovered:
-    """All devices to back up this pass, filtered by -e. Raises DiscoveryError."""
+def discover(config: Config, pinned: dict | None = None) -> Discovered:
+    """All devices to back up this pass, filtered by -e (`pinned`: see merge). Raises DiscoveryError."""
     statics, warnings, sources = config.devices, [], []
     found = ()
     if not config.node.server and not statics:
@@ -241,7 +254,7 @@ def discover(config: Config) -> Discovered:
                 raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
     if statics:
         sources.append("config")
-    every, conflicts, held = merge(statics, found)
+    every, conflicts, held = merge(statics, found, pinned=pinned)
     warnings += conflicts
     devices = tuple(d for d in every if selected(d, config.selection))
     missing = tuple(token for token in config.selection if not any(selected(d, (token,)) for d in every + held))

@@ -18,6 +18,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ethoscope_rsync.state import events
+from ethoscope_rsync.state.inventory import untracked_warning
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.backup import confine, livedb
 from ethoscope_rsync.backup import probe as probing
@@ -26,9 +27,10 @@ from ethoscope_rsync.backup.databases import DatabaseWork, confine_work, pick_da
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.destinations import disk_full_message, free_space_problem, remove_orphan_partials
 from ethoscope_rsync.render.humanize import human_size
+from ethoscope_rsync.backup.listing import Listing
 from ethoscope_rsync.backup.pins import forget_hint
 from ethoscope_rsync.system.logs import device_fields, log
-from ethoscope_rsync.backup.reader import Listing, OutputReader
+from ethoscope_rsync.backup.reader import OutputReader
 from ethoscope_rsync.backup.rsync import (Outcome, choose_ciphers, classify_exit, error_lines, informative_line,
                                           make_rsync_command, make_ssh_command, parse_stats, raw_root,
                                           ssh_target)
@@ -125,9 +127,9 @@ def _probe(job: Job, device: Device, deadline: float) -> Probe:
     argv = probing.make_probe_command(ssh, ssh_target(config, device), config.paths.remote_results,
                                       config.paths.remote_videos)
     timeout = min(max(1.0, deadline - time.monotonic()), config.ssh.connect_timeout + config.transfer.io_timeout)
-    result = job.processes.run(argv, timeout=timeout, stop=job.stop)
+    result = job.processes.run(argv, timeout=timeout, stop=job.stop, cut_at=probing.MAX_OUTPUT)
     outcome, message = _outcome(job, device, "results", result)
-    if not outcome.ok:
+    if not outcome.ok and not getattr(result, "cut", False):     # cut: an incomplete answer, below
         raise TransferFailed(outcome, message)
     found = probing.parse_probe(result.stdout)
     if not found.complete:     # cut by the link: try again; past the limits: the same answer again
@@ -176,6 +178,14 @@ def _ignored_names(job: Job, device: Device, where: str, names: list) -> None:
     log.warning("%s: %s", device.name, message, extra=device_fields(device))
 
 
+def _listed(job: Job, device: Device, kind: str, listing: Listing, databases: dict | None = None) -> None:
+    job.events.put(listing.event(device.key, kind, databases))
+    if listing.untracked:
+        message = untracked_warning(kind, listing.untracked)
+        job.events.put(events.Warned(device.key, message))
+        log.warning("%s: %s", device.name, message, extra=device_fields(device))
+
+
 def _hold_and_copy(job: Job, device: Device, folder: str, work: DatabaseWork, deadline: float) -> Listing:
     """Copy the databases to take into the raw mirror; while a live one is among them, a holder on
     the device keeps a read transaction open on it (see livedb)."""
@@ -218,7 +228,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
         return []
     if not config.transfer.live_databases:
         listing = _transfer(job, device, "results", folder, "all", deadline)
-        job.events.put(events.Listed(device.key, "results", tuple(listing.files.items())))
+        _listed(job, device, "results", listing)
         return listing.problems
     tree = _transfer(job, device, "results", folder, "skip", deadline)
     if not tree.problems:
@@ -237,7 +247,7 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
             databases[path] = (destination / path).stat().st_size
         except OSError:
             continue
-    job.events.put(events.Listed(device.key, "results", tuple({**tree.files, **databases}.items())))
+    _listed(job, device, "results", tree, databases)
     if outside:
         raise TransferFailed(Outcome(False, False, LINK_LABEL), "; ".join(outside)[:1000])
     if unverified:   # the node keeps its previous copy; a new copy is tried at once, unless it cannot help
@@ -333,7 +343,7 @@ def _videos(job: Job, device: Device, folder: str, found: Probe, deadline: float
         return []
     listing = _transfer(job, device, "videos", folder, "all", deadline)
     if not listing.problems:
-        job.events.put(events.Listed(device.key, "videos", tuple(listing.files.items())))
+        _listed(job, device, "videos", listing)
         remove_orphan_partials(job.config.destination("videos"), listing.files)
     return listing.problems
 

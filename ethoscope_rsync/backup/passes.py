@@ -30,7 +30,8 @@ from ethoscope_rsync.backup.continuous import Scheduler, due_soon
 from ethoscope_rsync.backup.schedule import Schedule
 from ethoscope_rsync.backup.probe import has_aes
 from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
-from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, pinned_id, pins
+from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, identities, pinned_id, pins
+from ethoscope_rsync.state.inventory import open_inventories
 from ethoscope_rsync.system.leftovers import scratch
 from ethoscope_rsync.state.store import (StatusStore, load_history, load_status, load_verifications, pass_lock,
                                          save_history)
@@ -87,8 +88,12 @@ def run_pass(config: Config, stop: threading.Event | None = None, schedule: Sche
         with pass_lock(config.lock_file):
             history = load_history(config.history_file)
             history.destinations = {kind: str(config.destination(kind)) for kind in ("results", "videos")}
+            inventories, problem = open_inventories(config.inventory_file)
+            if problem:
+                log.error("%s", problem)
             store = StatusStore(config.paths.status_file, history, load_status(config.paths.status_file), pid=os.getpid(),
-                                what=config.transfer.what, interval=config.status.update_interval)
+                                what=config.transfer.what, interval=config.status.update_interval,
+                                inventories=inventories)
             notifier = Notifier()
             try:
                 return _locked_pass(config, stop, store, notifier, schedule)
@@ -96,6 +101,10 @@ def run_pass(config: Config, stop: threading.Event | None = None, schedule: Sche
                 message = f"internal error: {type(error).__name__}: {error}"[:300]
                 log.error("%s", message, exc_info=log.isEnabledFor(logging.DEBUG))
                 return _end(config, store, notifier, "failed", message, EXIT_FAILED)
+            finally:
+                if inventories.problem:
+                    log.error("%s", inventories.problem)
+                inventories.close()
     except Busy as busy:
         log.error("%s", busy)
         return EXIT_BUSY
@@ -149,7 +158,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     if schedule is None:       # a scheduled pass shows itself once a device is due
         store.write()
     try:
-        found = discover(config)
+        found = discover(config, identities(store.history))
     except DiscoveryError as error:
         log.error("discovery failed: %s", error)
         return _end(config, store, notifier, "discovery failed", str(error), EXIT_FAILED)

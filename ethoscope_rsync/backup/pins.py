@@ -32,6 +32,34 @@ def pins(history: History) -> dict:
     return found
 
 
+def identities(history: History) -> dict:
+    """machine id -> (name, the address its host key last answered at) of every pinned device."""
+    return {key: (name, history.devices[key].address if key in history.devices else "")
+            for key, name in pins(history).items()}
+
+
+def agrees(device, pinned: dict) -> bool:
+    """The entry claims a pinned identity, and nothing in its claims contradicts the pins
+    (`pinned`: :func:`identities`); an entry without a machine id gets its name's at its contact."""
+    owner = pinned.get(device.id, ("", ""))[0] if device.id else ""
+    name_of = next((key for key, (name, _) in pinned.items() if name == device.name), "")
+    if (device.id and name_of and name_of != device.id) or (owner and owner != device.name):
+        return False
+    return bool(owner or name_of)
+
+
+def wins(device, rivals, pinned: dict) -> bool:
+    """Of entries claiming one name or machine id, whether `device` is the pinned device's own:
+    it agrees with the pins, and each rival either contradicts them (an impostor) or claims the
+    same identity at another address than the one that device's key last answered at."""
+    if not agrees(device, pinned):
+        return False
+    key = device.id or next((k for k, (name, _) in pinned.items() if name == device.name), "")
+    known = pinned.get(key, ("", ""))[1]
+    return all(not agrees(rival, pinned) or (known and device.address == known != rival.address)
+               for rival in rivals)
+
+
 def pinned_id(history: History, name: str) -> str:
     """The machine id pinned to the name `name` ("" when none is)."""
     return next((key for key, pinned in pins(history).items() if pinned == name), "")

@@ -8,6 +8,8 @@ from ethoscope_rsync.system import execute
 from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
+from ethoscope_rsync.backup.pins import identities
+from ethoscope_rsync.state.store import load_history
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK
 from ethoscope_rsync.render.humanize import human_size
 from ethoscope_rsync.system.logs import log, printable
@@ -39,7 +41,7 @@ def _folder(config: Config, device, key: str, out) -> str:
 
 def preview_pass(config: Config, out=print) -> int:
     try:
-        found = discover(config)
+        found = discover(config, identities(load_history(config.history_file)))
     except DiscoveryError as error:
         log.error("discovery failed: %s", error)
         return EXIT_FAILED

@@ -133,6 +133,8 @@ def parse_probe(output: str) -> Probe:
     top = {kind: tuple(name for name in sections.get(kind, []) if name)[:MAX_TOP_ENTRIES]
            for kind in ("results", "videos")}
     shortfall = "" if "end" in sections else CUT_SHORT
+    if len(output) >= MAX_OUTPUT:        # what the pass reads of it at most: the same answer again
+        shortfall = f"longer than {MAX_OUTPUT} characters"
     listing = "\n".join(sections.get("databases", []))
     records = listing.split("\0")
     if records.pop().strip("\n"):        # a record without its NUL was cut: never parsed

@@ -6,22 +6,14 @@ expression and nothing else.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
 
 from ethoscope_rsync.state import events
+from ethoscope_rsync.backup.listing import Listing
 from ethoscope_rsync.backup.probe import inside
 from ethoscope_rsync.backup.rsync import FILE_MARK, parse_file_line, parse_progress
 
 PROGRESS_EVERY = 0.25        # seconds between two progress events of one tree (its last one always goes)
-
-
-@dataclasses.dataclass
-class Listing:
-    """What one rsync reported (paths relative to the tree's root on the node): every file of the
-    device's folder (path -> size) and the errors of files it could not copy."""
-    files: dict = dataclasses.field(default_factory=dict)
-    problems: list = dataclasses.field(default_factory=list)
 
 
 class OutputReader:
@@ -63,7 +55,7 @@ class OutputReader:
         if not inside(self.folder, path):
             self.outside.append(event.name)
             return
-        self.listing.files[path] = event.length
+        self.listing.add(path, event.length)
         if event.changed:
             now = self.wall()
             if self.report_files:

@@ -24,7 +24,7 @@ from ethoscope_rsync.backup.confine import find_links
 from ethoscope_rsync.backup.destinations import free_space_problem, nearest_existing
 from ethoscope_rsync.backup.rsync import classify_exit, make_ssh_command, ssh_target
 from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, EXIT_USAGE, Busy
-from ethoscope_rsync.backup.pins import forget_hint, remove_host_keys, unpin
+from ethoscope_rsync.backup.pins import forget_hint, identities, remove_host_keys, unpin
 from ethoscope_rsync.offsite.repository import findings as offsite_findings
 from ethoscope_rsync.state.store import load_history, pass_lock, save_history
 
@@ -139,7 +139,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     for level, text in findings:
         out(f"{level:5} {text}")
     try:
-        found = discover(config)
+        found = discover(config, identities(load_history(config.history_file)))
     except DiscoveryError as error:
         out(f"FAIL  discovery: {error}")
         return EXIT_FAILED

@@ -9,7 +9,7 @@ import dataclasses
 import ipaddress
 import re
 
-NAME_RE = re.compile(r"ETHOSCOPE_[0-9]{3,4}")
+NAME_RE = re.compile(r"ETHOSCOPE_(?:[0-9]{3}|[1-9][0-9]{3})")    # one name a number: no ETHOSCOPE_0042
 ID_RE = re.compile(r"[0-9a-f]{32}")
 SCOPE_RE = re.compile(r"[A-Za-z0-9_.-]{1,15}")       # an interface name or number
 HOSTNAME_RE = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -52,7 +52,8 @@ class Device:
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name):
-        raise DeviceError(f"invalid device name {str(name)[:40]!r} (expected ETHOSCOPE_NNN)")
+        raise DeviceError(f"invalid device name {str(name)[:40]!r} (expected ETHOSCOPE_NNN: three digits, "
+                          f"four from 1000, so that each device number has one name)")
     return name
 
 

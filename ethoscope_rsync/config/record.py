@@ -143,6 +143,10 @@ class Config:
         return self.paths.state_dir / "history.json"
 
     @property
+    def inventory_file(self) -> Path:
+        return self.paths.state_dir / "inventory.sqlite"
+
+    @property
     def lock_file(self) -> Path:
         return self.paths.state_dir / "lock"
 

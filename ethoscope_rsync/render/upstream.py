@@ -275,12 +275,11 @@ def find_device(devices: dict, key: str):
         if k.lower() == low or d.name.lower() == low:
             return k
     match = _DEVICE_KEY_RE.fullmatch(key)
-    if match:
+    if match:      # by number: only when one device has it (a history may keep an ETHOSCOPE_0042)
         number = int(match.group(1))
-        for k, d in devices.items():
-            name = _DEVICE_KEY_RE.fullmatch(d.name)
-            if name and int(name.group(1)) == number:
-                return k
+        found = [k for k, d in devices.items()
+                 if (name := _DEVICE_KEY_RE.fullmatch(d.name)) and int(name.group(1)) == number]
+        return found[0] if len(found) == 1 else None
     return None
 
 

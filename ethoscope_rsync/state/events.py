@@ -56,6 +56,7 @@ class Listed:
     key: str
     kind: str
     files: tuple             # ((path, size), ...)
+    untracked: tuple = (0, 0)   # (files, bytes) of the tree only counted (state.inventory bounds)
 
 
 @dataclasses.dataclass(frozen=True)

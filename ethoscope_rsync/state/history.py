@@ -8,6 +8,7 @@ samples, the last verification. Tolerant ``from_json`` as in :mod:`ethoscope_rsy
 from __future__ import annotations
 
 import dataclasses
+import heapq
 
 from ethoscope_rsync.state.offsite import OffsiteState
 from ethoscope_rsync.state.model import (DAMAGED_LISTED, FILES_LISTED, KINDS, PASSES_KEPT, SCHEMA, fields_of,
@@ -19,33 +20,62 @@ def last_seen(entry) -> float:
     return max(entry.last_success, entry.last_error_time, entry.passes[-1].ended if entry.passes else 0.0)
 
 
+DATABASES_LISTED = 500     # per device: the newest databases its summary names (/status lists them)
+NEWEST_KEPT = 50           # per tree: the newest files its summary names (/status/<device> reads more
+#                            from the inventory database)
+DATABASE_SUFFIX = ".db"
+
+
+def listed(files: dict) -> dict:
+    """What a tree's summary names of `files` (path -> size): its NEWEST_KEPT newest files and its
+    DATABASES_LISTED newest databases (ethoscope paths start with the experiment's date and time)."""
+    if len(files) <= NEWEST_KEPT:
+        return dict(files)
+    chosen = heapq.nlargest(NEWEST_KEPT, files)
+    chosen += heapq.nlargest(DATABASES_LISTED, (p for p in files if p.endswith(DATABASE_SUFFIX)))
+    return {path: files[path] for path in sorted(chosen)}
+
+
 @dataclasses.dataclass
 class Inventory:
-    """The node's copy of one device's tree, kept up to date from rsync's listing of every pass.
+    """The node's copy of one device's tree, kept up to date from rsync's listing of every pass:
+    its totals and what the status names (:func:`listed`); every file of the last listing is in
+    the inventory database (:mod:`ethoscope_rsync.state.inventory`), not here.
 
-    `present` lists the files the device had at its last listing (bounded by the device's SD card);
-    files the device deleted since stay on the node (nothing is ever deleted there) and are counted
-    in `retired_files`/`retired_bytes`. Nothing walks the node's tree to keep these figures.
+    Files the device deleted since stay on the node (nothing is ever deleted there) and are counted
+    in `retired_files`/`retired_bytes`; `untracked_files` of the last listing were only counted (too
+    long a path, too many files). Nothing walks the node's tree to keep these figures.
     """
-    present: dict = dataclasses.field(default_factory=dict)      # path -> size
+    present: dict = dataclasses.field(default_factory=dict)      # path -> size, the files listed()
     retired_files: int = 0
     retired_bytes: int = 0
+    present_files: int | None = None      # the last listing's (None: those of `present`)
+    present_bytes: int | None = None
+    untracked_files: int = 0
+    legacy: dict | None = dataclasses.field(default=None, repr=False, compare=False)   # an old history's
+    #                                     whole tree, until the pass moves it to the inventory database
+
+    def __post_init__(self):
+        if self.present_files is None:
+            self.present_files = len(self.present)
+        if self.present_bytes is None:
+            self.present_bytes = sum(self.present.values())
 
     @property
     def files(self) -> int:
-        return len(self.present) + self.retired_files
+        return self.present_files + self.retired_files
 
     @property
     def bytes(self) -> int:
-        return sum(self.present.values()) + self.retired_bytes
+        return self.present_bytes + self.retired_bytes
 
-    def update(self, listing: dict) -> None:
-        """The device's complete listing after a transfer (path -> size of the node's copy)."""
-        for path, size in self.present.items():
-            if path not in listing:
-                self.retired_files += 1
-                self.retired_bytes += size
-        self.present = dict(listing)
+    @classmethod
+    def of(cls, files: dict, untracked: tuple, retired: tuple) -> "Inventory":
+        """A tree's summary after a listing: `files` kept one by one, `untracked` (files, bytes) only
+        counted, `retired` (files, bytes) in all that the device no longer has."""
+        return cls(present=listed(files), retired_files=retired[0], retired_bytes=retired[1],
+                   present_files=len(files) + untracked[0],
+                   present_bytes=sum(files.values()) + untracked[1], untracked_files=untracked[0])
 
     def newest(self, count: int = FILES_LISTED) -> dict:
         """The `count` newest files (ethoscope paths start with the experiment's date and time)."""
@@ -54,14 +84,24 @@ class Inventory:
         return {path: self.present[path] for path in sorted(self.present)[-count:]}
 
     def to_json(self) -> dict:
-        return fields_of(self)
+        return {name: value for name, value in fields_of(self).items() if name != "legacy"}
 
     @classmethod
     def from_json(cls, data):
+        """Also reads an inventory of the histories before the inventory database (its whole tree
+        in `present`, no `present_files`): kept in `legacy` for the pass to move."""
         data = mapping(data)
         present = {str(p): int(number(s)) for p, s in mapping(data.get("present")).items()}
-        return cls(present=present, retired_files=int(number(data.get("retired_files"))),
-                   retired_bytes=int(number(data.get("retired_bytes"))))
+        retired = dict(retired_files=int(number(data.get("retired_files"))),
+                       retired_bytes=int(number(data.get("retired_bytes"))))
+        if "present_files" not in data:
+            return cls(present=listed(present), present_files=len(present), present_bytes=sum(present.values()),
+                       legacy=present, **retired)
+        if len(present) > FILES_LISTED + DATABASES_LISTED:   # (a pass writes fewer; a reader adds FILES_LISTED)
+            present = listed(present)
+        return cls(present=present, present_files=int(number(data.get("present_files"))),
+                   present_bytes=int(number(data.get("present_bytes"))),
+                   untracked_files=int(number(data.get("untracked_files"))), **retired)
 
 
 @dataclasses.dataclass

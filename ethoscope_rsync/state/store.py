@@ -25,9 +25,14 @@ from ethoscope_rsync.system.logs import one_line
 from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
                                          QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
                                          Status, Transfer)
+from ethoscope_rsync.state.inventory import Inventories, bounded
 from ethoscope_rsync.state.offsite import OffsiteState, ledger_from_json, ledger_to_json
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
                                            last_seen)
+
+
+MESSAGE_MAX = 1000      # characters of one message or warning of a device in the documents
+WARNINGS_KEPT = 20      # a device's warnings kept in one pass's status
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
@@ -129,9 +134,16 @@ class StatusStore:
     """The pass's status and the history, owned by the single writer thread."""
 
     def __init__(self, path: Path, history: History, previous: Status | None = None, *, pid: int,
-                 what: str, interval: float, clock=time.time):
+                 what: str, interval: float, clock=time.time, inventories: Inventories | None = None):
         self.path, self.interval, self.clock = path, interval, clock
         self.history = history
+        self.inventories = inventories or Inventories()      # every device's files (None: in memory)
+        for key, entry in history.devices.items():           # an old history's whole trees move there
+            for kind, inventory in entry.inventory.items():
+                if inventory.legacy is not None:
+                    self.inventories.adopt(key, kind, inventory.legacy,
+                                           (inventory.retired_files, inventory.retired_bytes))
+                    inventory.legacy = None
         self.kinds = KIND_TREES[what]
         self._written = -float("inf")
         self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
@@ -193,7 +205,7 @@ class StatusStore:
         device = self.status.devices.get(self._renamed.get(event.key, event.key))
         if device is not None:
             if isinstance(getattr(event, "message", None), str):     # words from a device: one printable line
-                event = dataclasses.replace(event, message=one_line(event.message))
+                event = dataclasses.replace(event, message=one_line(event.message)[:MESSAGE_MAX])
             handler(self, device, event)
 
     def _started(self, device: DeviceRun, event: ev.Started) -> None:
@@ -214,6 +226,7 @@ class StatusStore:
             self._renamed[old] = device.key
             self.status.devices = {(device.key if k == old else k): d for k, d in self.status.devices.items()}
             earlier = self.history.devices.pop(old, None)
+            self.inventories.rename(old, device.key)
             entry = self._history_of(device.key, device)
             if earlier is not None and not entry.passes:
                 entry.count, entry.passes = earlier.count, earlier.passes
@@ -225,7 +238,7 @@ class StatusStore:
         self.history.retired.pop(device.key, None)
 
     def _warned(self, device: DeviceRun, event: ev.Warned) -> None:
-        if event.message not in device.warnings:
+        if event.message not in device.warnings and len(device.warnings) < WARNINGS_KEPT:
             device.warnings.append(event.message)
 
     def _progressed(self, device: DeviceRun, event: ev.Progressed) -> None:
@@ -268,8 +281,12 @@ class StatusStore:
         transfer.percent, transfer.rate = 100.0, 0.0
         self._sum_progress(device, event.kind, device.progress.current_file)
         entry = self._history_of(device.key, device)
-        listing = dict(event.files)
-        entry.inventory.setdefault(event.kind, Inventory()).update(listing)
+        listing, untracked, untracked_bytes = bounded(dict(event.files))
+        before = entry.inventory.get(event.kind) or Inventory()
+        retired = self.inventories.replace(device.key, event.kind, listing, (before.retired_files,
+                                                                             before.retired_bytes))
+        entry.inventory[event.kind] = Inventory.of(listing, (untracked + event.untracked[0],
+                                                             untracked_bytes + event.untracked[1]), retired)
         if event.kind == "results":      # records of databases the device no longer has
             entry.databases = {p: r for p, r in entry.databases.items() if p in listing or not r.ok}
 
@@ -330,6 +347,7 @@ class StatusStore:
                 if key not in self.status.devices and now - last_seen(entry) > after]
         for key in gone:
             entry = self.history.devices.pop(key)
+            self.inventories.forget(key)
             if entry.pinned and entry.id == key and entry.name:
                 self.history.retired[key] = entry.name
         return [self.history.retired.get(key, key) for key in gone]

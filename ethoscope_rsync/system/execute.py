@@ -24,6 +24,8 @@ MAX_RECORD = 64 << 10           # longer output records are cut (a device's outp
 MAX_STDERR = 64 << 10           # the last of it is kept
 MAX_STDOUT = 8 << 20            # kept by run(); stream() keeps none
 MAX_INPUT = 64 << 10             # stdin given to a child: fits a pipe's buffer, so writing it never blocks
+MAX_READY = 1 << 20              # bytes of a held helper's first line (a device's holder: its databases)
+BLOCK = 65536                    # bytes read at once from a child (never byte by byte)
 
 
 def split_records(buffer: str) -> tuple:
@@ -61,6 +63,7 @@ class Result:
     stderr: str
     timed_out: bool = False
     interrupted: bool = False
+    cut: bool = False              # its stdout reached `cut_at`: the child was ended there
 
     @property
     def last_error_line(self) -> str:
@@ -89,15 +92,18 @@ def _spawn(argv: tuple, stdin=subprocess.DEVNULL, env: dict | None = None) -> su
 
 
 def run(argv: tuple, *, timeout: float, stop: threading.Event | None = None, input: bytes = b"",
-        env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE) -> Result:
-    """Run to completion, capture output; `input` (at most MAX_INPUT bytes) is the child's stdin."""
+        env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE,
+        cut_at: int = 0) -> Result:
+    """Run to completion, capture output; `input` (at most MAX_INPUT bytes) is the child's stdin;
+    `cut_at` > 0: the child is ended once its stdout reaches that many characters (a device's answer)."""
     return stream(argv, lambda record: None, timeout=timeout, stop=stop, keep_stdout=True, input=input, env=env,
-                  stop_signal=stop_signal, stop_grace=stop_grace)
+                  stop_signal=stop_signal, stop_grace=stop_grace, cut_at=cut_at)
 
 
 def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
            stop: threading.Event | None = None, keep_stdout: bool = False, input: bytes = b"",
-           env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE) -> Result:
+           env: dict | None = None, stop_signal: int = signal.SIGTERM, stop_grace: float = KILL_GRACE,
+           cut_at: int = 0) -> Result:
     """Run `argv`, calling on_record for each stdout record (split on \\n and \\r).
 
     Ends the child when `timeout` seconds have passed or `stop` is set: `stop_signal` to its process
@@ -118,7 +124,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
     deadline = time.monotonic() + timeout
     stdout_parts, stderr_parts, records = [], [], _Records()
     kept = {"out": 0, "err": 0}
-    timed_out = interrupted = False
+    timed_out = interrupted = cut = False
     selector = selectors.DefaultSelector()
     selector.register(process.stdout, selectors.EVENT_READ, "out")
     selector.register(process.stderr, selectors.EVENT_READ, "err")
@@ -133,7 +139,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                 timed_out = True
                 break
             for key, _ in selector.select(POLL):
-                chunk = os.read(key.fileobj.fileno(), 65536)
+                chunk = os.read(key.fileobj.fileno(), BLOCK)
                 if not chunk:
                     selector.unregister(key.fileobj)
                     open_streams -= 1
@@ -150,11 +156,16 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                     kept["out"] += len(stdout_parts[-1])
                 for record in records.feed(text):
                     on_record(record)
-        if records.rest().strip() and not (timed_out or interrupted):
+                if cut_at and kept["out"] >= cut_at:
+                    cut = True
+                    break
+            if cut:
+                break
+        if records.rest().strip() and not (timed_out or interrupted or cut):
             on_record(records.rest())
     finally:
         selector.close()
-        if timed_out or interrupted:
+        if timed_out or interrupted or cut:
             _terminate(process, stop_signal, stop_grace)
         remaining = max(0.1, deadline - time.monotonic())
         try:
@@ -164,8 +175,8 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
             _terminate(process)
         process.stdout.close()
         process.stderr.close()
-    return Result(tuple(argv), process.returncode, "".join(stdout_parts), "".join(stderr_parts),
-                  timed_out, interrupted)
+    return Result(tuple(argv), process.returncode, "".join(stdout_parts)[:cut_at or None], "".join(stderr_parts),
+                  timed_out, interrupted, cut)
 
 
 class Held:
@@ -175,20 +186,27 @@ class Held:
         self.process, self._stop = process, stop
 
     def ready_line(self, timeout: float) -> str:
-        """Its first stdout line, or "" if none came within `timeout` (or it ended, or a stop)."""
-        line = b""
+        """Its first stdout line, or "" if none came within `timeout` (or it ended, a stop, or the
+        line passed MAX_READY bytes). Read in blocks: a helper that never ends its line costs at most
+        `timeout` and one read per block it sends; what follows the line is not used."""
+        parts, size = [], 0
         deadline = time.monotonic() + timeout
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
-            while not line.endswith(b"\n") and time.monotonic() < deadline:
+            while size <= MAX_READY and time.monotonic() < deadline:
                 if self._stop is not None and self._stop.is_set():
                     break
                 if selector.select(min(POLL, max(0.0, deadline - time.monotonic()))):
-                    byte = os.read(self.process.stdout.fileno(), 1)
-                    if not byte:
+                    block = os.read(self.process.stdout.fileno(), BLOCK)
+                    if not block:
                         break
-                    line += byte
-        return line.decode("utf-8", "replace").strip() if line.endswith(b"\n") else ""
+                    end = block.find(b"\n")
+                    parts.append(block if end < 0 else block[:end])
+                    size += len(parts[-1])
+                    if end >= 0:
+                        line = b"".join(parts)
+                        return line.decode("utf-8", "replace").strip() if size <= MAX_READY else ""
+        return ""
 
 
 @contextlib.contextmanager

@@ -20,6 +20,7 @@ from __future__ import annotations
 import http
 import json
 import logging
+import os
 import time
 from typing import Mapping, NamedTuple
 from urllib.parse import unquote_plus
@@ -155,6 +156,8 @@ class StatusApp:
                                    on_history_error=lambda m: logger.warning("ignoring history: %s", m),
                                    offsite_file=offsite_file)
         self.status_file = status_file
+        self.inventory_file = (os.path.join(os.path.dirname(history_file), "inventory.sqlite")   # the pass's
+                               if history_file else None)
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):
@@ -178,7 +181,9 @@ class StatusApp:
 
     def _device(self, key):
         def build(status, history, now):
-            doc = render.device_document(status, history, key, now, self.stale_after)
+            from ethoscope_rsync.web.newest import with_newest    # (sqlite3: not for the other answers' cold start)
+            doc = render.device_document(status, with_newest(history, key, self.inventory_file), key, now,
+                                         self.stale_after)
             return None if doc is None else prepare(dumps(doc), JSON_TYPE)
         return build
 

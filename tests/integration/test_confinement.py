@@ -304,28 +304,35 @@ def test_an_impostor_claiming_a_known_identity_is_refused(impostor_lab, tmp_path
     assert backup.device(b)["progress"]["status"] == "completed" and node_data(backup, b) == before
 
 
-@pytest.mark.parametrize("rival", ["the same name", "the same machine id"])
-def test_entries_of_one_pass_claiming_one_identity_are_all_held_back(impostor_lab, tmp_path, rival):
+RIVALS = {"the same name": ("I.id", "B.name"), "the same machine id": ("B.id", "ETHOSCOPE_050"),
+          "the same name and machine id": ("B.id", "B.name")}
+
+
+@pytest.mark.parametrize("rival", sorted(RIVALS))
+def test_a_pinned_device_is_backed_up_beside_an_impostor_claiming_its_identity(impostor_lab, tmp_path, rival):
+    """Pins win: B's key and id are pinned, so an entry of the same pass claiming its name or id
+    (from another address) is the impostor: held back and named, never contacted; B is backed up."""
     lab, a, b, impostor = impostor_lab
     backup = Backup(lab, tmp_path)
     first_pass(backup, a, b)
-    before = node_data(backup, b)
-    entry = ({"id": impostor.id, "name": b.name} if rival == "the same name"
-             else {"id": b.id, "name": "ETHOSCOPE_050"})
+    values = {"B.name": b.name, "B.id": b.id, "I.id": impostor.id, "ETHOSCOPE_050": "ETHOSCOPE_050"}
+    entry = dict(zip(("id", "name"), (values[v] for v in RIVALS[rival])))
     lab.set_machine_id(impostor, entry["id"])
     lab.node.set_extra_entries([dict(entry, ip=impostor.ip, status="running")])
     logins_before = logins(b), logins(impostor)
 
     attacked = backup.run()
-    held = lines_with(attacked.stderr, "W ", "holding back", f"{b.name} at {b.ip}", f"{entry['name']} at {impostor.ip}")
+    held = lines_with(attacked.stderr, "W ", "holding back", f"of {b.name}", f"backed up at {b.ip}",
+                      f"impostor(s) {entry['name']} at {impostor.ip}")
     assert len(held) == 1, attacked.stderr
-    assert attacked.returncode == 1, "a device not backed up must fail the pass\n" + attacked.stderr
-    assert (logins(b), logins(impostor)) == logins_before, "a held-back entry was contacted"
+    assert attacked.returncode == 1, "a held-back entry must fail the pass\n" + attacked.stderr
+    assert logins(impostor) == logins_before[1], "the impostor was contacted"
+    assert logins(b) > logins_before[0], "B was not backed up"
     status = backup.status()
-    assert status["devices"][b.id]["from_history"] is True, "B was backed up although its identity is disputed"
+    assert status["devices"][b.id]["progress"]["status"] == "completed"
+    assert status["devices"][b.id]["from_history"] is False and status["devices"][b.id]["ip"] == b.ip
     assert status["devices"][a.id]["progress"]["status"] == "completed"
     assert impostor.id not in status["devices"]
-    assert node_data(backup, b) == before
 
 
 def test_mdns_never_overrides_the_node_server_and_names_must_match_exactly(impostor_lab, tmp_path):

@@ -176,3 +176,32 @@ def test_symlinks_out_of_the_device_tree_are_not_followed(lab, tmp_path):
                 assert not os.path.islink(path), path
                 assert name not in ("passwd", "shadow", "hostname", "os-release"), path
     assert backup.device(device)["progress"]["status"] == "completed"
+
+
+def test_a_device_with_names_past_the_inventory_s_bounds_is_named_and_cannot_grow_the_history(lab, tmp_path):
+    """Files whose paths are longer than the inventory keeps are still copied and counted, never
+    listed one by one: the device is named in a warning, the history stays small."""
+    from ethoscope_rsync.state.inventory import PATH_MAX, Inventories
+    device = lab.devices[0]
+    folder = next((device.data_root / "videos").glob("*/*/*"))
+    deep = folder / "/".join(["d" * 200] * 3)          # a path past PATH_MAX below the device's folder
+    deep.mkdir(parents=True)
+    for n in range(300):
+        (deep / f"{n:04d}_{'x' * 100}.h264").write_bytes(b"v")
+    for path in [deep, *deep.parents]:
+        if path == device.data_root:
+            break
+        os.chown(path, *(lambda s: (s.st_uid, s.st_gid))(folder.stat()))
+    for child in deep.iterdir():
+        os.chown(child, *(lambda s: (s.st_uid, s.st_gid))(folder.stat()))
+    backup = Backup(lab, tmp_path)
+    result = backup.run()
+    assert result.returncode == 0, result.stderr
+    named = [line for line in result.stderr.splitlines()
+             if line.startswith("W ") and device.name in line and "300 of its videos files not kept one by one" in line]
+    assert len(named) == 1, result.stderr
+    assert len(list((backup.videos / folder.relative_to(device.data_root / "videos")).rglob("*.h264"))) >= 300
+    videos = backup.status()["devices"][device.id]["synced"]["videos"]
+    stored = Inventories(backup.state / "inventory.sqlite", readonly=True).files(device.id, "videos")
+    assert videos["local_files"] == len(stored) + 300 and all(len(p) <= PATH_MAX for p in stored)
+    assert "x" * 100 not in (backup.state / "history.json").read_text()

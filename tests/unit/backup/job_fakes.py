@@ -53,6 +53,7 @@ class Step:
     code: int = 0
     stderr: str = ""
     effect: object = None          # called before it exits (e.g. writes the raw mirror)
+    cut: bool = False              # its output reached execute.run's cut_at: ended there
 
 
 class FakeProcesses:
@@ -75,7 +76,7 @@ class FakeProcesses:
             step.effect()
         return Result(tuple(argv), step.code, "", step.stderr)
 
-    def run(self, argv, *, timeout, stop=None):
+    def run(self, argv, *, timeout, stop=None, cut_at=0):
         self.argvs.append(tuple(argv))
         if "-O" in argv:
             self.calls.append("ssh -O exit")
@@ -84,7 +85,7 @@ class FakeProcesses:
         step = self.probe.pop(0) if len(self.probe) > 1 else self.probe[0]
         if step.effect:
             step.effect()
-        return Result(tuple(argv), step.code, "".join(step.lines), step.stderr)
+        return Result(tuple(argv), step.code, "".join(step.lines)[:cut_at or None], step.stderr, cut=step.cut)
 
     @contextlib.contextmanager
     def held(self, argv, *, stop=None):

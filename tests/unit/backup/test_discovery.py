@@ -154,3 +154,26 @@ def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):
     assert len(asked) == len(set(asked)) <= MAX_DEVICES
     assert any(f"more than {MAX_DEVICES}" in w for w in warnings)
     assert any("not resolved within 1.5s" in w for w in warnings)
+
+
+def test_pins_win_over_an_impostor():
+    """A device whose key and id are pinned keeps being backed up when another entry claims its
+    name or its machine id; the impostor is held back and named."""
+    from ethoscope_rsync.backup.pins import identities
+    from ethoscope_rsync.state.history import DeviceHistory, History
+    real = Device(name="ETHOSCOPE_042", address="169.254.4.42", id="a" * 32)
+    pinned = identities(History(devices={"a" * 32: DeviceHistory(id="a" * 32, name="ETHOSCOPE_042",
+                                                                 address="169.254.4.42", pinned=True)}))
+    for impostor in (Device(name="ETHOSCOPE_042", address="169.254.6.6", id="f" * 32),     # its name
+                     Device(name="ETHOSCOPE_099", address="169.254.6.6", id="a" * 32),     # its id
+                     Device(name="ETHOSCOPE_042", address="169.254.6.6", id="a" * 32),     # both, elsewhere
+                     Device(name="ETHOSCOPE_042", address="169.254.6.6", source="config")):
+        devices, warnings, held = merge((impostor,), (real,), pinned=pinned)
+        assert devices == (real,) and held == (impostor,), impostor
+        assert len(warnings) == 1 and "impostor(s) " + f"{impostor.name} at 169.254.6.6" in warnings[0]
+    # unpinned (or the pinned device's last address unknown): which one is real is not for a list to say
+    devices, warnings, held = merge((Device(name="ETHOSCOPE_042", address="169.254.6.6", id="f" * 32),), (real,))
+    assert devices == () and len(held) == 2
+    moved = {"a" * 32: ("ETHOSCOPE_042", "")}
+    twin = Device(name="ETHOSCOPE_042", address="169.254.6.6", id="a" * 32)
+    assert merge((twin,), (real,), pinned=moved)[0] == ()

@@ -11,7 +11,7 @@ from ethoscope_rsync.backup.livedb import READY_PREFIX
 from ethoscope_rsync.state.history import DatabaseRecord, History
 from ethoscope_rsync.state.model import ERROR
 from ethoscope_rsync.state.store import StatusStore
-from ethoscope_rsync.backup.probe import MARK, parse_probe
+from ethoscope_rsync.backup.probe import MARK, MAX_OUTPUT, parse_probe
 from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
     file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
 
@@ -56,6 +56,20 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
     assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
     assert [e.message for e in sent if isinstance(e, ev.Warned)] == [
         f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: ../other/x.h264, /etc/passwd"]
+
+
+def test_a_device_past_the_inventory_s_bounds_is_named_in_a_warning(config):
+    """Names longer than the inventory keeps are counted, not listed one by one, and the device is
+    named: in the status (a warning event) and in the journal."""
+    long_name = f"{MID}/ETHOSCOPE_004/{'d' * 600}.h264"
+    fake = FakeProcesses({"videos": [Step((file_line(">f+++++++++", 7, long_name),
+                                           file_line(">f+++++++++", 5, CHUNK)))]})
+    result, sent, _ = run_job(config.changed(transfer={"what": "videos"}), fake)
+    assert result.ok
+    (listed,) = [e for e in sent if isinstance(e, ev.Listed)]
+    assert dict(listed.files) == {CHUNK: 5} and listed.untracked == (1, 7)
+    (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
+    assert warning.startswith("1 of its videos files not kept one by one in the node's inventory")
 
 
 def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path):
@@ -211,6 +225,14 @@ def test_a_probe_answer_cut_by_the_link_is_tried_again_one_past_the_limits_is_no
     result, _, stop = run_job(config, fake)
     assert not result.ok and stop.waits == [] and fake.calls == ["probe", "ssh -O exit"]
     assert result.message.endswith("cut short: the database listing was cut inside a record")
+
+
+def test_a_probe_answer_that_never_ends_is_cut_and_not_tried_again(config):
+    flood = Step((probe_answer()[:40] + "x" * (MAX_OUTPUT + 100),), code=-15, cut=True)
+    fake = FakeProcesses({}, probe=[flood])
+    result, _, stop = run_job(config, fake)
+    assert not result.ok and stop.waits == [] and fake.calls == ["probe", "ssh -O exit"]
+    assert result.message.endswith(f"cut short: longer than {MAX_OUTPUT} characters")
 
 
 def test_no_room_means_no_transfer(config):

@@ -35,7 +35,7 @@ def preview_of(config, monkeypatch, probe, rsync, device=DEVICE):
             return Result(tuple(argv), 0, probe, "")
         kind = "videos" if "/videos/" in argv[-2] else "results"
         return Result(tuple(argv), *rsync(kind))
-    monkeypatch.setattr(preview, "discover", lambda config: Discovered((device,), (), "config"))
+    monkeypatch.setattr(preview, "discover", lambda config, pinned=None: Discovered((device,), (), "config"))
     monkeypatch.setattr(preview.execute, "run", run)
     lines = []
     code = preview.preview_pass(config, out=lines.append)

@@ -101,3 +101,10 @@ def test_more_database_files_than_the_cap_is_incomplete(monkeypatch):
     assert len(found.files) == 3 and not found.complete
     exactly = parse_probe(answer("".join(f"1 1.5 ./{MID}/E/ts/{n}.db\0" for n in range(3))))
     assert len(exactly.files) == 3 and exactly.complete
+
+
+def test_an_answer_cut_at_its_limit_is_incomplete_and_not_tried_again():
+    """The pass ends a probe whose answer reaches MAX_OUTPUT (execute.run's cut_at): a device that
+    never ends its line gets the same verdict the next time, so it is not retried."""
+    found = probe_module.parse_probe(probe_module.MARK + "machine-id\n" + "x" * probe_module.MAX_OUTPUT)
+    assert not found.complete and found.shortfall != probe_module.CUT_SHORT

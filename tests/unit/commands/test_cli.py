@@ -272,3 +272,28 @@ def test_log_lines_escape_control_characters(capsys):
     finally:                      # leave the package logger as other tests expect it
         log.handlers.clear()
         log.propagate = True
+
+
+def test_forget_host_never_removes_another_device_s_entry(conf, tmp_path):
+    """forget-host ETHOSCOPE_0042 is refused (no device has that name); 042 forgets 042's key and
+    pin only, never those of 1042 or of a name from before names had one form."""
+    from ethoscope_rsync.commands.check import forget_host
+    from ethoscope_rsync.state.history import DeviceHistory, History
+    from ethoscope_rsync.state.store import load_history, save_history
+    state = tmp_path / "state"
+    state.mkdir(exist_ok=True)
+    known = state / "known_hosts"
+    others = "ethoscope_0042 ssh-ed25519 BBBB\nethoscope_1042 ssh-ed25519 CCCC\nethoscope_0420 ssh-ed25519 DDDD\n"
+    known.write_text("ethoscope_042 ssh-ed25519 AAAA\n" + others)
+    conf.write_text(f"[paths]\nupstream_config = {tmp_path}/none\nstate_dir = {state}\n[ssh]\nknown_hosts = {known}\n")
+    config = load_config(conf)
+    save_history(config.history_file, History(devices={
+        key: DeviceHistory(id=key, name=name, pinned=True)
+        for key, name in (("a" * 32, "ETHOSCOPE_042"), ("b" * 32, "ETHOSCOPE_0042"), ("c" * 32, "ETHOSCOPE_1042"))}))
+    lines = []
+    assert forget_host(config, "ETHOSCOPE_0042", out=lines.append) == 2 and "not one device" in lines[0]
+    assert known.read_text().startswith("ethoscope_042 ")
+    assert forget_host(config, "042", out=lines.append) == 0
+    assert known.read_text() == others
+    pinned = {e.name for e in load_history(config.history_file).devices.values() if e.pinned}
+    assert pinned == {"ETHOSCOPE_0042", "ETHOSCOPE_1042"}

@@ -42,3 +42,16 @@ def test_selected_matches_number_or_id():
     device = Device(name="ETHOSCOPE_004", address="169.254.1.4", id=GOOD["id"])
     assert selected(device, ()) and selected(device, (4,)) and selected(device, (GOOD["id"],))
     assert not selected(device, (7,))
+
+
+def test_each_device_number_has_one_name():
+    """ETHOSCOPE_042 and ETHOSCOPE_0042 would be one number under two names: /status/042, -e 042
+    and forget-host could not tell them apart. The second form is refused wherever a name comes in."""
+    from ethoscope_rsync.config.devices import DeviceError, check_name, parse_selection
+    assert check_name("ETHOSCOPE_042") == "ETHOSCOPE_042" and check_name("ETHOSCOPE_1042") == "ETHOSCOPE_1042"
+    for name in ("ETHOSCOPE_0042", "ETHOSCOPE_0000", "ETHOSCOPE_12345", "ETHOSCOPE_42"):
+        with pytest.raises(DeviceError):
+            check_name(name)
+    with pytest.raises(DeviceError):
+        parse_selection("ETHOSCOPE_0042")
+    assert parse_selection("042,ETHOSCOPE_042,ETHOSCOPE_1042") == (42, 42, 1042)

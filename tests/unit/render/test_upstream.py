@@ -10,6 +10,7 @@ import pytest
 from tests.fixtures.status import A, B, NOW, Pass, build, example_pass, scripted_pass
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.state.history import NEWEST_KEPT, Inventory
 from ethoscope_rsync.state.model import FILES_LISTED, is_stale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -112,16 +113,16 @@ def test_a_week_of_chunks_and_fifty_databases():
            for n in range(50)}
     chunks = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/c_{A}_{n:05d}.h264": 1 << 20 for n in range(2000)}
     notes = {f"{A}/ETHOSCOPE_001/2025-03-09_10-00-00/n{n:04d}.txt": 10 for n in range(600)}
-    inventory["results"]["present"] = {**dbs, **notes}
-    inventory["videos"]["present"] = chunks
+    inventory["results"] = Inventory.of({**dbs, **notes}, (0, 0), (0, 0)).to_json()
+    inventory["videos"] = Inventory.of(chunks, (0, 0), (0, 0)).to_json()
     a = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["devices"][A]
     received = f"2025-03-08_10-00-00_{A}.db"            # in this pass: listed too
     assert set(a["synced"]["results"]["detailed_files"]) == {p.rsplit("/", 1)[1] for p in dbs} | {received}
     assert a["synced"]["videos"]["detailed_files"] == {} and a["synced"]["videos"]["local_files"] == 2000
-    own = render.device_document(status, history, A, NOW, DAY)["device"]
-    assert len(own["synced"]["videos"]["detailed_files"]) == FILES_LISTED + 2        # and this pass's
+    own = render.device_document(status, history, A, NOW, DAY)["device"]     # (the history's own: the
+    assert len(own["synced"]["videos"]["detailed_files"]) == NEWEST_KEPT + 2    # status service adds more)
     listed = own["synced"]["results"]["detailed_files"]
-    assert len(listed) == FILES_LISTED + 51 and all(p.rsplit("/", 1)[1] in listed for p in dbs)
+    assert len(listed) == NEWEST_KEPT + 51 and all(p.rsplit("/", 1)[1] in listed for p in dbs)
 
 
 def test_disk_usage_summary_adds_up(done):

@@ -316,10 +316,12 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
             "from ethoscope_rsync.web.adapter import StatusServer, make_wsgi_app\n"
             "from ethoscope_rsync.web.app import StatusApp\n"
             "app = StatusApp(%r, %r, cors_origin='*', stale_after=86400.0, horizon_days=14.0)\n"
-            "assert app.respond('GET', '/status/2', {}).status == 200\n"
+            "assert app.respond('GET', '/status', {}).status == 200\n"
             "assert app.respond('GET', '/metrics', {}).status == 200\n"
             "make_wsgi_app(app)\n"
             "print(json.dumps(sorted(sys.modules)))\n"
+            "assert app.respond('GET', '/status/2', {}).status == 200\n"     # (sqlite3: its newest files)
+            "assert not {m for m in sys.modules if m.startswith('ethoscope_rsync.backup')}\n"
             % (str(files[0]), str(files[1])))
     done = subprocess.run(["/usr/bin/python3", "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -423,3 +425,33 @@ def test_the_second_copy_is_served_from_its_own_file_and_follows_it(files, clock
     second.write_text("{not json")                       # a broken file hides the second copy, never the status
     response = get(app, "/status")
     assert response.status == 200 and "offsite" not in json.loads(response.body)
+
+
+def test_a_device_s_own_answer_lists_its_newest_files_from_the_inventory(tmp_path):
+    """The history names a tree's NEWEST_KEPT newest files; /status/<device> reads FILES_LISTED of
+    them from the inventory database beside it (and the history's own when it cannot)."""
+    from ethoscope_rsync.state import events as ev
+    from ethoscope_rsync.state.history import NEWEST_KEPT, History
+    from ethoscope_rsync.state.inventory import Inventories
+    from ethoscope_rsync.state.model import FILES_LISTED
+    from ethoscope_rsync.state.store import StatusStore, save_history
+    key = "c" * 32
+    db = Inventories(tmp_path / "inventory.sqlite")
+    store = StatusStore(tmp_path / "status.json", History(), pid=1, what="unified", interval=1.0,
+                        clock=lambda: NOW, inventories=db)
+    store.add_device(key, "ETHOSCOPE_003", "169.254.1.3")
+    chunks = {f"{key}/ETHOSCOPE_003/2026-01-01_10-00-00/{n:05d}.h264": n for n in range(FILES_LISTED + 300)}
+    store.apply(ev.Listed(key, "videos", tuple(chunks.items())))
+    store.apply(ev.Finished(key, True, "Backup completed successfully", NOW))
+    store.write()
+    save_history(tmp_path / "history.json", store.history)
+    db.close()
+
+    def named():
+        app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", cors_origin="*", stale_after=86400.0,
+                        horizon_days=14.0)
+        files = json.loads(get(app, "/status/003").body)["device"]["synced"]["videos"]["detailed_files"]
+        return sorted(files)
+    assert named() == sorted(p.rsplit("/", 1)[1] for p in sorted(chunks)[-FILES_LISTED:])
+    (tmp_path / "inventory.sqlite").write_bytes(b"not a database")
+    assert named() == sorted(p.rsplit("/", 1)[1] for p in sorted(chunks)[-NEWEST_KEPT:])

@@ -50,3 +50,12 @@ def test_long_zero_runs_are_linear():
     done = subprocess.run(["/usr/bin/python3", "-c", code], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+def test_a_number_two_names_share_addresses_neither():
+    """ETHOSCOPE_042 and ETHOSCOPE_0042 (a history from before names had one form): each is
+    reached by its exact name or machine id, their number reaches neither."""
+    devices = {"a" * 32: Named(name="ETHOSCOPE_042"), "b" * 32: Named(name="ETHOSCOPE_0042")}
+    assert find_device(devices, "ETHOSCOPE_042") == "a" * 32 and find_device(devices, "ethoscope_0042") == "b" * 32
+    assert find_device(devices, "042") is None and find_device(devices, "42") is None
+    assert find_device(devices, "b" * 32) == "b" * 32
