@@ -212,7 +212,7 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return serve(config.paths.status_file, config.history_file, listen=config.status.listen,
                      cors_origin=config.status.cors_origin, idle_exit=config.status.idle_exit,
                      stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon,
-                     offsite_file=config.offsite_file)
+                     offsite_file=config.offsite_file, overdue_after=config.status.overdue_after)
     if args.command == "check":
         from ethoscope_rsync.commands.check import run_checks
         return run_checks(config, key_finding=key_finding)
@@ -282,8 +282,13 @@ def show_status(config, as_json: bool) -> int:
     if second is not None:
         second = offsite.settled(offsite.OffsiteState.from_json(second), process_alive).to_json()
     history = offsite.attach(history, second)
+    from ethoscope_rsync.render import verdict
+    now, stale_after = time.time(), config.status.stale_after
+    judged = verdict.judged(status, history, now, stale_after, config.status.overdue_after)
     if as_json:
-        print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
-        return EXIT_OK
-    print("\n".join(terminal_status(status, history, time.time(), config.status.stale_after, config.alert.disk_horizon)))
-    return EXIT_OK
+        print(json.dumps({"verdict": verdict.document(judged, now), "status": status, "history": history},
+                         indent=1, sort_keys=True))
+    else:
+        lines = terminal_status(status, history, now, stale_after, config.alert.disk_horizon)
+        print("\n".join([verdict.line(judged, now)] + ([""] + lines if judged.devices else [])))
+    return verdict.exit_code(judged)

@@ -31,7 +31,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         signal.signal(signum, on_signal)
     server = StatusServer(str(config.paths.status_file), str(config.history_file), listen=config.status.listen,
                           cors_origin=config.status.cors_origin, stale_after=config.status.stale_after,
-                          horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file))
+                          horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file),
+                          overdue_after=config.status.overdue_after)
     try:
         server.start()
     except ServeError as error:

@@ -69,6 +69,7 @@ class Status:
     cors_origin: str
     idle_exit: float
     stale_after: float
+    overdue_after: float
     retire_after: float
     update_interval: float
 

@@ -230,6 +230,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds without requests after which the status service exits; 0 = never.", 0, 86400),
     Setting("status", "stale_after", FLOAT, "86400.0",
             "Seconds after the last success from which a device is reported stale.", 60, 31536000),
+    Setting("status", "overdue_after", FLOAT, "1800.0",
+            "Seconds without a pass ending (or a running pass writing its status) after which the node is\n"
+            "reported overdue: on the page, by \"status\" (exit code 1) and by the heartbeat. Passes every\n"
+            "5 minutes: 1800 flags a node that missed about five. 0 = never.", 0, 31536000),
     Setting("status", "retire_after", FLOAT, "2592000.0",
             "Seconds after which a device no pass has seen is no longer shown (status, /metrics, the page);\n"
             "its name and machine id stay pinned to its host key. 0 = never (default: 30 days).", 0, 315360000),

@@ -23,6 +23,7 @@ import zlib
 from typing import Callable, NamedTuple
 
 from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.render import verdict
 from ethoscope_rsync.state import offsite
 from ethoscope_rsync.state.model import settled
 
@@ -147,12 +148,14 @@ class Documents:
 
     ``get(name, build)`` returns the cached document ``name`` or builds it with
     ``build(status, history, now)``; concurrent misses wait for one build. ``per_second``
-    documents (the HTML page shows ages) are rebuilt once a second at most.
+    documents (the HTML page shows ages) are rebuilt once a second at most, those with a ``period``
+    (``GET /``'s verdict shows ages in minutes) once a period at most.
     """
 
     def __init__(self, status_file, history_file, stale_after: float, clock, on_history_error=None,
-                 offsite_file=None):
+                 offsite_file=None, overdue_after: float = 0.0):
         self.status = JsonFile(status_file)
+        self.overdue_after = float(overdue_after)
         self.history = JsonFile(history_file)
         self.offsite = JsonFile(offsite_file)      # the second copy's state, read beside the history
         self.stale_after = float(stale_after)
@@ -176,10 +179,10 @@ class Documents:
     def _identities(self) -> tuple:
         return (self.status.identity(), self.history.identity(), self.offsite.identity())
 
-    def get(self, name, build: Build, per_second: bool = False):
+    def get(self, name, build: Build, per_second: bool = False, period: float = 0.0):
         """The document ``name`` as ``build`` made it; StatusUnavailable (→ 503)."""
         now = self.clock()
-        second = int(now) if per_second else None
+        second = int(now) if per_second else int(now // period) if period else None
         doc = self._cached(name, second, now)[1]
         if doc is not _MISSING:
             return doc
@@ -218,7 +221,8 @@ class Documents:
             identity = (skey, hkey, okey)
             gone = status is not found     # the same file, read anew: every document of it tells so
             if snap is None or snap.identity != identity or snap.gone != gone:
-                valid = render.next_change(status, history, now, self.stale_after)
+                valid = min(render.next_change(status, history, now, self.stale_after),
+                            verdict.next_change(status, history, now, self.stale_after, self.overdue_after))
                 snap = self._snapshot = Snapshot(identity, valid, gone=gone)
             rep = build(status, history, now)
             snap.documents[name] = (second, rep)
