@@ -118,8 +118,8 @@ class _Deadline:
 def webhook(url: str, document: dict, timeout: float) -> str:
     """POST `document` as JSON to `url`; '' on a 2xx answer, else what went wrong."""
     body = json.dumps(document, ensure_ascii=False).encode("utf-8", "backslashreplace")
-    if len(body) > MAX_BODY:
-        raise ValueError(f"webhook document of {len(body)} bytes")
+    if len(body) > MAX_BODY:         # render.alert.messages fits its documents: not sent rather than cut
+        return f"document of {len(body)} bytes, over the limit of {MAX_BODY}"
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         return f"not an http(s) URL: {parts.scheme}"

@@ -66,9 +66,7 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
             if changes:
                 url = "http://%s:%d/" % (node, config.status.listen.port)
                 notify.journal(render_alert.journal_entries(changes, now))
-                subject = render_alert.subject_line(changes, node)
-                text = render_alert.body(changes, node, now, url)
-                document = render_alert.document(changes, node, now, subject, text)
+                subject, text, document = render_alert.messages(changes, node, now, url, notify.MAX_BODY)
                 live = tuple(c for c in notify.channels(config) if c not in dead)
                 failed = set(notify.send(config, subject, text, document, only=live)) | dead
                 undelivered += [Undelivered(channel, subject, text, document, now)

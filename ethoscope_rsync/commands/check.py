@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import printable
+from ethoscope_rsync.render import escape
 from ethoscope_rsync.system.units import PASS_UNIT, covered, parse_paths, refusal
 from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
@@ -114,14 +115,14 @@ def check_device(config: Config, device, key: str) -> tuple:
     if result.returncode == 0 and not result.stdout.strip():
         return "ok", f"{device.name} ({device.address}): SSH works, host key known, folders readable"
     if result.returncode == 0:
-        return "FAIL", f"{device.name}: {result.stdout.strip()} on the device"
+        return "FAIL", f"{device.name}: {escape.terminal(result.stdout.strip(), 300)} on the device"
     label = classify_exit(result.returncode, result.stderr).label
     hints = {
         "host key changed": f"if its SD card was replaced: ethoscope-backup forget-host {device.name}",
         "ssh authentication refused": "install the node's public key in ~ethoscope/.ssh/authorized_keys on it",
     }
     hint = hints.get(label, "is it switched on and on the network?")
-    return "FAIL", f"{device.name} ({device.address}): {label} ({result.last_error_line[:120]}); {hint}"
+    return "FAIL", f"{device.name} ({device.address}): {label} ({escape.terminal(result.last_error_line, 120)}); {hint}"
 
 
 def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> int:

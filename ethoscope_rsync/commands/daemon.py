@@ -47,7 +47,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
                 run_offsite(config, if_due=True, stop=stop)
             try:
                 run_alerts(config, {}, time.time())
-            except OSError as error:       # e.g. the state dir turned read-only: the passes go on
+            except (OSError, ValueError) as error:    # the state dir turned read-only, a bad document: the passes go on
                 log.warning("alerts not sent: %s", error)
             log.info("daemon: pass ended with exit code %d; next in %.0fs", code, config.daemon.interval)
             stop.wait(config.daemon.interval)
