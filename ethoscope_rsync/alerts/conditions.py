@@ -161,9 +161,12 @@ def transitions(state: dict, conditions: list) -> tuple:
     return changes, new
 
 
-def conditions(config, history: History, status: Status, monitor: dict, now: float) -> list:
-    """Every subject's condition now."""
-    return (device_conditions(history, status, now, config.status.stale_after, config.alert.failures)
+def conditions(config, history: History, status: Status, monitor: dict, now: float, beat=None) -> list:
+    """Every subject's condition now (`beat`: the heartbeat's conditions, :mod:`.heartbeat`, when
+    not those of this host)."""
+    from ethoscope_rsync.alerts import heartbeat
+    beat = heartbeat.conditions(config, history, status, now) if beat is None else beat
+    return beat + (device_conditions(history, status, now, config.status.stale_after, config.alert.failures)
             + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
             + damage_conditions(load_verifications(config.verify_file), history)
             + (offsite_conditions(load_offsite(config.offsite_file), now, config.offsite.alert_after)

@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
     alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
     alert.add_argument("--test", action="store_true", help="send a test message through every channel")
+    alert.add_argument("--heartbeat", action="store_true",
+                       help="the heartbeat timer's run: also when no pass ran (passes overdue or stuck, the timer off)")
     verify = commands.add_parser("verify", help="check the node's copies: videos against their .md5, "
                                                 "databases with integrity_check")
     _selection_option(verify)
@@ -227,7 +229,7 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return forget_host(config, args.device)
     if args.command == "alert":
         from ethoscope_rsync.alerts.report import run_alerts
-        return run_alerts(config, dict(os.environ), time.time(), test=args.test)
+        return run_alerts(config, dict(os.environ), time.time(), test=args.test, heartbeat=args.heartbeat)
     if args.command == "verify":
         from ethoscope_rsync.backup.verify import run_verify
         stop = threading.Event()

@@ -78,6 +78,10 @@ class Status:
 class Alert:
     mail_to: tuple
     webhook: str
+    webhook_format: str
+    webhook_auth_file: Path | None
+    ping_url: str
+    pass_limit: float
     failures: int
     timeout: float
     disk_horizon: float
