@@ -1,4 +1,4 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite|pause|resume] [options]``."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,8 @@ from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KE
 from ethoscope_rsync.system.logs import setup
 from ethoscope_rsync.state.store import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim", "offsite")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim", "offsite",
+            "pause", "resume")
 PROG = "ethoscope-backup"
 OPTION_PREFIX = "setting:"     # argparse dest of an option that sets [section] key
 
@@ -99,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("-n", "--dry-run", action="store_true", help="show what would be sent, send nothing")
     once.add_argument("--if-due", action="store_true", help="only when [offsite] interval or after_passes "
                                                             "says one is due (what the timer runs)")
+    pause = commands.add_parser("pause", help="stop copying a device (switched off between experiments) "
+                                              "without stale alerts; its history and copies stay")
+    pause.add_argument("device", metavar="DEVICE", help="device number, ETHOSCOPE_NNN or machine id")
+    pause.add_argument("--reason", default="", help="why, shown on the page, in status and in /metrics")
+    pause.add_argument("--until", metavar="DATE", help='YYYY-MM-DD or "YYYY-MM-DD HH:MM": resume by itself then')
+    resume = commands.add_parser("resume", help="copy a paused device again")
+    resume.add_argument("device", metavar="DEVICE", help="device number, ETHOSCOPE_NNN or machine id")
     for name, sub in commands.choices.items():
         _common(sub)
         _setting_options(sub, name)
@@ -166,7 +174,7 @@ def main(argv: list | None = None) -> int:
 # What each command started by root on a packaged node needs handed over to the service user
 # besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
 KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY,
-             "alert": NO_KEY, "verify": NO_KEY, "offsite": KEY_OPTIONAL}
+             "alert": NO_KEY, "verify": NO_KEY, "offsite": KEY_OPTIONAL, "pause": NO_KEY, "resume": NO_KEY}
 # Commands that reach the second copy's repository: its password (and backend variables) too, and
 # the SSH key where the repository is an sftp one (the key a pass uses).
 REACH_REPOSITORY = ("check", "daemon", "verify", "offsite")
@@ -214,7 +222,8 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return serve(config.paths.status_file, config.history_file, listen=config.status.listen,
                      cors_origin=config.status.cors_origin, idle_exit=config.status.idle_exit,
                      stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon,
-                     offsite_file=config.offsite_file, overdue_after=config.status.overdue_after)
+                     offsite_file=config.offsite_file, overdue_after=config.status.overdue_after,
+                     pauses_file=config.pauses_file)
     if args.command == "check":
         from ethoscope_rsync.commands.check import run_checks
         return run_checks(config, key_finding=key_finding)
@@ -224,6 +233,11 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
             return EXIT_USAGE
         from ethoscope_rsync.commands.daemon import run_daemon
         return run_daemon(config)
+    if args.command in ("pause", "resume"):
+        from ethoscope_rsync.commands import pause
+        if args.command == "resume":
+            return pause.resume(config, args.device)
+        return pause.pause(config, args.device, args.reason, args.until)
     if args.command == "forget-host":
         from ethoscope_rsync.commands.check import forget_host
         return forget_host(config, args.device)
@@ -284,6 +298,8 @@ def show_status(config, as_json: bool) -> int:
     if second is not None:
         second = offsite.settled(offsite.OffsiteState.from_json(second), process_alive).to_json()
     history = offsite.attach(history, second)
+    from ethoscope_rsync.state import pauses
+    history = pauses.attach(history, read_json(config.pauses_file))
     from ethoscope_rsync.render import verdict
     now, stale_after = time.time(), config.status.stale_after
     judged = verdict.judged(status, history, now, stale_after, config.status.overdue_after)

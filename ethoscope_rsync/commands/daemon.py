@@ -32,7 +32,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     server = StatusServer(str(config.paths.status_file), str(config.history_file), listen=config.status.listen,
                           cors_origin=config.status.cors_origin, stale_after=config.status.stale_after,
                           horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file),
-                          overdue_after=config.status.overdue_after)
+                          overdue_after=config.status.overdue_after, pauses_file=str(config.pauses_file))
     try:
         server.start()
     except ServeError as error:

@@ -153,6 +153,11 @@ class Config:
         return self.paths.state_dir / "alerts.json"
 
     @property
+    def pauses_file(self) -> Path:
+        """The devices the admin paused (written by ``pause`` and ``resume``)."""
+        return self.paths.state_dir / "paused.json"
+
+    @property
     def verify_file(self) -> Path:
         return self.paths.state_dir / "verify.json"
 

@@ -11,7 +11,7 @@ import time
 
 from ethoscope_rsync.render import escape
 from ethoscope_rsync.render.humanize import format_age, format_time
-from ethoscope_rsync.state import health
+from ethoscope_rsync.state import health, pauses
 from ethoscope_rsync.state.health import FAILING, OK, PAUSED, STALE, UNKNOWN, Verdict
 from ethoscope_rsync.state.views import view
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN
@@ -66,6 +66,10 @@ def parts(v: Verdict, now: float) -> tuple:
     clauses += [device_words(d, now) for d in problems[:NAMED]]
     if len(problems) > NAMED:
         clauses.append("and %d more" % (len(problems) - NAMED))
+    paused = [d for d in v.devices if d.judgement == PAUSED]
+    clauses += [device_words(d, now) for d in paused[:NAMED]]
+    if len(paused) > NAMED:
+        clauses.append("and %d more paused" % (len(paused) - NAMED))
     if v.level == OK:
         clauses.append("running since %s" % when(v.running_since, now) if v.running_since else
                        "last pass ended %s" % when(v.last_pass_end, now))
@@ -79,9 +83,10 @@ def line(v: Verdict, now: float) -> str:
 
 
 def judged(status, history, now: float, stale_after: float, overdue_after: float, v=None) -> Verdict:
-    """The verdict on the two documents (or on their View `v`, already read)."""
+    """The verdict on the two documents (or on their View `v`, already read); the pauses attached to
+    the history (:func:`ethoscope_rsync.state.pauses.attach`) are the admin's."""
     v = v if v is not None else view(status, history, now, stale_after, files=False)
-    return health.judge(v, now, overdue_after)
+    return health.judge(v, now, overdue_after, pauses.active(pauses.of_history(history), v.devices, now))
 
 
 def count(v: Verdict) -> int:
@@ -104,13 +109,32 @@ def document(v: Verdict, now: float) -> dict:
     return {"level": v.level, "line": line(v, now), "safe": v.safe, "devices": v.watched, "paused": v.paused,
             "overdue": v.overdue_for > 0, "last_pass_end": format_time(v.last_pass_end),
             "problems": [{"id": d.key, "name": d.name, "problem": d.judgement, "since": format_time(d.since),
-                          "reason": escape.terminal(d.reason, 200)} for d in v.problems]}
+                          "reason": escape.terminal(d.reason, 200)} for d in v.problems],
+            "paused_devices": [{"id": d.key, "name": d.name, "since": format_time(d.since),
+                                "reason": escape.terminal(d.reason, 200)} for d in v.devices if d.judgement == PAUSED]}
+
+
+def verdict_metrics(v: Verdict) -> str:
+    """Prometheus text of the verdict, appended to /metrics: the problems, overdue, the paused devices."""
+    def label(value) -> str:
+        return escape.inert(value, 64).replace("\\", "\\\\").replace('"', '\\"')
+    lines = ["# HELP ethoscope_backup_problems Problems of the verdict: devices failing or stale, an overdue or failed pass.",
+             "# TYPE ethoscope_backup_problems gauge", "ethoscope_backup_problems %d" % count(v),
+             "# HELP ethoscope_backup_overdue 1 when no pass has ended for [status] overdue_after (or the running one is silent).",
+             "# TYPE ethoscope_backup_overdue gauge", "ethoscope_backup_overdue %d" % (1 if v.overdue_for > 0 else 0),
+             "# HELP ethoscope_backup_device_paused 1 for a device the admin paused (ethoscope-backup pause).",
+             "# TYPE ethoscope_backup_device_paused gauge"]
+    lines += ['ethoscope_backup_device_paused{device_id="%s",device_name="%s"} %d'
+              % (label(d.key), label(d.name), 1 if d.judgement == PAUSED else 0) for d in v.devices]
+    return "\n".join(lines) + "\n"
 
 
 def next_change(status, history, now: float, stale_after: float, overdue_after: float) -> float:
     """When the verdict turns overdue with the files unchanged (the ages it shows are a document's
     period, see :mod:`ethoscope_rsync.web.documents`)."""
-    return health.next_change(view(status, history, now, stale_after, files=False), now, overdue_after)
+    v = view(status, history, now, stale_after, files=False)
+    ends = [p.pause.until for p in pauses.of_history(history).values() if p.pause.until > now]
+    return min([health.next_change(v, now, overdue_after)] + ends)
 
 
 def root_additions(status, history, now: float, stale_after: float, overdue_after: float) -> dict:
@@ -118,7 +142,7 @@ def root_additions(status, history, now: float, stale_after: float, overdue_afte
     (``status`` says only running or idle) and the verdict."""
     v = view(status, history, now, stale_after, files=False)
     last = v.status.run.outcome if v.has_status else ""
-    return {"last_pass": last, "verdict": document(health.judge(v, now, overdue_after), now)}
+    return {"last_pass": last, "verdict": document(judged(status, history, now, stale_after, overdue_after, v), now)}
 
 
 def exit_code(v: Verdict) -> int:

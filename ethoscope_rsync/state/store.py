@@ -293,14 +293,16 @@ class StatusStore:
         if outcome == "success":
             self.history.good_passes += 1
 
-    def retire(self, now: float, after: float) -> list:
+    def retire(self, now: float, after: float, keep=frozenset()) -> list:
         """Devices not in this pass and not seen for `after` seconds (0: never) leave the history,
         so every published view; the name and machine id of those that answered stay pinned
-        (``History.retired``), so that nobody can claim them later. Returns their names."""
+        (``History.retired``), so that nobody can claim them later. Returns their names. Those whose
+        key or name is in `keep` (paused devices) stay."""
         if after <= 0:
             return []
         gone = [key for key, entry in self.history.devices.items()
-                if key not in self.status.devices and now - last_seen(entry) > after]
+                if key not in self.status.devices and now - last_seen(entry) > after
+                and key not in keep and entry.name not in keep]
         for key in gone:
             entry = self.history.devices.pop(key)
             if entry.pinned and entry.id == key and entry.name:

@@ -147,7 +147,7 @@ class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
     def __init__(self, status_file, history_file, *, cors_origin: str, stale_after: float, horizon_days: float,
-                 clock=time.time, logger=log, offsite_file=None, overdue_after: float = 0.0):
+                 clock=time.time, logger=log, offsite_file=None, overdue_after: float = 0.0, pauses_file=None):
         self.stale_after = float(stale_after)
         self.overdue_after = float(overdue_after)    # [status] overdue_after: the verdict's overdue
         self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
@@ -155,7 +155,8 @@ class StatusApp:
         self.clients = ClientLog(logger)
         self.documents = Documents(status_file, history_file, self.stale_after, clock,
                                    on_history_error=lambda m: logger.warning("ignoring history: %s", m),
-                                   offsite_file=offsite_file, overdue_after=self.overdue_after)
+                                   offsite_file=offsite_file, overdue_after=self.overdue_after,
+                                   pauses_file=pauses_file)
         self.status_file = status_file
 
     # -- documents (bytes prepared once per change)
@@ -172,8 +173,9 @@ class StatusApp:
         return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        return prepare(render.render_metrics(status, history, now, self.stale_after, self.horizon_days).encode(errors=TEXT_ERRORS),
-                       METRICS_TYPE)
+        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days) + verdict.verdict_metrics(
+            verdict.judged(status, history, now, self.stale_after, self.overdue_after))
+        return prepare(text.encode(errors=TEXT_ERRORS), METRICS_TYPE)
 
     def _directory(self, status, history, now):
         """The devices' ids and names (for ``find_device``): those of /status, without their files."""

@@ -24,7 +24,7 @@ from typing import Callable, NamedTuple
 
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.render import verdict
-from ethoscope_rsync.state import offsite
+from ethoscope_rsync.state import offsite, pauses
 from ethoscope_rsync.state.model import settled
 
 GZIP_MIN = 256       # smaller bodies gain nothing from gzip (its header alone is 18 bytes)
@@ -153,8 +153,9 @@ class Documents:
     """
 
     def __init__(self, status_file, history_file, stale_after: float, clock, on_history_error=None,
-                 offsite_file=None, overdue_after: float = 0.0):
+                 offsite_file=None, overdue_after: float = 0.0, pauses_file=None):
         self.status = JsonFile(status_file)
+        self.pauses = JsonFile(pauses_file)         # the devices the admin paused, read beside the history
         self.overdue_after = float(overdue_after)
         self.history = JsonFile(history_file)
         self.offsite = JsonFile(offsite_file)      # the second copy's state, read beside the history
@@ -177,7 +178,7 @@ class Documents:
         return snap, (hit[1] if hit is not None and hit[0] == second else _MISSING)
 
     def _identities(self) -> tuple:
-        return (self.status.identity(), self.history.identity(), self.offsite.identity())
+        return (self.status.identity(), self.history.identity(), self.offsite.identity(), self.pauses.identity())
 
     def get(self, name, build: Build, per_second: bool = False, period: float = 0.0):
         """The document ``name`` as ``build`` made it; StatusUnavailable (→ 503)."""
@@ -218,7 +219,12 @@ class Documents:
                 self.on_history_error(str(exc))
         history, okey = self._with_offsite(history)
         try:
-            identity = (skey, hkey, okey)
+            pkey, doc = self.pauses.load()
+        except StatusUnavailable:                   # an unreadable paused.json shows no pause
+            pkey, doc = self.pauses.identity(), None
+        history = pauses.attach(history, doc)
+        try:
+            identity = (skey, hkey, okey, pkey)
             gone = status is not found     # the same file, read anew: every document of it tells so
             if snap is None or snap.identity != identity or snap.gone != gone:
                 valid = min(render.next_change(status, history, now, self.stale_after),
