@@ -20,6 +20,15 @@ from ethoscope_rsync.state.model import Status
 DAY = 86400.0
 
 
+@pytest.fixture(autouse=True)
+def _package_logger():
+    """main() configures the package logger on this test's stderr: leave it as other tests expect it."""
+    from ethoscope_rsync.system.logs import log
+    yield
+    log.handlers.clear()
+    log.propagate = True
+
+
 @pytest.fixture
 def config(tmp_path):
     state = tmp_path / "state"
