@@ -147,6 +147,14 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     out(f"ok    discovery: {len(found.devices)} device(s) from {found.source}")
     for warning in found.warnings:
         out(f"warn  discovery: {warning}")
+    for token in found.missing:          # -e asked for a device discovery does not list: say so, fail
+        name = f"ETHOSCOPE_{token:03d}" if isinstance(token, int) else token
+        findings.append(("FAIL", f"{name}: not found ({found.source} lists no such device; is it switched on, and "
+                                 f"listed by the node server or under [devices]?)"))
+        out(f"FAIL  {findings[-1][1]}")
+    for held in found.held:
+        findings.append(("FAIL", held))
+        out(f"FAIL  {held}")
     key = str(credential_key(config))
     for device in found.devices:
         level, text = check_device(config, device, key)

@@ -121,6 +121,19 @@ def normalise_argv(argv: list) -> list:
     return argv
 
 
+def unknown_command(argv: list) -> str:
+    """'' when argv starts with a command or an option; else the refusal of its first word (a typo'd
+    command such as 'stat' is not read as 'run stat'), with the nearest command."""
+    if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
+        return ""
+    import difflib
+    near = difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5) or [c for c in COMMANDS if c.startswith(argv[0])][:1]
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    if not near and argv[0].upper().removeprefix("ETHOSCOPE_").isdigit():
+        hint = f" (a device? ethoscope-backup run -e {argv[0]})"
+    return f"unknown command {argv[0]!r}{hint}; the commands: {', '.join(COMMANDS)} (see --help)"
+
+
 def apply_options(config: Config, args: argparse.Namespace) -> Config:
     """Command-line options override the configuration file; each is checked as its setting is."""
     sections: dict[str, dict] = {}
@@ -152,7 +165,10 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
 
 def main(argv: list | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if unknown_command(argv):
+        parser.error(unknown_command(argv))
+    args = parser.parse_args(normalise_argv(argv))
     setup(args.debug)
     try:
         config = apply_options(load_config(args.config), args)
