@@ -163,7 +163,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     return EXIT_FAILED if any(level == "FAIL" for level, _ in findings) else EXIT_OK
 
 
-def forget_host(config: Config, name: str, out=print) -> int:
+def forget_host(config: Config, name: str, out=print, wait: bool = False) -> int:
     """Remove every known_hosts entry recorded for one device (all its aliases)."""
     try:
         (number,) = parse_selection(name)
@@ -175,14 +175,15 @@ def forget_host(config: Config, name: str, out=print) -> int:
         return EXIT_USAGE
     prefix = f"ETHOSCOPE_{number:03d}"
     try:
-        with pass_lock(config.lock_file):         # the history is the pass's: never write it beside one
+        waiting = (lambda pid: out(f"forget-host: waiting for the running pass (pid {pid}) to end")) if wait else None
+        with pass_lock(config.lock_file, wait=waiting):    # the history is the pass's: never write it beside one
             removed = remove_host_keys(config.ssh.known_hosts, prefix)
             history = load_history(config.history_file)
             unpinned = unpin(history, prefix)
             if unpinned:
                 save_history(config.history_file, history)
     except Busy as busy:
-        out(f"forget-host: {busy}; try again when it has ended")
+        out(f"forget-host: {busy}; try again when it has ended, or add --wait")
         return EXIT_BUSY
     if not removed and not unpinned:
         out(f"no host key recorded for {prefix} in {config.ssh.known_hosts}")

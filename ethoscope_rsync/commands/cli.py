@@ -81,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget-host", help="forget a device's recorded SSH host key "
                                                      "(after its SD card was replaced)")
     forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
+    forget.add_argument("--wait", action="store_true", help="during a pass, wait for it to end instead of exiting 75")
     alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
     alert.add_argument("--test", action="store_true", help="send a test message through every channel")
     alert.add_argument("--heartbeat", action="store_true",
@@ -256,7 +257,7 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return pause.pause(config, args.device, args.reason, args.until)
     if args.command == "forget-host":
         from ethoscope_rsync.commands.check import forget_host
-        return forget_host(config, args.device)
+        return forget_host(config, args.device, wait=args.wait)
     if args.command == "alert":
         from ethoscope_rsync.alerts.report import run_alerts
         return run_alerts(config, dict(os.environ), time.time(), test=args.test, heartbeat=args.heartbeat)

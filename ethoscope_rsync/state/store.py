@@ -101,8 +101,9 @@ def save_ledger(offsite_file: Path, ledger: dict) -> None:
 
 
 @contextlib.contextmanager
-def pass_lock(path: Path):
-    """An flock on the state dir's lock file: released by the kernel even if the pass crashes."""
+def pass_lock(path: Path, wait=None):
+    """An flock on the state dir's lock file: released by the kernel even if the pass crashes.
+    Held by another: Busy, or with `wait` (a callable, told the holder's pid) waits for it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664), True
@@ -115,8 +116,11 @@ def pass_lock(path: Path):
             if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise Busy(f"another backup pass is already running (pid {holder}); "
-                       f"this one exits without doing anything") from None
+            if wait is None:
+                raise Busy(f"another backup pass is already running (pid {holder}); "
+                           f"this one exits without doing anything") from None
+            wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         if writable:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
