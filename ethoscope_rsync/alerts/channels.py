@@ -6,7 +6,9 @@
   as ``sendmail -oi -- ADDRESS...``. MTAs whose sendmail must gain a group or user id to queue mail
   (postfix, exim4) cannot do so from the alert service's sandbox (NoNewPrivileges=), so when
   sendmail fails the message is submitted over SMTP to the MTA on localhost:25 instead.
-* **Webhook** (``[alert] webhook``): one POST of a small JSON document; ``[alert] timeout`` seconds
+* **Webhook** (``[alert] webhook``): one POST, shaped by ``[alert] webhook_format``
+  (:mod:`ethoscope_rsync.alerts.presets`) with the header of ``webhook_auth_file``; ``[alert] ping_url``
+  is one GET the same way (:func:`ping`). ``[alert] timeout`` seconds
   at most, for each network operation and for the whole exchange (a server that answers a byte at a
   time is cut off when the time is up), only http/https, redirects never followed, at most
   MAX_ANSWER bytes of the answer read.
@@ -16,7 +18,6 @@ from __future__ import annotations
 import email.message
 import email.utils
 import http.client
-import json
 import logging
 import os
 import shutil
@@ -25,6 +26,7 @@ import socket
 import threading
 import urllib.parse
 
+from ethoscope_rsync.alerts import presets
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import log
 
@@ -115,11 +117,22 @@ class _Deadline:
                 pass
 
 
-def webhook(url: str, document: dict, timeout: float) -> str:
-    """POST `document` as JSON to `url`; '' on a 2xx answer, else what went wrong."""
-    body = json.dumps(document, ensure_ascii=False).encode("utf-8", "backslashreplace")
-    if len(body) > MAX_BODY:
-        raise ValueError(f"webhook document of {len(body)} bytes")
+def webhook(url: str, document: dict, timeout: float, fmt: str = "generic", auth: dict | None = None) -> str:
+    """POST `document` to `url` as `fmt` ([alert] webhook_format) says, with the `auth` header;
+    '' on a 2xx answer, else what went wrong."""
+    url, body, headers = presets.request(fmt, url, document)
+    if len(body) > MAX_BODY:         # render.alert.messages fits its documents: not sent rather than cut
+        return f"document of {len(body)} bytes, over the limit of {MAX_BODY}"
+    return http_request("POST", url, body, dict(headers, **(auth or {})), timeout)
+
+
+def ping(url: str, timeout: float, auth: dict | None = None) -> str:
+    """GET `url` (a dead-man's switch); '' on a 2xx answer, else what went wrong."""
+    return http_request("GET", url, None, dict(auth or {}), timeout)
+
+
+def http_request(method: str, url: str, body: bytes | None, headers: dict, timeout: float) -> str:
+    """One bounded HTTP exchange (see the module's docstring); '' on a 2xx answer, else what went wrong."""
     parts = urllib.parse.urlsplit(url)
     if parts.scheme not in ("http", "https"):
         return f"not an http(s) URL: {parts.scheme}"
@@ -131,8 +144,7 @@ def webhook(url: str, document: dict, timeout: float) -> str:
         conn = kind(parts.hostname or "", parts.port, timeout=timeout)
         with _Deadline(timeout, conn) as deadline:
             try:
-                conn.request("POST", target, body=body, headers={
-                    "Content-Type": "application/json; charset=utf-8", "User-Agent": "ethoscope-backup"})
+                conn.request(method, target, body=body, headers=dict(headers, **{"User-Agent": "ethoscope-backup"}))
                 answer = conn.getresponse()
                 answer.read(MAX_ANSWER)
                 problem = ""
@@ -152,6 +164,15 @@ def webhook(url: str, document: dict, timeout: float) -> str:
 MAIL, WEBHOOK = "mail", "webhook"
 
 
+def auth_of(config) -> dict:
+    """The header of [alert] webhook_auth_file; {} (and a warning) when it cannot be had."""
+    try:
+        return presets.auth_header(config.alert.webhook_auth_file)
+    except presets.AuthFileError as error:
+        log.warning("webhook sent without its auth header: %s", error)
+        return {}
+
+
 def channels(config) -> tuple:
     """The channels besides the journal that `config` sets up."""
     return tuple(name for name, wanted in ((MAIL, config.alert.mail_to), (WEBHOOK, config.alert.webhook)) if wanted)
@@ -168,7 +189,8 @@ def send(config, subject: str, body: str, document: dict, only: tuple | None = N
             problem = mail(config.alert.mail_to, subject, body, config.alert.timeout)
             where = f"mail to {', '.join(config.alert.mail_to)}"
         else:
-            problem = webhook(config.alert.webhook, document, config.alert.timeout)
+            problem = webhook(config.alert.webhook, document, config.alert.timeout, config.alert.webhook_format,
+                              auth_of(config))
             where = f"webhook {urllib.parse.urlsplit(config.alert.webhook).hostname}"
         if problem:
             failures[channel] = f"{where}: {problem}"

@@ -23,7 +23,7 @@ difference. :func:`transitions` is that comparison, a pure function.
 """
 from __future__ import annotations
 
-from ethoscope_rsync.state import forecast
+from ethoscope_rsync.state import forecast, pauses
 from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, OFFSITE_DAMAGED, OFFSITE_FAILED, OFFSITE_OLD,
                                           PASS_FAILED, STALE, Condition, Change)
 from ethoscope_rsync.state.history import History
@@ -40,9 +40,14 @@ def _one_line(message: str, limit: int = 300) -> str:
 
 
 def device_conditions(history: History, status: Status, now: float, stale_after: float,
-                      failures: int) -> list:
+                      failures: int, paused=frozenset()) -> list:
+    """One condition per device; a paused one (its key or name in `paused`) is unknown: nothing said
+    while paused, what was said before kept."""
     conditions = []
     for key, entry in history.devices.items():
+        if key in paused or entry.name in paused:
+            conditions.append(Condition(f"device:{key}", None, entry.name or key, device_id=entry.id or key))
+            continue
         errors = 0
         for summary in reversed(entry.passes):
             if summary.outcome != ERROR:
@@ -161,9 +166,13 @@ def transitions(state: dict, conditions: list) -> tuple:
     return changes, new
 
 
-def conditions(config, history: History, status: Status, monitor: dict, now: float) -> list:
-    """Every subject's condition now."""
-    return (device_conditions(history, status, now, config.status.stale_after, config.alert.failures)
+def conditions(config, history: History, status: Status, monitor: dict, now: float, beat=None) -> list:
+    """Every subject's condition now (`beat`: the heartbeat's conditions, :mod:`.heartbeat`, when
+    not those of this host)."""
+    from ethoscope_rsync.alerts import heartbeat
+    beat = heartbeat.conditions(config, history, status, now) if beat is None else beat
+    paused = pauses.keys(config.pauses_file, now)
+    return beat + (device_conditions(history, status, now, config.status.stale_after, config.alert.failures, paused)
             + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
             + damage_conditions(load_verifications(config.verify_file), history)
             + (offsite_conditions(load_offsite(config.offsite_file), now, config.offsite.alert_after)

@@ -14,7 +14,7 @@ from ethoscope_rsync.alerts import channels as notify
 from ethoscope_rsync.alerts.conditions import conditions, transitions
 from ethoscope_rsync.render import alert as render_alert
 from ethoscope_rsync.state.alerts import (MAX_UNDELIVERED, RETRY_FOR, Change, Condition, Undelivered, bounded,
-                                          read_state, read_undelivered, state_document)
+                                          read_pinged, read_state, read_undelivered, state_document)
 from ethoscope_rsync.state.store import load_history, load_status, pass_lock, read_json, write_json_atomic
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.system.logs import log
@@ -43,9 +43,30 @@ def send_pending(config, pending: list) -> tuple:
     return still, dead
 
 
-def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
+GOOD_PASSES = ("success", "nothing to do")
+
+
+def ping_after_good_pass(config, status, pinged: float) -> float:
+    """[alert] ping_url fetched once for the newest pass that ended well; returns the end of the
+    pass last pinged (unchanged when there was nothing to ping or the ping failed: tried again)."""
+    run = status.run
+    if not config.alert.ping_url or run.outcome not in GOOD_PASSES or run.ended <= pinged:
+        return pinged
+    problem = notify.ping(config.alert.ping_url, config.alert.timeout, notify.auth_of(config))
+    if problem:
+        log.warning("ping_url not reached: %s", problem)
+        return pinged
+    log.info("pinged %s after the pass that ended %s", config.alert.ping_url.split("?")[0],
+             time.strftime("%H:%M:%S", time.localtime(run.ended)))
+    return run.ended
+
+
+def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat: bool = False) -> int:
     """``ethoscope-backup alert``: send what changed since the last run (exit 0 even when a channel
-    failed: that is a warning); with `test`, a test message through every channel (exit 1 if one failed)."""
+    failed: that is a warning); with `test`, a test message through every channel (exit 1 if one failed).
+    `heartbeat` (``--heartbeat``, from its timer): systemd's MONITOR_* of a unit are not ours to read."""
+    if heartbeat:
+        monitor = {}
     node = socket.gethostname() or "this node"
     if test:
         change = Change(Condition("test", "", "test message"), True, "", now)
@@ -60,22 +81,24 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False) -> int:
             pending, expired = read_undelivered(recorded, notify.channels(config), now)
             _give_up(expired, "undelivered for %d days" % (RETRY_FOR // DAY))
             undelivered, dead = send_pending(config, pending)
-            found = conditions(config, load_history(config.history_file), load_status(config.paths.status_file),
-                               monitor, now)
+            status = load_status(config.paths.status_file)
+            found = conditions(config, load_history(config.history_file), status, monitor, now)
+            if heartbeat:
+                log.info("heartbeat: %s", "; ".join("%s: %s" % (c.subject, c.problem or ("unknown" if c.problem is None else "ok"))
+                                                     for c in found if c.subject in ("passes", "timer")))
             changes, state = transitions(read_state(recorded), found)
             if changes:
                 url = "http://%s:%d/" % (node, config.status.listen.port)
                 notify.journal(render_alert.journal_entries(changes, now))
-                subject = render_alert.subject_line(changes, node)
-                text = render_alert.body(changes, node, now, url)
-                document = render_alert.document(changes, node, now, subject, text)
+                subject, text, document = render_alert.messages(changes, node, now, url, notify.MAX_BODY)
                 live = tuple(c for c in notify.channels(config) if c not in dead)
                 failed = set(notify.send(config, subject, text, document, only=live)) | dead
                 undelivered += [Undelivered(channel, subject, text, document, now)
                                 for channel in notify.channels(config) if channel in failed]
             undelivered, dropped = bounded(undelivered)
             _give_up(dropped, "more than %d undelivered" % MAX_UNDELIVERED)
-            write_json_atomic(config.alerts_file, state_document(state, now, undelivered))
+            pinged = ping_after_good_pass(config, status, read_pinged(recorded))
+            write_json_atomic(config.alerts_file, state_document(state, now, undelivered, pinged))
     except Busy:
         log.info("another alert run is in progress; it sends what changed")
         return EXIT_OK

@@ -231,14 +231,11 @@ def discover(config: Config, pinned: dict | None = None) -> Discovered:
     """All devices to back up this pass, filtered by -e (`pinned`: see merge). Raises DiscoveryError."""
     statics, warnings, sources = config.devices, [], []
     found = ()
-    if not config.node.server and not statics:
-        found, mdns_warnings = browse_mdns(config.node.mdns_timeout)
-        warnings += mdns_warnings
-        if not found:
-            raise DiscoveryError("no node server configured ([node] server is empty), no [devices] "
-                                 "entries, and no device found by mDNS")
-        sources.append("mDNS")
-    elif config.node.server:
+    if not config.node.server and not statics:      # -i "": no node server and no mDNS, as man 8 says
+        raise DiscoveryError('no node server configured ([node] server is empty, or -i ""), and no [devices] '
+                             "entries: nothing to back up (mDNS is only the fallback of a node server that does "
+                             "not answer); set [node] server, or list the devices under [devices]")
+    if config.node.server:
         try:
             found, node_warnings = parse_node_devices(
                 fetch_node_devices(config.node.server, config.node.discovery_timeout))
@@ -251,7 +248,9 @@ def discover(config: Config, pinned: dict | None = None) -> Discovered:
             if found:
                 sources.append("mDNS")
             elif not statics:
-                raise DiscoveryError(f"{error}; no device found by mDNS and none in [devices]") from None
+                fallback = ("no device found by mDNS" if config.node.mdns_timeout > 0
+                            else "the mDNS fallback is off ([node] mdns_timeout = 0)")
+                raise DiscoveryError(f"{error}; {fallback} and none in [devices]") from None
     if statics:
         sources.append("config")
     every, conflicts, held = merge(statics, found, pinned=pinned)

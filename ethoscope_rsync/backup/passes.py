@@ -24,6 +24,7 @@ from ethoscope_rsync.system.exits import EXIT_BUSY, EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.render.humanize import human_size
 from ethoscope_rsync.backup.job import Job
 from ethoscope_rsync.system.logs import Notifier, log
+from ethoscope_rsync.state import pauses
 from ethoscope_rsync.state.model import ERROR, is_stale
 from ethoscope_rsync.backup.pool import run_pool, share_bandwidth
 from ethoscope_rsync.backup.continuous import Scheduler, due_soon
@@ -164,7 +165,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         return _end(config, store, notifier, "discovery failed", str(error), EXIT_FAILED)
     for warning in found.warnings:
         log.warning("discovery: %s", warning)
-    devices = found.devices
+    devices = pauses.not_paused(found.devices, config.pauses_file, time.time())   # ethoscope-backup pause
     log.info("pass started: %d device(s) from %s", len(devices), found.source)
     names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
     if found.missing:
@@ -265,7 +266,7 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
     warn_stale(store, config.status.stale_after, time.time())
     record_usage(config, store.history, time.time())
     store.history.verification = load_verifications(config.verify_file)
-    retired = store.retire(time.time(), config.status.retire_after)
+    retired = store.retire(time.time(), config.status.retire_after, keep=pauses.keys(config.pauses_file, time.time()))
     if retired:
         log.info("not seen for more than [status] retire_after=%.0fs, no longer shown (their identities stay "
                  "pinned): %s", config.status.retire_after, ", ".join(retired))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from ethoscope_rsync.system import execute
 from ethoscope_rsync.system.logs import printable
+from ethoscope_rsync.render import escape
 from ethoscope_rsync.system.units import PASS_UNIT, covered, parse_paths, refusal
 from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
@@ -114,14 +115,14 @@ def check_device(config: Config, device, key: str) -> tuple:
     if result.returncode == 0 and not result.stdout.strip():
         return "ok", f"{device.name} ({device.address}): SSH works, host key known, folders readable"
     if result.returncode == 0:
-        return "FAIL", f"{device.name}: {result.stdout.strip()} on the device"
+        return "FAIL", f"{device.name}: {escape.terminal(result.stdout.strip(), 300)} on the device"
     label = classify_exit(result.returncode, result.stderr).label
     hints = {
         "host key changed": forget_hint(device.name),
         "ssh authentication refused": "install the node's public key in ~ethoscope/.ssh/authorized_keys on it",
     }
     hint = hints.get(label, "is it switched on and on the network?")
-    return "FAIL", f"{device.name} ({device.address}): {label} ({result.last_error_line[:120]}); {hint}"
+    return "FAIL", f"{device.name} ({device.address}): {label} ({escape.terminal(result.last_error_line, 120)}); {hint}"
 
 
 def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> int:
@@ -146,6 +147,14 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     out(f"ok    discovery: {len(found.devices)} device(s) from {found.source}")
     for warning in found.warnings:
         out(f"warn  discovery: {warning}")
+    for token in found.missing:          # -e asked for a device discovery does not list: say so, fail
+        name = f"ETHOSCOPE_{token:03d}" if isinstance(token, int) else token
+        findings.append(("FAIL", f"{name}: not found ({found.source} lists no such device; is it switched on, and "
+                                 f"listed by the node server or under [devices]?)"))
+        out(f"FAIL  {findings[-1][1]}")
+    for held in found.held:
+        findings.append(("FAIL", held))
+        out(f"FAIL  {held}")
     key = str(credential_key(config))
     for device in found.devices:
         level, text = check_device(config, device, key)
@@ -154,7 +163,7 @@ def run_checks(config: Config, out=print, key_finding: tuple | None = None) -> i
     return EXIT_FAILED if any(level == "FAIL" for level, _ in findings) else EXIT_OK
 
 
-def forget_host(config: Config, name: str, out=print) -> int:
+def forget_host(config: Config, name: str, out=print, wait: bool = False) -> int:
     """Remove every known_hosts entry recorded for one device (all its aliases)."""
     try:
         (number,) = parse_selection(name)
@@ -166,14 +175,15 @@ def forget_host(config: Config, name: str, out=print) -> int:
         return EXIT_USAGE
     prefix = f"ETHOSCOPE_{number:03d}"
     try:
-        with pass_lock(config.lock_file):         # the history is the pass's: never write it beside one
+        waiting = (lambda pid: out(f"forget-host: waiting for the running pass (pid {pid}) to end")) if wait else None
+        with pass_lock(config.lock_file, wait=waiting):    # the history is the pass's: never write it beside one
             removed = remove_host_keys(config.ssh.known_hosts, prefix)
             history = load_history(config.history_file)
             unpinned = unpin(history, prefix)
             if unpinned:
                 save_history(config.history_file, history)
     except Busy as busy:
-        out(f"forget-host: {busy}; try again when it has ended")
+        out(f"forget-host: {busy}; try again when it has ended, or add --wait")
         return EXIT_BUSY
     if not removed and not unpinned:
         out(f"no host key recorded for {prefix} in {config.ssh.known_hosts}")

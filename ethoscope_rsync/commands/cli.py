@@ -1,4 +1,4 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite] [options]``."""
+"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite|pause|resume] [options]``."""
 from __future__ import annotations
 
 import argparse
@@ -23,7 +23,8 @@ from ethoscope_rsync.system.privileges import (KEY_OPTIONAL, KEY_REQUIRED, NO_KE
 from ethoscope_rsync.system.logs import setup
 from ethoscope_rsync.state.store import read_json
 
-COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim", "offsite")
+COMMANDS = ("run", "serve", "status", "check", "daemon", "forget-host", "alert", "verify", "reclaim", "offsite",
+            "pause", "resume")
 PROG = "ethoscope-backup"
 OPTION_PREFIX = "setting:"     # argparse dest of an option that sets [section] key
 
@@ -83,8 +84,11 @@ def build_parser() -> argparse.ArgumentParser:
     forget = commands.add_parser("forget-host", help="forget a device's recorded SSH host key "
                                                      "(after its SD card was replaced)")
     forget.add_argument("device", metavar="ETHOSCOPE_NNN", help="device name or number")
+    forget.add_argument("--wait", action="store_true", help="during a pass, wait for it to end instead of exiting 75")
     alert = commands.add_parser("alert", help="send what changed since the last alert (run after every pass)")
     alert.add_argument("--test", action="store_true", help="send a test message through every channel")
+    alert.add_argument("--heartbeat", action="store_true",
+                       help="the heartbeat timer's run: also when no pass ran (passes overdue or stuck, the timer off)")
     verify = commands.add_parser("verify", help="check the node's copies: videos against their .md5, "
                                                 "databases with integrity_check")
     _selection_option(verify)
@@ -100,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("-n", "--dry-run", action="store_true", help="show what would be sent, send nothing")
     once.add_argument("--if-due", action="store_true", help="only when [offsite] interval or after_passes "
                                                             "says one is due (what the timer runs)")
+    pause = commands.add_parser("pause", help="stop copying a device (switched off between experiments) "
+                                              "without stale alerts; its history and copies stay")
+    pause.add_argument("device", metavar="DEVICE", help="device number, ETHOSCOPE_NNN or machine id")
+    pause.add_argument("--reason", default="", help="why, shown on the page, in status and in /metrics")
+    pause.add_argument("--until", metavar="DATE", help='YYYY-MM-DD or "YYYY-MM-DD HH:MM": resume by itself then')
+    resume = commands.add_parser("resume", help="copy a paused device again")
+    resume.add_argument("device", metavar="DEVICE", help="device number, ETHOSCOPE_NNN or machine id")
     for name, sub in commands.choices.items():
         _common(sub)
         _setting_options(sub, name)
@@ -112,6 +123,19 @@ def normalise_argv(argv: list) -> list:
     if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help", "--version")):
         return ["run", *argv]
     return argv
+
+
+def unknown_command(argv: list) -> str:
+    """'' when argv starts with a command or an option; else the refusal of its first word (a typo'd
+    command such as 'stat' is not read as 'run stat'), with the nearest command."""
+    if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
+        return ""
+    import difflib
+    near = difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5) or [c for c in COMMANDS if c.startswith(argv[0])][:1]
+    hint = f" (did you mean '{near[0]}'?)" if near else ""
+    if not near and argv[0].upper().removeprefix("ETHOSCOPE_").isdigit():
+        hint = f" (a device? ethoscope-backup run -e {argv[0]})"
+    return f"unknown command {argv[0]!r}{hint}; the commands: {', '.join(COMMANDS)} (see --help)"
 
 
 def apply_options(config: Config, args: argparse.Namespace) -> Config:
@@ -145,7 +169,10 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
 
 def main(argv: list | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(normalise_argv(list(sys.argv[1:] if argv is None else argv)))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if unknown_command(argv):
+        parser.error(unknown_command(argv))
+    args = parser.parse_args(normalise_argv(argv))
     setup(args.debug)
     try:
         config = apply_options(load_config(args.config), args)
@@ -167,7 +194,7 @@ def main(argv: list | None = None) -> int:
 # What each command started by root on a packaged node needs handed over to the service user
 # besides the user switch (identity.py): the SSH key, or nothing. `status` only reads: not handed over.
 KEY_NEEDS = {"serve": NO_KEY, "check": KEY_OPTIONAL, "daemon": KEY_REQUIRED, "forget-host": NO_KEY,
-             "alert": NO_KEY, "verify": NO_KEY, "offsite": KEY_OPTIONAL}
+             "alert": NO_KEY, "verify": NO_KEY, "offsite": KEY_OPTIONAL, "pause": NO_KEY, "resume": NO_KEY}
 # Commands that reach the second copy's repository: its password (and backend variables) too, and
 # the SSH key where the repository is an sftp one (the key a pass uses).
 REACH_REPOSITORY = ("check", "daemon", "verify", "offsite")
@@ -215,7 +242,8 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
         return serve(config.paths.status_file, config.history_file, listen=config.status.listen,
                      cors_origin=config.status.cors_origin, idle_exit=config.status.idle_exit,
                      stale_after=config.status.stale_after, horizon_days=config.alert.disk_horizon,
-                     offsite_file=config.offsite_file)
+                     offsite_file=config.offsite_file, overdue_after=config.status.overdue_after,
+                     pauses_file=config.pauses_file)
     if args.command == "check":
         from ethoscope_rsync.commands.check import run_checks
         return run_checks(config, key_finding=key_finding)
@@ -225,12 +253,17 @@ def _command(args: argparse.Namespace, config, key_finding) -> int:
             return EXIT_USAGE
         from ethoscope_rsync.commands.daemon import run_daemon
         return run_daemon(config)
+    if args.command in ("pause", "resume"):
+        from ethoscope_rsync.commands import pause
+        if args.command == "resume":
+            return pause.resume(config, args.device)
+        return pause.pause(config, args.device, args.reason, args.until)
     if args.command == "forget-host":
         from ethoscope_rsync.commands.check import forget_host
-        return forget_host(config, args.device)
+        return forget_host(config, args.device, wait=args.wait)
     if args.command == "alert":
         from ethoscope_rsync.alerts.report import run_alerts
-        return run_alerts(config, dict(os.environ), time.time(), test=args.test)
+        return run_alerts(config, dict(os.environ), time.time(), test=args.test, heartbeat=args.heartbeat)
     if args.command == "verify":
         from ethoscope_rsync.backup.verify import run_verify
         stop = threading.Event()
@@ -287,8 +320,15 @@ def show_status(config, as_json: bool) -> int:
     if second is not None:
         second = offsite.settled(offsite.OffsiteState.from_json(second), process_alive).to_json()
     history = offsite.attach(history, second)
+    from ethoscope_rsync.state import pauses
+    history = pauses.attach(history, read_json(config.pauses_file))
+    from ethoscope_rsync.render import verdict
+    now, stale_after = time.time(), config.status.stale_after
+    judged = verdict.judged(status, history, now, stale_after, config.status.overdue_after)
     if as_json:
-        print(json.dumps({"status": status, "history": history}, indent=1, sort_keys=True))
-        return EXIT_OK
-    print("\n".join(terminal_status(status, history, time.time(), config.status.stale_after, config.alert.disk_horizon)))
-    return EXIT_OK
+        print(json.dumps({"verdict": verdict.document(judged, now), "status": status, "history": history},
+                         indent=1, sort_keys=True))
+    else:
+        lines = terminal_status(status, history, now, stale_after, config.alert.disk_horizon)
+        print("\n".join([verdict.line(judged, now)] + ([""] + lines if judged.devices else [])))
+    return verdict.exit_code(judged)

@@ -33,7 +33,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
         signal.signal(signum, on_signal)
     server = StatusServer(str(config.paths.status_file), str(config.history_file), listen=config.status.listen,
                           cors_origin=config.status.cors_origin, stale_after=config.status.stale_after,
-                          horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file))
+                          horizon_days=config.alert.disk_horizon, offsite_file=str(config.offsite_file),
+                          overdue_after=config.status.overdue_after, pauses_file=str(config.pauses_file))
     try:
         server.start()
     except ServeError as error:
@@ -50,7 +51,7 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
                 run_offsite(config, if_due=True, stop=stop)
             try:
                 run_alerts(config, {}, time.time())
-            except OSError as error:       # e.g. the state dir turned read-only: the passes go on
+            except (OSError, ValueError) as error:    # the state dir turned read-only, a bad document: the passes go on
                 log.warning("alerts not sent: %s", error)
             log.debug("daemon: pass ended with exit code %d", code)
             stop.wait(min(config.daemon.interval, schedule.linger / 2))   # as the timer looks again

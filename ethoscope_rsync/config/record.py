@@ -72,6 +72,7 @@ class Status:
     cors_origin: str
     idle_exit: float
     stale_after: float
+    overdue_after: float
     retire_after: float
     update_interval: float
 
@@ -80,6 +81,10 @@ class Status:
 class Alert:
     mail_to: tuple
     webhook: str
+    webhook_format: str
+    webhook_auth_file: Path | None
+    ping_url: str
+    pass_limit: float
     failures: int
     timeout: float
     disk_horizon: float
@@ -153,6 +158,11 @@ class Config:
     @property
     def alerts_file(self) -> Path:
         return self.paths.state_dir / "alerts.json"
+
+    @property
+    def pauses_file(self) -> Path:
+        """The devices the admin paused (written by ``pause`` and ``resume``)."""
+        return self.paths.state_dir / "paused.json"
 
     @property
     def verify_file(self) -> Path:

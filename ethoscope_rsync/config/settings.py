@@ -240,6 +240,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds without requests after which the status service exits; 0 = never.", 0, 86400),
     Setting("status", "stale_after", FLOAT, "86400.0",
             "Seconds after the last success from which a device is reported stale.", 60, 31536000),
+    Setting("status", "overdue_after", FLOAT, "1800.0",
+            "Seconds without a pass ending (or a running pass writing its status) after which the node is\n"
+            "reported overdue: on the page, by \"status\" (exit code 1) and by the heartbeat. Passes every\n"
+            "5 minutes: 1800 flags a node that missed about five. 0 = never.", 0, 31536000),
     Setting("status", "retire_after", FLOAT, "2592000.0",
             "Seconds after which a device no pass has seen is no longer shown (status, /metrics, the page);\n"
             "its name and machine id stay pinned to its host key. 0 = never (default: 30 days).", 0, 315360000),
@@ -250,6 +254,21 @@ SETTINGS: tuple[Setting, ...] = (
             "Mail addresses, comma-separated, in quotes; sent through sendmail (an MTA must be installed)."),
     Setting("alert", "webhook", URL, "",
             "http:// or https:// URL receiving a JSON POST (Slack, Mattermost, Matrix hookshot, ntfy, ...)."),
+    Setting("alert", "webhook_format", STRING, "generic",
+            "What the webhook receives: generic (a JSON document: text for Slack/Mattermost, title and message,\n"
+            "the changes), slack (Slack, Mattermost, Rocket.Chat: {\"text\": ...} alone), ntfy (the message as plain\n"
+            "text with Title, Priority and Tags headers: POST to https://ntfy.sh/TOPIC or your server's topic),\n"
+            "healthchecks (a problem POSTs its text to WEBHOOK/fail, a recovery to WEBHOOK).",
+            choices=("generic", "slack", "ntfy", "healthchecks")),
+    Setting("alert", "webhook_auth_file", OPTIONAL_PATH, "",
+            "A file whose first line is sent with the webhook (and ping_url) as an HTTP header: \"Name: value\",\n"
+            "or a bare token sent as \"Authorization: Bearer TOKEN\" (an ntfy access token). Keep it readable by\n"
+            "the ethoscope-backup user only. Empty: no header."),
+    Setting("alert", "ping_url", URL, "",
+            "Dead-man's switch: an http(s) URL fetched after each good pass (healthchecks.io, Uptime Kuma's push\n"
+            "monitor, ...), so that a node that died, or stopped backing up, is noticed from outside. Empty: none."),
+    Setting("alert", "pass_limit", FLOAT, "21600.0",
+            "Seconds a pass may run before the heartbeat reports it (a stuck or crawling pass); 0 = never.", 0, 31536000),
     Setting("alert", "failures", INTEGER, "1",
             "Consecutive failed passes of a device before it is reported (a stale device always is).", 1, 1000),
     Setting("alert", "timeout", FLOAT, "10.0", "Seconds each channel (sendmail, webhook) may take.", 1, 120),

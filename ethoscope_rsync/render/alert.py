@@ -2,16 +2,35 @@
 and body, a webhook's JSON document, and one journal entry per change. Pure functions.
 
 Every message says which devices, since when, the last error in one line, and what to do.
+
+A storm (a whole lab failing at once) makes one bounded message per channel: the first changes
+described, the rest counted by problem with their first names (:func:`messages`), cut further until the
+webhook's document fits its limit. Everything a device named itself or said is escaped for the medium
+(:mod:`ethoscope_rsync.render.escape`): plain text for mail and the journal, chat markup for the
+webhook's ``text``.
 """
 from __future__ import annotations
 
-from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, OFFSITE_DAMAGED, OFFSITE_FAILED, OFFSITE_OLD,
-                                          PASS_FAILED, STALE, Change)
+import json
+
+from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, LONG_PASS, OFFSITE_DAMAGED, OFFSITE_FAILED,
+                                          OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, Change)
+from ethoscope_rsync.render import escape
 from ethoscope_rsync.render.humanize import format_age, format_time
 
 MAX_LISTED = 100          # changes written out in one message (a lab has at most about that many devices)
+STORM_LISTED = 10         # changes described in a message made by messages(); the rest counted and named
+NAMES_LISTED = 30         # names of the rest given, per problem
+NAME, DETAIL = 64, 300    # characters of a device's name and of an error kept
 
 _WHAT_TO_DO = {
+    OVERDUE: ("is the timer running (systemctl status ethoscope-backup.timer) and is a switch on "
+              "(ethoscope-backup(8), SWITCHES)? the last passes: journalctl -u ethoscope-backup.service -n 50; "
+              "without systemd: is ethoscope-backup daemon running?"),
+    LONG_PASS: ("see what it is doing: ethoscope-backup status; journalctl -u ethoscope-backup.service -n 50; "
+                "a stuck pass can be stopped: systemctl stop ethoscope-backup.service (the next one resumes)"),
+    TIMER_OFF: ("start it: systemctl start ethoscope-backup.timer (systemctl status ethoscope-backup.timer "
+                "says why it stopped)"),
     FAILED: ("check that {name} is switched on and reachable from this node: ethoscope-backup check -e {name}; "
              "its story: journalctl -u ethoscope-backup.service DEVICE_NAME={name}"),
     STALE: ("{name} has not been backed up for a long time{found}; if it was retired, nothing to do, else "
@@ -51,18 +70,24 @@ def _problem_words(change: Change) -> str:
         return "newest snapshot from %s" % format_time(change.since) if change.since else "no snapshot yet"
     if change.problem == OFFSITE_DAMAGED:
         return "restic check found damage on %s" % format_time(change.since)
+    if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
+        return change.problem + (": " + c.detail if c.detail else "")
     return "backup pass failed" + (": " + c.detail if c.detail else "")
 
 
-def describe(change: Change, now: float) -> str:
-    """One change as a paragraph for people."""
+def describe(change: Change, now: float, esc=escape.mail) -> str:
+    """One change as a paragraph for people, what a device sent escaped by `esc`."""
     c = change.condition
-    who = c.name + (" (%s)" % c.device_id if c.device_id and c.device_id != c.name else "")
+    name = esc(c.name, NAME)
+    who = name + (" (%s)" % esc(c.device_id, NAME) if c.device_id and c.device_id != c.name else "")
     if change.recovered:
         if change.problem == FILLING:
             return "%s: no longer filling up (warned %s)." % (who, _when(change.since, now))
         if change.problem == PASS_FAILED:
             return "%s: passes run again (failed since %s)." % (who, _when(change.since, now))
+        if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
+            again = {OVERDUE: "passes end again", LONG_PASS: "the long pass has ended", TIMER_OFF: "active again"}
+            return "%s: %s (%s since %s)." % (who, again[change.problem], change.problem, _when(change.since, now))
         if change.problem == DAMAGED:
             return "%s: the last verify found no damaged copy." % who
         if change.problem == OFFSITE_DAMAGED:
@@ -83,16 +108,16 @@ def describe(change: Change, now: float) -> str:
     if c.subject == "offsite":
         lines.append("  newest snapshot: %s%s" % (_when(c.last_success, now),
                                                   "; %d failed runs in a row" % c.passes if c.passes else ""))
-    if c.detail and change.problem != PASS_FAILED:
-        lines.append("  last error: " + c.detail)
+    if c.detail and change.problem not in (PASS_FAILED, OVERDUE, LONG_PASS, TIMER_OFF):
+        lines.append("  last error: " + esc(c.detail, DETAIL))
     found = "" if c.found else " and it was not found in the last pass (switched off, offline, or not listed)"
-    lines.append("  what to do: " + _WHAT_TO_DO[change.problem].format(name=c.name, found=found))
+    lines.append("  what to do: " + _WHAT_TO_DO[change.problem].format(name=name, found=found))
     return "\n".join(lines)
 
 
-def subject_line(changes: list, node: str) -> str:
-    bad = [c.condition.name for c in changes if not c.recovered]
-    good = [c.condition.name for c in changes if c.recovered]
+def subject_line(changes: list, node: str, esc=escape.mail) -> str:
+    bad = [esc(c.condition.name, NAME) for c in changes if not c.recovered]
+    good = [esc(c.condition.name, NAME) for c in changes if c.recovered]
     parts = []
     if bad:
         parts.append("%s: %s" % ("PROBLEM" if len(bad) == 1 else "%d PROBLEMS" % len(bad), ", ".join(bad[:5])
@@ -102,25 +127,60 @@ def subject_line(changes: list, node: str) -> str:
     return "ethoscope backup on %s: %s" % (node, "; ".join(parts))
 
 
-def body(changes: list, node: str, now: float, status_url: str) -> str:
-    listed = changes[:MAX_LISTED]
-    paragraphs = [describe(change, now) for change in listed]
-    if len(changes) > len(listed):
-        paragraphs.append("... and %d more (see ethoscope-backup status)." % (len(changes) - len(listed)))
+def _rest(changes: list, esc, names: int = NAMES_LISTED) -> str:
+    """The changes not described: counted by problem (recoveries apart), with their first names."""
+    groups = {}
+    for c in changes:
+        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(c.condition.name)
+    parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(esc(n, NAME) for n in found[:names]),
+                                                           ", ..." if len(found) > names else "") if names else "")
+             for problem, found in groups.items()]
+    return "... and %d more: %s. See ethoscope-backup status." % (len(changes), "; ".join(parts))
+
+
+def body(changes: list, node: str, now: float, status_url: str, esc=escape.mail, listed: int = MAX_LISTED,
+         names: int = NAMES_LISTED) -> str:
+    shown = changes[:listed]
+    paragraphs = [describe(change, now, esc) for change in shown]
+    if len(changes) > len(shown):
+        paragraphs.append(_rest(changes[len(shown):], esc, names))
     paragraphs.append("Node %s, %s. You get one message when a problem begins and one when it ends; "
                       "the current state of every device: %s or ethoscope-backup status."
                       % (node, format_time(now), status_url))
     return "\n\n".join(paragraphs) + "\n"
 
 
-def document(changes: list, node: str, now: float, subject: str, text: str) -> dict:
-    """The webhook's JSON: 'text' for Slack/Mattermost/Matrix hookshot, 'title'/'message' for ntfy."""
+def document(changes: list, node: str, now: float, subject: str, text: str, plain: tuple | None = None,
+             listed: int = MAX_LISTED) -> dict:
+    """The webhook's JSON: 'text' (`subject` and `text`, in chat markup) for Slack/Mattermost/Matrix
+    hookshot, 'title'/'message' (`plain`: subject and text as plain text, else the same) for ntfy;
+    'changes' the first `listed`, 'total' and 'counts' all of them."""
     event = "recovery" if all(c.recovered for c in changes) else "alert"
-    return {"text": subject + "\n\n" + text, "title": subject, "message": text, "event": event, "node": node,
-            "time": now, "changes": [{"subject": c.condition.subject, "name": c.condition.name,
-                                      "device_id": c.condition.device_id, "problem": c.problem,
-                                      "recovered": c.recovered, "since": c.since,
-                                      "detail": c.condition.detail} for c in changes[:MAX_LISTED]]}
+    title, message = plain or (subject, text)
+    counts = {}
+    for c in changes:
+        key = "recovered" if c.recovered else c.problem
+        counts[key] = counts.get(key, 0) + 1
+    return {"text": subject + "\n\n" + text, "title": title, "message": message, "event": event, "node": node,
+            "time": now, "total": len(changes), "counts": counts,
+            "changes": [{"subject": c.condition.subject, "name": escape.inert(c.condition.name, NAME),
+                         "device_id": escape.inert(c.condition.device_id, NAME), "problem": c.problem,
+                         "recovered": c.recovered, "since": c.since,
+                         "detail": escape.inert(c.condition.detail, DETAIL)} for c in changes[:listed]]}
+
+
+def messages(changes: list, node: str, now: float, status_url: str, limit: int) -> tuple:
+    """(subject, text, document) of one alert, each bounded: mail's subject and plain text, and the
+    webhook's document (chat markup in 'text') no larger than `limit` bytes as JSON, whatever the number
+    of changes: fewer are described until it fits, the rest counted and named."""
+    steps = [(n, NAMES_LISTED) for n in (STORM_LISTED, 5, 2, 1)] + [(0, n) for n in (NAMES_LISTED, 10, 3, 0)]
+    for listed, names in steps:
+        subject, text = subject_line(changes, node), body(changes, node, now, status_url, listed=listed, names=names)
+        doc = document(changes, node, now, subject_line(changes, node, escape.chat),
+                       body(changes, node, now, status_url, escape.chat, listed, names), (subject, text), listed)
+        if len(json.dumps(doc, ensure_ascii=False).encode("utf-8", "backslashreplace")) <= limit:
+            break
+    return subject, text, doc
 
 
 def journal_entries(changes: list, now: float) -> list:
@@ -129,6 +189,6 @@ def journal_entries(changes: list, now: float) -> list:
     for change in changes:
         c = change.condition
         fields = {"DEVICE_ID": c.device_id, "DEVICE_NAME": c.name} if c.device_id else {}
-        message = ("RECOVERED " if change.recovered else "ALERT ") + describe(change, now).replace("\n  ", "; ")
+        message = ("RECOVERED " if change.recovered else "ALERT ") + describe(change, now, escape.terminal).replace("\n  ", "; ")
         entries.append(("" if change.recovered else change.problem, message, fields))
     return entries

@@ -4,11 +4,10 @@ SVG (:mod:`ethoscope_rsync.render.svg`), no script, no external asset; readable 
 """
 from __future__ import annotations
 
-import html
-
 from ethoscope_rsync.state import forecast
-from ethoscope_rsync.render import offsite
+from ethoscope_rsync.render import escape, offsite, verdict
 from ethoscope_rsync.render.humanize import format_age, format_days, format_time, human_size
+from ethoscope_rsync.state.health import PAUSED, STALE, UNKNOWN
 from ethoscope_rsync.state.model import COMPLETED, ERROR, QUEUED, RUNNING, lag
 from ethoscope_rsync.render.svg import MAX_POINTS, strip, usage_chart
 from ethoscope_rsync.state.views import DeviceView, View, last_backup_time, view, worst_lag
@@ -26,7 +25,10 @@ td.num{text-align:right;white-space:nowrap}
 .bar{width:10em;height:.9em;background:#eee;border-radius:3px;overflow:hidden;display:inline-block}
 .bar span{display:block;height:100%;background:#4a90d9}
 .ok{color:#1a7f37}.err{color:#c62828}.run{color:#1565c0}.queue{color:#777}
-.stale{background:#fff4e5}
+.stale{background:#fff4e5}.failing{background:#fdecea}.paused{background:#f3f3f3}.stl{color:#b45309;font-weight:bold}
+.verdict{font-size:1.3em;margin:0 0 .4em;padding:.4em .6em;border-radius:4px}.v-ok{background:#e6f4ea;color:#1a7f37}
+.v-problem{background:#fdecea;color:#b71c1c}.v-unknown{background:#f3f3f3;color:#444}
+#problems{margin:.2em 0 1em;padding-left:1.4em}#problems li{margin:.15em 0}
 .small{font-size:.85em;color:#666}
 .strip{display:block;margin-top:.3em}.p-ok{fill:#2e9e4f}.p-none{fill:#aaa}.p-err{fill:#d32f2f}
 .dest{margin:.4em 0 1em;max-width:40em}.dest p{margin:.2em 0}.warn{color:#c62828;font-weight:bold}
@@ -39,7 +41,7 @@ tr.device{border-bottom:2px solid #ccc;padding:.3em 0}td{border:none;padding:.15
 
 
 def _e(value) -> str:
-    return html.escape(str(value), quote=True)
+    return escape.html(value)
 
 
 def _pass_summary(v: View) -> str:
@@ -65,8 +67,12 @@ def _verified(v: View, key: str, now: float) -> str:
         _e(format_age(now - checked.at)), checked.files)
 
 
-def _html_row(d: DeviceView, v: View, now: float, strips: bool) -> str:
+def _html_row(d: DeviceView, v: View, now: float, strips: bool, judged=None) -> str:
     state, pct, last = d.state, d.percent, d.past.last_success
+    judgement = judged.judgement if judged is not None else (STALE if d.stale else "")
+    row = {STALE: " stale", PAUSED: " paused", "failing": " failing"}.get(judgement, "")
+    css = "stl" if judgement == STALE else _STATE_CLASS.get(state, "")
+    label = "paused" + (": " + judged.reason if judged.reason else "") if judgement == PAUSED else state or "-"
     when = ('%s <span class="small">(%s ago)</span>' % (_e(format_time(last)), _e(format_age(now - last)))
             if last else "never")
     protected = d.past.protected_up_to
@@ -80,8 +86,8 @@ def _html_row(d: DeviceView, v: View, now: float, strips: bool) -> str:
             '<td class="%s">%s%s%s</td>'
             '<td class="prog"><span class="bar" title="%.0f%%"><span style="width:%.1f%%"></span></span> %.0f%%</td>'
             '<td>%s</td><td class="num">%s<br><span class="small">%d files</span></td><td>%s</td></tr>'
-            % (" stale" if d.stale else "", _e(d.key), _e(d.name or d.key), _e(d.key), _e(d.address),
-               _verified(v, d.key, now), _STATE_CLASS.get(state, ""), _e(state or "-"),
+            % (row, _e(d.key), _e(d.name or d.key), _e(d.key), _e(d.address),
+               _verified(v, d.key, now), css, escape.html(label),
                " (stale)" if d.stale else "", strip(d.past.passes) if strips else "",
                pct, pct, pct, when, _e(human_size(d.bytes_copied)), d.files_copied, _e(message)))
 
@@ -118,17 +124,29 @@ def destinations_html(v: View, horizon_days: float, charts: bool = True) -> str:
     return "".join(parts)
 
 
+def verdict_html(judged, now: float) -> str:
+    """The verdict first: its head, then each problem on its own line."""
+    head, clauses = verdict.parts(judged, now)
+    if judged.level == UNKNOWN:
+        head, clauses = verdict.line(judged, now), []
+    items = "".join("<li>%s</li>" % _e(c) for c in clauses)
+    return ('<h1 id="verdict" class="verdict v-%s">%s</h1><ul id="problems">%s</ul>'
+            % (judged.level, _e(head), items))
+
+
 def render_html(status, history, now: float, stale_after: float, horizon_days: float, refresh: int = 5,
-                charts: bool = True) -> str:
-    """A readable page: destinations, one row per device; meta refresh only while a pass is active.
-    `charts` False leaves out the strips and usage charts (the benchmark's baseline)."""
+                charts: bool = True, overdue_after: float = 0.0, idle_refresh: int = 30) -> str:
+    """A readable page: the verdict, the pass, destinations, one row per device, problems first.
+    It refreshes itself every `refresh` seconds while a pass runs, every `idle_refresh` otherwise (a
+    wall display never freezes; an unchanged page costs a 304). `charts` False leaves out the strips
+    and usage charts (the benchmark's baseline)."""
     v = view(status, history, now, stale_after, files=False)
+    judged = verdict.judged(status, history, now, stale_after, overdue_after, v=v)
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
-             '<meta name="viewport" content="width=device-width, initial-scale=1">']
-    if v.status.run.active:
-        parts.append('<meta http-equiv="refresh" content="%d">' % int(refresh))
-    parts.append("<title>ethoscope backup status</title><style>%s</style></head><body>" % _CSS)
-    parts.append("<h1>ethoscope backup</h1>")
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             '<meta http-equiv="refresh" content="%d">' % int(refresh if v.status.run.active else idle_refresh)]
+    parts.append("<title>%s</title><style>%s</style></head><body>" % (_e(verdict.title(judged)), _CSS))
+    parts.append(verdict_html(judged, now))
     worst, laggard = worst_lag(v, now)
     parts.append('<p class="summary" id="summary">%s Last completed backup: %s. %d devices, %d stale.%s</p>'
                  % (_e(_pass_summary(v)), _e(format_time(last_backup_time(v)) or "never"), len(v.devices),
@@ -138,8 +156,8 @@ def render_html(status, history, now: float, stale_after: float, horizon_days: f
     parts.append(offsite.page(v.history.offsite, now))
     parts.append('<table id="devices"><thead><tr><th>Device</th><th>State, last passes</th><th>Progress</th>'
                  '<th>Last success</th><th>Copied</th><th>Error / message</th></tr></thead><tbody>')
-    parts.extend(_html_row(d, v, now, charts) for d in v.devices.values())
+    parts.extend(_html_row(v.devices[h.key], v, now, charts, h) for h in judged.devices)
     parts.append("</tbody></table>")
-    parts.append('<p class="small">Generated %s. JSON: <a href="status">/status</a>, '
-                 '<a href="metrics">/metrics</a>.</p></body></html>' % _e(format_time(now)))
+    parts.append('<p class="small">ethoscope backup, generated %s. JSON: <a href="status">/status</a>, '
+                 '<a href="metrics">/metrics</a>.</p></body></html>' % _e(format_time(now)[:16]))
     return "".join(parts)

@@ -204,7 +204,7 @@ def terminal_notes(status, history, now: float, stale_after: float, horizon_days
         if checked and checked.damaged_count:
             lines.append("%s: %d damaged file(s) found by verify on %s, e.g. %s" % (
                 d.name or key, checked.damaged_count, format_time(checked.at),
-                checked.damaged[0][0] if checked.damaged else "?"))
+                printable(checked.damaged[0][0], 200) if checked.damaged else "?"))
     return lines + ([offsite.line(v.history.offsite, now)] if v.history.offsite else [])
 
 

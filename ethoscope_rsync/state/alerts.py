@@ -10,6 +10,8 @@ from ethoscope_rsync.state.model import DAY, mapping, number, sequence
 FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pass failed", "damaged"
 # The second copy (subjects "offsite" and "offsite:check").
 OFFSITE_FAILED, OFFSITE_OLD, OFFSITE_DAMAGED = "second copy failing", "second copy old", "second copy damaged"
+# The heartbeat (subjects "passes" and "timer"): passes stopped or stuck, the timer off while a switch is on.
+OVERDUE, LONG_PASS, TIMER_OFF = "passes overdue", "pass running too long", "timer inactive"
 RETRY_FOR = 7 * DAY    # seconds an undelivered message is tried again (after every pass)
 MAX_UNDELIVERED = 20       # undelivered messages kept; the oldest are given up first
 
@@ -80,6 +82,11 @@ def bounded(messages: list) -> tuple:
     return messages[cut:], messages[:cut]
 
 
-def state_document(state: dict, now: float, undelivered: list = ()) -> dict:
+def read_pinged(data) -> float:
+    """alerts.json -> the end of the last good pass whose ping was delivered (0: none)."""
+    return number(mapping(data).get("pinged"))
+
+
+def state_document(state: dict, now: float, undelivered: list = (), pinged: float = 0.0) -> dict:
     return {"schema": 1, "updated": round(now, 3), "subjects": state,
-            "undelivered": [message.as_json() for message in undelivered]}
+            "undelivered": [message.as_json() for message in undelivered], "pinged": pinged}

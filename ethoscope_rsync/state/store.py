@@ -106,8 +106,9 @@ def save_ledger(offsite_file: Path, ledger: dict) -> None:
 
 
 @contextlib.contextmanager
-def pass_lock(path: Path):
-    """An flock on the state dir's lock file: released by the kernel even if the pass crashes."""
+def pass_lock(path: Path, wait=None):
+    """An flock on the state dir's lock file: released by the kernel even if the pass crashes.
+    Held by another: Busy, or with `wait` (a callable, told the holder's pid) waits for it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd, writable = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o664), True
@@ -120,8 +121,11 @@ def pass_lock(path: Path):
             if error.errno not in (errno.EWOULDBLOCK, errno.EACCES):
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise Busy(f"another backup pass is already running (pid {holder}); "
-                       f"this one exits without doing anything") from None
+            if wait is None:
+                raise Busy(f"another backup pass is already running (pid {holder}); "
+                           f"this one exits without doing anything") from None
+            wait(holder)
+            fcntl.flock(fd, fcntl.LOCK_EX)
         if writable:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -337,14 +341,16 @@ class StatusStore:
         if outcome == "success":
             self.history.good_passes += 1
 
-    def retire(self, now: float, after: float) -> list:
+    def retire(self, now: float, after: float, keep=frozenset()) -> list:
         """Devices not in this pass and not seen for `after` seconds (0: never) leave the history,
         so every published view; the name and machine id of those that answered stay pinned
-        (``History.retired``), so that nobody can claim them later. Returns their names."""
+        (``History.retired``), so that nobody can claim them later. Returns their names. Those whose
+        key or name is in `keep` (paused devices) stay."""
         if after <= 0:
             return []
         gone = [key for key, entry in self.history.devices.items()
-                if key not in self.status.devices and now - last_seen(entry) > after]
+                if key not in self.status.devices and now - last_seen(entry) > after
+                and key not in keep and entry.name not in keep]
         for key in gone:
             entry = self.history.devices.pop(key)
             self.inventories.forget(key)

@@ -89,9 +89,10 @@ class StatusServer:
 
     def __init__(self, status_file, history_file, *, listen=None, cors_origin: str, stale_after: float,
                  horizon_days: float, sock=None, threads=THREADS, limits: Limits = Limits(), socks=(),
-                 offsite_file=None):
+                 offsite_file=None, overdue_after: float = 0.0, pauses_file=None):
         self.app = StatusApp(status_file, history_file, cors_origin=cors_origin, stale_after=stale_after,
-                             horizon_days=horizon_days, offsite_file=offsite_file)
+                             horizon_days=horizon_days, offsite_file=offsite_file, overdue_after=overdue_after,
+                             pauses_file=pauses_file)
         socks = list(socks) + ([sock] if sock is not None else [])
         self.service = Service(make_wsgi_app(self.app), socks=socks, listen=listen, threads=threads,
                                limits=limits)
@@ -126,7 +127,7 @@ def _setup_logging():
 
 
 def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: float, stale_after: float,
-          horizon_days: float, offsite_file=None) -> int:
+          horizon_days: float, offsite_file=None, overdue_after: float = 0.0, pauses_file=None) -> int:
     """Run the status service until SIGTERM/SIGINT/SIGHUP or ``idle_exit`` seconds without requests.
 
     Socket-activated when systemd passed sockets, else binds ``listen`` (``[status] listen``).
@@ -139,7 +140,7 @@ def serve(status_file, history_file, *, listen, cors_origin: str, idle_exit: flo
             socks = activated_sockets()
             server = StatusServer(status_file, history_file, listen=listen, socks=socks,
                                   cors_origin=cors_origin, stale_after=stale_after, horizon_days=horizon_days,
-                                  offsite_file=offsite_file)
+                                  offsite_file=offsite_file, overdue_after=overdue_after, pauses_file=pauses_file)
             server.start()
         except ServeError as exc:
             sys.stderr.write("ethoscope-backup serve: %s\n" % exc)

@@ -26,6 +26,7 @@ from typing import Mapping, NamedTuple
 from urllib.parse import unquote_plus
 
 from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.render import verdict
 from ethoscope_rsync.web.clientlog import ClientLog
 from ethoscope_rsync.web.documents import Documents, StatusUnavailable, dumps, prepare
 
@@ -147,32 +148,37 @@ class StatusApp:
     """The routes over ``status_file`` and ``history_file``; ``respond`` is all a server calls."""
 
     def __init__(self, status_file, history_file, *, cors_origin: str, stale_after: float, horizon_days: float,
-                 clock=time.time, logger=log, offsite_file=None):
+                 clock=time.time, logger=log, offsite_file=None, overdue_after: float = 0.0, pauses_file=None):
         self.stale_after = float(stale_after)
+        self.overdue_after = float(overdue_after)    # [status] overdue_after: the verdict's overdue
         self.horizon_days = float(horizon_days)       # [alert] disk_horizon: a destination full sooner is flagged
         self.cors_origin = cors_origin
         self.clients = ClientLog(logger)
         self.documents = Documents(status_file, history_file, self.stale_after, clock,
                                    on_history_error=lambda m: logger.warning("ignoring history: %s", m),
-                                   offsite_file=offsite_file)
+                                   offsite_file=offsite_file, overdue_after=self.overdue_after,
+                                   pauses_file=pauses_file)
         self.status_file = status_file
         self.inventory_file = (os.path.join(os.path.dirname(history_file), "inventory.sqlite")   # the pass's
                                if history_file else None)
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):
-        return prepare(dumps(render.root_document(status, history)), JSON_TYPE)
+        doc = dict(render.root_document(status, history),
+                   **verdict.root_additions(status, history, now, self.stale_after, self.overdue_after))
+        return prepare(dumps(doc), JSON_TYPE)
 
     def _html(self, status, history, now):
-        return prepare(render.render_html(status, history, now, self.stale_after,
-                                           horizon_days=self.horizon_days).encode(errors=TEXT_ERRORS), HTML_TYPE)
+        return prepare(render.render_html(status, history, now, self.stale_after, horizon_days=self.horizon_days,
+                                           overdue_after=self.overdue_after).encode(errors=TEXT_ERRORS), HTML_TYPE)
 
     def _status(self, status, history, now):
         return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        return prepare(render.render_metrics(status, history, now, self.stale_after, self.horizon_days).encode(errors=TEXT_ERRORS),
-                       METRICS_TYPE)
+        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days) + verdict.verdict_metrics(
+            verdict.judged(status, history, now, self.stale_after, self.overdue_after))
+        return prepare(text.encode(errors=TEXT_ERRORS), METRICS_TYPE)
 
     def _directory(self, status, history, now):
         """The devices' ids and names (for ``find_device``): those of /status, without their files."""
@@ -225,7 +231,7 @@ class StatusApp:
             fmt = query_param(query, "format")
             if fmt == "html" or (fmt != "json" and prefers_html(h.get("accept", ""))):
                 return docs.get("html", self._html, per_second=True)
-            return docs.get("root", self._root)
+            return docs.get("root", self._root, period=60.0)
         if route == "metrics":
             return docs.get("metrics", self._metrics)
         if route == "status":

@@ -23,7 +23,8 @@ import zlib
 from typing import Callable, NamedTuple
 
 from ethoscope_rsync.render import upstream as render
-from ethoscope_rsync.state import offsite
+from ethoscope_rsync.render import verdict
+from ethoscope_rsync.state import offsite, pauses
 from ethoscope_rsync.state.model import settled
 from ethoscope_rsync.system.leftovers import process_alive
 
@@ -134,12 +135,15 @@ class Documents:
 
     ``get(name, build)`` returns the cached document ``name`` or builds it with
     ``build(status, history, now)``; concurrent misses wait for one build. ``per_second``
-    documents (the HTML page shows ages) are rebuilt once a second at most.
+    documents (the HTML page shows ages) are rebuilt once a second at most, those with a ``period``
+    (``GET /``'s verdict shows ages in minutes) once a period at most.
     """
 
     def __init__(self, status_file, history_file, stale_after: float, clock, on_history_error=None,
-                 offsite_file=None):
+                 offsite_file=None, overdue_after: float = 0.0, pauses_file=None):
         self.status = JsonFile(status_file)
+        self.pauses = JsonFile(pauses_file)         # the devices the admin paused, read beside the history
+        self.overdue_after = float(overdue_after)
         self.history = JsonFile(history_file)
         self.offsite = JsonFile(offsite_file)      # the second copy's state, read beside the history
         self.stale_after = float(stale_after)
@@ -161,12 +165,12 @@ class Documents:
         return snap, (hit[1] if hit is not None and hit[0] == second else _MISSING)
 
     def _identities(self) -> tuple:
-        return (self.status.identity(), self.history.identity(), self.offsite.identity())
+        return (self.status.identity(), self.history.identity(), self.offsite.identity(), self.pauses.identity())
 
-    def get(self, name, build: Build, per_second: bool = False):
+    def get(self, name, build: Build, per_second: bool = False, period: float = 0.0):
         """The document ``name`` as ``build`` made it; StatusUnavailable (→ 503)."""
         now = self.clock()
-        second = int(now) if per_second else None
+        second = int(now) if per_second else int(now // period) if period else None
         doc = self._cached(name, second, now)[1]
         if doc is not _MISSING:
             return doc
@@ -202,10 +206,16 @@ class Documents:
                 self.on_history_error(str(exc))
         history, okey = self._with_offsite(history)
         try:
-            identity = (skey, hkey, okey)
+            pkey, doc = self.pauses.load()
+        except StatusUnavailable:                   # an unreadable paused.json shows no pause
+            pkey, doc = self.pauses.identity(), None
+        history = pauses.attach(history, doc)
+        try:
+            identity = (skey, hkey, okey, pkey)
             gone = status is not found     # the same file, read anew: every document of it tells so
             if snap is None or snap.identity != identity or snap.gone != gone:
-                valid = render.next_change(status, history, now, self.stale_after)
+                valid = min(render.next_change(status, history, now, self.stale_after),
+                            verdict.next_change(status, history, now, self.stale_after, self.overdue_after))
                 snap = self._snapshot = Snapshot(identity, valid, gone=gone)
             rep = build(status, history, now)
             snap.documents[name] = (second, rep)

@@ -77,3 +77,19 @@ def test_the_sandbox_is_not_asked_about_without_systemd_or_said_when_it_cannot_b
     assert check_sandbox(config, Systemctl(code=1), systemd=tmp_path)[0][0] == "warn"
     findings = check_sandbox(config, Systemctl("/home/lab/results -/ethoscope_data/videos"), systemd=tmp_path)
     assert findings[0][0] == "FAIL" and "ProtectHome=yes" in findings[0][1]
+
+
+def test_what_a_device_prints_reaches_the_terminal_inert(tmp_path, monkeypatch):
+    """A device answering check's SSH login with terminal escapes and extra lines: shown, not obeyed."""
+    from ethoscope_rsync.commands import check
+    from ethoscope_rsync.config.devices import Device
+    from ethoscope_rsync.system.execute import Result
+    config = config_with(tmp_path, tmp_path / "r", tmp_path / "v")
+    device = Device("ETHOSCOPE_004", "169.254.1.4")
+    hostile = "unreadable: /x\x1b]0;owned\x07\x1b[2J\nok    everything is fine"
+    monkeypatch.setattr(check.execute, "run", lambda argv, timeout: Result(tuple(argv), 0, hostile, ""))
+    level, text = check.check_device(config, device, "/k")
+    assert level == "FAIL" and "\x1b" not in text and "\n" not in text and "\\x1b]0;owned" in text
+    monkeypatch.setattr(check.execute, "run", lambda argv, timeout: Result(tuple(argv), 255, "", "kex: \x1b[31mred\n"))
+    level, text = check.check_device(config, device, "/k")
+    assert level == "FAIL" and "\x1b" not in text and "\\x1b[31mred" in text

@@ -105,9 +105,38 @@ def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
     (tmp_path / "history.json").write_text(json.dumps(history))
     conf.write_text(f"[paths]\nstatus_file = {tmp_path}/status.json\nstate_dir = {tmp_path}\n"
                     f"results = {tmp_path}/r\nvideos = {tmp_path}/v\nupstream_config = {tmp_path}/none\n")
-    assert main(["status", "-c", str(conf)]) == 0
-    printed = capsys.readouterr().out
-    assert "ETHOSCOPE_001" in printed and "ETHOSCOPE_002" in printed and printed.startswith("last pass: failed")
+    assert main(["status", "-c", str(conf)]) == 1                  # a device failing (and both stale by now)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0].startswith("0/2 safe \u2014 no pass has ended for ")            # overdue first
+    assert "; ETHOSCOPE_002 failing since " in printed[0] and "; ETHOSCOPE_001 not seen for " in printed[0]
+    assert printed[2].startswith("last pass: failed") and "ETHOSCOPE_001" in printed[4]
+
+
+def _status_files(tmp_path, status, history, extra=""):
+    conf = tmp_path / "backup.conf"
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    conf.write_text(f"[paths]\nstatus_file = {tmp_path}/status.json\nstate_dir = {tmp_path}\n"
+                    f"results = {tmp_path}/r\nvideos = {tmp_path}/v\nupstream_config = {tmp_path}/none\n{extra}")
+    return conf
+
+
+def test_status_exit_codes_for_checks(tmp_path, capsys):
+    """0: every device safe and passes on time; 1: overdue (or a problem); 3: nothing to judge."""
+    import time
+    from tests.fixtures.status import build, scripted_pass
+    status, history = build(scripted_pass(2, chunks=1, now=time.time() - 700, failing=0))
+    assert main(["status", "-c", str(_status_files(tmp_path, status, history))]) == 0
+    assert capsys.readouterr().out.startswith("2/2 safe \u2014 last pass ended ")
+    late = _status_files(tmp_path, status, history, "[status]\noverdue_after = 120\n")
+    assert main(["status", "-c", str(late)]) == 1
+    assert "(overdue)" in capsys.readouterr().out.splitlines()[0]
+    assert main(["status", "--json", "-c", str(late)]) == 1
+    assert json.loads(capsys.readouterr().out)["verdict"]["overdue"] is True
+    (tmp_path / "status.json").unlink()
+    (tmp_path / "history.json").unlink()
+    assert main(["status", "-c", str(late)]) == 3
+    assert capsys.readouterr().out == "unknown: no backup pass has run yet\n"
 
 
 def test_bandwidth_budget_is_shared():
@@ -199,7 +228,7 @@ def test_commands_reaching_the_second_copy_take_its_password_along(conf, tmp_pat
 def test_status_only_reads_and_is_not_handed_over(conf, monkeypatch, capsys):
     monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: 4242)
     monkeypatch.setattr("ethoscope_rsync.system.privileges.become", lambda *a: pytest.fail("status handed over"))
-    assert main(["status", "-c", str(conf)]) == 0
+    assert main(["status", "-c", str(conf)]) == 3          # nothing to judge yet
 
 
 def test_a_failed_hand_over_is_one_line_and_exit_2(conf, monkeypatch, capsys):

@@ -209,9 +209,11 @@ def test_device_lookup_forms(done):
         assert render.device_document(*done, key, NOW, DAY) is None, key[:20]
 
 
-def test_html_rows_and_no_refresh_when_idle(done):
+def test_html_rows_problems_first_and_slow_refresh_when_idle(done):
     page = render.render_html(*done, NOW, DAY, horizon_days=14.0)
-    assert page.count('<tr class="device') == 2 and 'http-equiv="refresh"' not in page
+    assert page.count('<tr class="device') == 2 and '<meta http-equiv="refresh" content="30">' in page
+    assert page.index("ETHOSCOPE_002") < page.index("ETHOSCOPE_001")       # the failing one first
+    assert "<title>(1) ethoscope backup: 1 problem</title>" in page
     assert "ETHOSCOPE_001" in page and "connection lost" in page and "(69 min ago)" in page
 
 
@@ -220,7 +222,7 @@ def test_html_refresh_while_running_and_escaping():
                    (ev.Started(A, 1, NOW - 10), ev.Progressed(A, "results", 85, 5, 1.0, "<script>alert(1)</script>")),
                    started=NOW - 10)
     page = render.render_html(*build(hostile, finish=False), NOW, DAY, horizon_days=14.0)
-    assert 'http-equiv="refresh"' in page and "<script>" not in page and "<b>9" not in page
+    assert '<meta http-equiv="refresh" content="5">' in page and "<script>" not in page and "<b>9" not in page
     assert "&lt;b&gt;9" in page and "width:42.5%" in page
 
 
