@@ -48,13 +48,12 @@ def fits(path: str) -> bool:
     return len(path) <= PATH_MAX
 
 
-def bounded(listing: dict, kept: int = 0) -> tuple:
+def bounded(listing: dict) -> tuple:
     """(the files kept one by one, untracked files, their bytes): the paths that fit, the first
-    FILES_MAX - `kept` of them; the others only counted."""
+    FILES_MAX of them; the others only counted."""
     files, untracked, untracked_bytes = {}, 0, 0
-    room = FILES_MAX - kept
     for path, size in listing.items():
-        if fits(path) and len(files) < room:
+        if fits(path) and len(files) < FILES_MAX:
             files[path] = size
         else:
             untracked += 1
@@ -185,7 +184,7 @@ def open_inventories(path: Path) -> tuple:
     retired; when none can be opened there, one in memory."""
     try:
         return Inventories(path), ""
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         problem = f"inventory database {path} unusable ({error})"
     aside = f"{path}.damaged-{int(time.time())}"
     try:
