@@ -48,13 +48,12 @@ def fits(path: str) -> bool:
     return len(path) <= PATH_MAX
 
 
-def bounded(listing: dict, kept: int = 0) -> tuple:
+def bounded(listing: dict) -> tuple:
     """(the files kept one by one, untracked files, their bytes): the paths that fit, the first
-    FILES_MAX - `kept` of them; the others only counted."""
+    FILES_MAX of them; the others only counted."""
     files, untracked, untracked_bytes = {}, 0, 0
-    room = FILES_MAX - kept
     for path, size in listing.items():
-        if fits(path) and len(files) < room:
+        if fits(path) and len(files) < FILES_MAX:
             files[path] = size
         else:
             untracked += 1
@@ -123,11 +122,9 @@ class Inventories:
         are retired. Returns the tree's retired (files, bytes) in all, counted from `retired` when
         the database has no record of them (a history older than it). Only what changed is
         written, in one transaction: a pass killed after it never counts a file twice."""
-        try:
+        with self._noted():      # a full disk: the totals of this pass stay right
             return self._replace(device, kind, listing, retired)
-        except sqlite3.Error as error:      # a full disk: the totals of this pass stay right
-            self.problem = self.problem or f"cannot update the inventory database: {error}"
-            return retired
+        return retired
 
     def _replace(self, device: str, kind: str, listing: dict, retired: tuple) -> tuple:
         old = self.files(device, kind)
@@ -153,20 +150,30 @@ class Inventories:
     def adopt(self, device: str, kind: str, listing: dict, retired: tuple) -> None:
         """A tree from an old history.json (which kept it whole, with its retired totals), unless
         the database has it already."""
-        if self.retired(device, kind) is None:
-            self.replace(device, kind, bounded(listing)[0], retired)
+        with self._noted():
+            if self.retired(device, kind) is None:
+                self.replace(device, kind, bounded(listing)[0], retired)
 
     def forget(self, device: str) -> None:
         """A device retired from the history."""
-        with contextlib.suppress(sqlite3.Error), self._transaction():
+        with self._noted(), self._transaction():
             self.db.execute("DELETE FROM files WHERE tree IN (SELECT id FROM trees WHERE device = ?)", (device,))
             self.db.execute("DELETE FROM trees WHERE device = ?", (device,))
 
     def rename(self, old: str, new: str) -> None:
         """A device known by its name until its first contact is keyed by its machine id from then on."""
-        if old != new and all(self.retired(new, kind) is None for kind in ("results", "videos")):
-            with contextlib.suppress(sqlite3.Error), self._transaction():
-                self.db.execute("UPDATE trees SET device = ? WHERE device = ?", (new, old))
+        with self._noted():
+            if old != new and all(self.retired(new, kind) is None for kind in ("results", "videos")):
+                with self._transaction():
+                    self.db.execute("UPDATE trees SET device = ? WHERE device = ?", (new, old))
+
+    @contextlib.contextmanager
+    def _noted(self):
+        """An error of the database is noted (the first) and the pass goes on."""
+        try:
+            yield
+        except sqlite3.Error as error:
+            self.problem = self.problem or f"cannot update the inventory database: {error}"
 
     @contextlib.contextmanager
     def _transaction(self):
@@ -185,7 +192,7 @@ def open_inventories(path: Path) -> tuple:
     retired; when none can be opened there, one in memory."""
     try:
         return Inventories(path), ""
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         problem = f"inventory database {path} unusable ({error})"
     aside = f"{path}.damaged-{int(time.time())}"
     try:

@@ -133,6 +133,11 @@ def test_a_failing_write_keeps_the_pass_going(tmp_path):
     db.db.execute("PRAGMA query_only=1")              # as a full disk would refuse the write
     assert db.replace(ID, "videos", {"b": 1}, (5, 50)) == (5, 50)
     assert "cannot update the inventory database" in db.problem
+    db.rename(ID, "e" * 32)                           # none of them raises: the pass goes on
+    db.forget(ID)
+    db.adopt("e" * 32, "videos", {"c": 1}, (0, 0))
+    db.db.execute("PRAGMA query_only=0")
+    assert db.files(ID, "videos") == {"a": 1}
     assert isinstance(sqlite3.connect(tmp_path / "inventory.sqlite").execute("SELECT 1").fetchone(), tuple)
 
 
