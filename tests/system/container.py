@@ -60,30 +60,6 @@ def build_deb(workdir):
     return out / debs[0].name
 
 
-def build_release_deb(commit, version, workdir, date):
-    """The package of an earlier release, built from COMMIT of this repository (git archive) with a
-    debian/changelog entry for VERSION on top (the release's own entry, written later, is not in that
-    tree). Returns the path of ethoscope-rsync_VERSION_all.deb (in workdir/out)."""
-    workdir = Path(workdir)
-    src = workdir / "ethoscope-rsync"
-    src.mkdir(parents=True)
-    tar = subprocess.run(["git", "-C", str(REPO_ROOT), "archive", "--format=tar", commit],
-                         capture_output=True, check=True, timeout=60).stdout
-    subprocess.run(["tar", "-x", "-C", str(src)], input=tar, check=True, timeout=60)
-    changelog = src / "debian" / "changelog"
-    changelog.write_text("ethoscope-rsync (%s) unstable; urgency=medium\n\n  * Release %s.\n\n"
-                         " -- ethoscope-rsync developers <ethoscope-rsync@example.org>  %s\n\n%s"
-                         % (version, version, date, changelog.read_text()))
-    env = dict(os.environ, DEB_BUILD_OPTIONS="nocheck")
-    run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=str(src), env=env, timeout=600)
-    built = workdir / ("ethoscope-rsync_%s_all.deb" % version)
-    assert built.is_file(), sorted(workdir.iterdir())
-    out = workdir / "out"
-    out.mkdir()
-    shutil.copy2(built, out / built.name)
-    return out / built.name
-
-
 def deb_field(deb, field):
     return run(["dpkg-deb", "-f", str(deb), field]).stdout.strip()
 

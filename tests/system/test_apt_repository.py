@@ -3,7 +3,7 @@
 
 The repository is the one packaging/apt-repository.sh (make repo) writes, with a key generated for the
 test, bound read-only into the container and added as README says (a deb822 source with Signed-By=).
-The previous release is built from its commit (PREVIOUS_RELEASE). Before it is installed the node runs
+The previous release is the package it shipped (tests/fixtures/releases). Before it is installed the node runs
 a stand-in of an enabled upstream daemon (ethoscope_backup_sqlite), which 0.2.0 disabled and recorded
 in /var/lib/ethoscope-rsync: the upgrade has to give it back as this release's switch, move the
 record into the one state directory, and drop what 0.2.0 left (its alias of ethoscope_backup_unified,
@@ -18,10 +18,11 @@ import urllib.request
 
 import pytest
 
-from tests.system.container import (BASE_PACKAGES, REPO_ROOT, Container, build_release_deb, dependency_names,
+from tests.system.container import (BASE_PACKAGES, REPO_ROOT, Container, dependency_names,
                                     rootfs_for, run, wait_for)
 
-PREVIOUS_RELEASE = ("59a75cd8f802f6d3a33b24184dcda5bb98e1e4ca", "0.2.0", "Wed, 02 Dec 2026 01:38:52 +0000")
+# The previous release as built (tests/fixtures/releases/README.md says how).
+PREVIOUS_DEB = REPO_ROOT / "tests" / "fixtures" / "releases" / "ethoscope-rsync_0.2.0_all.deb"
 GUEST_REPO = "/srv/ethoscope-repo"
 KEYRING = "/etc/apt/keyrings/ethoscope-rsync-archive-keyring.gpg"
 SOURCES = "/etc/apt/sources.list.d/ethoscope-rsync.sources"
@@ -46,9 +47,9 @@ def make_repo(repo, gnupg, *debs):
 
 
 @pytest.fixture(scope="session")
-def previous_deb(tmp_path_factory):
-    commit, version, date = PREVIOUS_RELEASE
-    return build_release_deb(commit, version, tmp_path_factory.mktemp("previous"), date)
+def previous_deb():
+    assert PREVIOUS_DEB.is_file(), PREVIOUS_DEB
+    return PREVIOUS_DEB
 
 
 @pytest.fixture(scope="module")
