@@ -18,6 +18,7 @@ from ethoscope_rsync.system.exits import EXIT_OK, EXIT_USAGE
 from ethoscope_rsync.backup.passes import run_pass
 from ethoscope_rsync.offsite.run import run_offsite
 from ethoscope_rsync.web.adapter import ServeError, StatusServer
+from ethoscope_rsync.backup.keywait import missing_key, record_waiting
 
 
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
@@ -42,7 +43,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     code = EXIT_OK
     try:
         while not stop.is_set():
-            code = run_pass(config, stop)
+            waiting = missing_key(config)           # the key not there yet: a wait, said in the status
+            code = record_waiting(config, waiting) if waiting is not None else run_pass(config, stop)
             if not stop.is_set():     # the second copy, when one is due (what its timer does under systemd)
                 run_offsite(config, if_due=True, stop=stop)
             try:

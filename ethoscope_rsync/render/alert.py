@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, LONG_PASS, OFFSITE_DAMAGED, OFFSITE_FAILED,
-                                          OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, Change)
+                                          OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, KEY_WAIT, Change)
 from ethoscope_rsync.render import escape
 from ethoscope_rsync.render.humanize import format_age, format_time
 
@@ -29,6 +29,8 @@ _WHAT_TO_DO = {
               "without systemd: is ethoscope-backup daemon running?"),
     LONG_PASS: ("see what it is doing: ethoscope-backup status; journalctl -u ethoscope-backup.service -n 50; "
                 "a stuck pass can be stopped: systemctl stop ethoscope-backup.service (the next one resumes)"),
+    KEY_WAIT: ("put the node's SSH private key there (mode 600, owned by root) and its public key in "
+               "~ethoscope/.ssh/authorized_keys on every device (README, the first hour); the next pass runs by itself"),
     TIMER_OFF: ("start it: systemctl start ethoscope-backup.timer (systemctl status ethoscope-backup.timer "
                 "says why it stopped)"),
     FAILED: ("check that {name} is switched on and reachable from this node: ethoscope-backup check -e {name}; "
@@ -70,7 +72,7 @@ def _problem_words(change: Change) -> str:
         return "newest snapshot from %s" % format_time(change.since) if change.since else "no snapshot yet"
     if change.problem == OFFSITE_DAMAGED:
         return "restic check found damage on %s" % format_time(change.since)
-    if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
+    if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
         return change.problem + (": " + c.detail if c.detail else "")
     return "backup pass failed" + (": " + c.detail if c.detail else "")
 
@@ -85,8 +87,9 @@ def describe(change: Change, now: float, esc=escape.mail) -> str:
             return "%s: no longer filling up (warned %s)." % (who, _when(change.since, now))
         if change.problem == PASS_FAILED:
             return "%s: passes run again (failed since %s)." % (who, _when(change.since, now))
-        if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
-            again = {OVERDUE: "passes end again", LONG_PASS: "the long pass has ended", TIMER_OFF: "active again"}
+        if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
+            again = {OVERDUE: "passes end again", LONG_PASS: "the long pass has ended", TIMER_OFF: "active again",
+                     KEY_WAIT: "the SSH key is in place, passes run"}
             return "%s: %s (%s since %s)." % (who, again[change.problem], change.problem, _when(change.since, now))
         if change.problem == DAMAGED:
             return "%s: the last verify found no damaged copy." % who
@@ -104,7 +107,7 @@ def describe(change: Change, now: float, esc=escape.mail) -> str:
     if c.subject == "offsite":
         lines.append("  newest snapshot: %s%s" % (_when(c.last_success, now),
                                                   "; %d failed runs in a row" % c.passes if c.passes else ""))
-    if c.detail and change.problem not in (PASS_FAILED, OVERDUE, LONG_PASS, TIMER_OFF):
+    if c.detail and change.problem not in (PASS_FAILED, OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
         lines.append("  last error: " + esc(c.detail, DETAIL))
     found = "" if c.found else " and it was not found in the last pass (switched off, offline, or not listed)"
     lines.append("  what to do: " + _WHAT_TO_DO[change.problem].format(name=name, found=found))

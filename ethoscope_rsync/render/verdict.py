@@ -61,7 +61,8 @@ def parts(v: Verdict, now: float) -> tuple:
     if v.overdue_for > 0:
         clauses.append(overdue_words(v, now))
     if v.failed_pass:
-        clauses.append("last pass failed: %s" % escape.terminal(v.failed_pass, REASON))
+        clauses.append(escape.terminal(v.failed_pass, 200) if v.failed_pass.startswith("waiting for")
+                       else "last pass failed: %s" % escape.terminal(v.failed_pass, REASON))
     problems = v.problems
     clauses += [device_words(d, now) for d in problems[:NAMED]]
     if len(problems) > NAMED:
