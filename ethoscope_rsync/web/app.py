@@ -37,6 +37,7 @@ TEXT_ERRORS = "backslashreplace"
 ALLOW = "GET, HEAD, OPTIONS"
 MAX_TARGET = 8192       # path + query; the connection gate already refuses longer request lines
 NOSNIFF = ("X-Content-Type-Options", "nosniff")   # browsers take the Content-Type as given
+QUIET_404 = ("/favicon.ico", "/apple-touch-icon.png", "/apple-touch-icon-precomposed.png", "/robots.txt")
 
 log = logging.getLogger("ethoscope_rsync.web")
 
@@ -255,8 +256,9 @@ class StatusApp:
         return headers
 
     def _problem(self, p: _Problem, method, path, client) -> Response:
-        self.clients.warning("%s %s %s: %d %s%s", client, method, path, p.status, p.message,
-                             " (%s)" % p.detail if p.detail else "")
+        if not (p.status == 404 and path in QUIET_404):      # a browser's own guesses: not worth a warning
+            self.clients.warning("%s %s %s: %d %s%s", client, method, path, p.status, p.message,
+                                 " (%s)" % p.detail if p.detail else "")
         body = problem_body(p.status, p.message)
         headers = self._cors(p.headers + [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
         return Response(p.status, headers, b"" if method == "HEAD" else body)
