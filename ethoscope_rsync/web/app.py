@@ -162,9 +162,8 @@ class StatusApp:
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):
-        doc = dict(render.root_document(status, history),
-                   **verdict.root_additions(status, history, now, self.stale_after, self.overdue_after))
-        return prepare(dumps(doc), JSON_TYPE)
+        return prepare(dumps(verdict.root_document(status, history, now, self.stale_after, self.overdue_after)),
+                       JSON_TYPE)
 
     def _html(self, status, history, now):
         return prepare(render.render_html(status, history, now, self.stale_after, horizon_days=self.horizon_days,
