@@ -12,6 +12,7 @@ webhook's ``text``.
 from __future__ import annotations
 
 import json
+import re
 
 from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, LONG_PASS, OFFSITE_DAMAGED, OFFSITE_FAILED,
                                           OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, KEY_WAIT, Change)
@@ -22,6 +23,7 @@ MAX_LISTED = 100          # changes written out in one message (a lab has at mos
 STORM_LISTED = 10         # changes described in a message made by messages(); the rest counted and named
 NAMES_LISTED = 30         # names of the rest given, per problem
 NAME, DETAIL = 64, 300    # characters of a device's name and of an error kept
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _WHAT_TO_DO = {
     OVERDUE: ("is the timer running (systemctl status ethoscope-backup.timer) and is a switch on "
@@ -80,8 +82,9 @@ def _problem_words(change: Change) -> str:
 def describe(change: Change, now: float, esc=escape.mail) -> str:
     """One change as a paragraph for people, what a device sent escaped by `esc`."""
     c = change.condition
-    name = esc(c.name, NAME)
-    who = name + (" (%s)" % esc(c.device_id, NAME) if c.device_id and c.device_id != c.name else "")
+    name = _name(c, esc)                                        # a device's name is its own; the others ours
+    device_id = c.device_id if _PLAIN.fullmatch(c.device_id) else esc(c.device_id, NAME)
+    who = name + (" (%s)" % device_id if c.device_id and c.device_id != c.name else "")
     if change.recovered:
         if change.problem == FILLING:
             return "%s: no longer filling up (warned %s)." % (who, _when(change.since, now))
@@ -115,8 +118,8 @@ def describe(change: Change, now: float, esc=escape.mail) -> str:
 
 
 def subject_line(changes: list, node: str, esc=escape.mail) -> str:
-    bad = [esc(c.condition.name, NAME) for c in changes if not c.recovered]
-    good = [esc(c.condition.name, NAME) for c in changes if c.recovered]
+    bad = [_name(c.condition, esc) for c in changes if not c.recovered]
+    good = [_name(c.condition, esc) for c in changes if c.recovered]
     parts = []
     if bad:
         parts.append("%s: %s" % ("PROBLEM" if len(bad) == 1 else "%d PROBLEMS" % len(bad), ", ".join(bad[:5])
@@ -126,12 +129,18 @@ def subject_line(changes: list, node: str, esc=escape.mail) -> str:
     return "ethoscope backup on %s: %s" % (node, "; ".join(parts))
 
 
+def _name(condition, esc) -> str:
+    """A subject's name for people: ours as it is, a device's as it is when it is a plain word
+    (ETHOSCOPE_004: nothing any medium reads as markup, and a command can be copied), else escaped."""
+    return condition.name if not condition.device_id or _PLAIN.fullmatch(condition.name) else esc(condition.name, NAME)
+
+
 def _rest(changes: list, esc, names: int = NAMES_LISTED) -> str:
     """The changes not described: counted by problem (recoveries apart), with their first names."""
     groups = {}
     for c in changes:
-        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(c.condition.name)
-    parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(esc(n, NAME) for n in found[:names]),
+        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(_name(c.condition, esc))
+    parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(found[:names]),
                                                            ", ..." if len(found) > names else "") if names else "")
              for problem, found in groups.items()]
     return "... and %d more: %s. See ethoscope-backup status." % (len(changes), "; ".join(parts))
