@@ -40,8 +40,7 @@ tr.device{border-bottom:2px solid #ccc;padding:.3em 0}td{border:none;padding:.15
 """
 
 
-def _e(value) -> str:
-    return escape.html(value)
+_e = escape.html        # every text of the page, whatever a device sent
 
 
 def _pass_summary(v: View) -> str:
