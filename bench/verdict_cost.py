@@ -39,10 +39,11 @@ def page():
         return render.render_html(status, history, now, 86400.0, horizon_days=14.0, overdue_after=1800.0)
     return render.render_html(status, history, now, 86400.0, horizon_days=14.0)
 def metrics():
-    text = render.render_metrics(status, history, now, 86400.0, 14.0)
-    if verdict is not None:
-        text += verdict.verdict_metrics(verdict.judged(status, history, now, 86400.0, 1800.0))
-    return text
+    if verdict is None:
+        return render.render_metrics(status, history, now, 86400.0, 14.0)
+    v = render.view(status, history, now, 86400.0)            # as the web service does (web/app.py)
+    return (render.render_metrics(status, history, now, 86400.0, 14.0, v)
+            + verdict.verdict_metrics(verdict.judged(status, history, now, 86400.0, 1800.0, v)))
 out = {}
 for name, fn in (("page", page), ("root", root), ("metrics", metrics)):
     for _ in range(3):

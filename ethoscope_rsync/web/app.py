@@ -173,8 +173,9 @@ class StatusApp:
         return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days) + verdict.verdict_metrics(
-            verdict.judged(status, history, now, self.stale_after, self.overdue_after))
+        v = render.view(status, history, now, self.stale_after)       # read once for both
+        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days, v) + verdict.verdict_metrics(
+            verdict.judged(status, history, now, self.stale_after, self.overdue_after, v))
         return prepare(text.encode(errors=TEXT_ERRORS), METRICS_TYPE)
 
     def _directory(self, status, history, now):
