@@ -2,11 +2,15 @@
 PYTHON := /usr/bin/python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps demo check unit integration system deb repo bench bench-quick clean
+.PHONY: all deps build-deps demo check unit integration system deb repo bench bench-quick clean
 
 all: check
 
-deps:            ## install what the demo and the tests need (Debian 12, as root)
+build-deps:      ## as root: only what `make deb` needs (debian/control's Build-Depends), nothing for the tests
+	apt-get install -y --no-install-recommends dpkg-dev
+	apt-get build-dep -y --no-install-recommends ./
+
+deps:            ## install what the demo and the tests need (Debian 12, as root; not for a production node)
 	tests/install-deps.sh
 
 demo: deps       ## bring up a simulated lab, run a real backup pass, serve the status on :8093
@@ -24,7 +28,8 @@ integration:
 system:
 	$(PYTHON) -m pytest -p no:cacheprovider tests/system
 
-deb:             ## build ../ethoscope-rsync_*.deb and copy it to dist/
+deb:             ## build ../ethoscope-rsync_*.deb and copy it to dist/ (make build-deps first, as root)
+	@dpkg-checkbuilddeps 2>/dev/null || { dpkg-checkbuilddeps; echo "make deb: run 'make build-deps' as root first (it installs only the build dependencies)" >&2; exit 1; }
 	dpkg-buildpackage -us -uc -b
 	mkdir -p dist && cp ../ethoscope-rsync_*_all.deb dist/
 

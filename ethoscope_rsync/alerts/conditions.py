@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from ethoscope_rsync.state import forecast, pauses
 from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, OFFSITE_DAMAGED, OFFSITE_FAILED, OFFSITE_OLD,
-                                          PASS_FAILED, STALE, Condition, Change)
+                                          KEY_WAIT, PASS_FAILED, STALE, Condition, Change)
 from ethoscope_rsync.state.history import History
 from ethoscope_rsync.state.model import ERROR, Status, is_stale
 from ethoscope_rsync.state.offsite import FAILED as RUN_FAILED, RUNNING, OffsiteState
@@ -83,6 +83,17 @@ def disk_conditions(history: History, horizon_days: float) -> list:
 
 
 _STOPPED = ("TERM", "INT", "15", "2")    # stopped on purpose (systemctl stop, shutdown): not a failure
+# systemd's own exit statuses (a unit that failed before our code ran), in words (systemd.exec(5)).
+SYSTEMD_EXITS = {
+    "200": "systemd could not change to its working directory", "203": "systemd could not execute the program "
+    "(is the package installed completely?)", "209": "systemd could not set up its output (journal)",
+    "217": "systemd could not switch to the user ethoscope-backup (does it exist? systemd-sysusers)",
+    "226": "systemd could not set up its sandbox (a ReadWritePaths= folder that does not exist?)",
+    "228": "systemd could not apply its security settings (SELinux/AppArmor?)",
+    "233": "systemd could not create its state or runtime folders (/var/lib/ethoscope-backup, /run/ethoscope-backup)",
+    "243": "systemd could not load its credentials: the SSH key /etc/ethoscope/keys/id_rsa (LoadCredential=) is "
+    "missing or unreadable",
+}
 
 
 def damage_conditions(verifications: dict, history: History) -> list:
@@ -127,6 +138,8 @@ def pass_condition(status: Status, monitor: dict, now: float) -> Condition:
         return Condition("pass", None, "backup pass")
     result, code = monitor.get("MONITOR_SERVICE_RESULT", ""), monitor.get("MONITOR_EXIT_STATUS", "")
     since = status.run.ended or status.run.started
+    if status.run.outcome == KEY_WAIT:               # backup/keywait.py: installed before the key
+        return Condition("pass", KEY_WAIT, "backup pass", since, _one_line(status.run.message))
     if status.run.outcome == "discovery failed":
         return Condition("pass", PASS_FAILED, "backup pass", since, _one_line("discovery failed: " + status.run.message))
     if not result:        # run by hand or by the daemon: the status is all there is to go by
@@ -136,7 +149,8 @@ def pass_condition(status: Status, monitor: dict, now: float) -> Condition:
         return Condition("pass", "", "backup pass")
     if result == "signal" and code in _STOPPED:
         return Condition("pass", None, "backup pass")
-    detail = {"exit-code": "configuration or usage error" if code == "2" else f"exited with status {code}",
+    detail = {"exit-code": "configuration or usage error" if code == "2"
+              else SYSTEMD_EXITS.get(code, f"exited with status {code}"),
               "timeout": "did not finish within its time limit (TimeoutStartSec=)",
               "signal": f"killed by signal {code}", "core-dump": f"crashed (signal {code})",
               "oom-kill": "killed: out of memory"}.get(result, f"failed ({result} {code})".strip())

@@ -54,8 +54,12 @@ def pass_condition(history, status, now: float, overdue_after: float, pass_limit
 
 def timer_state() -> str:
     """``systemctl is-active`` of the backup timer ("" when it cannot be asked)."""
+    return _systemctl("is-active", TIMER)
+
+
+def _systemctl(*args) -> str:
     try:
-        result = execute.run(("systemctl", "is-active", TIMER), timeout=10)
+        result = execute.run(("systemctl", *args), timeout=10)
     except OSError:
         return ""
     return result.stdout.strip() if not result.timed_out else ""

@@ -32,8 +32,9 @@ class Scheduler:
     """The devices of one scheduled pass, their last copy ends and their running jobs."""
 
     def __init__(self, job: Job, store, schedule: Schedule, clock=time.time, monotonic=time.monotonic,
-                 worker=backup_device):
+                 worker=backup_device, paused=lambda devices: ()):
         self.job, self.store, self.schedule, self.worker = job, store, schedule, worker
+        self.paused = paused      # -> the keys of those of the devices paused since the pass began
         self.tick = WAIT
         self.clock, self.monotonic = clock, monotonic
         self.devices, self.ends, self.running, self.results = {}, {}, {}, {}
@@ -66,6 +67,15 @@ class Scheduler:
         self.running[key] = future
         self.copies += 1
 
+    def _leave_paused(self, ready: list) -> list:
+        """`ready` without the devices paused meanwhile (``ethoscope-backup pause``): they leave the
+        pass, their last record kept."""
+        held = set(self.paused([self.devices[key] for key in ready])) if ready else set()
+        for key in held:
+            self.devices.pop(key, None)
+            self.ends.pop(key, None)
+        return [key for key in ready if key not in held]
+
     def _collect(self) -> None:
         for key, future in list(self.running.items()):
             if not future.done():
@@ -95,7 +105,8 @@ class Scheduler:
                 now = self.clock()
                 self.interrupted = self.interrupted or (self.job.stop.is_set() and bool(self.running))
                 if not self.job.stop.is_set():
-                    for key in due(self.ends, self.running, now, schedule.interval)[:slots - len(self.running)]:
+                    ready = due(self.ends, self.running, now, schedule.interval)
+                    for key in self._leave_paused(ready)[:slots - len(self.running)]:
                         self._start(pool, key)
                 upcoming = next_due(self.ends, self.running, schedule.interval)
                 if not self.running and (self.job.stop.is_set() or upcoming is None

@@ -288,11 +288,12 @@ def _end(config: Config, store: StatusStore, notifier: Notifier, outcome: str, m
 def _admit_new(config: Config, store: StatusStore, job: Job, known: set) -> list:
     """A long scheduled pass's later discovery: the devices not in it yet, checked and added to the status."""
     try:
-        found = discover(config)
+        found = discover(config, identities(store.history))
     except DiscoveryError as error:
         log.warning("discovery failed, the pass goes on with the devices it has: %s", error)
         return []
-    fresh, refused = check_claims((known_identity(d, store.history) for d in found.devices
+    listed = pauses.not_paused(found.devices, config.pauses_file, time.time())
+    fresh, refused = check_claims((known_identity(d, store.history) for d in listed
                                    if known_identity(d, store.history).key not in known), store.history)
     for message in refused:
         log.error("%s", message)
@@ -315,7 +316,8 @@ def _run_devices(config, job, devices, missing, store, notifier, terminal, sched
     if schedule is None:
         results = run_pool(job, devices, on_tick)
     else:
-        scheduler = Scheduler(job, store, schedule)
+        scheduler = Scheduler(job, store, schedule, paused=lambda ready: {   # paused while the pass runs
+            d.key for d in set(ready) - set(pauses.not_paused(ready, config.pauses_file, time.time()))})
         scheduler.add(devices)
         store.write()
         results = scheduler.run(on_tick, save=lambda: save_history(config.history_file, store.history),

@@ -295,6 +295,9 @@ def run_command(config, scheduled: bool = False) -> int:
         if config.dry_run:
             from ethoscope_rsync.backup.preview import preview_pass
             return preview_pass(config)
+        from ethoscope_rsync.backup.keywait import missing_key, record_waiting
+        if missing_key(config) is not None:            # installed before the key: a wait, not a failure
+            return record_waiting(config, missing_key(config))
         code = run_pass(config, stop, Schedule.every(config.transfer.interval) if scheduled else None)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)

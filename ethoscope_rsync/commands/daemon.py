@@ -20,6 +20,7 @@ from ethoscope_rsync.backup.passes import run_pass
 from ethoscope_rsync.backup.schedule import Schedule
 from ethoscope_rsync.offsite.run import run_offsite
 from ethoscope_rsync.web.adapter import ServeError, StatusServer
+from ethoscope_rsync.backup.keywait import missing_key, record_waiting
 
 
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
@@ -46,7 +47,8 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
     code = EXIT_OK
     try:
         while not stop.is_set():
-            code = run_pass(config, stop, schedule)
+            waiting = missing_key(config)           # the key not there yet: a wait, said in the status
+            code = record_waiting(config, waiting) if waiting is not None else run_pass(config, stop, schedule)
             if not stop.is_set():     # the second copy, when one is due (what its timer does under systemd)
                 run_offsite(config, if_due=True, stop=stop)
             try:

@@ -12,9 +12,10 @@ webhook's ``text``.
 from __future__ import annotations
 
 import json
+import re
 
 from ethoscope_rsync.state.alerts import (DAMAGED, FAILED, FILLING, LONG_PASS, OFFSITE_DAMAGED, OFFSITE_FAILED,
-                                          OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, Change)
+                                          OFFSITE_OLD, OVERDUE, PASS_FAILED, STALE, TIMER_OFF, KEY_WAIT, Change)
 from ethoscope_rsync.render import escape
 from ethoscope_rsync.render.humanize import format_age, format_time
 
@@ -22,6 +23,7 @@ MAX_LISTED = 100          # changes written out in one message (a lab has at mos
 STORM_LISTED = 10         # changes described in a message made by messages(); the rest counted and named
 NAMES_LISTED = 30         # names of the rest given, per problem
 NAME, DETAIL = 64, 300    # characters of a device's name and of an error kept
+_PLAIN = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 _WHAT_TO_DO = {
     OVERDUE: ("is the timer running (systemctl status ethoscope-backup.timer) and is a switch on "
@@ -29,6 +31,8 @@ _WHAT_TO_DO = {
               "without systemd: is ethoscope-backup daemon running?"),
     LONG_PASS: ("see what it is doing: ethoscope-backup status; journalctl -u ethoscope-backup.service -n 50; "
                 "a stuck pass can be stopped: systemctl stop ethoscope-backup.service (the next one resumes)"),
+    KEY_WAIT: ("put the node's SSH private key there (mode 600, owned by root) and its public key in "
+               "~ethoscope/.ssh/authorized_keys on every device (README, the first hour); the next pass runs by itself"),
     TIMER_OFF: ("start it: systemctl start ethoscope-backup.timer (systemctl status ethoscope-backup.timer "
                 "says why it stopped)"),
     FAILED: ("check that {name} is switched on and reachable from this node: ethoscope-backup check -e {name}; "
@@ -70,7 +74,7 @@ def _problem_words(change: Change) -> str:
         return "newest snapshot from %s" % format_time(change.since) if change.since else "no snapshot yet"
     if change.problem == OFFSITE_DAMAGED:
         return "restic check found damage on %s" % format_time(change.since)
-    if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
+    if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
         return change.problem + (": " + c.detail if c.detail else "")
     return "backup pass failed" + (": " + c.detail if c.detail else "")
 
@@ -78,15 +82,17 @@ def _problem_words(change: Change) -> str:
 def describe(change: Change, now: float, esc=escape.mail) -> str:
     """One change as a paragraph for people, what a device sent escaped by `esc`."""
     c = change.condition
-    name = esc(c.name, NAME)
-    who = name + (" (%s)" % esc(c.device_id, NAME) if c.device_id and c.device_id != c.name else "")
+    name = _name(c, esc)                                        # a device's name is its own; the others ours
+    device_id = c.device_id if _PLAIN.fullmatch(c.device_id) else esc(c.device_id, NAME)
+    who = name + (" (%s)" % device_id if c.device_id and c.device_id != c.name else "")
     if change.recovered:
         if change.problem == FILLING:
             return "%s: no longer filling up (warned %s)." % (who, _when(change.since, now))
         if change.problem == PASS_FAILED:
             return "%s: passes run again (failed since %s)." % (who, _when(change.since, now))
-        if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF):
-            again = {OVERDUE: "passes end again", LONG_PASS: "the long pass has ended", TIMER_OFF: "active again"}
+        if change.problem in (OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
+            again = {OVERDUE: "passes end again", LONG_PASS: "the long pass has ended", TIMER_OFF: "active again",
+                     KEY_WAIT: "the SSH key is in place, passes run"}
             return "%s: %s (%s since %s)." % (who, again[change.problem], change.problem, _when(change.since, now))
         if change.problem == DAMAGED:
             return "%s: the last verify found no damaged copy." % who
@@ -108,7 +114,7 @@ def describe(change: Change, now: float, esc=escape.mail) -> str:
     if c.subject == "offsite":
         lines.append("  newest snapshot: %s%s" % (_when(c.last_success, now),
                                                   "; %d failed runs in a row" % c.passes if c.passes else ""))
-    if c.detail and change.problem not in (PASS_FAILED, OVERDUE, LONG_PASS, TIMER_OFF):
+    if c.detail and change.problem not in (PASS_FAILED, OVERDUE, LONG_PASS, TIMER_OFF, KEY_WAIT):
         lines.append("  last error: " + esc(c.detail, DETAIL))
     found = "" if c.found else " and it was not found in the last pass (switched off, offline, or not listed)"
     lines.append("  what to do: " + _WHAT_TO_DO[change.problem].format(name=name, found=found))
@@ -116,8 +122,8 @@ def describe(change: Change, now: float, esc=escape.mail) -> str:
 
 
 def subject_line(changes: list, node: str, esc=escape.mail) -> str:
-    bad = [esc(c.condition.name, NAME) for c in changes if not c.recovered]
-    good = [esc(c.condition.name, NAME) for c in changes if c.recovered]
+    bad = [_name(c.condition, esc) for c in changes if not c.recovered]
+    good = [_name(c.condition, esc) for c in changes if c.recovered]
     parts = []
     if bad:
         parts.append("%s: %s" % ("PROBLEM" if len(bad) == 1 else "%d PROBLEMS" % len(bad), ", ".join(bad[:5])
@@ -127,12 +133,18 @@ def subject_line(changes: list, node: str, esc=escape.mail) -> str:
     return "ethoscope backup on %s: %s" % (node, "; ".join(parts))
 
 
+def _name(condition, esc) -> str:
+    """A subject's name for people: ours as it is, a device's as it is when it is a plain word
+    (ETHOSCOPE_004: nothing any medium reads as markup, and a command can be copied), else escaped."""
+    return condition.name if not condition.device_id or _PLAIN.fullmatch(condition.name) else esc(condition.name, NAME)
+
+
 def _rest(changes: list, esc, names: int = NAMES_LISTED) -> str:
     """The changes not described: counted by problem (recoveries apart), with their first names."""
     groups = {}
     for c in changes:
-        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(c.condition.name)
-    parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(esc(n, NAME) for n in found[:names]),
+        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(_name(c.condition, esc))
+    parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(found[:names]),
                                                            ", ..." if len(found) > names else "") if names else "")
              for problem, found in groups.items()]
     return "... and %d more: %s. See ethoscope-backup status." % (len(changes), "; ".join(parts))

@@ -46,4 +46,6 @@ def chat(text, limit: int | None = None) -> str:
 
 
 def html(text, limit: int | None = None) -> str:
+    if limit is None and type(text) is str and text.isprintable():     # the page's common case, kept cheap
+        return _html.escape(text, True)
     return _html.escape(inert(text, limit), quote=True)

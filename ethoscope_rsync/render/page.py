@@ -40,8 +40,7 @@ tr.device{border-bottom:2px solid #ccc;padding:.3em 0}td{border:none;padding:.15
 """
 
 
-def _e(value) -> str:
-    return escape.html(value)
+_e = escape.html        # every text of the page, whatever a device sent
 
 
 def _pass_summary(v: View) -> str:
@@ -144,6 +143,7 @@ def render_html(status, history, now: float, stale_after: float, horizon_days: f
     judged = verdict.judged(status, history, now, stale_after, overdue_after, v=v)
     parts = ['<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             '<link rel="icon" href="data:,">',          # no /favicon.ico request from a browser
              '<meta http-equiv="refresh" content="%d">' % int(refresh if v.status.run.active else idle_refresh)]
     parts.append("<title>%s</title><style>%s</style></head><body>" % (_e(verdict.title(judged)), _CSS))
     parts.append(verdict_html(judged, now))

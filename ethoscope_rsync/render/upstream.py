@@ -317,9 +317,9 @@ def _fmt(value) -> str:
     return repr(value)
 
 
-def render_metrics(status, history, now: float, stale_after: float, horizon_days: float) -> str:
-    """Prometheus text exposition format 0.0.4."""
-    v = view(status, history, now, stale_after)
+def render_metrics(status, history, now: float, stale_after: float, horizon_days: float, v=None) -> str:
+    """Prometheus text exposition format 0.0.4 (`v`: the documents' View, when the caller has read it)."""
+    v = v if v is not None else view(status, history, now, stale_after)
     run = v.status.run
     lines = []
 

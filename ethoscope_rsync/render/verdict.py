@@ -13,7 +13,7 @@ from ethoscope_rsync.render import escape
 from ethoscope_rsync.render.humanize import format_age, format_time
 from ethoscope_rsync.state import health, pauses
 from ethoscope_rsync.state.health import FAILING, OK, PAUSED, STALE, UNKNOWN, Verdict
-from ethoscope_rsync.state.views import view
+from ethoscope_rsync.state.views import last_backup_time, view
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, EXIT_UNKNOWN
 
 NAMED = 5                 # problem devices named in the line; the rest are counted
@@ -61,7 +61,8 @@ def parts(v: Verdict, now: float) -> tuple:
     if v.overdue_for > 0:
         clauses.append(overdue_words(v, now))
     if v.failed_pass:
-        clauses.append("last pass failed: %s" % escape.terminal(v.failed_pass, REASON))
+        clauses.append(escape.terminal(v.failed_pass, 200) if v.failed_pass.startswith("waiting for")
+                       else "last pass failed: %s" % escape.terminal(v.failed_pass, REASON))
     problems = v.problems
     clauses += [device_words(d, now) for d in problems[:NAMED]]
     if len(problems) > NAMED:
@@ -137,12 +138,21 @@ def next_change(status, history, now: float, stale_after: float, overdue_after: 
     return min([health.next_change(v, now, overdue_after)] + ends)
 
 
-def root_additions(status, history, now: float, stale_after: float, overdue_after: float) -> dict:
+def root_additions(status, history, now: float, stale_after: float, overdue_after: float, v=None) -> dict:
     """What ``GET /`` adds to the upstream ``{"status", "last_backup"}``: the last pass's outcome
     (``status`` says only running or idle) and the verdict."""
-    v = view(status, history, now, stale_after, files=False)
+    v = v if v is not None else view(status, history, now, stale_after, files=False)
     last = v.status.run.outcome if v.has_status else ""
     return {"last_pass": last, "verdict": document(judged(status, history, now, stale_after, overdue_after, v), now)}
+
+
+def root_document(status, history, now: float, stale_after: float, overdue_after: float) -> dict:
+    """``GET /``: the upstream keys (as :func:`ethoscope_rsync.render.upstream.root_document` has them)
+    and the additions, from one reading of the documents without their file lists."""
+    v = view(status, history, now, stale_after, files=False)
+    return dict({"status": "running" if v.status.run.active else "idle",
+                 "last_backup": format_time(last_backup_time(v))},
+                **root_additions(status, history, now, stale_after, overdue_after, v))
 
 
 def exit_code(v: Verdict) -> int:

@@ -12,6 +12,7 @@ FAILED, STALE, FILLING, PASS_FAILED, DAMAGED = "failed", "stale", "filling", "pa
 OFFSITE_FAILED, OFFSITE_OLD, OFFSITE_DAMAGED = "second copy failing", "second copy old", "second copy damaged"
 # The heartbeat (subjects "passes" and "timer"): passes stopped or stuck, the timer off while a switch is on.
 OVERDUE, LONG_PASS, TIMER_OFF = "passes overdue", "pass running too long", "timer inactive"
+KEY_WAIT = "waiting for the SSH key"     # passes skipped: the unit's ConditionPathExists= on the key
 RETRY_FOR = 7 * DAY    # seconds an undelivered message is tried again (after every pass)
 MAX_UNDELIVERED = 20       # undelivered messages kept; the oldest are given up first
 

@@ -26,7 +26,7 @@ from ethoscope_rsync.state.model import ERROR
 SAFE, FAILING, STALE, PAUSED = "safe", "failing", "stale", "paused"
 OK, PROBLEM, UNKNOWN = "ok", "problem", "unknown"
 _RANK = {FAILING: 0, STALE: 1, SAFE: 2, PAUSED: 3}
-FAILED_PASSES = ("failed", "interrupted")
+FAILED_PASSES = ("failed", "interrupted", "waiting for the SSH key")
 
 
 @dataclasses.dataclass(frozen=True)

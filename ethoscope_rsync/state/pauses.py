@@ -53,6 +53,8 @@ def find(paused: dict, key: str, name: str) -> Paused | None:
 
 def active(paused: dict, devices: dict, now: float) -> dict:
     """{key: Pause} of `devices` (key -> anything with a name) paused at `now`."""
+    if not paused:
+        return {}
     out = {}
     for key, device in devices.items():
         entry = find(paused, key, getattr(device, "name", "") or "")

@@ -38,6 +38,7 @@ TEXT_ERRORS = "backslashreplace"
 ALLOW = "GET, HEAD, OPTIONS"
 MAX_TARGET = 8192       # path + query; the connection gate already refuses longer request lines
 NOSNIFF = ("X-Content-Type-Options", "nosniff")   # browsers take the Content-Type as given
+QUIET_404 = ("/favicon.ico", "/apple-touch-icon.png", "/apple-touch-icon-precomposed.png", "/robots.txt")
 
 log = logging.getLogger("ethoscope_rsync.web")
 
@@ -164,9 +165,8 @@ class StatusApp:
 
     # -- documents (bytes prepared once per change)
     def _root(self, status, history, now):
-        doc = dict(render.root_document(status, history),
-                   **verdict.root_additions(status, history, now, self.stale_after, self.overdue_after))
-        return prepare(dumps(doc), JSON_TYPE)
+        return prepare(dumps(verdict.root_document(status, history, now, self.stale_after, self.overdue_after)),
+                       JSON_TYPE)
 
     def _html(self, status, history, now):
         return prepare(render.render_html(status, history, now, self.stale_after, horizon_days=self.horizon_days,
@@ -176,8 +176,9 @@ class StatusApp:
         return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
 
     def _metrics(self, status, history, now):
-        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days) + verdict.verdict_metrics(
-            verdict.judged(status, history, now, self.stale_after, self.overdue_after))
+        v = render.view(status, history, now, self.stale_after)       # read once for both
+        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days, v) + verdict.verdict_metrics(
+            verdict.judged(status, history, now, self.stale_after, self.overdue_after, v))
         return prepare(text.encode(errors=TEXT_ERRORS), METRICS_TYPE)
 
     def _directory(self, status, history, now):
@@ -260,8 +261,9 @@ class StatusApp:
         return headers
 
     def _problem(self, p: _Problem, method, path, client) -> Response:
-        self.clients.warning("%s %s %s: %d %s%s", client, method, path, p.status, p.message,
-                             " (%s)" % p.detail if p.detail else "")
+        if not (p.status == 404 and path in QUIET_404):      # a browser's own guesses: not worth a warning
+            self.clients.warning("%s %s %s: %d %s%s", client, method, path, p.status, p.message,
+                                 " (%s)" % p.detail if p.detail else "")
         body = problem_body(p.status, p.message)
         headers = self._cors(p.headers + [("Content-Type", JSON_TYPE), ("Content-Length", str(len(body)))])
         return Response(p.status, headers, b"" if method == "HEAD" else body)

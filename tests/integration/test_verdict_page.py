@@ -1,6 +1,7 @@
 """The verdict in headless Chromium, on a 40-device lab where one device fails and one has been silent for
 three days: at desktop and phone widths the first screen shows the verdict naming both and their rows
 first, the tab title carries the count, nothing scrolls sideways, and the stale row is not green."""
+import json
 import re
 
 import pytest
@@ -55,3 +56,22 @@ def test_first_screen_answers_is_everything_safe(lab, window):
         assert int(rows_bottom) <= int(height)                      # on a desktop, their rows too
     chromium(folder, window, "--screenshot=%s" % (folder / ("verdict-%s.png" % window.split(",")[0])))
     assert (folder / ("verdict-%s.png" % window.split(",")[0])).stat().st_size > 10000
+
+
+def test_metrics_with_the_verdict_pass_promtool(tmp_path):
+    import subprocess
+    from tests.fixtures.status import NOW, build, example_pass
+    from ethoscope_rsync.web.app import StatusApp
+    from ethoscope_rsync.state import pauses
+    status, history = build(example_pass())
+    (tmp_path / "status.json").write_text(json.dumps(status))
+    (tmp_path / "history.json").write_text(json.dumps(history))
+    (tmp_path / "paused.json").write_text(json.dumps(pauses.to_json(
+        {"ETHOSCOPE_001": pauses.Paused("ETHOSCOPE_001", "", pauses.Pause('off "for now"', NOW))})))
+    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 7200, cors_origin="*",
+                    stale_after=86400.0, horizon_days=14.0, overdue_after=1800.0, pauses_file=tmp_path / "paused.json")
+    text = app.respond("GET", "/metrics", {}).body.decode()
+    assert "ethoscope_backup_overdue 1" in text and 'device_name="ETHOSCOPE_001"} 1' in text
+    assert "ethoscope_backup_problems 2" in text                       # 002 failing, passes overdue
+    p = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=60)
+    assert p.returncode == 0, (p.stdout, p.stderr)

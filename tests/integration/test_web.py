@@ -43,7 +43,7 @@ def services(tmp):
 def test_json_shapes(services):
     s = services(status="done", history="done")
     root = s.json("/", headers={"Accept": "*/*"})
-    assert set(root) == {"status", "last_backup"}
+    assert set(root) == {"status", "last_backup", "last_pass", "verdict"}      # the upstream keys, and issue 22's
     assert root["status"] == "idle" and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", root["last_backup"])
     doc = s.json("/status")
     assert len(doc["devices"]) == 3
@@ -115,7 +115,8 @@ def test_garbage_file_gives_503_without_traceback(services):
 
 def test_missing_files_no_runs_yet(services):
     s = services()
-    assert s.json("/") == {"status": "idle", "last_backup": ""}
+    root = s.json("/")
+    assert (root["status"], root["last_backup"], root["verdict"]["level"]) == ("idle", "", "unknown")
     doc = s.json("/status")
     assert doc["devices"] == {} and doc["message"] == "no backup pass yet"
     code, _, body = s.request(path="/metrics")
@@ -202,7 +203,8 @@ def test_stop_does_not_touch_the_socket(tmp, how):
         p = _serve_on_inherited_socket(tmp, sock, 1.0 if how == "idle" else 0)
         conn = http.client.HTTPConnection(addr, port, timeout=10)
         conn.request("GET", "/")
-        assert json.loads(conn.getresponse().read()) == {"status": "idle", "last_backup": ""}
+        root = json.loads(conn.getresponse().read())
+        assert (root["status"], root["last_backup"]) == ("idle", "")
         conn.close()
         if how == "sigterm":
             p.send_signal(signal.SIGTERM)

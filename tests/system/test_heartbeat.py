@@ -97,3 +97,29 @@ def test_passes_that_stopped_alert_once_and_recover_once(box, hook):
     write_pass(box, time.time() - 60)
     heartbeat(box)
     assert len(hook.requests) == 2 and "passes end again" in hook.documents()[1]["text"]
+
+
+PASS = "ethoscope-backup.service"
+KEY = "/etc/ethoscope/keys/id_rsa"
+
+
+def test_a_pass_before_the_key_waits_says_so_and_runs_once_it_is_there(box, hook):
+    """Installed and switched on before README step 1: the pass the timer starts does not fail with
+    status 243; it says it waits for the key (status, one alert, ethoscope-backup status), exits 0 so
+    that the timer goes on; once the key is in place the next pass runs our code."""
+    assert not box.path(KEY).exists()
+    sent = len(hook.requests)
+    box.systemctl("start", PASS, timeout=120, check=False)           # what the timer does
+    assert box.show(PASS, "Result") == "success", box.sh("journalctl -b --no-pager -u %s" % PASS, check=False).stdout
+    assert json.loads(box.path(STATUS).read_text())["run"]["outcome"] == "waiting for the SSH key"
+    wait_for(lambda: len(hook.requests) > sent, 60, interval=0.3, what="the alert after that pass (OnSuccess=)")
+    text = hook.documents()[sent]["text"]
+    assert "waiting for the SSH key %s" % KEY in text and "243" not in text and "authorized_keys" in text
+    shown = box.exec(["ethoscope-backup", "status"], check=False)
+    assert shown.returncode == 1 and "waiting for the SSH key %s" % KEY in shown.stdout.splitlines()[0]
+    box.sh("install -d -m 700 /etc/ethoscope/keys && ssh-keygen -q -t ed25519 -N '' -f %s" % KEY)
+    box.systemctl("start", PASS, timeout=120, check=False)
+    assert box.show(PASS, "Result") == "exit-code"                 # our pass ran: no device configured yet
+    assert json.loads(box.path(STATUS).read_text())["run"]["outcome"] == "discovery failed"
+    journal = box.sh("journalctl -b --no-pager -o cat -u %s" % PASS, check=False).stdout
+    assert "no node server configured" in journal and "243" not in journal

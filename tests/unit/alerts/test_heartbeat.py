@@ -7,7 +7,7 @@ from ethoscope_rsync.alerts import heartbeat
 from ethoscope_rsync.alerts.conditions import transitions
 from ethoscope_rsync.config.load import load_config
 from ethoscope_rsync.render import alert as render_alert
-from ethoscope_rsync.state.alerts import LONG_PASS, OVERDUE, TIMER_OFF
+from ethoscope_rsync.state.alerts import KEY_WAIT, LONG_PASS, OVERDUE, TIMER_OFF
 from ethoscope_rsync.state.history import History
 from ethoscope_rsync.state.model import Status
 
@@ -76,3 +76,23 @@ def test_the_switch_folder_is_read_under_systemd(tmp_path, monkeypatch):
     h, s = records(status, history)
     found = heartbeat.conditions(config(tmp_path), h, s, NOW, systemd=True, timer=lambda: "failed")
     assert [c.problem for c in found] == ["", TIMER_OFF]
+
+
+def test_a_pass_waiting_for_the_key_is_alerted_in_words(tmp_path):
+    from ethoscope_rsync.alerts.conditions import pass_condition
+    from ethoscope_rsync.backup.keywait import WAITING
+    from ethoscope_rsync.state.model import Pass
+    status = Status(run=Pass(pid=1, started=NOW, ended=NOW, outcome=WAITING,
+                             message="waiting for the SSH key /etc/ethoscope/keys/id_rsa: put it there"))
+    found = pass_condition(status, {"MONITOR_SERVICE_RESULT": "success", "MONITOR_EXIT_STATUS": "0"}, NOW)
+    assert found.problem == KEY_WAIT and "/etc/ethoscope/keys/id_rsa" in found.detail
+    changes, _ = transitions({}, [found])
+    text = render_alert.describe(changes[0], NOW)
+    assert "waiting for the SSH key" in text and "authorized_keys" in text
+
+
+def test_a_unit_that_failed_before_our_code_is_said_in_words():
+    from ethoscope_rsync.alerts.conditions import pass_condition
+    found = pass_condition(Status(), {"MONITOR_SERVICE_RESULT": "exit-code", "MONITOR_EXIT_STATUS": "243"}, NOW)
+    assert found.problem == "pass failed" and "SSH key /etc/ethoscope/keys/id_rsa" in found.detail
+    assert "status 243" not in found.detail

@@ -181,3 +181,24 @@ def test_later_discovery_adds_devices_and_the_history_is_saved(config, tmp_path)
     assert saves
     assert store.status.devices[OTHER.key].state == COMPLETED and store.status.devices[FAST.key].state == COMPLETED
     assert QUEUED not in {d.state for d in store.status.devices.values()}
+
+
+def test_a_device_paused_while_the_pass_runs_is_not_copied_again(config, tmp_path):
+    """`ethoscope-backup pause` during a long scheduled pass: the device leaves the pass at its next turn
+    (the others go on), its last record kept."""
+    copies, paused = [], set()
+
+    def worker(job, device):
+        copies.append(device.name)
+        if device.name == SLOW.name:
+            paused.add(SLOW.key)                     # paused while its first copy ran
+        if copies.count(FAST.name) >= 3:
+            job.stop.set()
+        return copy(job, device)
+
+    scheduler, store, _ = scheduler_for(config.changed(transfer={"jobs": 1}), tmp_path, [SLOW, FAST], worker,
+                                        interval=2.0, linger=600.0)
+    scheduler.paused = lambda ready: {d.key for d in ready} & paused
+    scheduler.run(lambda batch: [store.apply(e) for e in batch])
+    assert copies.count(SLOW.name) == 1 and copies.count(FAST.name) == 3
+    assert store.status.devices[SLOW.key].state == COMPLETED

@@ -197,6 +197,7 @@ def test_every_command_root_starts_runs_as_the_service_user(conf, monkeypatch, a
                         lambda config, uid, need, others=(): events.append(("become", uid, need, others)))
     monkeypatch.setattr(body, lambda *a, **k: events.append("body") or 0)
     monkeypatch.setattr("ethoscope_rsync.commands.reclaim.run_reclaim", lambda config: events.append("reclaim"))
+    monkeypatch.setattr("ethoscope_rsync.backup.keywait.missing_key", lambda config: None)    # the key is there
     assert main([argv[0], "-c", str(conf), *argv[1:]]) == 0
     # a pass root starts first hands root's folders under the destinations over (see reclaim)
     first = ["reclaim"] if argv in (["run"], ["daemon"]) and os.geteuid() == 0 else []
@@ -219,6 +220,7 @@ def test_commands_reaching_the_second_copy_take_its_password_along(conf, tmp_pat
                  "ethoscope_rsync.backup.passes.run_pass", "ethoscope_rsync.alerts.report.run_alerts"):
         monkeypatch.setattr(body, lambda *a, **k: 0)
     monkeypatch.setattr("ethoscope_rsync.commands.reclaim.run_reclaim", lambda config: None)
+    monkeypatch.setattr("ethoscope_rsync.backup.keywait.missing_key", lambda config: None)    # the key is there
     main([argv[0], "-c", str(conf)])
     reaches = argv[0] in ("offsite", "verify", "check")
     assert events == [(key, (("restic-password", tmp_path / "pw"), ("restic-environment", tmp_path / "env"))

@@ -65,3 +65,28 @@ def test_forget_host_during_a_pass_exits_75_or_waits_for_it(tmp_path):
     waiter.join(30)
     assert result == [0] and said[-1].startswith("forgot 1 host key(s) of ETHOSCOPE_004")
     assert (state / "known_hosts").read_text() == "ethoscope_005 ssh-ed25519 BBBB\n"
+
+
+def test_a_pass_before_the_key_exists_waits_and_says_so(tmp_path, monkeypatch):
+    import json
+    from ethoscope_rsync.backup import keywait
+    from ethoscope_rsync.render import verdict
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    path = tmp_path / "backup.conf"
+    path.write_text(f"[paths]\nstatus_file = {tmp_path}/status.json\nstate_dir = {tmp_path}\n"
+                    f"upstream_config = {tmp_path}/none\n[ssh]\nkey = {tmp_path}/id_rsa\n")
+    conf = load_config(path)
+    assert keywait.missing_key(conf) == tmp_path / "id_rsa"
+    assert keywait.record_waiting(conf, tmp_path / "id_rsa") == 0
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert status["run"]["outcome"] == "waiting for the SSH key"
+    judged = verdict.judged(status, None, status["run"]["ended"] + 60, 86400.0, 1800.0)
+    assert judged.level == "problem" and verdict.line(judged, status["run"]["ended"] + 60).startswith(
+        "no devices \u2014 waiting for the SSH key %s" % (tmp_path / "id_rsa"))
+    credentials = tmp_path / "credentials"                       # systemd's blank SetCredential= default
+    credentials.mkdir()
+    (credentials / "ssh-key").write_text("\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    assert keywait.missing_key(conf) == tmp_path / "id_rsa"
+    (tmp_path / "id_rsa").write_text("KEY\n")
+    assert keywait.missing_key(conf) is None

@@ -66,3 +66,21 @@ def test_overdue_turns_up_by_itself(tmp_path):
     root = json.loads(get(app, "/").body)
     assert root["verdict"]["level"] == "problem" and root["verdict"]["overdue"] is True
     assert "(overdue)" in get(app, "/", "format=html").body.decode()
+
+
+def test_a_browser_s_favicon_guess_is_a_quiet_404(tmp_path, caplog):
+    import logging
+    app = make(tmp_path, Clock())
+    with caplog.at_level(logging.INFO, logger="ethoscope_rsync.web"):
+        assert get(app, "/favicon.ico").status == 404
+        assert not [r for r in caplog.records if "favicon" in r.getMessage()]
+        assert get(app, "/nonsense").status == 404
+    assert [r for r in caplog.records if "/nonsense" in r.getMessage()]
+    assert '<link rel="icon" href="data:,">' in get(app, "/", "format=html").body.decode()
+
+
+def test_root_keys_are_the_upstream_renderer_s(tmp_path):
+    from ethoscope_rsync.render import upstream, verdict
+    for status, history in (build(example_pass()), build(example_pass(running=True), finish=False), (None, None)):
+        ours = verdict.root_document(status, history, NOW, DAY, 1800.0)
+        assert {k: ours[k] for k in ("status", "last_backup")} == upstream.root_document(status, history)
