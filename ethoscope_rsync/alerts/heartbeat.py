@@ -3,8 +3,9 @@
 whatever the passes do), so that passes that stopped are reported too:
 
 * subject ``passes``: **overdue** when no pass has ended for ``[status] overdue_after`` (the verdict's
-  rule, :mod:`ethoscope_rsync.state.health`), **running too long** when the running pass started more
-  than ``[alert] pass_limit`` ago or has written nothing for ``overdue_after``. Under systemd only
+  rule, :mod:`ethoscope_rsync.state.health`), **running too long** when one device's copy in the
+  running pass started more than ``[alert] pass_limit`` ago or the pass has written nothing for
+  ``overdue_after``. Under systemd only
   while one of the node's switches is on (switched off, no pass is expected); without systemd (the
   ``daemon``, passes by hand) always.
 * subject ``timer``: **inactive** when a switch is on but ``ethoscope-backup.timer`` is not active
@@ -19,6 +20,7 @@ from ethoscope_rsync.render.humanize import format_age, format_time
 from ethoscope_rsync.render.verdict import overdue_words
 from ethoscope_rsync.state import health
 from ethoscope_rsync.state.alerts import LONG_PASS, OVERDUE, TIMER_OFF, Condition
+from ethoscope_rsync.state.model import RUNNING
 from ethoscope_rsync.state.views import DeviceView, View
 from ethoscope_rsync.system import execute
 
@@ -36,11 +38,14 @@ def pass_condition(history, status, now: float, overdue_after: float, pass_limit
     v = _view(history, status)
     verdict = health.judge(v, now, overdue_after)
     if verdict.running_since:
-        running = now - verdict.running_since
-        if pass_limit and running > pass_limit:
+        # A scheduled pass may run for days (each device copied again while others copy): what may not
+        # is one device's copy, judged from the oldest still running.
+        copying = [(d.started, d.name) for d in status.devices.values() if d.state == RUNNING and d.started]
+        if pass_limit and copying and now - min(copying)[0] > pass_limit:
+            since, name = min(copying)
             return Condition("passes", LONG_PASS, "backup pass", verdict.running_since,
-                             "running since %s (%s), longer than [alert] pass_limit"
-                             % (format_time(verdict.running_since), format_age(running)))
+                             "copying %s since %s (%s), longer than [alert] pass_limit"
+                             % (name, format_time(since), format_age(now - since)))
         if verdict.overdue_for > 0:
             return Condition("passes", LONG_PASS, "backup pass", verdict.running_since, overdue_words(verdict, now))
         return Condition("passes", "", "backup pass", last_success=verdict.last_pass_end)

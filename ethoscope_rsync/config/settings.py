@@ -268,7 +268,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Dead-man's switch: an http(s) URL fetched after each good pass (healthchecks.io, Uptime Kuma's push\n"
             "monitor, ...), so that a node that died, or stopped backing up, is noticed from outside. Empty: none."),
     Setting("alert", "pass_limit", FLOAT, "21600.0",
-            "Seconds a pass may run before the heartbeat reports it (a stuck or crawling pass); 0 = never.", 0, 31536000),
+            "Seconds one device's copy may run before the heartbeat reports it (a stuck or crawling copy; a\n"
+            "scheduled pass itself may run for days); 0 = never.", 0, 31536000),
     Setting("alert", "failures", INTEGER, "1",
             "Consecutive failed passes of a device before it is reported (a stale device always is).", 1, 1000),
     Setting("alert", "timeout", FLOAT, "10.0", "Seconds each channel (sendmail, webhook) may take.", 1, 120),

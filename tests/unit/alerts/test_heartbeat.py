@@ -47,10 +47,15 @@ def test_a_pass_running_too_long_or_silent(tmp_path):
     assert beat(tmp_path, status, history, generated + 60)["passes"].problem == ""
     silent = beat(tmp_path, status, history, generated + 7200)["passes"]
     assert silent.problem == LONG_PASS and "written nothing" in silent.detail
-    status["generated"] = started + 30000                   # still writing, but for over 6 hours
+    status["generated"] = started + 30000                   # still writing, but a copy runs for over 6 hours
     long = beat(tmp_path, status, history, started + 30060)["passes"]
-    assert long.problem == LONG_PASS and "longer than [alert] pass_limit" in long.detail
+    copying = [d for d in status["devices"].values() if d["state"] == "running"]
+    assert copying and long.problem == LONG_PASS and "longer than [alert] pass_limit" in long.detail
+    assert copying[0]["name"] in long.detail
     assert beat(tmp_path, status, history, started + 30060, extra="[alert]\npass_limit = 0\n")["passes"].problem == ""
+    for device in copying:                                  # a long scheduled pass whose copies are recent
+        device["started"] = started + 29000
+    assert beat(tmp_path, status, history, started + 30060)["passes"].problem == ""
 
 
 def test_timer_off_while_a_switch_is_on(tmp_path):
