@@ -338,7 +338,7 @@ def run(quick=False, without_aes=False, chunks=None, reps=None, only=None):
     parts = sorted({name for profile in profiles for name in profile})
     out["profile_s"] = {name: [p.get(name, 0.0) for p in profiles] for name in parts}
     out["profile_median_s"] = {name: med(values) for name, values in out["profile_s"].items()}
-    out.update(times_s=times, median_s={name: med(values) for name, values in times.items()}, node_cpu_s=cpu)
+    out.update(times_s=times, median_s={name: med(values) for name, values in times.items() if values}, node_cpu_s=cpu)
     m = out["median_s"]
     if only is not None:
         return dict(out, rows=[row(SCENARIO, f"{name} ({total / 1e9:.1f} GB)", m[name], m[BARE],
