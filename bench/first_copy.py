@@ -168,9 +168,9 @@ def _variant(name: str) -> None:
         job._shared_by = lambda job_, kind: job_.control_dir
     if "strace" in name:
         from ethoscope_rsync.system import execute
-        spawn = execute._spawn
+        spawn, strace = execute._spawn, ("strace", "-f", "-c", "-o", os.environ.get("BENCH_STRACE", "/dev/stderr"))
         execute._spawn = lambda argv, *a, **k: spawn(
-            (("strace", "-f", "-c", "-o", os.environ["BENCH_STRACE"]) + tuple(argv)) if _kind(argv) == "videos" else argv, *a, **k)
+            strace + tuple(argv) if _kind(argv) == "videos" else argv, *a, **k)
     if "noreader" in name:
         class Quiet(job.OutputReader):
             def __call__(self, record):
