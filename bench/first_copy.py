@@ -168,9 +168,9 @@ def _variant(name: str) -> None:
         job._shared_by = lambda job_, kind: job_.control_dir
     if "strace" in name:
         from ethoscope_rsync.system import execute
-        spawn = execute._spawn
+        spawn, strace = execute._spawn, ("strace", "-f", "-c", "-o", os.environ.get("BENCH_STRACE", "/dev/stderr"))
         execute._spawn = lambda argv, *a, **k: spawn(
-            (("strace", "-f", "-c", "-o", os.environ["BENCH_STRACE"]) + tuple(argv)) if _kind(argv) == "videos" else argv, *a, **k)
+            strace + tuple(argv) if _kind(argv) == "videos" else argv, *a, **k)
     if "noreader" in name:
         class Quiet(job.OutputReader):
             def __call__(self, record):
@@ -255,13 +255,13 @@ def _alone(argv, cpu=None) -> float:
     return time.perf_counter() - start
 
 
-def _cli(lab, base, total, cpu) -> float:
+def _cli(lab, base, total, cpu, *args) -> float:
     """The real command line at a device's first contact (a fresh node), its node CPU appended to `cpu`
     (its own and its children's but the shared connection's ssh, which ControlPersist detaches)."""
     node = fresh_node(lab, base)
     os.sync()
     before = _cpu_seconds(resource.RUSAGE_CHILDREN)
-    seconds = run_cli(node, "-j", "1")["seconds"]
+    seconds = run_cli(node, "-j", "1", *args)["seconds"]
     cpu.append(round(_cpu_seconds(resource.RUSAGE_CHILDREN) - before, 3))
     got = sum(p.stat().st_size for p in node.videos.rglob("*.h264"))
     shutil.rmtree(node.base, ignore_errors=True)
@@ -281,11 +281,14 @@ def _paired(ours, baseline) -> str:
 
 ALONE, READER, PROFILED = "videos rsync alone", "videos rsync through the reader", "the pass, instrumented"
 CLI, BARE, LEGACY = "ethoscope-backup run", "bare rsync -rt", "legacy rsync -avz"
+VIDEOS_ONLY = "ethoscope-backup run --videos-only"
 
 
-def run(quick=False, without_aes=False):
-    chunks, size = (2, 16 << 20) if quick else (6, 200 << 20)      # 1.2 GB
-    reps = 2 if quick else 5
+def run(quick=False, without_aes=False, chunks=None, reps=None, only=None):
+    """`chunks` of 200 MB (default 6: 1.2 GB), `reps` repetitions, `only` a subset of the variants
+    (the ones the rows need are measured anyway: by hand, ``--chunks 60 --reps 2 --only run,bare``)."""
+    chunks, size = (2, 16 << 20) if quick else (chunks or 6, 200 << 20)
+    reps = reps or (2 if quick else 5)
     total = chunks * size
     cipher = "chacha20-poly1305@openssh.com" if without_aes else "aes128-gcm@openssh.com"
     out = {"bytes": total, "repetitions": reps, "without_aes": without_aes, "cipher": cipher}
@@ -303,20 +306,22 @@ def run(quick=False, without_aes=False):
                                                             "StrictHostKeyChecking=no", "-o",
                                                             "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]),
                   remote(device, "videos"), f"{dest}/"]
-        profiles, times = [], {name: [] for name in (ALONE, READER, PROFILED, CLI, BARE, LEGACY)}
-        cpu = {ALONE: [], CLI: [], BARE: []}
+        profiles, times = [], {name: [] for name in (ALONE, READER, PROFILED, CLI, BARE, LEGACY, VIDEOS_ONLY)}
+        cpu = {ALONE: [], CLI: [], BARE: [], VIDEOS_ONLY: []}
 
         def one(name):
+            # every variant starts on the same disk: the previous one's copy removed and written back
+            # (a product run after a bare one found 1.2 GB more on the disk and took twice the CPU)
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            os.sync()
             if name == PROFILED:
                 profiles.append(_profiled_pass(lab, work / "node", total))
                 times[name].append(profiles[-1]["pass (wall)"])
                 return
-            if name == CLI:
-                times[name].append(_cli(lab, work / "node", total, cpu[CLI]))
+            if name in (CLI, VIDEOS_ONLY):
+                times[name].append(_cli(lab, work / "node", total, cpu[name], *name.split()[2:]))
                 return
-            shutil.rmtree(dest, ignore_errors=True)
-            dest.mkdir()
-            os.sync()
             if name == READER:
                 times[name].append(_through_reader(argv, device))
             else:
@@ -325,15 +330,20 @@ def run(quick=False, without_aes=False):
             if got != total:
                 raise RuntimeError(f"{name} copied {got} of {total} bytes")
 
+        chosen = [name for name in times if only is None or name in only]
         for rep in range(reps):          # alternating, so that each repetition's figures are paired
-            for name in (list(times) if rep % 2 == 0 else list(times)[::-1]):
+            for name in (chosen if rep % 2 == 0 else chosen[::-1]):
                 one(name)
         shutil.rmtree(dest, ignore_errors=True)
     parts = sorted({name for profile in profiles for name in profile})
     out["profile_s"] = {name: [p.get(name, 0.0) for p in profiles] for name in parts}
     out["profile_median_s"] = {name: med(values) for name, values in out["profile_s"].items()}
-    out.update(times_s=times, median_s={name: med(values) for name, values in times.items()}, node_cpu_s=cpu)
+    out.update(times_s=times, median_s={name: med(values) for name, values in times.items() if values}, node_cpu_s=cpu)
     m = out["median_s"]
+    if only is not None:
+        return dict(out, rows=[row(SCENARIO, f"{name} ({total / 1e9:.1f} GB)", m[name], m[BARE],
+                                   note=f"node CPU {_spread(cpu[name])} s" if name in cpu else "")
+                               for name in chosen])
     label = f"{'no AES, ' if without_aes else ''}{total / 1e6:.0f} MB, {cipher.split('@')[0]}"
     stage = out["profile_s"]["videos"]
     out["rows"] = [
@@ -341,6 +351,8 @@ def run(quick=False, without_aes=False):
             note=_paired(times[CLI], times[BARE])),
         row(SCENARIO, f"run (first contact) vs legacy rsync -avz ({label})", m[CLI], m[LEGACY], 0.70,
             note=_paired(times[CLI], times[LEGACY])),
+        row(SCENARIO, f"run --videos-only vs run (unified) ({label})", m[VIDEOS_ONLY], m[CLI], 1.0,
+            note=_paired(times[VIDEOS_ONLY], times[CLI]) + f"; node CPU {med(cpu[VIDEOS_ONLY])} / {med(cpu[CLI])} s"),
         row(SCENARIO, f"[diag] videos rsync through the reader vs alone ({label})", m[READER], m[ALONE],
             note=_paired(times[READER], times[ALONE])),
         row(SCENARIO, f"[diag] the pass's videos stage vs the same rsync alone ({label})", med(stage), m[ALONE],
@@ -358,4 +370,10 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--child"]:
         child(sys.argv[2])
     else:
-        print(json.dumps(run("--quick" in sys.argv, "--no-aes" in sys.argv), indent=1))
+        def option(name, default=None):
+            return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
+        names = {"run": CLI, "bare": BARE, "videos-only": VIDEOS_ONLY, "alone": ALONE, "legacy": LEGACY}
+        only = option("--only")
+        print(json.dumps(run("--quick" in sys.argv, "--no-aes" in sys.argv, int(option("--chunks", 0)) or None,
+                             int(option("--reps", 0)) or None,
+                             [names[n] for n in only.split(",")] if only else None), indent=1))

@@ -232,7 +232,7 @@ def bulk_video(quick=False):
         # knows the device's CPU and offers it AES-GCM first. name -> (CLI arguments, [ssh] keys, known)
         cli_diagnostics = {
             "ours --videos-only": (("--videos-only",), "", True),
-            "ours at first contact (ssh's default cipher)": ((), "", False),
+            "ours at first contact (the cipher chosen from its probe)": ((), "", False),
         }
         times = {name: [] for name in ["ours (ethoscope-backup run)", "legacy", *variants, *diagnostics,
                                        *cli_diagnostics]}

@@ -3,10 +3,11 @@
 A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
 then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
 the node — the videos in a second thread beside the results, the results' sessions over one shared
-ssh connection, the videos over their own — and copies its databases through the live-database path (see livedb) only when they
-changed since their last verified recovery. Jobs run in worker threads but share no mutable state:
-each reports through a queue of :mod:`ethoscope_rsync.state.events` and the pass's main thread is the only
-status writer. Every process a job starts goes through ``job.processes`` (the
+ssh connection, the videos over their own — and copies its databases through the live-database path
+(see livedb) only when they changed since their last verified recovery. Jobs run in worker threads
+but share no mutable state (a first contact sets only its own device's entry of ``Job.ciphers``):
+each reports through a queue of :mod:`ethoscope_rsync.state.events` and the pass's main thread is
+the only status writer. Every process a job starts goes through ``job.processes`` (the
 :mod:`ethoscope_rsync.system.execute` module, or a fake in unit tests).
 """
 from __future__ import annotations
