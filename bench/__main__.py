@@ -83,6 +83,11 @@ def _offsite(quick):
     return offsite.run(quick)
 
 
+def _schedule(quick):
+    from bench import schedule
+    return schedule.run(quick)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -93,6 +98,7 @@ SCENARIOS = {
     "page": _page_render,
     "node": _node_poll,
     "offsite": _offsite,
+    "schedule": _schedule,
 }
 
 
