@@ -67,7 +67,7 @@ class Writer:
 def _variant(lab, work, name, healthy, slow, interval, duration, every, size, scheduled, with_slow):
     node = fresh_node(lab, work / name.replace(" ", "-"),
                       extra=f"interval = {interval}\nbwlimit = 40M\n")
-    numbers = ",".join(str(d.number) for d in healthy)
+    numbers = ",".join(d.name for d in healthy)
     subprocess.run([PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf), "-e", numbers], cwd=ROOT,
                    env=runner_env(), capture_output=True, check=False, timeout=600)
     selection = [] if with_slow else ["-e", numbers]
