@@ -65,7 +65,7 @@ class Writer:
 
 
 def _variant(lab, work, name, healthy, slow, interval, duration, every, size, scheduled, with_slow):
-    node = fresh_node(lab, work / name.replace(" ", "-"),
+    node = fresh_node(lab, work / "".join(c if c.isalnum() else "-" for c in name),
                       extra=f"interval = {interval}\nbwlimit = 40M\n")
     numbers = ",".join(d.name for d in healthy)
     subprocess.run([PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf), "-e", numbers], cwd=ROOT,
