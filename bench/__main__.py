@@ -2,7 +2,8 @@
 
 Runs every scenario (bulk video, many devices, no-change pass, scale, status service, live-database
 cost, page render, the node's poll, second copy, a new device's first copy with and without AES, a
-large lab), prints one table (scenario, measure, ours, baseline, ratio, target, pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
+large lab, the schedule's data age), prints one table (scenario, measure, ours, baseline, ratio, target,
+pass/fail) and writes the figures, the date and the machine to bench/results/latest.json (or --output).
 Exit code: 0 when every scenario ran (whatever the timings), 1 when one crashed; with --strict, 1
 also when a target is missed.
 """
@@ -98,6 +99,11 @@ def _large_lab(quick):
     return large_lab.run(quick)
 
 
+def _schedule(quick):
+    from bench import schedule
+    return schedule.run(quick)
+
+
 SCENARIOS = {
     "bulk": transfer.bulk_video,
     "many": transfer.many_devices,
@@ -111,6 +117,7 @@ SCENARIOS = {
     "first": _first_copy,
     "first-noaes": _first_copy_no_aes,
     "large": _large_lab,
+    "schedule": _schedule,
 }
 
 

@@ -15,6 +15,10 @@ for at most 64 KiB. A file that changes while it is hashed (a pass replaced it) 
 next time, not reported. Names and problems are printed escaped (:func:`ethoscope_rsync.system.logs.printable`):
 rsync restores a name's control characters, and a name must not drive the operator's terminal.
 
+Every database is checked, in the videos tree too. The run's ``[verify] time_limit`` is shared fairly
+by the devices, and a device stopped by its share resumes where it stopped next time
+(:mod:`ethoscope_rsync.backup.rotation`).
+
 The last verification of each device is kept in ``verify.json`` in the state dir; the next pass
 copies it into the history, where the status service, ``/metrics`` and ``status`` show it.
 Exit: 0 all sound, 1 damaged files (each named) or stopped, 75 another verify is running.
@@ -29,6 +33,7 @@ import sys
 import threading
 import time
 
+from ethoscope_rsync.backup import rotation
 from ethoscope_rsync.system import untrusted_sqlite
 from ethoscope_rsync.system.untrusted_sqlite import Stopped
 from ethoscope_rsync.config.devices import ID_RE, NAME_RE, Device, selected
@@ -166,9 +171,9 @@ def device_items(roots: dict, machine_id: str, since: float) -> list:
     return items
 
 
-def check_item(item: Item, stop: threading.Event) -> str:
+def check_item(item: Item, stop: threading.Event, deadline: float = DATABASE_DEADLINE) -> str:
     if item.check == "database":
-        return check_database(item.path, stop)
+        return check_database(item.path, stop, deadline)
     return check_sidecar(item.path, item.path + ".md5", stop)
 
 
@@ -223,21 +228,28 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
     if not devices:
         log.info("verify: no backed-up device%s to verify", " matches -e" if config.selection else "")
         return EXIT_OK
-    plan = [(d, device_items(roots, d[1], since)) for d in devices]
-    bar = _Bar(sum(i.size for _, items in plan for i in items))
     records = load_verifications(config.verify_file)
-    damaged_all, done = [], 0
-    for (key, machine_id, name), items in plan:
+    plan = [(d, rotation.resume(device_items(roots, d[1], since), records[d[0]].cursor if d[0] in records else ""))
+            for d in devices]
+    bar = _Bar(sum(i.size for _, items in plan for i in items))
+    damaged_all, done, ends = [], 0, time.monotonic() + config.verify.time_limit
+    for index, ((key, machine_id, name), items) in enumerate(plan):
         fields = {"DEVICE_ID": machine_id, "DEVICE_NAME": name}
         record, started = Verification(at=time.time()), time.monotonic()
+        until, checked = started + rotation.share(ends - started, len(plan) - index), set()
         for item in items:
             bar.show(done, f"{name} {os.path.basename(item.path)}")
+            seconds = rotation.allowed(DATABASE_DEADLINE, until, time.monotonic())
             try:
-                problem = check_item(item, stop)
+                if seconds is None:
+                    raise Stopped()
+                problem = check_item(item, stop, seconds)
             except Stopped:
                 record = dataclasses.replace(record, complete=False)
                 break
             done += item.size
+            record.cursor = item.shown
+            checked.add(item.shown)
             if problem == "changed":
                 continue
             record = dataclasses.replace(record, files=record.files + 1, bytes=record.bytes + item.size)
@@ -250,14 +262,17 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
                 log.error("%s: DAMAGED %s: %s", name, item.shown, problem,
                           extra=dict(fields, VERIFY_FILE=item.shown, VERIFY_RESULT="damaged"))
         bar.clear()
-        if since and key in records:          # damage found before in files not checked this time stays
-            record = _carry_over(records[key], record, {item.shown for item in items})
+        if record.complete:
+            record.cursor = ""
+        if (since or not record.complete) and key in records:   # damage found before in files not checked stays
+            record = _carry_over(records[key], record, checked)
         records[key] = dataclasses.replace(record, at=time.time())
         write_json_atomic(config.verify_file, {"schema": 1, "devices": {k: v.to_json() for k, v in records.items()}})
         (log.error if record.damaged_count else log.info)(
             "%s: verified %d file(s), %s in %.0fs: %s%s", name, record.files, human_size(record.bytes),
             time.monotonic() - started, f"{record.damaged_count} damaged" if record.damaged_count else "all sound",
-            "" if record.complete else " (stopped before the end)",
+            "" if record.complete else " (stopped before the end: the next verify goes on after %s)"
+            % printable(record.cursor or "its first file"),
             extra=dict(fields, VERIFY_FILES=record.files, VERIFY_DAMAGED=record.damaged_count))
         if stop.is_set():
             break

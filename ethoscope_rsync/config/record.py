@@ -96,6 +96,11 @@ class Daemon:
 
 
 @dataclasses.dataclass(frozen=True)
+class Verify:
+    time_limit: float                  # seconds one verify run may take, shared fairly by the devices
+
+
+@dataclasses.dataclass(frozen=True)
 class Offsite:
     repository: Repository | None      # None: no second copy
     password_file: Path
@@ -115,7 +120,7 @@ class Offsite:
 
 
 SECTION_RECORDS = {"node": Node, "paths": Paths, "ssh": Ssh, "transfer": Transfer, "status": Status,
-                   "alert": Alert, "daemon": Daemon, "offsite": Offsite}
+                   "alert": Alert, "daemon": Daemon, "verify": Verify, "offsite": Offsite}
 # "": none of them (the node's switches that are on ask for no configured tree, see switches.py)
 KIND_TREES = {"unified": ("results", "videos"), "results": ("results",), "videos": ("videos",), "": ()}
 
@@ -131,6 +136,7 @@ class Config:
     status: Status
     alert: Alert
     daemon: Daemon
+    verify: Verify
     offsite: Offsite
     devices: tuple[Device, ...]        # [devices]: static devices
     selection: tuple = ()              # -e: device numbers (int) and machine ids (str); () = all

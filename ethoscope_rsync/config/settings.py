@@ -127,6 +127,7 @@ SECTIONS = {
               "or goes stale (or a destination will soon be full), one when it recovers. Always in the journal\n"
               "(priority err); also by mail and to a webhook when set here. See man 5 ethoscope-backup.conf."),
     "daemon": "",
+    "verify": "",
     "offsite": ("The second copy: the node's copies of results and videos sent to a restic repository the lab\n"
                 "chooses (a NAS, a disk, a cloud bucket), by ethoscope-backup-offsite.timer (installed, not enabled:\n"
                 "systemctl enable --now ethoscope-backup-offsite.timer once the repository exists: ethoscope-backup\n"
@@ -281,6 +282,10 @@ SETTINGS: tuple[Setting, ...] = (
             "each device on its own clock ([transfer] interval under the timer).", 1, 86400,
             flags=(Flag(("--interval",), ("daemon",), "SECONDS",
                         help="seconds from the end of a device's copy to its next (default from config, 300)"),)),
+    # ---------------------------------------------------------------- [verify]
+    Setting("verify", "time_limit", FLOAT, "43200.0",
+            "Seconds one \"ethoscope-backup verify\" may take (60 to 86400), shared by the devices: each gets\n"
+            "its share every run, and one stopped by its share resumes where it stopped next time.", 60, DAYS),
     # ---------------------------------------------------------------- [offsite]
     Setting("offsite", "repository", REPOSITORY, "",
             "restic repository receiving the second copy: /PATH (a disk), sftp:USER@HOST:/PATH (a NAS over SSH,\n"

@@ -243,6 +243,7 @@ class Verification:
     damaged: list = dataclasses.field(default_factory=list)     # [path, reason], the first DAMAGED_LISTED
     damaged_count: int = 0
     complete: bool = True          # False: stopped (signal, time) before every file was checked
+    cursor: str = ""               # the last file checked when not complete: the next verify goes on after it
 
     def to_json(self) -> dict:
         return dataclasses.asdict(self)
@@ -255,7 +256,7 @@ class Verification:
         return cls(at=number(data.get("at")), files=int(number(data.get("files"))),
                    bytes=int(number(data.get("bytes"))), damaged=damaged,
                    damaged_count=int(number(data.get("damaged_count"), len(damaged))),
-                   complete=data.get("complete") is not False)
+                   complete=data.get("complete") is not False, cursor=text(data.get("cursor")))
 
 
 @dataclasses.dataclass

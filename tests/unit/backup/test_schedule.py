@@ -83,6 +83,7 @@ def test_a_slow_device_holds_nobody_while_the_others_are_copied_again(config, tm
     def worker(job, device):
         if device is SLOW or device.key == SLOW.key:
             by_count.append(released.wait(timeout=30))      # until the fast device was copied 4 times
+            job.stop.set()                                   # then the pass ends
             return copy(job, device)
         fast_copies.append(device.name)
         if len(fast_copies) >= 4:
@@ -173,7 +174,7 @@ def test_later_discovery_adds_devices_and_the_history_is_saved(config, tmp_path)
         store.add_device(OTHER.id, OTHER.name, OTHER.address)
         return [OTHER]
 
-    scheduler, store, _ = scheduler_for(config, tmp_path, [FAST], worker, interval=1000.0, linger=600.0)
+    scheduler, store, _ = scheduler_for(config, tmp_path, [FAST], worker, interval=1000.0, linger=2000.0)
     scheduler.schedule = dataclasses.replace(scheduler.schedule, rediscover=3.0, checkpoint=1.0)
     scheduler.run(lambda batch: [store.apply(e) for e in batch], save=lambda: saves.append(1), rediscover=rediscover)
     assert copies == [FAST.name, OTHER.name]
