@@ -336,7 +336,7 @@ def test_failed_device_shows_error_until_a_later_success(lab, tmp_path):
     assert device_state(backup, other) == ("completed", "completed")
     assert backup.status()["run"]["outcome"] == "failed"
     table = backup.run(command="status")
-    assert table.returncode == 0
+    assert table.returncode == 1                 # a failing device is a problem (documented exit code)
     assert any(down.name in line and "error" in line for line in table.stdout.splitlines()), table.stdout
 
     second = backup.run()
