@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCENARIOS = ("bulk", "many", "nochange", "scale", "status", "livedb", "page", "offsite")
+SCENARIOS = ("bulk", "many", "nochange", "scale", "status", "livedb", "page", "offsite", "schedule")
 
 
 def test_bench_quick_runs_every_scenario(tmp_path):
