@@ -83,6 +83,7 @@ def test_a_slow_copy_holds_nobody_and_sigterm_stops_it_cleanly(make_lab, tmp_pat
     node = Node(lab, tmp_path, extra="interval = 3\n")
     first = node.run()
     assert first.returncode == 0, first.stderr
+    time.sleep(3.5)              # the interval passes: every device is due when the scheduled pass starts
     big = lab.add_video_chunk(slow, BIG)
     lab.rate_limit(slow, "4mbit")                  # 48 MB: about 100 s
     proc = start_scheduled(node)
@@ -112,6 +113,7 @@ def test_a_trickling_device_and_crafted_databases_do_not_delay_the_others(make_l
     node = Node(lab, tmp_path, extra="interval = 3\ndatabase_check_timeout = 40\n")
     first = node.run()
     assert first.returncode == 0, first.stderr
+    time.sleep(3.5)              # the interval passes: every device is due when the scheduled pass starts
     own = min((crafted.data_root / "results").rglob("*.db"))
     craft(own, crafted, own.parent.name, "cpu", "generated", rows=100_000)     # an hour of CPU to check
     lab._chown_tree(crafted.data_root, own.parent)
