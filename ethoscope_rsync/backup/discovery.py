@@ -21,7 +21,6 @@ from ethoscope_rsync.config.devices import (NAME_RE, UNUSED_NAME, Device, Device
                                             check_id, check_name, node_device, selected)
 
 
-
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
 MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server
@@ -46,7 +45,8 @@ def parse_node_devices(text: str) -> tuple:
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise DiscoveryError(f"node server answered something that is not JSON ({getattr(error, 'msg', error)})") from None
+        raise DiscoveryError("node server answered something that is not JSON "
+                             f"({getattr(error, 'msg', error)})") from None
     except RecursionError:
         raise DiscoveryError("node server answered JSON nested too deeply") from None
     if not isinstance(data, dict):

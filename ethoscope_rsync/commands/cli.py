@@ -1,4 +1,7 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite|pause|resume] [options]``."""
+"""Command line: ``ethoscope-backup COMMAND [options]``.
+
+COMMAND is one of run, serve, status, check, daemon, forget-host, alert, verify, reclaim, offsite, pause, resume.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from ethoscope_rsync import __version__
 from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_files, credential_key,
-                                        derive_videos_dir, load_config)
+                                         derive_videos_dir, load_config)
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.settings import BY_NAME, PATH, SETTINGS
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
@@ -131,7 +134,8 @@ def unknown_command(argv: list) -> str:
     if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
         return ""
     import difflib
-    near = difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5) or [c for c in COMMANDS if c.startswith(argv[0])][:1]
+    near = (difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5)
+            or [c for c in COMMANDS if c.startswith(argv[0])][:1])
     hint = f" (did you mean '{near[0]}'?)" if near else ""
     if not near and argv[0].upper().removeprefix("ETHOSCOPE_").isdigit():
         hint = f" (a device? ethoscope-backup run -e {argv[0]})"

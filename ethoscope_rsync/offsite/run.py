@@ -262,7 +262,7 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         state.repository_bytes + state.last.added if state.repository_bytes else 0)
     message = (f"snapshot {state.last.id}: {state.last.files} files, {human_size(state.last.bytes)}, "
                f"{human_size(state.last.added)} new" + (f"; {state.held_back} database(s) held back"
-                                                         if state.held_back else ""))
+                                                        if state.held_back else ""))
     state = dataclasses.replace(state, pid=0, ended=clock(), outcome=OK, problem="", message=message, failures=0,
                                 since=0.0, repository_bytes=stored or state.repository_bytes)
     return _end(config, state, ledger)

@@ -23,8 +23,8 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.system.exits import Busy
 from ethoscope_rsync.system.logs import one_line
 from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
-                                         QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
-                                         Status, Transfer)
+                                         QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass,
+                                         Progress, Status, Transfer)
 from ethoscope_rsync.state.inventory import Inventories, bounded
 from ethoscope_rsync.state.offsite import OffsiteState, ledger_from_json, ledger_to_json
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
