@@ -92,7 +92,8 @@ class Links:
 def find_links(destination: Path, budget: float, clock=time.monotonic) -> Links:
     """The symbolic links under `destination` (not followed), within `budget` seconds."""
     deadline = clock() + budget
-    found, count, leaving = [], 0, 0
+    found: list = []
+    count = leaving = 0
     stack = [destination]
     while stack:
         if clock() > deadline:

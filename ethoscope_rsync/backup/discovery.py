@@ -51,7 +51,8 @@ def parse_node_devices(text: str) -> tuple:
         raise DiscoveryError("node server answered JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise DiscoveryError("node server answered JSON that is not an object of devices")
-    devices, warnings = [], []
+    devices: list = []
+    warnings: list = []
     for key, entry in data.items():
         if not isinstance(entry, dict):
             warnings.append(f"skipping entry {str(key)[:40]!r}: not an object")
@@ -138,7 +139,9 @@ def browse_mdns(timeout: float) -> tuple:
     except ImportError:
         return (), ("mDNS fallback unavailable: python3-zeroconf is not installed",)
     deadline = time.monotonic() + timeout
-    announced, seen, lock, over = queue.Queue(), set(), threading.Lock(), []
+    announced: queue.Queue = queue.Queue()
+    seen: set = set()
+    lock, over = threading.Lock(), []
 
     class Listener:            # called by zeroconf's own thread
         def add_service(self, zc, type_, name):
@@ -157,7 +160,8 @@ def browse_mdns(timeout: float) -> tuple:
         def remove_service(self, zc, type_, name):
             pass
 
-    devices, warnings = [], []
+    devices: list = []
+    warnings: list = []
     try:
         zeroconf = Zeroconf()
     except OSError as error:
@@ -199,7 +203,10 @@ def merge(*groups: tuple, pinned: dict | None = None) -> tuple:
     to decide."""
     pinned = pinned or {}
     entries = [device for group in groups for device in group]
-    merged, warnings, held, winners = [], [], set(), set()
+    merged: list = []
+    warnings: list = []
+    held: set = set()
+    winners: set = set()
     for device in entries:
         same = next((i for i, d in enumerate(merged) if d.name == device.name and d.address == device.address
                      and (not d.id or not device.id or d.id == device.id)), None)

@@ -142,7 +142,7 @@ def _name(condition, esc) -> str:
 
 def _rest(changes: list, esc, names: int = NAMES_LISTED) -> str:
     """The changes not described: counted by problem (recoveries apart), with their first names."""
-    groups = {}
+    groups: dict = {}
     for c in changes:
         groups.setdefault("recovered from " + c.problem if c.recovered else c.problem,
                           []).append(_name(c.condition, esc))
@@ -171,7 +171,7 @@ def document(changes: list, node: str, now: float, subject: str, text: str, plai
     'changes' the first `listed`, 'total' and 'counts' all of them."""
     event = "recovery" if all(c.recovered for c in changes) else "alert"
     title, message = plain or (subject, text)
-    counts = {}
+    counts: dict = {}
     for c in changes:
         key = "recovered" if c.recovered else c.problem
         counts[key] = counts.get(key, 0) + 1

@@ -150,7 +150,7 @@ class StatusStore:
                     inventory.legacy = None
         self.kinds = KIND_TREES[what]
         self._written = -float("inf")
-        self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
+        self._renamed: dict = {}   # device key at the pass's start -> the key it has since its first contact
         self.previous = previous or Status()
         if previous is not None:
             self._settle(previous)

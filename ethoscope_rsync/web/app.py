@@ -84,7 +84,7 @@ def _q(params) -> float:
 
 def _weights(header: str) -> dict:
     """``"a;q=0.5, b"`` → ``{"a": 0.5, "b": 1.0}`` (lower-cased; the best q of repeats wins)."""
-    out = {}
+    out: dict = {}
     for item in (header or "").split(","):
         name, *params = item.split(";")
         name = name.strip().lower()
