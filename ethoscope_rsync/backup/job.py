@@ -58,7 +58,7 @@ class Job:
     control_dir: str              # where each device's shared ssh connection has its socket ("": none)
     events: queue.Queue
     stop: threading.Event
-    processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
+    processes: execute.Processes = execute   # the one place that runs processes (or a test's fake)
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
     ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
     node_aes: bool | None = None  # the node's CPU has AES instructions (None: it does not say)
