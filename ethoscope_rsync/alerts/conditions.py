@@ -114,7 +114,8 @@ def offsite_conditions(state: OffsiteState, now: float, alert_after: float) -> l
     `alert_after` days, 0: never; or none at all, and no run on its way); and its repository as the
     last check found it."""
     age = state.age(now)
-    problem, since, detail = "", 0.0, ""
+    problem: str | None = ""
+    since, detail = 0.0, ""
     if state.outcome == RUN_FAILED:
         problem, since = OFFSITE_FAILED, state.since or state.ended
         detail = f"{state.problem}: {state.message}" if state.problem else state.message

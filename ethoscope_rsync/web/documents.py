@@ -118,7 +118,7 @@ _MALLOC_TRIM = _malloc_trim()
 class Snapshot:
     """Representations of one version of the files, valid until ``valid_until`` (epoch)."""
 
-    def __init__(self, identity: tuple, valid_until: float = math.inf, error: str | None = None,
+    def __init__(self, identity: tuple | None, valid_until: float = math.inf, error: str | None = None,
                  gone: bool = False):
         self.identity = identity
         self.valid_until = valid_until
