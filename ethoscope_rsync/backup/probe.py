@@ -145,7 +145,9 @@ def parse_probe(output: str) -> Probe:
     files: dict = {}
     for record in records:
         match = _STAT_RE.fullmatch(record.lstrip("\n"))
-        path = safe_relative(match.group(3)) if match else None
+        if match is None:
+            continue
+        path = safe_relative(match.group(3))
         if path is None or not path.endswith(DATABASE_SUFFIXES):
             continue
         if len(files) >= MAX_DATABASE_FILES:

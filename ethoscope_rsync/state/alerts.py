@@ -89,6 +89,6 @@ def read_pinged(data) -> float:
     return number(mapping(data).get("pinged"))
 
 
-def state_document(state: dict, now: float, undelivered: list = (), pinged: float = 0.0) -> dict:
+def state_document(state: dict, now: float, undelivered: list | tuple = (), pinged: float = 0.0) -> dict:
     return {"schema": 1, "updated": round(now, 3), "subjects": state,
             "undelivered": [message.as_json() for message in undelivered], "pinged": pinged}

@@ -257,7 +257,7 @@ class Pass:
     def from_json(cls, data):
         data = mapping(data)
         defaults = cls()
-        values = {}
+        values: dict = {}
         for field in dataclasses.fields(cls):
             default = getattr(defaults, field.name)
             value = data.get(field.name)

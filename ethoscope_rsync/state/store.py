@@ -322,10 +322,10 @@ class StatusStore:
         outcome = device.state if not event.ok or copied else "nothing"
         entry.passes = (entry.passes + [PassSummary(event.at, outcome, copied)])[-PASSES_KEPT:]
 
-    _HANDLERS = {ev.Started: _started, ev.Contacted: _contacted, ev.Warned: _warned,
-                 ev.Progressed: _progressed, ev.FileReceived: _file_received,
-                 ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
-                 ev.Finished: _finished}
+    _HANDLERS: dict = {ev.Started: _started, ev.Contacted: _contacted, ev.Warned: _warned,
+                       ev.Progressed: _progressed, ev.FileReceived: _file_received,
+                       ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
+                       ev.Finished: _finished}
 
     # ---- the pass -----------------------------------------------------------------------
     def set_message(self, message: str) -> None:
