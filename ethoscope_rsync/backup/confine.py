@@ -32,7 +32,7 @@ from ethoscope_rsync.backup.rsync import HIDDEN, raw_root
 LINKS_NAMED = 20          # links `check` names (all are counted)
 
 
-def _real(path: Path) -> str:
+def _real(path: Path | str) -> str:
     return os.path.realpath(path)
 
 

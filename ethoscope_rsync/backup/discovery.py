@@ -135,15 +135,16 @@ def browse_mdns(timeout: float) -> tuple:
     if timeout <= 0:
         return (), ()
     try:
-        from zeroconf import ServiceBrowser, Zeroconf
+        from zeroconf import ServiceBrowser, ServiceListener, Zeroconf
     except ImportError:
         return (), ("mDNS fallback unavailable: python3-zeroconf is not installed",)
     deadline = time.monotonic() + timeout
     announced: queue.Queue = queue.Queue()
     seen: set = set()
-    lock, over = threading.Lock(), []
+    lock = threading.Lock()
+    over: list = []
 
-    class Listener:            # called by zeroconf's own thread
+    class Listener(ServiceListener):            # called by zeroconf's own thread
         def add_service(self, zc, type_, name):
             with lock:
                 if name in seen or over:

@@ -148,7 +148,8 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
     for dest, value in vars(args).items():
         if not dest.startswith(OPTION_PREFIX) or value is None:
             continue
-        setting = BY_NAME[tuple(dest[len(OPTION_PREFIX):].split("."))]
+        section, _, key = dest[len(OPTION_PREFIX):].partition(".")
+        setting = BY_NAME[section, key]
         if isinstance(value, str):
             try:
                 value = setting.parse(os.path.abspath(value) if setting.kind is PATH else value)
@@ -300,8 +301,9 @@ def run_command(config, scheduled: bool = False) -> int:
             from ethoscope_rsync.backup.preview import preview_pass
             return preview_pass(config)
         from ethoscope_rsync.backup.keywait import missing_key, record_waiting
-        if missing_key(config) is not None:            # installed before the key: a wait, not a failure
-            return record_waiting(config, missing_key(config))
+        missing = missing_key(config)
+        if missing is not None:            # installed before the key: a wait, not a failure
+            return record_waiting(config, missing)
         code = run_pass(config, stop, Schedule.every(config.transfer.interval) if scheduled else None)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)

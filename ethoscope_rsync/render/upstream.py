@@ -210,7 +210,7 @@ def terminal_notes(status, history, now: float, stale_after: float, horizon_days
 
 
 def _summary(v: View) -> dict:
-    out = {}
+    out: dict = {}
     for kind in KINDS:
         inventories = [d.past.inventory.get(kind) or Inventory() for d in v.devices.values()]
         size = sum(i.bytes for i in inventories)

@@ -139,7 +139,8 @@ def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):
             listener.add_service(zc, type_, f"ETHOSCOPE_{n:03d}._ethoscope._tcp.local.")
         listener.add_service(zc, type_, "ETHOSCOPE_001._ethoscope._tcp.local.")     # announced again
 
-    monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser))
+    monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser,
+                                                                       ServiceListener=object))
     result = []
     browsing = threading.Thread(target=lambda: result.append(browse_mdns(1.5)), daemon=True)
     browsing.start()
