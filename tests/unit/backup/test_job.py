@@ -12,8 +12,8 @@ from ethoscope_rsync.state.history import DatabaseRecord, History
 from ethoscope_rsync.state.model import ERROR
 from ethoscope_rsync.state.store import StatusStore
 from ethoscope_rsync.backup.probe import MARK, MAX_OUTPUT, parse_probe
-from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
-    file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, file_line, lane, \
+    make_db, probe_answer, raw_copy, run_job, without_videos
 
 
 def test_stage_order_and_what_is_reported(config):
