@@ -62,7 +62,7 @@ def _wait4(proc: subprocess.Popen):
 
 def _proc_io(pid: int) -> int:
     with open("/proc/%d/io" % pid) as f:
-        return int(dict(l.split(": ") for l in f.read().splitlines())["write_bytes"])
+        return int(dict(line.split(": ") for line in f.read().splitlines())["write_bytes"])
 
 
 def _start_holder(root: Path):

@@ -55,7 +55,6 @@ class NodeControl:
         return "http://%s/devices" % self._lab.node_address
 
 
-
 class NodeServer:
     """``Lab`` methods that write the node server's state and start it."""
 

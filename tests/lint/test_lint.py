@@ -51,4 +51,3 @@ def test_mypy_reports_a_planted_error(tmp_path):
     bad.write_text("def f():\n    x: int = 'not a number'\n    return x\n")
     result = _run("mypy", "--config-file", str(ROOT / "setup.cfg"), str(bad), cache=tmp_path / "mypy-cache")
     assert result.returncode == 1 and "[assignment]" in result.stdout, _report(result)
-

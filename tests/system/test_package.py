@@ -260,7 +260,7 @@ def test_journal_fields_per_device(configured, lab):
     box = configured
     for device in lab.devices:
         out = box.exec(["journalctl", "--no-pager", "-o", "json", "-u", RUNNER, "DEVICE_NAME=" + device.name]).stdout
-        entries = [json.loads(l) for l in out.splitlines() if l.strip()]
+        entries = [json.loads(line) for line in out.splitlines() if line.strip()]
         assert entries, "no journal entry for %s" % device.name
         assert all(e.get("DEVICE_ID") == device.id for e in entries), device.name
         kinds = {e.get("TRANSFER_KIND") for e in entries if "TRANSFER_KIND" in e}

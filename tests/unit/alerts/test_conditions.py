@@ -25,7 +25,7 @@ def device(name, outcomes, last_success, error="connection timed out"):
 
 def conditions(history, status=None, failures=1):
     status = status or Status(run=Pass(pid=1, ended=NOW), devices={k: DeviceRun(k, d.name, "")
-                                                                    for k, d in history.devices.items()})
+                                                                   for k, d in history.devices.items()})
     return {c.subject: c for c in alerts.device_conditions(history, status, NOW, DAY, failures)}
 
 
@@ -130,7 +130,6 @@ def test_state_file_is_read_tolerantly():
     junk = {"subjects": {"a": "x", "b": [1, 2], "c": ["", 3], "d": [FAILED, "soon"], "e": [FAILED, 1, 2]}}
     assert recorded.read_state(junk) == {"d": [FAILED, 0]}
     assert recorded.read_state(None) == {} and recorded.read_state([1]) == {}
-
 
 
 def test_undelivered_messages_round_trip_expire_and_follow_the_configured_channels():

@@ -27,7 +27,7 @@ def records(status, history):
 def beat(tmp_path, status, history, now, systemd=False, switches=(), timer=lambda: "active", extra=""):
     h, s = records(status, history)
     return {c.subject: c for c in heartbeat.conditions(config(tmp_path, extra), h, s, now, systemd=systemd,
-                                                        switches=switches, timer=timer)}
+                                                       switches=switches, timer=timer)}
 
 
 def test_passes_overdue_then_back(tmp_path):

@@ -11,7 +11,7 @@ from tests.fixtures.status import A, B, NOW, Pass, build, example_pass, scripted
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.state.history import NEWEST_KEPT, Inventory
-from ethoscope_rsync.state.model import FILES_LISTED, is_stale
+from ethoscope_rsync.state.model import is_stale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "..", "fixtures")

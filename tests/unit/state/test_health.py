@@ -2,7 +2,7 @@
 by its own clock (timer, daemon or by hand alike), and nothing to judge said as unknown."""
 import math
 
-from tests.fixtures.status import A, B, NOW, add_history_device, build, example_pass, scripted_pass
+from tests.fixtures.status import B, NOW, add_history_device, build, example_pass, scripted_pass
 from ethoscope_rsync.render import verdict
 from ethoscope_rsync.state import health
 from ethoscope_rsync.state.views import view

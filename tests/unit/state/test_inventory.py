@@ -8,7 +8,6 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.history import DATABASES_LISTED, NEWEST_KEPT, History, Inventory
 from ethoscope_rsync.state.inventory import (FILES_MAX, PATH_MAX, Inventories, bounded, newest_files,
                                              open_inventories)
-from ethoscope_rsync.state.model import FILES_LISTED
 from ethoscope_rsync.state.store import StatusStore, load_history, read_json, save_history
 
 ID = "0123456789abcdef0123456789abcdef"
