@@ -308,7 +308,8 @@ class L:
     def add_service(self, zc, t, name):
         info = zc.get_service_info(t, name, 3000)
         if info:
-            found[name] = {"ip": info.parsed_addresses(), "props": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
+            found[name] = {"ip": info.parsed_addresses(),
+                           "props": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
     def update_service(self, *a): pass
     def remove_service(self, *a): pass
 b = ServiceBrowser(zc, "_ethoscope._tcp.local.", L())
