@@ -126,7 +126,8 @@ def runner_env(env=None):
 
 
 def warm_bytecode():
-    subprocess.run([PYTHON, "-c", "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool"],
+    subprocess.run([PYTHON, "-c",
+                    "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool"],
                    cwd=ROOT, env=runner_env(), check=True)
 
 

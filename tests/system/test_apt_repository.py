@@ -93,8 +93,8 @@ def status_answer(port):
 
 
 def test_a_source_signed_by_another_key_is_refused(box):
-    box.write(SOURCES, "Types: deb\nURIs: file:%s\nSuites: ./\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-              % GUEST_REPO)
+    box.write(SOURCES, "Types: deb\nURIs: file:%s\nSuites: ./\n"
+              "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" % GUEST_REPO)
     p = apt(box, "apt-get", "update", check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0 and re.search(r"^E: .*not signed", out, re.M), out

@@ -105,7 +105,8 @@ def test_units_installed_enabled_and_active(box):
 
 def test_units_verify_clean(box):
     # --man=no: the minimal container has no man-db; the pages themselves are checked above.
-    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in UNITS], check=False)
+    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in UNITS],
+                 check=False)
     out = (p.stdout + p.stderr).strip()
     assert p.returncode == 0 and not out, out
 

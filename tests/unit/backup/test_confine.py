@@ -65,7 +65,8 @@ def test_the_job_refuses_a_raw_mirror_reached_through_a_link(config, tmp_path):
     os.symlink(tmp_path / "elsewhere", config.paths.results / ".ethoscope-backup")
     fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
     result, _, _ = run_job(config, fake)
-    assert not result.ok and result.message.startswith(f"{config.paths.results}/.ethoscope-backup/raw/{MID}/{MID} leads")
+    assert not result.ok
+    assert result.message.startswith(f"{config.paths.results}/.ethoscope-backup/raw/{MID}/{MID} leads")
     assert fake.calls == ["probe", "ssh -O exit"]     # refused before any transfer, and not retried
     assert not any((tmp_path / "elsewhere").iterdir())
 

@@ -96,7 +96,8 @@ def test_mdns_service_to_device():
 
 
 def _loaded_by(code: str) -> set:
-    done = subprocess.run(["/usr/bin/python3", "-c", code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+    done = subprocess.run(["/usr/bin/python3", "-c",
+                           code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
