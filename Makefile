@@ -2,7 +2,7 @@
 PYTHON := /usr/bin/python3
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: all deps build-deps demo check unit integration system deb repo bench bench-quick clean
+.PHONY: all deps build-deps demo check unit integration system lint deb repo bench bench-quick clean
 
 all: check
 
@@ -27,6 +27,9 @@ integration:
 
 system:
 	$(PYTHON) -m pytest -p no:cacheprovider tests/system
+
+lint:            ## flake8 and mypy, as tests (settings in setup.cfg)
+	$(PYTHON) -m pytest -p no:cacheprovider tests/lint
 
 deb:             ## build ../ethoscope-rsync_*.deb and copy it to dist/ (make build-deps first, as root)
 	@dpkg-checkbuilddeps 2>/dev/null || { dpkg-checkbuilddeps; echo "make deb: run 'make build-deps' as root first (it installs only the build dependencies)" >&2; exit 1; }

@@ -34,7 +34,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.transfer import (LEGACY_FLAGS, PYTHON, Work, fresh_node, lab_name, med, remote, row, run_cli,  # noqa: E402
-                             runner_env, ssh_opts)
+                            runner_env, ssh_opts)
 from tests.lab.lab import Lab  # noqa: E402
 
 SCENARIO = "10 first copy"

@@ -28,7 +28,9 @@ PY = "/usr/bin/python3"
 WRITER = r'''
 import os, sqlite3, sys, time
 con = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=30)
-con.execute("PRAGMA busy_timeout=30000"); con.execute("PRAGMA journal_mode=WAL"); con.execute("PRAGMA synchronous=NORMAL")
+con.execute("PRAGMA busy_timeout=30000")
+con.execute("PRAGMA journal_mode=WAL")
+con.execute("PRAGMA synchronous=NORMAL")
 while True:
     con.execute("BEGIN IMMEDIATE")
     for i in range(1, 21):
@@ -62,7 +64,7 @@ def _wait4(proc: subprocess.Popen):
 
 def _proc_io(pid: int) -> int:
     with open("/proc/%d/io" % pid) as f:
-        return int(dict(l.split(": ") for l in f.read().splitlines())["write_bytes"])
+        return int(dict(line.split(": ") for line in f.read().splitlines())["write_bytes"])
 
 
 def _start_holder(root: Path):

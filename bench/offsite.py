@@ -139,7 +139,8 @@ def run(quick: bool = False) -> dict:
                       "ratio_range": [round(min(ratios), 3), round(max(ratios), 3)],
                       "ours_cpu_s": round(ours_cpu, 3), "plain_cpu_s": round(plain_cpu, 3),
                       "cpu_ratio_range": [round(min(cpu), 3), round(max(cpu), 3)],
-                      "bytes_read": {"ours": read[0], "plain": read[1]}, "bytes_added": {"ours": added[0], "plain": added[1]}}
+                      "bytes_read": {"ours": read[0], "plain": read[1]},
+                      "bytes_added": {"ours": added[0], "plain": added[1]}}
         r = res[stage]
         table.append(row("9 second copy", f"{MEASURES[stage]}: vs plain restic backup, wall", r["ours_s"],
                          r["plain_s"], target=None if stage == "retention" else TARGET,

@@ -360,7 +360,8 @@ def rows(res) -> list:
                 "", "", ""))
     out.append(("import cheroot / cheroot and CherryPy, peak RSS MB",
                 _ranged(spread(i["cheroot"]["max_rss_mb"])), _ranged(spread(i["cheroot_and_cherrypy"]["max_rss_mb"])),
-                paired(spread(i["cheroot"]["max_rss_mb"]), spread(i["cheroot_and_cherrypy"]["max_rss_mb"])), "", "", ""))
+                paired(spread(i["cheroot"]["max_rss_mb"]), spread(i["cheroot_and_cherrypy"]["max_rss_mb"])),
+                "", "", ""))
     return out
 
 

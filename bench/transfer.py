@@ -126,7 +126,8 @@ def runner_env(env=None):
 
 
 def warm_bytecode():
-    subprocess.run([PYTHON, "-c", "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool"],
+    subprocess.run([PYTHON, "-c",
+                    "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, ethoscope_rsync.backup.pool"],
                    cwd=ROOT, env=runner_env(), check=True)
 
 
@@ -214,14 +215,14 @@ def bulk_video(quick=False):
             f"bare -rt {FAST_CIPHER}": bare(["-rt"], FAST_CIPHER),
             f"bare -rt --whole-file {FAST_CIPHER}": bare(["-rt", "--whole-file"], FAST_CIPHER),
             f"bare -rt --whole-file --inplace {FAST_CIPHER}": bare(["-rt", "--whole-file", "--inplace"],
-                                                                 FAST_CIPHER),
+                                                                   FAST_CIPHER),
             "bare -rt --whole-file aes256-gcm": bare(["-rt", "--whole-file"], "aes256-gcm@openssh.com"),
         }
         node = fresh_node(lab, node_base)
         diagnostics = {
             f"bare -rt {FAST_CIPHER} with ours' key exchange ({OURS_KEX})": bare(["-rt"], FAST_CIPHER, OURS_KEX),
             f"ours' videos rsync argv + -c {FAST_CIPHER}": ours_rsync_argv(node, device, "videos", dest,
-                                                                          FAST_CIPHER),
+                                                                           FAST_CIPHER),
         }
         legacy = ["rsync", *LEGACY_FLAGS, "-e", shlex.join(["ssh", "-i", str(lab.key_path), "-o",
                                                             "StrictHostKeyChecking=no", "-o",

@@ -6,7 +6,7 @@ set -eu
 PACKAGES="
   python3 python3-systemd python3-sdnotify python3-cheroot python3-configobj python3-zeroconf
   rsync openssh-client openssh-server sqlite3 iproute2 procps psmisc curl restic
-  python3-pytest
+  python3-pytest python3-flake8 mypy
   systemd systemd-container mmdebstrap debian-archive-keyring
   debhelper dh-python python3-all python3-setuptools fakeroot build-essential lintian
   apt-utils gpg

@@ -114,7 +114,8 @@ def offsite_conditions(state: OffsiteState, now: float, alert_after: float) -> l
     `alert_after` days, 0: never; or none at all, and no run on its way); and its repository as the
     last check found it."""
     age = state.age(now)
-    problem, since, detail = "", 0.0, ""
+    problem: str | None = ""
+    since, detail = 0.0, ""
     if state.outcome == RUN_FAILED:
         problem, since = OFFSITE_FAILED, state.since or state.ended
         detail = f"{state.problem}: {state.message}" if state.problem else state.message
@@ -141,7 +142,8 @@ def pass_condition(status: Status, monitor: dict, now: float) -> Condition:
     if status.run.outcome == KEY_WAIT:               # backup/keywait.py: installed before the key
         return Condition("pass", KEY_WAIT, "backup pass", since, _one_line(status.run.message))
     if status.run.outcome == "discovery failed":
-        return Condition("pass", PASS_FAILED, "backup pass", since, _one_line("discovery failed: " + status.run.message))
+        return Condition("pass", PASS_FAILED, "backup pass", since,
+                         _one_line("discovery failed: " + status.run.message))
     if not result:        # run by hand or by the daemon: the status is all there is to go by
         return Condition("pass", None if status.run.outcome in ("", "running", "interrupted") else "",
                          "backup pass")
@@ -187,7 +189,7 @@ def conditions(config, history: History, status: Status, monitor: dict, now: flo
     beat = heartbeat.conditions(config, history, status, now) if beat is None else beat
     paused = pauses.keys(config.pauses_file, now)
     return beat + (device_conditions(history, status, now, config.status.stale_after, config.alert.failures, paused)
-            + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
-            + damage_conditions(load_verifications(config.verify_file), history)
-            + (offsite_conditions(load_offsite(config.offsite_file), now, config.offsite.alert_after)
-               if config.offsite.repository is not None else []))
+                   + disk_conditions(history, config.alert.disk_horizon) + [pass_condition(status, monitor, now)]
+                   + damage_conditions(load_verifications(config.verify_file), history)
+                   + (offsite_conditions(load_offsite(config.offsite_file), now, config.offsite.alert_after)
+                      if config.offsite.repository is not None else []))

@@ -36,7 +36,8 @@ def _body(text: str) -> bytes:
 def request(fmt: str, url: str, document: dict) -> tuple:
     """(url, body bytes, headers dict) of the webhook's POST for `document` (render.alert's)."""
     if fmt == "slack":
-        return url, _body(json.dumps({"text": document.get("text", "")}, ensure_ascii=False)), {"Content-Type": JSON_TYPE}
+        return (url, _body(json.dumps({"text": document.get("text", "")}, ensure_ascii=False)),
+                {"Content-Type": JSON_TYPE})
     problem = document.get("event") == "alert"
     if fmt == "ntfy":
         return url, _body(document.get("message", "")), {

@@ -84,8 +84,9 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat:
             status = load_status(config.paths.status_file)
             found = conditions(config, load_history(config.history_file), status, monitor, now)
             if heartbeat:
-                log.info("heartbeat: %s", "; ".join("%s: %s" % (c.subject, c.problem or ("unknown" if c.problem is None else "ok"))
-                                                     for c in found if c.subject in ("passes", "timer")))
+                log.info("heartbeat: %s", "; ".join(
+                    "%s: %s" % (c.subject, c.problem or ("unknown" if c.problem is None else "ok"))
+                    for c in found if c.subject in ("passes", "timer")))
             changes, state = transitions(read_state(recorded), found)
             if changes:
                 url = "http://%s:%d/" % (node, config.status.listen.port)

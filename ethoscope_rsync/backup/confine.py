@@ -32,7 +32,7 @@ from ethoscope_rsync.backup.rsync import HIDDEN, raw_root
 LINKS_NAMED = 20          # links `check` names (all are counted)
 
 
-def _real(path: Path) -> str:
+def _real(path: Path | str) -> str:
     return os.path.realpath(path)
 
 
@@ -92,7 +92,8 @@ class Links:
 def find_links(destination: Path, budget: float, clock=time.monotonic) -> Links:
     """The symbolic links under `destination` (not followed), within `budget` seconds."""
     deadline = clock() + budget
-    found, count, leaving = [], 0, 0
+    found: list = []
+    count = leaving = 0
     stack = [destination]
     while stack:
         if clock() > deadline:

@@ -191,7 +191,8 @@ def recover_all(job, device, work: DatabaseWork, on_device: dict, deadline: floa
     `copy_problems`: rsync's problem lines of the raw copy; a database they name is not verified."""
     known = job.known.get(device.key, {})
     failed_copies = not_copied(list(copy_problems), work.recover)
-    unverified, transient = [], False
+    unverified: list = []
+    transient = False
     transfer = job.config.transfer
     started, cpu = time.monotonic(), time.thread_time()       # the checks run in this thread
     order = check_order(work.recover, known)

@@ -98,7 +98,7 @@ def prune_replaced(folder: Path, keep_days: float, now: float) -> list:
 def tree_bytes(root: Path) -> int:
     """Bytes of the regular files under `root` (symbolic links not followed; 0 if missing).
     Used for the raw database mirror only: it holds databases and their -wal files, nothing else."""
-    total, stack = 0, [root]
+    total, stack = 0, [str(root)]
     while stack:
         try:
             with os.scandir(stack.pop()) as entries:

@@ -21,7 +21,6 @@ from ethoscope_rsync.config.devices import (NAME_RE, UNUSED_NAME, Device, Device
                                             check_id, check_name, node_device, selected)
 
 
-
 SKIPPED_STATUSES = ("offline", "not_in_use")
 MAX_ANSWER = 16 << 20
 MAX_DEVICES = 1000              # a lab has 10-100; more is a broken or hostile node server
@@ -46,12 +45,14 @@ def parse_node_devices(text: str) -> tuple:
     try:
         data = json.loads(text)
     except ValueError as error:
-        raise DiscoveryError(f"node server answered something that is not JSON ({getattr(error, 'msg', error)})") from None
+        raise DiscoveryError("node server answered something that is not JSON "
+                             f"({getattr(error, 'msg', error)})") from None
     except RecursionError:
         raise DiscoveryError("node server answered JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise DiscoveryError("node server answered JSON that is not an object of devices")
-    devices, warnings = [], []
+    devices: list = []
+    warnings: list = []
     for key, entry in data.items():
         if not isinstance(entry, dict):
             warnings.append(f"skipping entry {str(key)[:40]!r}: not an object")
@@ -134,13 +135,16 @@ def browse_mdns(timeout: float) -> tuple:
     if timeout <= 0:
         return (), ()
     try:
-        from zeroconf import ServiceBrowser, Zeroconf
+        from zeroconf import ServiceBrowser, ServiceListener, Zeroconf
     except ImportError:
         return (), ("mDNS fallback unavailable: python3-zeroconf is not installed",)
     deadline = time.monotonic() + timeout
-    announced, seen, lock, over = queue.Queue(), set(), threading.Lock(), []
+    announced: queue.Queue = queue.Queue()
+    seen: set = set()
+    lock = threading.Lock()
+    over: list = []
 
-    class Listener:            # called by zeroconf's own thread
+    class Listener(ServiceListener):            # called by zeroconf's own thread
         def add_service(self, zc, type_, name):
             with lock:
                 if name in seen or over:
@@ -157,7 +161,8 @@ def browse_mdns(timeout: float) -> tuple:
         def remove_service(self, zc, type_, name):
             pass
 
-    devices, warnings = [], []
+    devices: list = []
+    warnings: list = []
     try:
         zeroconf = Zeroconf()
     except OSError as error:
@@ -199,7 +204,10 @@ def merge(*groups: tuple, pinned: dict | None = None) -> tuple:
     to decide."""
     pinned = pinned or {}
     entries = [device for group in groups for device in group]
-    merged, warnings, held, winners = [], [], set(), set()
+    merged: list = []
+    warnings: list = []
+    held: set = set()
+    winners: set = set()
     for device in entries:
         same = next((i for i, d in enumerate(merged) if d.name == device.name and d.address == device.address
                      and (not d.id or not device.id or d.id == device.id)), None)

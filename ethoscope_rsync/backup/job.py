@@ -1,4 +1,4 @@
-"""One device's backup job (the bounded pool that runs a pass over all devices is in :mod:`ethoscope_rsync.backup.pool`).
+"""One device's backup job (the bounded pool running a pass over all devices: :mod:`ethoscope_rsync.backup.pool`).
 
 A job probes the device (one shell command: machine id, CPU, its top-level folders, its databases),
 then pulls only the device's own ``<machine id>/`` folder of each tree into the same folder on
@@ -58,7 +58,7 @@ class Job:
     control_dir: str              # where each device's shared ssh connection has its socket ("": none)
     events: queue.Queue
     stop: threading.Event
-    processes: object = execute   # .stream(), .run(), .held(): the one place that runs processes
+    processes: execute.Processes = execute   # the one place that runs processes (or a test's fake)
     known: dict = dataclasses.field(default_factory=dict)   # device key -> {path: DatabaseRecord}
     ciphers: dict = dataclasses.field(default_factory=dict)  # device name -> ssh ciphers offered (rsync.choose_ciphers)
     node_aes: bool | None = None  # the node's CPU has AES instructions (None: it does not say)
@@ -235,8 +235,9 @@ def _results(job: Job, device: Device, folder: str, found: Probe, deadline: floa
     if not tree.problems:
         remove_orphan_partials(destination, tree.files)
     on_device = found.databases(folder)
-    work, outside = confine_work(pick_databases(on_device, job.known.get(device.key, {}), destination,
-                                                raw_root(config, device)), destination, raw_root(config, device), folder)
+    root = raw_root(config, device)
+    work, outside = confine_work(pick_databases(on_device, job.known.get(device.key, {}), destination, root),
+                                 destination, root, folder)
     raw_problems = _hold_and_copy(job, device, folder, work, deadline).problems if work.copy else []
     unverified, stopped, transient = recover_all(job, device, work, on_device, deadline, raw_problems)
     if stopped:

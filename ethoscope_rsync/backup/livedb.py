@@ -320,7 +320,7 @@ def recover_database(raw_db: Path, raw_wal: Optional[Path], dest_db: Path,
             return Verdict(True, rows, "unchanged (%d rows)" % rows, False)
 
         st = raw_db.stat()
-        mtime = max(st.st_mtime_ns, raw_wal.stat().st_mtime_ns if has_wal else 0)
+        mtime = max(st.st_mtime_ns, raw_wal.stat().st_mtime_ns if raw_wal is not None and has_wal else 0)
         os.chmod(str(tmp), st.st_mode & 0o666)
         os.utime(str(tmp), ns=(st.st_atime_ns, mtime))
         _fsync(tmp)

@@ -41,4 +41,3 @@ def _drain(events_queue: queue.Queue, timeout: float) -> list:
     except queue.Empty:
         pass
     return [event for event in batch if event is not _WAKE]
-

@@ -121,7 +121,8 @@ def has_aes(cpuinfo: str) -> bool | None:
 
 def parse_probe(output: str) -> Probe:
     """The probe's stdout -> Probe. Unknown sections and malformed lines are ignored."""
-    sections, current = {}, None
+    sections: dict = {}
+    current = None
     for chunk in output.split("\n"):
         if chunk.startswith(MARK):
             current = chunk[len(MARK):].strip()
@@ -141,10 +142,12 @@ def parse_probe(output: str) -> Probe:
         shortfall = shortfall or "the database listing was cut inside a record"
     if len(listing.encode("utf-8", "surrogateescape")) > LISTING_LIMIT:
         shortfall = shortfall or f"the database listing is longer than {LISTING_LIMIT} bytes"
-    files = {}
+    files: dict = {}
     for record in records:
         match = _STAT_RE.fullmatch(record.lstrip("\n"))
-        path = safe_relative(match.group(3)) if match else None
+        if match is None:
+            continue
+        path = safe_relative(match.group(3))
         if path is None or not path.endswith(DATABASE_SUFFIXES):
             continue
         if len(files) >= MAX_DATABASE_FILES:

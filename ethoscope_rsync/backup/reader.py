@@ -26,7 +26,9 @@ class OutputReader:
                  wall=time.time):
         self.queue, self.key, self.kind, self.folder, self.report_files = queue, key, kind, folder, report_files
         self.clock, self.wall = clock, wall
-        self.listing, self.records, self.outside = Listing(), [], []
+        self.listing = Listing()
+        self.records: list = []
+        self.outside: list = []
         self.current, self.started, self.last_progress = "", wall(), -PROGRESS_EVERY
 
     def __call__(self, record: str) -> None:

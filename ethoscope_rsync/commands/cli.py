@@ -1,4 +1,7 @@
-"""Command line: ``ethoscope-backup [run|serve|status|check|daemon|forget-host|alert|verify|reclaim|offsite|pause|resume] [options]``."""
+"""Command line: ``ethoscope-backup COMMAND [options]``.
+
+COMMAND is one of run, serve, status, check, daemon, forget-host, alert, verify, reclaim, offsite, pause, resume.
+"""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +15,7 @@ from pathlib import Path
 
 from ethoscope_rsync import __version__
 from ethoscope_rsync.config.load import (DEFAULT_CONFIG, ConfigError, credential_files, credential_key,
-                                        derive_videos_dir, load_config)
+                                         derive_videos_dir, load_config)
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.config.settings import BY_NAME, PATH, SETTINGS
 from ethoscope_rsync.config.devices import DeviceError, parse_selection
@@ -131,7 +134,8 @@ def unknown_command(argv: list) -> str:
     if not argv or argv[0].startswith("-") or argv[0] in COMMANDS:
         return ""
     import difflib
-    near = difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5) or [c for c in COMMANDS if c.startswith(argv[0])][:1]
+    near = (difflib.get_close_matches(argv[0], COMMANDS, n=1, cutoff=0.5)
+            or [c for c in COMMANDS if c.startswith(argv[0])][:1])
     hint = f" (did you mean '{near[0]}'?)" if near else ""
     if not near and argv[0].upper().removeprefix("ETHOSCOPE_").isdigit():
         hint = f" (a device? ethoscope-backup run -e {argv[0]})"
@@ -144,7 +148,8 @@ def apply_options(config: Config, args: argparse.Namespace) -> Config:
     for dest, value in vars(args).items():
         if not dest.startswith(OPTION_PREFIX) or value is None:
             continue
-        setting = BY_NAME[tuple(dest[len(OPTION_PREFIX):].split("."))]
+        section, _, key = dest[len(OPTION_PREFIX):].partition(".")
+        setting = BY_NAME[section, key]
         if isinstance(value, str):
             try:
                 value = setting.parse(os.path.abspath(value) if setting.kind is PATH else value)
@@ -296,8 +301,9 @@ def run_command(config, scheduled: bool = False) -> int:
             from ethoscope_rsync.backup.preview import preview_pass
             return preview_pass(config)
         from ethoscope_rsync.backup.keywait import missing_key, record_waiting
-        if missing_key(config) is not None:            # installed before the key: a wait, not a failure
-            return record_waiting(config, missing_key(config))
+        missing = missing_key(config)
+        if missing is not None:            # installed before the key: a wait, not a failure
+            return record_waiting(config, missing)
         code = run_pass(config, stop, Schedule.every(config.transfer.interval) if scheduled else None)
     if stop.signum:       # die by the signal, as systemd expects of a service it stops
         signal.signal(stop.signum, signal.SIG_DFL)

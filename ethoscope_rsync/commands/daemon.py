@@ -24,11 +24,11 @@ from ethoscope_rsync.backup.keywait import missing_key, record_waiting
 
 
 def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
-    stop = stop or threading.Event()
+    stopping = stop or threading.Event()
 
     def on_signal(signum, frame):
         log.info("received %s: finishing", signal.Signals(signum).name)
-        stop.set()
+        stopping.set()
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
@@ -46,17 +46,17 @@ def run_daemon(config: Config, stop: threading.Event | None = None) -> int:
              config.daemon.interval)
     code = EXIT_OK
     try:
-        while not stop.is_set():
+        while not stopping.is_set():
             waiting = missing_key(config)           # the key not there yet: a wait, said in the status
-            code = record_waiting(config, waiting) if waiting is not None else run_pass(config, stop, schedule)
-            if not stop.is_set():     # the second copy, when one is due (what its timer does under systemd)
-                run_offsite(config, if_due=True, stop=stop)
+            code = record_waiting(config, waiting) if waiting is not None else run_pass(config, stopping, schedule)
+            if not stopping.is_set():     # the second copy, when one is due (what its timer does under systemd)
+                run_offsite(config, if_due=True, stop=stopping)
             try:
                 run_alerts(config, {}, time.time())
             except (OSError, ValueError) as error:    # the state dir turned read-only, a bad document: the passes go on
                 log.warning("alerts not sent: %s", error)
             log.debug("daemon: pass ended with exit code %d", code)
-            stop.wait(min(config.daemon.interval, schedule.linger / 2))   # as the timer looks again
+            stopping.wait(min(config.daemon.interval, schedule.linger / 2))   # as the timer looks again
     finally:
         server.stop()
     return code

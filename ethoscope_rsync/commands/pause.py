@@ -69,8 +69,9 @@ def pause(config, device: str, reason: str, until: str | None, out=print, now: f
     paused[name] = pauses.Paused(name, machine_id, Pause(" ".join((reason or "").split())[:pauses.REASON], now, end))
     write_json_atomic(config.pauses_file, pauses.to_json(paused))
     out(f"{name} paused{': ' + escape.terminal(reason) if reason else ''}"
-        f"{' until ' + time.strftime('%Y-%m-%d %H:%M', time.localtime(end)) if end else ' until: ethoscope-backup resume ' + name}"
-        "; it is not copied and raises no stale alert meanwhile")
+        + (" until " + time.strftime("%Y-%m-%d %H:%M", time.localtime(end)) if end
+           else " until: ethoscope-backup resume " + name)
+        + "; it is not copied and raises no stale alert meanwhile")
     return EXIT_OK
 
 

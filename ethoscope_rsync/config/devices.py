@@ -95,7 +95,7 @@ def node_device(entry: object) -> Device:
 
 def parse_selection(text: str) -> tuple:
     """'-e' argument -> tuple of tokens: ints for numbers/names, str for machine ids."""
-    tokens = []
+    tokens: list = []
     for raw in text.split(","):
         item = raw.strip()
         if not item:

@@ -13,7 +13,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import configobj
 
@@ -178,6 +178,12 @@ SSH_KEY, RESTIC_PASSWORD, RESTIC_ENVIRONMENT = "ssh-key", "restic-password", "re
 BLANK = 64          # bytes: a credential this short holding only white space is a unit's blank default
 
 
+@overload
+def credential(name: str, configured: Path) -> Path: ...
+@overload
+def credential(name: str, configured: Path | None) -> Path | None: ...
+
+
 def credential(name: str, configured: Path | None) -> Path | None:
     """The file to read: the credential `name` when one was handed over and is not blank (a blank
     one is a unit's SetCredential= default, for a file that is not there: nothing was handed), else
@@ -200,7 +206,7 @@ def credential_key(config: Config) -> Path:
 
 def credential_files(config: Config) -> tuple:
     """(name, configured path) of every credential the second copy needs besides the SSH key."""
-    wanted = ((RESTIC_PASSWORD, config.offsite.password_file),)
+    wanted: tuple = ((RESTIC_PASSWORD, config.offsite.password_file),)
     if config.offsite.environment_file is not None:
         wanted += ((RESTIC_ENVIRONMENT, config.offsite.environment_file),)
     return wanted

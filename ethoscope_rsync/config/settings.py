@@ -198,7 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("transfer", "bwlimit", RATE, "",
             "Total bandwidth budget of all transfers: KiB/s without unit, or e.g. 800K, 10M; empty = no limit.",
             flags=(Flag(("--bwlimit",), RUN, "RATE", help="total bandwidth budget shared by all concurrent "
-                                                           "transfers (e.g. 10M, KiB/s if no unit)"),)),
+                                                          "transfers (e.g. 10M, KiB/s if no unit)"),)),
     Setting("transfer", "interval", FLOAT, "300.0",
             "Seconds from the end of a device's copy to the start of its next one under the timer (run\n"
             "--scheduled), each device on its own clock: a slow device never delays the others (1 to 86400).",
@@ -376,4 +376,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

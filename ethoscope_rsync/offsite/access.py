@@ -100,7 +100,7 @@ def make_access(config: Config) -> Access:
     repository = config.offsite.repository
     if repository is None:
         raise Unusable("not configured", "no [offsite] repository is set")
-    sftp = ()
+    sftp: tuple = ()
     if repository.backend == "sftp":
         try:
             sftp = sftp_command(repository, credential_key(config), known_hosts(config), config.ssh.connect_timeout)

@@ -115,7 +115,7 @@ def parse_backup_line(line: str):
         return None
     kind = data.get("message_type")
     if kind == "status":
-        counts = [_count(data.get(k, 0)) for k in ("files_done", "total_files", "bytes_done", "total_bytes")]
+        counts: list = [_count(data.get(k, 0)) for k in ("files_done", "total_files", "bytes_done", "total_bytes")]
         if None in counts:
             return None
         percent = min(100.0, _seconds(data.get("percent_done")) * 100.0)
@@ -126,7 +126,9 @@ def parse_backup_line(line: str):
         counts = [_count(data.get(k, 0)) for k in keys]
         if None in counts:
             return None
-        return Summary(short_id(data.get("snapshot_id")), *counts, seconds=_seconds(data.get("total_duration")))
+        new, changed, unmodified, added, files, size = counts
+        return Summary(short_id(data.get("snapshot_id")), new, changed, unmodified, added, files, size,
+                       _seconds(data.get("total_duration")))
     if kind == "error":
         error = data.get("error")
         message = error.get("message") if isinstance(error, dict) else error

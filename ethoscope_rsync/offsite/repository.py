@@ -39,7 +39,7 @@ def init_repository(config: Config, stop: threading.Event, out=print) -> int:
     except Unusable as problem:
         out(f"offsite --init: {problem.message}")
         return EXIT_FAILED
-    shown = config.offsite.repository.shown
+    shown = run.access.repository.shown
     failure = output.classify(run.run(restic.init_argv(run.access)))
     if failure is not None:
         if output.classify(run.run(restic.config_argv(run.access))) is None:
@@ -62,7 +62,7 @@ def preview(config: Config, stop: threading.Event, out=print) -> int:
         return EXIT_FAILED
     selection = checked(config, select(config, load_history(config.history_file), load_ledger(config.offsite_file)),
                         stop, run.deadline)
-    out("would send: " + ", ".join(selection.sources) + " to " + config.offsite.repository.shown)
+    out("would send: " + ", ".join(selection.sources) + " to " + run.access.repository.shown)
     for database in selection.held_back:
         out("held back (not verified on this node): " + printable(selection.held_path(database)))
     sent, failure = send(run, selection, Notifier(), dry_run=True)
@@ -78,8 +78,8 @@ def preview(config: Config, stop: threading.Event, out=print) -> int:
 
 def _space(config: Config, run: Run) -> tuple:
     """(level, words) on the repository's free space, where the backend tells."""
-    repository = config.offsite.repository
-    found = None
+    repository = run.access.repository
+    found: tuple | None = None
     if repository.backend == "local":
         folder = repository.path
         while folder and not os.path.exists(folder):
@@ -109,7 +109,7 @@ def findings(config: Config, now: float, stop: threading.Event) -> list:
     version = execute.run((restic.RESTIC, "version"), timeout=30)
     if version.returncode != 0:
         return [("FAIL", "second copy: restic is not installed (apt install restic)")]
-    found = [("ok", "second copy: " + printable(" ".join(version.stdout.split()[:2]), 80))]
+    found: list = [("ok", "second copy: " + printable(" ".join(version.stdout.split()[:2]), 80))]
     try:
         run = _run(config, stop, SHORT)
     except Unusable as problem:
@@ -147,13 +147,14 @@ def _check(config: Config, stop: threading.Event, clock) -> int:
     groups = config.offsite.check_share
     group, following = schedule.next_share(state, groups) if groups else (0, 1)
     share = f"{group}/{groups}" if groups else ""
+    assert config.offsite.repository is not None        # verify_repository returns first without one
     log.info("verify: checking the second copy %s%s", config.offsite.repository.shown,
              f", data part {share}" if share else " (structure only)")
     try:
         run = _run(config, stop, config.offsite.timeout)
         failure = output.classify(run.run(restic.check_argv(run.access, group, groups)))
         result_ok = failure is None
-        message = "no errors were found" if result_ok else f"{failure.problem}: {failure.detail}"
+        message = "no errors were found" if failure is None else f"{failure.problem}: {failure.detail}"
         damaged = failure is not None and failure.problem == output.DAMAGED
     except Unusable as problem:
         result_ok, message, damaged = False, problem.message, False

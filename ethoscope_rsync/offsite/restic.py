@@ -94,7 +94,7 @@ def sftp_df_input(path: str) -> bytes:
 
 
 def _common(access: Access) -> tuple:
-    argv = (RESTIC, "--cache-dir", str(access.cache_dir))
+    argv: tuple = (RESTIC, "--cache-dir", str(access.cache_dir))
     if access.sftp:
         argv += ("-o", "sftp.command=" + " ".join(access.sftp))
     return argv

@@ -115,7 +115,7 @@ class Run:
 
 
 def _fields(state: OffsiteState) -> dict:
-    fields = {"OFFSITE_RESULT": state.outcome, "OFFSITE_PROBLEM": state.problem}
+    fields: dict = {"OFFSITE_RESULT": state.outcome, "OFFSITE_PROBLEM": state.problem}
     if state.last:
         fields.update(OFFSITE_SNAPSHOT=state.last.id, OFFSITE_BYTES_ADDED=state.last.added)
     return fields
@@ -211,6 +211,7 @@ def run_offsite(config: Config, *, if_due: bool = False, stop: threading.Event |
 
 
 def _configured(state: OffsiteState, config: Config) -> OffsiteState:
+    assert config.offsite.repository is not None          # run_offsite returns first without one
     return dataclasses.replace(state, repository=config.offsite.repository.shown,
                                alert_after=config.offsite.alert_after)
 
@@ -258,11 +259,13 @@ def _locked(config: Config, if_due: bool, stop: threading.Event, clock) -> int:
         if failure is not None:
             return _end(config, _failed(state, failure.problem, "snapshot sent, retention failed: "
                                         + failure.detail, clock(), stop.is_set()), ledger)
+    last = state.last
+    assert last is not None                  # failure is None: _record_snapshot recorded the snapshot sent
     stored = _stored(run) if retained else (         # measured once a day, with the retention
-        state.repository_bytes + state.last.added if state.repository_bytes else 0)
-    message = (f"snapshot {state.last.id}: {state.last.files} files, {human_size(state.last.bytes)}, "
-               f"{human_size(state.last.added)} new" + (f"; {state.held_back} database(s) held back"
-                                                         if state.held_back else ""))
+        state.repository_bytes + last.added if state.repository_bytes else 0)
+    message = (f"snapshot {last.id}: {last.files} files, {human_size(last.bytes)}, "
+               f"{human_size(last.added)} new" + (f"; {state.held_back} database(s) held back"
+                                                  if state.held_back else ""))
     state = dataclasses.replace(state, pid=0, ended=clock(), outcome=OK, problem="", message=message, failures=0,
                                 since=0.0, repository_bytes=stored or state.repository_bytes)
     return _end(config, state, ledger)

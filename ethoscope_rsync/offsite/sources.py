@@ -70,8 +70,8 @@ def find_databases(kind: str, root: Path) -> list:
     while stack:
         folder = stack.pop()
         try:
-            with os.scandir(folder) as entries:
-                entries = list(entries)
+            with os.scandir(folder) as listing:
+                entries = list(listing)
         except OSError:           # gone or unreadable: restic says so for what it cannot read
             continue
         for entry in entries:

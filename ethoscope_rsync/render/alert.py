@@ -32,7 +32,8 @@ _WHAT_TO_DO = {
     LONG_PASS: ("see what it is doing: ethoscope-backup status; journalctl -u ethoscope-backup.service -n 50; "
                 "a stuck pass can be stopped: systemctl stop ethoscope-backup.service (the next one resumes)"),
     KEY_WAIT: ("put the node's SSH private key there (mode 600, owned by root) and its public key in "
-               "~ethoscope/.ssh/authorized_keys on every device (README, the first hour); the next pass runs by itself"),
+               "~ethoscope/.ssh/authorized_keys on every device (README, the first hour); "
+               "the next pass runs by itself"),
     TIMER_OFF: ("start it: systemctl start ethoscope-backup.timer (systemctl status ethoscope-backup.timer "
                 "says why it stopped)"),
     FAILED: ("check that {name} is switched on and reachable from this node: ethoscope-backup check -e {name}; "
@@ -141,11 +142,12 @@ def _name(condition, esc) -> str:
 
 def _rest(changes: list, esc, names: int = NAMES_LISTED) -> str:
     """The changes not described: counted by problem (recoveries apart), with their first names."""
-    groups = {}
+    groups: dict = {}
     for c in changes:
-        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem, []).append(_name(c.condition, esc))
+        groups.setdefault("recovered from " + c.problem if c.recovered else c.problem,
+                          []).append(_name(c.condition, esc))
     parts = ["%d %s%s" % (len(found), problem, " (%s%s)" % (", ".join(found[:names]),
-                                                           ", ..." if len(found) > names else "") if names else "")
+                                                            ", ..." if len(found) > names else "") if names else "")
              for problem, found in groups.items()]
     return "... and %d more: %s. See ethoscope-backup status." % (len(changes), "; ".join(parts))
 
@@ -169,7 +171,7 @@ def document(changes: list, node: str, now: float, subject: str, text: str, plai
     'changes' the first `listed`, 'total' and 'counts' all of them."""
     event = "recovery" if all(c.recovered for c in changes) else "alert"
     title, message = plain or (subject, text)
-    counts = {}
+    counts: dict = {}
     for c in changes:
         key = "recovered" if c.recovered else c.problem
         counts[key] = counts.get(key, 0) + 1
@@ -201,6 +203,7 @@ def journal_entries(changes: list, now: float) -> list:
     for change in changes:
         c = change.condition
         fields = {"DEVICE_ID": c.device_id, "DEVICE_NAME": c.name} if c.device_id else {}
-        message = ("RECOVERED " if change.recovered else "ALERT ") + describe(change, now, escape.terminal).replace("\n  ", "; ")
+        message = (("RECOVERED " if change.recovered else "ALERT ")
+                   + describe(change, now, escape.terminal).replace("\n  ", "; "))
         entries.append(("" if change.recovered else change.problem, message, fields))
     return entries

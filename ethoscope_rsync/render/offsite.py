@@ -87,12 +87,12 @@ def metrics(metric, state: OffsiteState | None, now: float) -> None:
     """The second copy's samples, through render.upstream's ``metric(name, type, help, samples)``."""
     if state is None:
         return
-    last = state.last
+    last, age = state.last, state.age(now)        # age: None exactly when there is no snapshot
     metric("ethoscope_backup_offsite_last_snapshot_timestamp_seconds", "gauge",
            "Time of the second copy's newest snapshot (0 if none).", [((), last.time if last else 0)])
     metric("ethoscope_backup_offsite_lag_seconds", "gauge",
            "Age of the second copy's newest snapshot: how far it is behind the node (absent if none).",
-           [((), round(state.age(now), 1))] if last else [])
+           [((), round(age, 1))] if age is not None else [])
     metric("ethoscope_backup_offsite_snapshot_bytes", "gauge", "Bytes the newest snapshot holds.",
            [((), last.bytes if last else 0)])
     metric("ethoscope_backup_offsite_snapshot_added_bytes", "gauge", "Bytes the newest snapshot added.",

@@ -99,7 +99,8 @@ def usage_chart(series: list, capacity: int, per_day: float | None, horizon_days
              "<title>%s</title>" % _e(label),
              '<rect class="c-bg" x="%d" y="%d" width="%d" height="%d"/>' % (LEFT, TOP, plot_w, plot_h),
              '<line class="c-cap" x1="%d" x2="%d" y1="%.1f" y2="%.1f"/>' % (LEFT, W - 8, y(capacity), y(capacity)),
-             '<text class="c-txt" x="%d" y="%.1f">full %s</text>' % (LEFT + 4, y(capacity) - 3, _e(human_size(capacity))),
+             '<text class="c-txt" x="%d" y="%.1f">full %s</text>' % (LEFT + 4, y(capacity) - 3,
+                                                                     _e(human_size(capacity))),
              '<polyline class="c-used" points="%s"/>' % line]
     if per_day is not None:
         parts.append('<line class="c-fc" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f"/>'

@@ -37,6 +37,7 @@ from ethoscope_rsync.render import dataage, disk_metrics
 MEASURABLE = 0.01     # seconds: a file's copy that took less has no meaningful speed
 DATABASE_SUFFIX = ".db"
 
+
 def _file_record(path: str, size: int, copy: FileCopy | None) -> dict:
     record = {"path": path, "relative_path": path, "size_bytes": size, "size_human": human_size(size),
               "status": "completed", "transfer_speed": "", "transfer_start": 0, "transfer_end": 0}
@@ -209,7 +210,7 @@ def terminal_notes(status, history, now: float, stale_after: float, horizon_days
 
 
 def _summary(v: View) -> dict:
-    out = {}
+    out: dict = {}
     for kind in KINDS:
         inventories = [d.past.inventory.get(kind) or Inventory() for d in v.devices.values()]
         size = sum(i.bytes for i in inventories)

@@ -119,9 +119,11 @@ def verdict_metrics(v: Verdict) -> str:
     """Prometheus text of the verdict, appended to /metrics: the problems, overdue, the paused devices."""
     def label(value) -> str:
         return escape.inert(value, 64).replace("\\", "\\\\").replace('"', '\\"')
-    lines = ["# HELP ethoscope_backup_problems Problems of the verdict: devices failing or stale, an overdue or failed pass.",
+    lines = ["# HELP ethoscope_backup_problems Problems of the verdict: devices failing or stale, "
+             "an overdue or failed pass.",
              "# TYPE ethoscope_backup_problems gauge", "ethoscope_backup_problems %d" % count(v),
-             "# HELP ethoscope_backup_overdue 1 when no pass has ended for [status] overdue_after (or the running one is silent).",
+             "# HELP ethoscope_backup_overdue 1 when no pass has ended for [status] overdue_after "
+             "(or the running one is silent).",
              "# TYPE ethoscope_backup_overdue gauge", "ethoscope_backup_overdue %d" % (1 if v.overdue_for > 0 else 0),
              "# HELP ethoscope_backup_device_paused 1 for a device the admin paused (ethoscope-backup pause).",
              "# TYPE ethoscope_backup_device_paused gauge"]

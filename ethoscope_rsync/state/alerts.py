@@ -67,7 +67,8 @@ def read_state(data) -> dict:
 def read_undelivered(data, channels: tuple, now: float) -> tuple:
     """alerts.json -> (messages to try again, messages given up: older than RETRY_FOR), oldest first.
     Malformed entries, and those of a channel no longer configured, are dropped."""
-    keep, expired = [], []
+    keep: list = []
+    expired: list = []
     for entry in sequence(mapping(data).get("undelivered")):
         entry = mapping(entry)
         message = Undelivered(str(entry.get("channel", "")), str(entry.get("subject", "")),
@@ -88,6 +89,6 @@ def read_pinged(data) -> float:
     return number(mapping(data).get("pinged"))
 
 
-def state_document(state: dict, now: float, undelivered: list = (), pinged: float = 0.0) -> dict:
+def state_document(state: dict, now: float, undelivered: list | tuple = (), pinged: float = 0.0) -> dict:
     return {"schema": 1, "updated": round(now, 3), "subjects": state,
             "undelivered": [message.as_json() for message in undelivered], "pinged": pinged}

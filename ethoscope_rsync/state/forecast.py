@@ -65,7 +65,7 @@ def days_to_full(free: int, per_day: float | None) -> float | None:
 
 def file_systems(usage: dict) -> dict:
     """Destinations grouped by file system: fs -> kinds, in KINDS order."""
-    groups = {}
+    groups: dict = {}
     for kind, u in usage.items():
         groups.setdefault(u.fs, []).append(kind)
     return {fs: tuple(kinds) for fs, kinds in groups.items()}

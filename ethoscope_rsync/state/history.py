@@ -63,10 +63,12 @@ class Inventory:
 
     @property
     def files(self) -> int:
+        assert self.present_files is not None       # __post_init__ sets it
         return self.present_files + self.retired_files
 
     @property
     def bytes(self) -> int:
+        assert self.present_bytes is not None       # __post_init__ sets it
         return self.present_bytes + self.retired_bytes
 
     @classmethod
@@ -92,8 +94,8 @@ class Inventory:
         in `present`, no `present_files`): kept in `legacy` for the pass to move."""
         data = mapping(data)
         present = {str(p): int(number(s)) for p, s in mapping(data.get("present")).items()}
-        retired = dict(retired_files=int(number(data.get("retired_files"))),
-                       retired_bytes=int(number(data.get("retired_bytes"))))
+        retired: dict = dict(retired_files=int(number(data.get("retired_files"))),
+                             retired_bytes=int(number(data.get("retired_bytes"))))
         if "present_files" not in data:
             return cls(present=listed(present), present_files=len(present), present_bytes=sum(present.values()),
                        legacy=present, **retired)

@@ -51,7 +51,8 @@ def fits(path: str) -> bool:
 def bounded(listing: dict) -> tuple:
     """(the files kept one by one, untracked files, their bytes): the paths that fit, the first
     FILES_MAX of them; the others only counted."""
-    files, untracked, untracked_bytes = {}, 0, 0
+    files: dict = {}
+    untracked = untracked_bytes = 0
     for path, size in listing.items():
         if fits(path) and len(files) < FILES_MAX:
             files[path] = size

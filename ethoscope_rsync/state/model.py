@@ -83,7 +83,7 @@ class FileCopy:
 def files_to_json(files) -> dict:
     """FileCopies grouped by folder (a device's chunks share long folder names):
     ``{folder: [[name, size, transferred, start, seconds], ...]}``."""
-    grouped = {}
+    grouped: dict = {}
     for f in files:
         folder, _, name = f.path.rpartition("/")
         grouped.setdefault(folder, []).append([name, f.size, f.transferred, round(f.start, 2),
@@ -257,7 +257,7 @@ class Pass:
     def from_json(cls, data):
         data = mapping(data)
         defaults = cls()
-        values = {}
+        values: dict = {}
         for field in dataclasses.fields(cls):
             default = getattr(defaults, field.name)
             value = data.get(field.name)

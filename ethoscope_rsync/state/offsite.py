@@ -144,7 +144,7 @@ def attach(history, offsite):
 
 def ledger_from_json(data) -> dict:
     """offsite-ledger.json -> {path under the results destination: (size, mtime_ns)}."""
-    out = {}
+    out: dict = {}
     for path, value in mapping(mapping(data).get("databases")).items():
         value = sequence(value)
         if len(value) == 2 and all(type(v) is int for v in value) and len(out) < MAX_LEDGER:

@@ -35,7 +35,8 @@ def from_json(doc) -> dict:
         entry = mapping(entry)
         if isinstance(name, str) and name:
             out[name] = Paused(name, text(entry.get("id")),
-                               Pause(text(entry.get("reason"))[:REASON], number(entry.get("since")), number(entry.get("until"))))
+                               Pause(text(entry.get("reason"))[:REASON], number(entry.get("since")),
+                                     number(entry.get("until"))))
     return out
 
 

@@ -23,8 +23,8 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.system.exits import Busy
 from ethoscope_rsync.system.logs import one_line
 from ethoscope_rsync.state.model import (COMPLETED, ERROR, FILES_LISTED, KILLED_MESSAGE, PASSES_KEPT, mapping,
-                                         QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass, Progress,
-                                         Status, Transfer)
+                                         QUEUED, RUNNING, VERIFIED, DatabaseVerdict, DeviceRun, FileCopy, Pass,
+                                         Progress, Status, Transfer)
 from ethoscope_rsync.state.inventory import Inventories, bounded
 from ethoscope_rsync.state.offsite import OffsiteState, ledger_from_json, ledger_to_json
 from ethoscope_rsync.state.history import (DatabaseRecord, DeviceHistory, History, Inventory, PassSummary, Verification,
@@ -150,7 +150,7 @@ class StatusStore:
                     inventory.legacy = None
         self.kinds = KIND_TREES[what]
         self._written = -float("inf")
-        self._renamed = {}         # device key at the pass's start -> the key it has since its first contact
+        self._renamed: dict = {}   # device key at the pass's start -> the key it has since its first contact
         self.previous = previous or Status()
         if previous is not None:
             self._settle(previous)
@@ -322,10 +322,10 @@ class StatusStore:
         outcome = device.state if not event.ok or copied else "nothing"
         entry.passes = (entry.passes + [PassSummary(event.at, outcome, copied)])[-PASSES_KEPT:]
 
-    _HANDLERS = {ev.Started: _started, ev.Contacted: _contacted, ev.Warned: _warned,
-                 ev.Progressed: _progressed, ev.FileReceived: _file_received,
-                 ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
-                 ev.Finished: _finished}
+    _HANDLERS: dict = {ev.Started: _started, ev.Contacted: _contacted, ev.Warned: _warned,
+                       ev.Progressed: _progressed, ev.FileReceived: _file_received,
+                       ev.TransferEnded: _transfer_ended, ev.Listed: _listed, ev.DatabaseChecked: _database_checked,
+                       ev.Finished: _finished}
 
     # ---- the pass -----------------------------------------------------------------------
     def set_message(self, message: str) -> None:

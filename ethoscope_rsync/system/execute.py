@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 import re
-from typing import Callable, Iterator
+from typing import Callable, ContextManager, Iterator, Protocol
 
 POLL = 0.5          # seconds between checks of the stop event and deadlines
 KILL_GRACE = 3.0    # seconds between SIGTERM and SIGKILL
@@ -116,7 +116,9 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
         process = _spawn(argv, subprocess.PIPE if input else subprocess.DEVNULL, env)
     except (OSError, ValueError) as error:       # ValueError: a NUL in an argument
         return Result(tuple(argv), 127, "", f"cannot run {argv[0]}: {getattr(error, 'strerror', None) or error}")
+    assert process.stdout is not None and process.stderr is not None     # _spawn pipes both
     if input:
+        assert process.stdin is not None                   # piped when there is input
         with contextlib.suppress(BrokenPipeError):    # a child that exits unread says why on stderr
             process.stdin.write(input)
         with contextlib.suppress(BrokenPipeError):
@@ -139,7 +141,7 @@ def stream(argv: tuple, on_record: Callable[[str], None], *, timeout: float,
                 timed_out = True
                 break
             for key, _ in selector.select(POLL):
-                chunk = os.read(key.fileobj.fileno(), BLOCK)
+                chunk = os.read(key.fd, BLOCK)
                 if not chunk:
                     selector.unregister(key.fileobj)
                     open_streams -= 1
@@ -191,13 +193,15 @@ class Held:
         `timeout` and one read per block it sends; what follows the line is not used."""
         parts, size = [], 0
         deadline = time.monotonic() + timeout
+        stdout = self.process.stdout
+        assert stdout is not None                       # held() pipes it
         with selectors.DefaultSelector() as selector:
-            selector.register(self.process.stdout, selectors.EVENT_READ)
+            selector.register(stdout, selectors.EVENT_READ)
             while size <= MAX_READY and time.monotonic() < deadline:
                 if self._stop is not None and self._stop.is_set():
                     break
                 if selector.select(min(POLL, max(0.0, deadline - time.monotonic()))):
-                    block = os.read(self.process.stdout.fileno(), BLOCK)
+                    block = os.read(stdout.fileno(), BLOCK)
                     if not block:
                         break
                     end = block.find(b"\n")
@@ -218,6 +222,7 @@ def held(argv: tuple, *, stop: threading.Event | None = None) -> Iterator[Held]:
     """
     process = subprocess.Popen(list(argv), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, start_new_session=True)
+    assert process.stdin is not None and process.stdout is not None     # both piped just above
     try:
         yield Held(process, stop)
     finally:
@@ -228,3 +233,16 @@ def held(argv: tuple, *, stop: threading.Event | None = None) -> Iterator[Held]:
         except subprocess.TimeoutExpired:
             _terminate(process)
         process.stdout.close()
+
+
+class Processes(Protocol):
+    """What a caller that may be handed a fake (a test's injected fault) uses of this module; the
+    module itself is the real one."""
+
+    def run(self, argv: tuple, *, timeout: float, stop: threading.Event | None = ...,
+            cut_at: int = ...) -> Result: ...
+
+    def stream(self, argv: tuple, on_record: Callable[[str], None], *, timeout: float,
+               stop: threading.Event | None = ...) -> Result: ...
+
+    def held(self, argv: tuple, *, stop: threading.Event | None = ...) -> ContextManager[Held]: ...

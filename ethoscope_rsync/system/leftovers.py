@@ -40,7 +40,7 @@ def owner_pid(name: str, kind: str) -> int:
 def sweep(parent: Path, kind: str, alive=process_alive) -> list:
     """Remove `parent`'s folders of `kind` whose process is gone; returns the names removed. Never
     follows a link; what cannot be removed (another user's) stays."""
-    removed = []
+    removed: list = []
     try:
         entries = list(os.scandir(parent))
     except OSError:

@@ -32,7 +32,8 @@ def printable(text, limit: int | None = None) -> str:
     text = text if isinstance(text, str) else str(text)
     if (limit is None or len(text) <= limit) and text.isprintable() and "\\" not in text:
         return text
-    out, size = [], 0
+    out: list = []
+    size = 0
     for shown, char in enumerate(text):
         piece = _escape(char)
         size += len(piece)

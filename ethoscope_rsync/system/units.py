@@ -52,7 +52,7 @@ def sandbox_dropins(destinations, source: str) -> dict:
     paths = " ".join(str(p).replace("%", "%%") for p in extra)
     mounts = f"[Unit]\nRequiresMountsFor={paths}\n"
     return {PASS_UNIT: head + mounts + "[Service]\nReadWritePaths=" + " ".join("-" + str(p).replace("%", "%%")
-                                                                              for p in extra) + "\n",
+                                                                               for p in extra) + "\n",
             VERIFY_UNIT: head + mounts}
 
 

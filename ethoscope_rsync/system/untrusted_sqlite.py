@@ -78,7 +78,7 @@ class Budget:
     seconds: float
     started: float = dataclasses.field(default_factory=time.monotonic)
     expired: bool = False
-    stop: object = None
+    stop: threading.Event | None = None
 
     def __call__(self) -> int:
         if time.monotonic() - self.started > self.seconds:

@@ -9,7 +9,8 @@ traceback. The server (the connection gate, cheroot's workers, socket activation
 No framework: the service has one handler and no per-path configuration, tools or engine, so
 CherryPy would add only its import (with ``pkg_resources``: ~90 ms of the first socket-activated
 answer and ~13 MB here, see bench/status_service.py; on Debian 12 also the ``cgi`` module Python
-3.13 removed) and a request object per request. cheroot, CherryPy's own HTTP server, serves the callable through its WSGI interface.
+3.13 removed) and a request object per request. cheroot, CherryPy's own HTTP server, serves the
+callable through its WSGI interface.
 No access log (the service logs only refused and failed requests), no request bodies.
 """
 from __future__ import annotations

@@ -84,7 +84,7 @@ def _q(params) -> float:
 
 def _weights(header: str) -> dict:
     """``"a;q=0.5, b"`` → ``{"a": 0.5, "b": 1.0}`` (lower-cased; the best q of repeats wins)."""
-    out = {}
+    out: dict = {}
     for item in (header or "").split(","):
         name, *params = item.split(";")
         name = name.strip().lower()
@@ -170,15 +170,17 @@ class StatusApp:
 
     def _html(self, status, history, now):
         return prepare(render.render_html(status, history, now, self.stale_after, horizon_days=self.horizon_days,
-                                           overdue_after=self.overdue_after).encode(errors=TEXT_ERRORS), HTML_TYPE)
+                                          overdue_after=self.overdue_after).encode(errors=TEXT_ERRORS), HTML_TYPE)
 
     def _status(self, status, history, now):
-        return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)), JSON_TYPE)
+        return prepare(dumps(render.status_document(status, history, now, self.stale_after, self.horizon_days)),
+                       JSON_TYPE)
 
     def _metrics(self, status, history, now):
         v = render.view(status, history, now, self.stale_after)       # read once for both
-        text = render.render_metrics(status, history, now, self.stale_after, self.horizon_days, v) + verdict.verdict_metrics(
-            verdict.judged(status, history, now, self.stale_after, self.overdue_after, v))
+        text = (render.render_metrics(status, history, now, self.stale_after, self.horizon_days, v)
+                + verdict.verdict_metrics(verdict.judged(status, history, now, self.stale_after,
+                                                         self.overdue_after, v)))
         return prepare(text.encode(errors=TEXT_ERRORS), METRICS_TYPE)
 
     def _directory(self, status, history, now):

@@ -37,7 +37,7 @@ import cheroot.wsgi
 
 from ethoscope_rsync.web.app import refusal
 from ethoscope_rsync.web.clientlog import ClientLog
-from ethoscope_rsync.web.gate import Limits
+from ethoscope_rsync.web.gate import Gate, Limits
 from ethoscope_rsync.web.gateconn import WAIT, HeadReader, TailWriter
 
 VERSION = cheroot.__version__
@@ -110,11 +110,12 @@ class WorkerServer(cheroot.wsgi.Server):
     whether there is room for one more."""
 
     def __init__(self, bind_addr: tuple, wsgi_app, threads: int, limits: Limits):
+        # cheroot's stub says int for both timeouts; cheroot uses them as seconds, fractions included.
         super().__init__(bind_addr, wsgi_app, numthreads=threads, server_name=SERVER_NAME,
-                         timeout=limits.idle_timeout, shutdown_timeout=SHUTDOWN_TIMEOUT)
+                         timeout=limits.idle_timeout, shutdown_timeout=SHUTDOWN_TIMEOUT)  # type: ignore[arg-type]
         self.max_request_header_size = limits.max_head
         self.software = SERVER_NAME           # SERVER_SOFTWARE in the WSGI environ
-        self.gate = None
+        self.gate: Gate | None = None
 
     def start_workers(self) -> None:
         self.requests.start()
@@ -124,9 +125,11 @@ class WorkerServer(cheroot.wsgi.Server):
 
     @property
     def can_add_keepalive_connection(self) -> bool:
+        assert self.gate is not None            # set before start_workers: no connection comes sooner
         return self.gate.can_add_keepalive_connection
 
     def put_conn(self, conn) -> None:
+        assert self.gate is not None            # set before start_workers: no connection comes sooner
         self.gate.put(conn)
 
     def error_log(self, msg="", level=20, traceback=False):

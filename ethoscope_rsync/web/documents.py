@@ -3,7 +3,8 @@
 The web service serves the same few documents to every poll. A :class:`Snapshot` holds them for
 one version of ``status.json`` + ``history.json`` — the files' ``(dev, inode, mtime_ns, size)`` —
 until ``render.next_change`` says the output changes by itself (a device turning stale, a running
-pass's duration; a running pass whose process is gone shows as interrupted from then on). Each document is a :class:`Representation`: its bytes, the gzip of them and a
+pass's duration; a running pass whose process is gone shows as interrupted from then on). Each
+document is a :class:`Representation`: its bytes, the gzip of them and a
 strong ETag of each, computed once, so a warm request costs two ``stat`` calls and a dict lookup,
 and a conditional poll that changed nothing gets a few hundred bytes.
 
@@ -117,7 +118,7 @@ _MALLOC_TRIM = _malloc_trim()
 class Snapshot:
     """Representations of one version of the files, valid until ``valid_until`` (epoch)."""
 
-    def __init__(self, identity: tuple, valid_until: float = math.inf, error: str | None = None,
+    def __init__(self, identity: tuple | None, valid_until: float = math.inf, error: str | None = None,
                  gone: bool = False):
         self.identity = identity
         self.valid_until = valid_until

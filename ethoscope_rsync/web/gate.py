@@ -70,7 +70,7 @@ class Gate:
             sock.setblocking(False)
             self._listeners[sock.fileno()] = sock
             self._epoll.register(sock.fileno(), select.EPOLLIN)
-        self._fds = {}                # fd → connection, for every connection the gate knows
+        self._fds: dict = {}                # fd → connection, for every connection the gate knows
         self._scratch = bytearray(1 << 20)
         self._lock = threading.Lock()  # connection state changes and (un)arming
         self._stopping = self._closed = False

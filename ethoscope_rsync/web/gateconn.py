@@ -60,7 +60,8 @@ class TailWriter:
     """cheroot's ``wfile``: sends without blocking, keeps what the socket did not take."""
 
     def __init__(self, sock):
-        self.sock, self.tail, self.bytes_written = sock, collections.deque(), 0
+        self.sock, self.bytes_written = sock, 0
+        self.tail: collections.deque = collections.deque()
 
     def write(self, data) -> int:
         view = memoryview(data if isinstance(data, bytes) else bytes(data))

@@ -42,8 +42,9 @@ class Service:
         self._app = wsgi_app
         self._socks, self._listen = list(socks), listen
         self._threads, self._limits = threads, limits
-        self.server = self.gate = None
-        self._thread = None
+        self.server: cheroot_seam.WorkerServer | None = None
+        self.gate: Gate | None = None
+        self._thread: threading.Thread | None = None
         self._stopping = False
         self.requests = 0
         self._in_flight = 0
@@ -84,9 +85,11 @@ class Service:
         self._thread.start()
 
     def _serve(self):
+        gate = self.gate
+        assert gate is not None                 # start() sets it before it starts this thread
         while not self._stopping:
             try:
-                self.gate.run()
+                gate.run()
             except Exception as error:  # noqa: BLE001 - a bug in the loop: one line, and the loop goes on
                 _errors.error("status server: %s: %s", type(error).__name__, str(error))
 

@@ -12,7 +12,6 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-
 def test_bench_quick_runs_every_scenario(tmp_path):
     if os.geteuid() != 0:
         pytest.skip("the simulated lab needs root")

@@ -25,8 +25,8 @@ def test_the_demo_backs_up_every_device_and_serves_the_status(tmp_path):
     base, name, port = tmp_path / "demo", _unique_name("d"), _free_port()
     where = ["--base", str(base), "--name", name]
     try:
-        up = subprocess.run([PYTHON, "-m", "tests.lab.demo", *where, "--listen", f"127.0.0.1:{port}", "--chunk-mb", "1"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+        up = subprocess.run([PYTHON, "-m", "tests.lab.demo", *where, "--listen", f"127.0.0.1:{port}",
+                             "--chunk-mb", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert up.returncode == 0, up.stdout + up.stderr
         assert "pass finished with exit code 0; 30 video files copied." in up.stdout, up.stdout
         assert f"--down --base {base} --name {name}" in up.stdout

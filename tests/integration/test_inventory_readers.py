@@ -4,7 +4,6 @@ WAL's shared-memory file), between passes and while one writes. The read-only mo
 mount namespace of its own (unshare), as systemd makes it."""
 import subprocess
 import textwrap
-import threading
 
 from tests.integration.safety_helpers import PYTHON, ROOT
 

@@ -308,7 +308,8 @@ class L:
     def add_service(self, zc, t, name):
         info = zc.get_service_info(t, name, 3000)
         if info:
-            found[name] = {"ip": info.parsed_addresses(), "props": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
+            found[name] = {"ip": info.parsed_addresses(),
+                           "props": {k.decode(): (v or b"").decode() for k, v in info.properties.items()}}
     def update_service(self, *a): pass
     def remove_service(self, *a): pass
 b = ServiceBrowser(zc, "_ethoscope._tcp.local.", L())
@@ -337,8 +338,10 @@ def test_mdns_announces_devices(lab):
 def test_cli_up_status_down():
     name = "cli%d" % os.getpid()
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
-    run = lambda *a: subprocess.run([PY, "-m", "tests.lab"] + list(a), cwd=str(REPO_ROOT), env=env,
-                                    capture_output=True, text=True, timeout=120)
+
+    def run(*a):
+        return subprocess.run([PY, "-m", "tests.lab"] + list(a), cwd=str(REPO_ROOT), env=env,
+                              capture_output=True, text=True, timeout=120)
     try:
         r = run("up", "--name", name, "--devices", "2", "--populate", "--chunk-mb", "0.05")
         assert r.returncode == 0, r.stderr
@@ -347,12 +350,12 @@ def test_cli_up_status_down():
         data_root = Path(info["devices"][0]["data_root"])
         assert list((data_root / "results").glob("*/*/*/*.db"))
         st = json.loads(run("status").stdout)
-        mine = [l for l in st if l["name"] == name]
+        mine = [line for line in st if line["name"] == name]
         assert mine and mine[0]["netns_alive"] == 2 and mine[0]["bridge_alive"]
         devs = json.loads(get("http://%s/devices" % info["node_address"])[2])
         assert info["devices"][1]["id"] in devs
         assert run("down", "--name", name).returncode == 0
-        assert not any(l["name"] == name for l in json.loads(run("status").stdout))
+        assert not any(line["name"] == name for line in json.loads(run("status").stdout))
         assert not any(ns == info["devices"][0]["netns"] for ns in _netns_list())
     finally:
         Lab(name=name).down()

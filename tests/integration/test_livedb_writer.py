@@ -270,7 +270,7 @@ def test_holder_safety_timeout(tmp_path):
     holder = subprocess.Popen([PY, "-c", livedb.HOLDER_SCRIPT, str(root), "0.5"],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert livedb.parse_holder_ready(readline(holder)) == livedb.HoldResult((), {}, (), holder.pid,
-                                                                             sqlite3.sqlite_version)
+                                                                            sqlite3.sqlite_version)
     assert holder.wait(10) == livedb.HOLDER_TIMEOUT_EXIT
     assert '"timeout"' in readline(holder)
     holder.stdin.close()

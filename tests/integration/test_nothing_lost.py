@@ -166,7 +166,8 @@ def test_a_long_tmpdir_and_the_tool_s_own_words(lab, tmp_path):
             os.environ["TMPDIR"] = env_tmp
     assert result.returncode == 1
     error = device_entry(backup, lab.devices[1])["last_error"]
-    assert error.startswith("device unreachable: ssh: connect to host") and "port 22: Connection timed out" in error, error
+    assert error.startswith("device unreachable: ssh: connect to host") \
+        and "port 22: Connection timed out" in error, error
 
 
 # ---------------------------------------------------------------- 3. giving up and stopping promptly

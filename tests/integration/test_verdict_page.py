@@ -41,7 +41,8 @@ def test_first_screen_answers_is_everything_safe(lab, window):
     assert re.search(r"<title>\(2\) ethoscope backup: 2 problems</title>", dom)
     verdict = re.search(r'<h1 id="verdict"[^>]*>([^<]*)</h1><ul id="problems">(.*?)</ul>', dom)
     assert verdict and verdict.group(1) == "39/41 safe", dom[:800]
-    assert "ETHOSCOPE_0" in verdict.group(2) and "failing since" in verdict.group(2) and "connection lost" in verdict.group(2)
+    assert "ETHOSCOPE_0" in verdict.group(2) and "failing since" in verdict.group(2) \
+        and "connection lost" in verdict.group(2)
     assert "ETHOSCOPE_041 not seen for 3.0 d" in verdict.group(2)
     measured = chromium(folder, window, "--dump-dom", page="measured.html")
     found = re.search(r"<title>verdict (\S+) (\S+) rows (\w+) (\w+) (\d+) window (\d+) (\d+) width (\d+) "

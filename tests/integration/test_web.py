@@ -138,7 +138,8 @@ def test_port_in_use_exit_2_one_line(tmp):
         blocker.listen(1)
         port = blocker.getsockname()[1]
         code = ("import sys; from ethoscope_rsync.web.adapter import serve; "
-                "sys.exit(serve('/nonexistent/s.json', None, listen='127.0.0.1:%d', idle_exit=300.0, cors_origin='*', stale_after=86400.0, horizon_days=14.0))" % port)
+                "sys.exit(serve('/nonexistent/s.json', None, listen='127.0.0.1:%d', idle_exit=300.0, "
+                "cors_origin='*', stale_after=86400.0, horizon_days=14.0))" % port)
         p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT),
                            capture_output=True, text=True, timeout=30)
     assert p.returncode == 2
@@ -218,7 +219,8 @@ def test_stop_does_not_touch_the_socket(tmp, how):
 def test_listen_pid_for_another_process_is_ignored(tmp):
     port = free_port()
     code = ("import os, sys; os.environ['LISTEN_PID'] = '1'; os.environ['LISTEN_FDS'] = '1'; "
-            "from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', idle_exit=0.5, cors_origin='*', stale_after=86400.0, horizon_days=14.0))"
+            "from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, None, listen='127.0.0.1:%d', "
+            "idle_exit=0.5, cors_origin='*', stale_after=86400.0, horizon_days=14.0))"
             % (os.path.join(tmp, "none.json"), port))
     p = subprocess.run([PYTHON, "-c", code], env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
                        text=True, timeout=30)

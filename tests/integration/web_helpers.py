@@ -53,8 +53,8 @@ class Service:
         self.port = free_port(host if host != "::" else "::1")
         self.port2 = free_port() if mode == "two" else None
         code = ("import sys; from ethoscope_rsync.web.adapter import serve; sys.exit(serve(%r, %r, listen=%r, "
-                "idle_exit=%r, cors_origin='*', stale_after=86400.0, horizon_days=14.0))" % (self.status_file, self.history_file,
-                                    listen or "127.0.0.1:%d" % self.port, idle_exit))
+                "idle_exit=%r, cors_origin='*', stale_after=86400.0, horizon_days=14.0))"
+                % (self.status_file, self.history_file, listen or "127.0.0.1:%d" % self.port, idle_exit))
         cmd = [PYTHON, "-c", code]
         if mode == "v4":
             cmd = ["systemd-socket-activate", "-l", "127.0.0.1:%d" % self.port] + cmd

@@ -11,6 +11,7 @@ MEASURED = ("import resource, subprocess, sys\n"
             "print('PASS-COST %.3f %d' % (usage.ru_utime + usage.ru_stime, usage.ru_maxrss), file=sys.stderr)\n"
             "sys.exit(code)\n")
 
+
 def measured(argv, env=None, timeout=3600) -> tuple:
     """Run `argv` in a fresh process -> (CompletedProcess, CPU seconds of it and everything it waited
     for, peak RSS in MB of the largest of them). A fresh parent, so no earlier child's peak counts."""

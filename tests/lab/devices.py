@@ -50,7 +50,8 @@ class DeviceOps:
                   'config=$2 && log=$3 && shift 4 && '
                   'for bind in "$@"; do mount --bind "${bind%%=*}" "${bind#*=}" || exit 1; done && '
                   'exec /usr/sbin/sshd -D -f "$config" -E "$log"')
-        argv = ["ip", "netns", "exec", d.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--propagation", "private", "--",
+        argv = ["ip", "netns", "exec", d.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child",
+                "--propagation", "private", "--",
                 "sh", "-c", script, "sh", str(d.data_root), str(d.sshd_config), str(d.sshd_log),
                 str(machine_id)] + binds
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,

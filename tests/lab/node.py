@@ -55,7 +55,6 @@ class NodeControl:
         return "http://%s/devices" % self._lab.node_address
 
 
-
 class NodeServer:
     """``Lab`` methods that write the node server's state and start it."""
 
@@ -82,7 +81,8 @@ class NodeServer:
         devices = {d.id: self._node_entry(d) for d in self.devices}
         if self.decoys:
             x = self.subnet
-            for name, ip, status in (("ETHOSCOPE_000", x + ".250", "running"), ("ETHOSCOPE_999", x + ".251", "offline")):
+            for name, ip, status in (("ETHOSCOPE_000", x + ".250", "running"),
+                                     ("ETHOSCOPE_999", x + ".251", "offline")):
                 did = hashlib.md5(("ethoscope-lab-decoy:%s:%s" % (self.name, name)).encode()).hexdigest()
                 devices[did] = {"id": did, "name": name, "ip": ip, "status": status, "time": time.time(),
                                 "last_seen": time.time(), "databases": {"SQLite": {}, "MariaDB": {}},

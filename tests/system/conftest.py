@@ -22,8 +22,6 @@ def deb(tmp_path_factory):
     return path
 
 
-
-
 def _suites():
     wanted = [s for s in os.environ.get("ETHOSCOPE_TEST_SUITES", "").split(",") if s]
     unknown = set(wanted) - set(SUITES)

@@ -28,7 +28,8 @@ CONTAINER_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
 def run(argv, timeout=120, check=True, **kw):
     p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
     if check and p.returncode != 0:
-        raise AssertionError("%s -> %d\nstdout:\n%s\nstderr:\n%s" % (argv, p.returncode, p.stdout[-4000:], p.stderr[-4000:]))
+        raise AssertionError("%s -> %d\nstdout:\n%s\nstderr:\n%s"
+                             % (argv, p.returncode, p.stdout[-4000:], p.stderr[-4000:]))
     return p
 
 

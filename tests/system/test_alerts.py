@@ -97,8 +97,8 @@ def pass_then_alert(box, expect):
 def test_new_units_installed_verified_and_sandboxed(box):
     for unit in NEW_UNITS:
         assert box.path("/usr/lib/systemd/system/" + unit).is_file(), unit
-    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in NEW_UNITS + (PASS,)],
-                 check=False)
+    p = box.exec(["systemd-analyze", "verify", "--man=no"]
+                 + ["/usr/lib/systemd/system/" + u for u in NEW_UNITS + (PASS,)], check=False)
     assert p.returncode == 0 and not (p.stdout + p.stderr).strip(), p.stdout + p.stderr
     assert box.systemctl("is-enabled", VERIFY_TIMER, check=False).stdout.strip() == "disabled"
     assert box.systemctl("is-active", VERIFY_TIMER, check=False).stdout.strip() == "inactive"
@@ -141,7 +141,8 @@ def test_cut_device_one_alert_then_one_recovery(configured, lab, hook):
 def test_verify_runs_in_its_unit_and_status_shows_the_disk(configured, lab):
     box = configured
     box.systemctl("start", VERIFY, timeout=300, check=False)
-    assert box.show(VERIFY, "Result") == "success", box.sh("journalctl -b --no-pager -u %s" % VERIFY, check=False).stdout
+    assert box.show(VERIFY, "Result") == "success", \
+        box.sh("journalctl -b --no-pager -u %s" % VERIFY, check=False).stdout
     records = json.loads(box.path("/var/lib/ethoscope-backup/verify.json").read_text())["devices"]
     assert {d.id for d in lab.devices} <= set(records)
     assert box.sh("stat -c %U /var/lib/ethoscope-backup/verify.json").stdout.strip() == "ethoscope-backup"

@@ -93,8 +93,8 @@ def status_answer(port):
 
 
 def test_a_source_signed_by_another_key_is_refused(box):
-    box.write(SOURCES, "Types: deb\nURIs: file:%s\nSuites: ./\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
-              % GUEST_REPO)
+    box.write(SOURCES, "Types: deb\nURIs: file:%s\nSuites: ./\n"
+              "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n" % GUEST_REPO)
     p = apt(box, "apt-get", "update", check=False)
     out = p.stdout + p.stderr
     assert p.returncode != 0 and re.search(r"^E: .*not signed", out, re.M), out
@@ -124,10 +124,10 @@ def test_apt_upgrade_to_this_release(box, repo, deb):
     assert installed_version(box) == deb.name.split("_")[1]
     # The units and the switches' drop-ins moved from /lib to /usr/lib within the package: all there.
     listed = box.exec(["dpkg", "-L", "ethoscope-rsync"]).stdout.split()
-    for unit in [l for l in listed if l.startswith("/usr/lib/systemd/system/")]:
+    for unit in [line for line in listed if line.startswith("/usr/lib/systemd/system/")]:
         assert box.path(unit).exists(), unit
     assert "/usr/lib/systemd/system/ethoscope-backup.service" in listed
-    assert not [l for l in listed if l.startswith("/lib/")], listed
+    assert not [line for line in listed if line.startswith("/lib/")], listed
     # One state directory: the record moved, the old directory gone.
     assert not box.path("/var/lib/ethoscope-rsync").exists()
     record = box.path("/var/lib/ethoscope-backup/package")

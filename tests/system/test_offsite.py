@@ -44,7 +44,8 @@ def port():
 def box(deb, port, suite):
     assert "restic" in dependency_names(deb)              # Recommends: in the rootfs like a default install
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
-    with Container(rootfs, "ethoffsite%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
+    with Container(rootfs, "ethoffsite%s%d" % (suite[0], os.getpid()),
+                   binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
         c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
                 "[Socket]\nListenStream=\nListenStream=%d\n" % port)
         c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
@@ -71,7 +72,8 @@ def configured(box, lab):
     text = lab.config_text("/ethoscope_data/results", "/ethoscope_data/videos", "/run/ethoscope-backup/status.json",
                            "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")
     text = re.sub(r"(?m)^key\s*=.*$", "key = /etc/ethoscope/keys/id_rsa", text)
-    box.write("/etc/ethoscope/backup.conf", text + "[transfer]\ninterval = 1\n[offsite]\nrepository = %s\n" % REPOSITORY)
+    box.write("/etc/ethoscope/backup.conf",
+              text + "[transfer]\ninterval = 1\n[offsite]\nrepository = %s\n" % REPOSITORY)
     box.write("/etc/systemd/system/%s.d/repository.conf" % OFFSITE,
               "[Service]\nReadWritePaths=%s\n[Unit]\nRequiresMountsFor=%s\n" % (REPOSITORY, REPOSITORY))
     box.sh("install -d -o ethoscope-backup -g ethoscope-backup %s && systemctl daemon-reload" % REPOSITORY)
@@ -114,7 +116,8 @@ def test_without_offsite_configured_the_service_does_nothing(box):
 def test_init_then_the_service_sends_as_the_service_user(configured, lab, port):
     box = configured
     init = box.exec(["ethoscope-backup", "offsite", "--init"], check=False)
-    assert init.returncode == 0 and "created a random password in %s" % PASSWORD in init.stdout, init.stdout + init.stderr
+    assert init.returncode == 0 and "created a random password in %s" % PASSWORD in init.stdout, \
+        init.stdout + init.stderr
     assert box.sh("stat -c '%U %a' " + PASSWORD).stdout.split() == ["root", "600"]
     assert box.sh("stat -c %U " + REPOSITORY + "/config").stdout.strip() == "ethoscope-backup"
 
@@ -123,7 +126,8 @@ def test_init_then_the_service_sends_as_the_service_user(configured, lab, port):
     entries = [json.loads(line) for line in box.exec(["journalctl", "--no-pager", "-o", "json", "-u", OFFSITE,
                                                       "OFFSITE_RESULT=ok"]).stdout.splitlines() if line.strip()]
     assert len(entries) == 1 and entries[0]["OFFSITE_SNAPSHOT"] == state["last"]["id"]
-    listed = box.exec(["sh", "-c", "RESTIC_PASSWORD_FILE=%s restic -r %s --no-cache ls latest" % (PASSWORD, REPOSITORY)]).stdout
+    listed = box.exec(["sh", "-c", "RESTIC_PASSWORD_FILE=%s restic -r %s --no-cache ls latest"
+                       % (PASSWORD, REPOSITORY)]).stdout
     for device in lab.devices:
         assert "/ethoscope_data/results/%s/%s/" % (device.id, device.name) in listed
     assert "/." not in listed

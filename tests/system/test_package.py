@@ -105,7 +105,8 @@ def test_units_installed_enabled_and_active(box):
 
 def test_units_verify_clean(box):
     # --man=no: the minimal container has no man-db; the pages themselves are checked above.
-    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in UNITS], check=False)
+    p = box.exec(["systemd-analyze", "verify", "--man=no"] + ["/usr/lib/systemd/system/" + u for u in UNITS],
+                 check=False)
     out = (p.stdout + p.stderr).strip()
     assert p.returncode == 0 and not out, out
 
@@ -260,7 +261,7 @@ def test_journal_fields_per_device(configured, lab):
     box = configured
     for device in lab.devices:
         out = box.exec(["journalctl", "--no-pager", "-o", "json", "-u", RUNNER, "DEVICE_NAME=" + device.name]).stdout
-        entries = [json.loads(l) for l in out.splitlines() if l.strip()]
+        entries = [json.loads(line) for line in out.splitlines() if line.strip()]
         assert entries, "no journal entry for %s" % device.name
         assert all(e.get("DEVICE_ID") == device.id for e in entries), device.name
         kinds = {e.get("TRANSFER_KIND") for e in entries if "TRANSFER_KIND" in e}

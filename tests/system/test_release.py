@@ -39,7 +39,7 @@ def test_lintian_pedantic_clean(box, deb):
     p = box.exec(["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", "env", "HOME=/nonexistent",
                   "lintian", "--pedantic", "--tag-display-limit", "0", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
                  check=False, timeout=300)
-    tags = [l for l in p.stdout.splitlines() if re.match(r"^[EW]: ", l)]
+    tags = [line for line in p.stdout.splitlines() if re.match(r"^[EW]: ", line)]
     print(box.exec(["lintian", "--version"]).stdout, p.stdout, p.stderr)
     assert not tags, "\n".join(tags)
     assert p.returncode == 0 and not p.stderr.strip(), p.stdout + p.stderr
@@ -48,7 +48,7 @@ def test_lintian_pedantic_clean(box, deb):
 def test_units_are_where_the_release_wants_them(deb):
     # /usr-merge: nothing under /lib (Debian 13's place for units is /usr/lib/systemd/system, and on
     # Debian 12 /lib is a link to /usr/lib).
-    names = [l.split()[-1] for l in run(["dpkg-deb", "-c", str(deb)]).stdout.splitlines()]
+    names = [line.split()[-1] for line in run(["dpkg-deb", "-c", str(deb)]).stdout.splitlines()]
     assert not [n for n in names if n.startswith(("./lib/", "./bin/", "./sbin/"))], names
     assert "./usr/lib/systemd/system/ethoscope-backup.service" in names
 
@@ -61,7 +61,7 @@ EVERY_SERVICE_LIMIT = {RUNNER: 3.0, STATUS: 2.0, "ethoscope-backup-alert.service
 
 def test_every_unit_verifies_and_every_service_is_sandboxed(box, suite):
     listed = box.exec(["dpkg", "-L", "ethoscope-rsync"]).stdout.split()
-    units = [l for l in listed if re.match(r"^/usr/lib/systemd/system/[^/]+\.(service|timer|socket)$", l)]
+    units = [line for line in listed if re.match(r"^/usr/lib/systemd/system/[^/]+\.(service|timer|socket)$", line)]
     assert {u.rsplit("/", 1)[1] for u in units} >= set(UNITS) | (set(EVERY_SERVICE_LIMIT) - {SWITCH}), units
     # The switch where the upstream tool never was: the generator's unit, with the package's drop-in.
     generated = "/run/systemd/generator.late/" + SWITCH

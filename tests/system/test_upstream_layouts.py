@@ -136,9 +136,9 @@ def test_install_purge_and_the_switches_in_each_layout(upstream, deb):
     box = upstream
     installed = box.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends",
                           "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=300)
-    lines = [l for l in installed.stdout.splitlines() if l.startswith("ethoscope-rsync:")]
-    assert any(l.startswith("ethoscope-rsync: stopped the upstream backup daemon(s) %s %s:" % (UNIFIED, VIDEO))
-               for l in lines), installed.stdout
+    lines = [line for line in installed.stdout.splitlines() if line.startswith("ethoscope-rsync:")]
+    assert any(line.startswith("ethoscope-rsync: stopped the upstream backup daemon(s) %s %s:" % (UNIFIED, VIDEO))
+               for line in lines), installed.stdout
     assert "ethoscope-rsync: backups switched on: %s %s %s " % (UNIFIED, SQLITE, VIDEO) in installed.stdout
     # the daemons stepped aside; their names are switches, their files and enablement as they were
     assert stand_ins(box) == set()

@@ -162,7 +162,7 @@ def owner(box, path):
 # ------------------------------------------------------------------------------------------ 13.4
 def test_install_steps_the_upstream_daemons_aside(installed):
     box, output = installed
-    lines = [l for l in output.splitlines() if l.startswith("ethoscope-rsync:")]
+    lines = [line for line in output.splitlines() if line.startswith("ethoscope-rsync:")]
     assert len(lines) == 2, output
     assert "ethoscope_backup_unified ethoscope_backup_video" in lines[0] and "port 8093" in lines[0], lines
     assert lines[1].startswith("ethoscope-rsync: backups switched on: ethoscope_backup_unified ethoscope_backup_video")

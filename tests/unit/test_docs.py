@@ -103,7 +103,8 @@ def _man_type(setting) -> str:
 def test_every_config_key_is_in_the_conf_man_page_with_its_type_range_and_default(section, key):
     entry = " ".join(re.sub(r'["()]', " ", _man_entry(section, key)).split())
     expected = _man_type(BY_NAME[(section, key)])
-    assert entry == expected or entry.startswith(expected + ":"), f"man 5 [{section}] {key}: {entry!r}, the settings table says {expected!r}"
+    assert entry == expected or entry.startswith(expected + ":"), \
+        f"man 5 [{section}] {key}: {entry!r}, the settings table says {expected!r}"
 
 
 def test_the_shipped_conffile_is_what_the_settings_table_renders():

@@ -7,7 +7,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "ethoscope_rsync"
 # Higher imports lower, never the other way; packages on one level do not import each other.
-LAYERS = {"commands": 5, "backup": 4, "offsite": 4, "alerts": 4, "web": 4, "render": 3, "state": 2, "system": 1, "config": 0}
+LAYERS = {"commands": 5, "backup": 4, "offsite": 4, "alerts": 4, "web": 4, "render": 3, "state": 2, "system": 1,
+          "config": 0}
 TOP = {"ethoscope_rsync": -1, "ethoscope_rsync.__main__": 6}     # __version__; python3 -m ethoscope_rsync
 MAX_LINES = 400
 LONG_MODULES: dict = {}          # module -> why it may be longer than MAX_LINES

@@ -25,7 +25,7 @@ def device(name, outcomes, last_success, error="connection timed out"):
 
 def conditions(history, status=None, failures=1):
     status = status or Status(run=Pass(pid=1, ended=NOW), devices={k: DeviceRun(k, d.name, "")
-                                                                    for k, d in history.devices.items()})
+                                                                   for k, d in history.devices.items()})
     return {c.subject: c for c in alerts.device_conditions(history, status, NOW, DAY, failures)}
 
 
@@ -57,7 +57,8 @@ def test_a_device_no_longer_discovered_is_stale_and_says_so():
 
 
 def test_error_detail_is_one_bounded_line():
-    history = History(devices={"bad": device("ETHOSCOPE_002", ["error"], NOW - 600, error="line 1\nline 2\t" + "x" * 900)})
+    history = History(devices={"bad": device("ETHOSCOPE_002", ["error"], NOW - 600,
+                                             error="line 1\nline 2\t" + "x" * 900)})
     detail = conditions(history)["device:bad"].detail
     assert "\n" not in detail and len(detail) == 300 and detail.startswith("line 1 line 2 x")
 
@@ -104,7 +105,8 @@ def cond(subject, problem, since=NOW):
 def test_transitions_only_on_change():
     state = {}
     changes, state = alerts.transitions(state, [cond("device:a", FAILED, 10.0), cond("device:b", "")])
-    assert [(c.condition.subject, c.recovered, c.problem, c.since) for c in changes] == [("device:a", False, FAILED, 10.0)]
+    assert [(c.condition.subject, c.recovered, c.problem, c.since) for c in changes] == [
+        ("device:a", False, FAILED, 10.0)]
     assert state == {"device:a": [FAILED, 10.0]}
     for _ in range(3):                                   # more failed passes: nothing new
         changes, state = alerts.transitions(state, [cond("device:a", FAILED, 99.0), cond("device:b", "")])
@@ -112,7 +114,8 @@ def test_transitions_only_on_change():
     changes, state = alerts.transitions(state, [cond("device:a", STALE), cond("device:b", "")])
     assert changes == [] and state == {"device:a": [FAILED, 10.0]}        # failed -> stale: still one problem
     changes, state = alerts.transitions(state, [cond("device:a", ""), cond("device:b", "")])
-    assert [(c.condition.subject, c.recovered, c.problem, c.since) for c in changes] == [("device:a", True, FAILED, 10.0)]
+    assert [(c.condition.subject, c.recovered, c.problem, c.since) for c in changes] == [
+        ("device:a", True, FAILED, 10.0)]
     assert state == {}
 
 
@@ -130,7 +133,6 @@ def test_state_file_is_read_tolerantly():
     junk = {"subjects": {"a": "x", "b": [1, 2], "c": ["", 3], "d": [FAILED, "soon"], "e": [FAILED, 1, 2]}}
     assert recorded.read_state(junk) == {"d": [FAILED, 0]}
     assert recorded.read_state(None) == {} and recorded.read_state([1]) == {}
-
 
 
 def test_undelivered_messages_round_trip_expire_and_follow_the_configured_channels():

@@ -27,7 +27,7 @@ def records(status, history):
 def beat(tmp_path, status, history, now, systemd=False, switches=(), timer=lambda: "active", extra=""):
     h, s = records(status, history)
     return {c.subject: c for c in heartbeat.conditions(config(tmp_path, extra), h, s, now, systemd=systemd,
-                                                        switches=switches, timer=timer)}
+                                                       switches=switches, timer=timer)}
 
 
 def test_passes_overdue_then_back(tmp_path):
@@ -63,7 +63,8 @@ def test_timer_off_while_a_switch_is_on(tmp_path):
     found = beat(tmp_path, status, history, NOW, systemd=True, switches=UNIFIED, timer=lambda: "inactive")
     assert found["timer"].problem == TIMER_OFF and "ethoscope_backup_unified" in found["timer"].detail
     assert beat(tmp_path, status, history, NOW, systemd=True, switches=UNIFIED)["timer"].problem == ""
-    assert beat(tmp_path, status, history, NOW, systemd=True, switches=UNIFIED, timer=lambda: "")["timer"].problem is None
+    found = beat(tmp_path, status, history, NOW, systemd=True, switches=UNIFIED, timer=lambda: "")
+    assert found["timer"].problem is None
     off = beat(tmp_path, status, history, NOW + 86400, systemd=True, switches=(), timer=lambda: "inactive")
     assert off["timer"].problem == "" and off["passes"].problem == ""      # switched off: nothing expected
     assert "timer" not in beat(tmp_path, status, history, NOW, systemd=False)   # the daemon: no timer

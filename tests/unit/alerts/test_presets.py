@@ -26,7 +26,8 @@ def test_ntfy_plain_text_and_headers():
 
 def test_healthchecks_fail_and_recover():
     assert presets.request("healthchecks", "https://hc-ping.com/u/", DOC)[0] == "https://hc-ping.com/u/fail"
-    assert presets.request("healthchecks", "https://hc-ping.com/u", dict(DOC, event="recovery"))[0] == "https://hc-ping.com/u"
+    url = presets.request("healthchecks", "https://hc-ping.com/u", dict(DOC, event="recovery"))[0]
+    assert url == "https://hc-ping.com/u"
 
 
 def test_auth_file(tmp_path):

@@ -7,10 +7,7 @@ import queue
 import sqlite3
 import threading
 
-import pytest
-
 from ethoscope_rsync.state import events as ev
-from ethoscope_rsync.config.load import load_config
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.system.execute import Result
 from ethoscope_rsync.backup.job import Job, backup_device
@@ -112,15 +109,6 @@ class RecordingStop(threading.Event):
     def wait(self, timeout=None):
         self.waits.append(timeout)
         return self.is_set()
-
-
-@pytest.fixture
-def config(tmp_path):
-    conf = tmp_path / "backup.conf"
-    conf.write_text(f"[paths]\nresults = {tmp_path}/results\nvideos = {tmp_path}/videos\n"
-                    f"state_dir = {tmp_path}/state\nupstream_config = {tmp_path}/none\n"
-                    f"[transfer]\nretries = 2\nretry_delay = 5\nmin_free = 0\n")
-    return load_config(conf)
 
 
 def run_job(config, processes, stop=None, known=None, device=DEVICE, ciphers=None, owners=None, node_aes=None):

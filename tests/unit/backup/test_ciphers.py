@@ -9,8 +9,7 @@ from ethoscope_rsync.render.upstream import status_document
 from ethoscope_rsync.backup.rsync import AES_FIRST, CHACHA_FIRST
 from ethoscope_rsync.backup.passes import choose_all_ciphers, node_has_aes
 from ethoscope_rsync.state.store import StatusStore
-from tests.unit.backup.job_fakes import DEVICE, LIVE, FakeProcesses, Step, config, file_line, probe_answer, raw_copy, \
-    run_job  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import LIVE, FakeProcesses, Step, file_line, probe_answer, raw_copy, run_job
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 DEVICES = (Device("ETHOSCOPE_001", "169.254.9.1", A), Device("ETHOSCOPE_002", "169.254.9.2", B),

@@ -1,18 +1,16 @@
 """Every write of a pass resolves inside its device's own area (ethoscope_rsync.backup.confine), on real
 folders and links in a temporary directory; and a device job on scripted processes refuses to write
 through a link planted in its folder toward another device's."""
-import dataclasses
 import os
 from pathlib import Path
 
 from ethoscope_rsync.backup import confine
 from ethoscope_rsync.backup.databases import DatabaseWork, confine_work
 from ethoscope_rsync.backup.destinations import remove_orphan_partials
-from ethoscope_rsync.backup.job import LINK_LABEL
 from ethoscope_rsync.backup.rsync import PARTIAL_DIR
 from ethoscope_rsync.state import events as ev
-from tests.unit.backup.job_fakes import DB, DEVICE, LIVE, MID, FakeProcesses, Step, config, make_db, \
-    probe_answer, raw_copy, run_job  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import DB, DEVICE, LIVE, MID, FakeProcesses, Step, make_db, probe_answer, raw_copy, \
+    run_job
 
 OTHER = "f" * 32
 
@@ -67,7 +65,8 @@ def test_the_job_refuses_a_raw_mirror_reached_through_a_link(config, tmp_path):
     os.symlink(tmp_path / "elsewhere", config.paths.results / ".ethoscope-backup")
     fake = FakeProcesses({}, probe=[Step((probe_answer(LIVE),))])
     result, _, _ = run_job(config, fake)
-    assert not result.ok and result.message.startswith(f"{config.paths.results}/.ethoscope-backup/raw/{MID}/{MID} leads")
+    assert not result.ok
+    assert result.message.startswith(f"{config.paths.results}/.ethoscope-backup/raw/{MID}/{MID} leads")
     assert fake.calls == ["probe", "ssh -O exit"]     # refused before any transfer, and not retried
     assert not any((tmp_path / "elsewhere").iterdir())
 

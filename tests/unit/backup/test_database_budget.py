@@ -9,7 +9,7 @@ from ethoscope_rsync.backup.job import Job
 from ethoscope_rsync.backup.livedb import Verdict
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.history import DatabaseRecord
-from tests.unit.backup.job_fakes import DEVICE, MID, config  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import DEVICE, MID
 
 
 class FakeTime:

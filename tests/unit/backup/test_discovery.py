@@ -96,7 +96,8 @@ def test_mdns_service_to_device():
 
 
 def _loaded_by(code: str) -> set:
-    done = subprocess.run(["/usr/bin/python3", "-c", code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
+    done = subprocess.run(["/usr/bin/python3", "-c",
+                           code + "\nimport sys, json\nprint(json.dumps(sorted(sys.modules)))"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     return set(json.loads(done.stdout.splitlines()[-1]))
@@ -139,7 +140,8 @@ def test_the_mdns_fallback_is_bounded_in_time_and_count(monkeypatch):
             listener.add_service(zc, type_, f"ETHOSCOPE_{n:03d}._ethoscope._tcp.local.")
         listener.add_service(zc, type_, "ETHOSCOPE_001._ethoscope._tcp.local.")     # announced again
 
-    monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser))
+    monkeypatch.setitem(sys.modules, "zeroconf", types.SimpleNamespace(Zeroconf=Zeroconf, ServiceBrowser=ServiceBrowser,
+                                                                       ServiceListener=object))
     result = []
     browsing = threading.Thread(target=lambda: result.append(browse_mdns(1.5)), daemon=True)
     browsing.start()

@@ -12,8 +12,8 @@ from ethoscope_rsync.state.history import DatabaseRecord, History
 from ethoscope_rsync.state.model import ERROR
 from ethoscope_rsync.state.store import StatusStore
 from ethoscope_rsync.backup.probe import MARK, MAX_OUTPUT, parse_probe
-from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, config, \
-    file_line, lane, make_db, probe_answer, raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, RecordingStop, Step, file_line, lane, \
+    make_db, probe_answer, raw_copy, run_job, without_videos
 
 
 def test_stage_order_and_what_is_reported(config):
@@ -55,7 +55,8 @@ def test_names_from_rsync_outside_the_folder_are_ignored(config):
     assert result.ok
     assert [e.path for e in sent if isinstance(e, ev.FileReceived)] == [f"{MID}/ok.h264"]
     assert [e.message for e in sent if isinstance(e, ev.Warned)] == [
-        f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: ../other/x.h264, /etc/passwd"]
+        f"ignored 2 name(s) outside the device's folder in rsync's output for videos/{MID}/: "
+        "../other/x.h264, /etc/passwd"]
 
 
 def test_a_device_past_the_inventory_s_bounds_is_named_in_a_warning(config):
@@ -82,7 +83,8 @@ def test_names_from_the_holder_outside_the_folder_touch_nothing(config, tmp_path
     result, sent, _ = run_job(config.changed(transfer={"what": "results"}), fake)
     assert result.ok and outside.stat().st_mtime_ns == before
     (warning,) = [e.message for e in sent if isinstance(e, ev.Warned)]
-    assert warning.startswith(f"ignored 3 name(s) outside the device's folder in the holder's answer for results/{MID}/")
+    assert warning.startswith("ignored 3 name(s) outside the device's folder in the holder's answer for "
+                              f"results/{MID}/")
 
 
 def test_a_device_from_the_config_is_keyed_by_the_machine_id_it_tells(config):
@@ -123,7 +125,8 @@ def test_a_device_from_the_config_failing_after_first_contact_ends_failed_in_the
     (key, device), = store.status.devices.items()
     assert key == MID and device.state == ERROR and device.attempts == 3 and "connection unexpectedly" in device.error
     assert store.status.run.devices_done == 1 and store.status.run.devices_failed == 1
-    assert store.history.devices[MID].last_outcome == ERROR and "connection unexpectedly" in store.history.devices[MID].last_error
+    assert store.history.devices[MID].last_outcome == ERROR
+    assert "connection unexpectedly" in store.history.devices[MID].last_error
 
 
 def test_unchanged_verified_databases_are_neither_held_nor_copied(config):
@@ -244,7 +247,8 @@ def test_no_room_means_no_transfer(config):
 def test_unreadable_files_do_not_stop_the_rest(config):
     """rsync 23 in the results: the databases and videos are still copied, then the device fails
     naming what could not be read."""
-    unreadable = 'rsync: [sender] send_files failed to open "/ethoscope_data/results/x/secret": Permission denied (13)\n'
+    unreadable = ('rsync: [sender] send_files failed to open "/ethoscope_data/results/x/secret": '
+                  'Permission denied (13)\n')
     fake = FakeProcesses({"results:skip": [Step(code=23, stderr=unreadable + "rsync error: some files (code 23)\n")],
                           "videos": [Step((file_line(">f+++++++++", 1000, CHUNK),))]})
     result, sent, stop = run_job(config, fake)

@@ -4,8 +4,8 @@ failing fails the attempt, and the retries, messages and events stay what they w
 import threading
 
 from ethoscope_rsync.state import events as ev
-from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, Step, config, file_line, lane, probe_answer, \
-    raw_copy, run_job, without_videos  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import CHUNK, DB, LIVE, MID, FakeProcesses, Step, file_line, lane, probe_answer, \
+    raw_copy, run_job, without_videos
 
 LOST = Step(code=12, stderr="rsync: connection unexpectedly closed (0 bytes received so far)\n")
 FULL = Step(code=11, stderr='rsync: write failed on "x": No space left on device (28)\n')

@@ -7,7 +7,7 @@ from ethoscope_rsync.state.history import History
 from ethoscope_rsync.system.logs import Notifier
 from ethoscope_rsync.backup.passes import _end
 from ethoscope_rsync.state.store import StatusStore, load_history, load_status
-from tests.unit.backup.job_fakes import MID, config  # noqa: F401 (config: a fixture)
+from tests.unit.backup.job_fakes import MID
 
 
 def a_pass(path):

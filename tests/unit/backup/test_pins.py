@@ -64,12 +64,14 @@ def test_retired_devices_keep_their_pins():
     """A device no longer shown (retired) keeps its name and id pinned: nobody claims them later."""
     h = History(devices={B: DeviceHistory(id=B, name="ETHOSCOPE_005", pinned=True)}, retired={A: "ETHOSCOPE_004"})
     assert pins(h) == {A: "ETHOSCOPE_004", B: "ETHOSCOPE_005"} and pinned_id(h, "ETHOSCOPE_004") == A
-    allowed, refused = check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C), Device("ETHOSCOPE_077", "169.254.9.7", A),
+    allowed, refused = check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C),
+                                     Device("ETHOSCOPE_077", "169.254.9.7", A),
                                      Device("ETHOSCOPE_004", "169.254.1.4", A)), h)
     assert allowed == (Device("ETHOSCOPE_004", "169.254.1.4", A),)
     assert "but ETHOSCOPE_004 is " + A in refused[0] and f"claims the machine id {A} of ETHOSCOPE_004" in refused[1]
     assert unpin(h, "ETHOSCOPE_004") == 1 and h.retired == {}
-    assert check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C),), h) == ((Device("ETHOSCOPE_004", "169.254.9.9", C),), ())
+    assert check_claims((Device("ETHOSCOPE_004", "169.254.9.9", C),), h) == (
+        (Device("ETHOSCOPE_004", "169.254.9.9", C),), ())
 
 
 def test_a_device_from_the_config_gets_its_pinned_id_only():

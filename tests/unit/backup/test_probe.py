@@ -59,7 +59,8 @@ def test_a_device_without_its_trees(tmp_path):
 def answer(listing: str) -> str:
     """A probe's answer whose database section is `listing` (what find | head printed)."""
     mark = "@ethoscope-backup-probe "
-    return f"{mark}machine-id\n{MID}\n{mark}cpu\n{mark}results\n{MID}\n{mark}videos\n{mark}databases\n{listing}\n{mark}end\n"
+    return (f"{mark}machine-id\n{MID}\n{mark}cpu\n{mark}results\n{MID}\n{mark}videos\n{mark}databases\n"
+            f"{listing}\n{mark}end\n")
 
 
 def test_a_listing_cut_inside_its_last_record_loses_that_record_and_is_incomplete():

@@ -46,7 +46,7 @@ def test_a_slow_device_uses_its_share_and_resumes_where_it_stopped(tmp_path, mon
         tmp_path / "results", tmp_path / "videos", tmp_path / "state"))
     config = load_config(conf)
     save_history(config.history_file, History(devices={A: DeviceHistory(id=A, name="ETHOSCOPE_001"),
-                                                        B: DeviceHistory(id=B, name="ETHOSCOPE_002")}))
+                                                       B: DeviceHistory(id=B, name="ETHOSCOPE_002")}))
     for machine_id, name, count in ((A, "ETHOSCOPE_001", 5), (B, "ETHOSCOPE_002", 2)):
         for n in range(count):       # databases, in the videos tree (older devices mix file types)
             path = tmp_path / "videos" / machine_id / name / "ts" / f"{n}.db"

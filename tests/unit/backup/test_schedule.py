@@ -12,7 +12,6 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.history import DeviceHistory, History, PassSummary
 from ethoscope_rsync.state.model import COMPLETED, QUEUED, Status, DeviceRun
 from ethoscope_rsync.state.store import StatusStore
-from tests.unit.backup.job_fakes import config  # noqa: F401 (a fixture)
 
 SLOW = Device("ETHOSCOPE_001", "169.254.9.1", "1" * 32)
 FAST = Device("ETHOSCOPE_002", "169.254.9.2", "2" * 32)

@@ -137,7 +137,8 @@ def test_walk_stays_in_the_device_folder_and_skips_our_hidden_ones(tmp_path):
         (f"results/{MID}/ETHOSCOPE_001/ts/x.db", "database", (results / MID / "ETHOSCOPE_001/ts/x.db").stat().st_size),
         (f"videos/{MID}/E/ts/c1.h264", "md5", 1),
         (f"videos/{MID}/E/ts/c3.h264", "md5", 0)]
-    later = device_items({"videos": str(videos)}, MID, since=os.stat(videos / MID / "E" / "ts" / "c1.h264").st_mtime + 60)
+    later = device_items({"videos": str(videos)}, MID,
+                         since=os.stat(videos / MID / "E" / "ts" / "c1.h264").st_mtime + 60)
     assert later == []
 
 

@@ -39,7 +39,8 @@ def test_options_override_the_file(conf):
     config = apply_options(load_config(conf), args)
     assert (str(config.paths.results), str(config.paths.videos)) == ("/d/results", "/d/videos")
     assert config.node.server == ("169.254.1.1", 81) and config.selection == (4, 7)
-    assert config.transfer.what == "videos" and config.transfer.safe and config.transfer.jobs == 8 and config.transfer.bwlimit == 2048
+    assert config.transfer.what == "videos" and config.transfer.safe
+    assert config.transfer.jobs == 8 and config.transfer.bwlimit == 2048
     assert config.dry_run
 
 
@@ -92,7 +93,8 @@ def test_status_rows_merge_history():
 def test_status_command_prints_the_pass_a_table_and_the_notes(tmp_path, capsys):
     from tests.fixtures.status import build, scripted_pass
     from ethoscope_rsync.render.upstream import terminal_status
-    assert terminal_status(None, None, now=1000.0, stale_after=86400.0, horizon_days=14.0) == ["no backup pass has run yet"]
+    assert terminal_status(None, None, now=1000.0, stale_after=86400.0, horizon_days=14.0) == [
+        "no backup pass has run yet"]
     status, history = build(scripted_pass(2, chunks=1, now=1000.0, failing=0.5))
     lines = terminal_status(status, history, now=1000.0, stale_after=86400.0, horizon_days=14.0)
     assert lines[0].startswith("last pass: failed — ")
@@ -268,7 +270,8 @@ def test_forget_host_rewrites_through_a_private_temp_file(conf, tmp_path, monkey
     state = tmp_path / "state"
     state.mkdir()
     known = state / "known_hosts"
-    known.write_text("ethoscope_004 ssh-ed25519 AAAA\nethoscope_004-0123 ssh-ed25519 AAAA\nethoscope_005 ssh-ed25519 BBBB\n")
+    known.write_text("ethoscope_004 ssh-ed25519 AAAA\nethoscope_004-0123 ssh-ed25519 AAAA\n"
+                     "ethoscope_005 ssh-ed25519 BBBB\n")
     known.chmod(0o640)
     victim = tmp_path / "victim"
     victim.write_text("precious\n")

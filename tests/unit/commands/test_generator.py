@@ -25,7 +25,8 @@ def run(tmp_path, config, upstream=()):
 
 def test_destinations_of_the_node_s_ethoscope_conf_are_opened(tmp_path):
     upstream = tmp_path / "ethoscope.conf"
-    upstream.write_text('{"folders": {"results": {"path": "/mnt/data/results"}, "video": {"path": "/mnt/data/videos"}}}')
+    upstream.write_text('{"folders": {"results": {"path": "/mnt/data/results"}, '
+                        '"video": {"path": "/mnt/data/videos"}}}')
     normal, late, err = run(tmp_path, conf(tmp_path, f"[paths]\nupstream_config = {upstream}\n"))
     text = (normal / "ethoscope-backup.service.d" / "50-destinations.conf").read_text()
     assert "ReadWritePaths=-/mnt/data/results -/mnt/data/videos\n" in text and err == ""
@@ -42,7 +43,8 @@ def test_a_destination_the_sandbox_cannot_take_is_named(tmp_path):
     normal, _, err = run(tmp_path, conf(tmp_path, "[paths]\nresults = /home/lab/results\nvideos = /srv/videos\n"
                                                   f"upstream_config = {tmp_path}/none\n"))
     assert "ProtectHome=yes" in err
-    assert "ReadWritePaths=-/srv/videos\n" in (normal / "ethoscope-backup.service.d" / "50-destinations.conf").read_text()
+    dropin = normal / "ethoscope-backup.service.d" / "50-destinations.conf"
+    assert "ReadWritePaths=-/srv/videos\n" in dropin.read_text()
 
 
 def test_backups_are_on_at_boot_only_where_the_upstream_tool_never_was(tmp_path):

@@ -65,7 +65,8 @@ def test_without_a_repository_init_and_dry_run_are_usage_errors(tmp_path, capsys
 def test_a_whole_verify_also_checks_the_repository(conf, monkeypatch, argv, checked):
     calls = []
     monkeypatch.setattr("ethoscope_rsync.system.privileges.service_owner", lambda config: None)
-    monkeypatch.setattr("ethoscope_rsync.backup.verify.run_verify", lambda config, since, stop: calls.append("node") or 0)
+    monkeypatch.setattr("ethoscope_rsync.backup.verify.run_verify",
+                        lambda config, since, stop: calls.append("node") or 0)
     monkeypatch.setattr("ethoscope_rsync.offsite.repository.verify_repository",
                         lambda config, stop: calls.append("repository") or 1)
     assert main([argv[0], "-c", str(conf), *argv[1:]]) == (1 if checked else 0)

@@ -18,14 +18,16 @@ def test_backup_lines():
     status = ('{"message_type":"status","percent_done":0.4963561021863387,"total_files":2,"files_done":1,'
               '"total_bytes":5000003,"bytes_done":2481782,"current_files":["/data/a/v1.h264"]}')
     assert output.parse_backup_line(status) == Progress(49.6, 1, 2, 2481782, 5000003)
-    error = '{"message_type":"error","error":{"Op":"open","Path":"x","Err":13},"during":"archival","item":"/d/x\\u001b[31m"}'
+    error = ('{"message_type":"error","error":{"Op":"open","Path":"x","Err":13},"during":"archival",'
+             '"item":"/d/x\\u001b[31m"}')
     assert output.parse_backup_line(error) == FileError("/d/x\\x1b[31m", "?")
     error = '{"message_type":"error","error":"permission denied","item":"/d/y"}'
     assert output.parse_backup_line(error) == FileError("/d/y", "permission denied")
 
 
 @pytest.mark.parametrize("line", [
-    "", "not json", "[1, 2]", '{"message_type":"summary","data_added":-5}', '{"message_type":"summary","files_new":1e400}',
+    "", "not json", "[1, 2]", '{"message_type":"summary","data_added":-5}',
+    '{"message_type":"summary","files_new":1e400}',
     '{"message_type":"status","files_done":"many"}', '{"message_type":"status","bytes_done":true}',
     '{"message_type":"verbose_status"}', "{" * 100000, '{"message_type":"summary","x":"' + "a" * 70000 + '"}',
 ])
@@ -36,7 +38,8 @@ def test_what_is_not_a_sound_restic_line_is_ignored(line):
 def test_a_summary_with_a_strange_snapshot_id_has_none():
     line = SUMMARY.replace("97b6fc34b25c", "../../etc/x")
     assert output.parse_backup_line(line).snapshot == ""
-    assert output.parse_backup_line(SUMMARY.replace(',"snapshot_id":"97b6fc34b25c0af96e1bae3548023a450a49f44c121ed09d8a9b5ad319efd817"', "")).snapshot == ""
+    no_id = SUMMARY.replace(',"snapshot_id":"97b6fc34b25c0af96e1bae3548023a450a49f44c121ed09d8a9b5ad319efd817"', "")
+    assert output.parse_backup_line(no_id).snapshot == ""
 
 
 def test_times():
@@ -47,11 +50,13 @@ def test_times():
 
 
 def test_snapshots_stats_forget_and_df():
-    text = json.dumps([{"time": "2026-12-07T20:31:32Z", "id": "ab" * 32, "hostname": "node", "tags": ["ethoscope-backup"],
+    text = json.dumps([{"time": "2026-12-07T20:31:32Z", "id": "ab" * 32, "hostname": "node",
+                        "tags": ["ethoscope-backup"],
                         "paths": ["/d/results"]}, {"time": "2026-12-06T20:31:32Z", "id": "cd" * 32},
                        {"time": "bad", "id": "ef" * 32}, {"id": "not hex", "time": "2026-12-06T20:31:32Z"}, 7])
     found = output.parse_snapshots(text)
-    assert [(s.id, s.host, s.tags) for s in found] == [("cdcdcdcd", "", ()), ("abababab", "node", ("ethoscope-backup",))]
+    assert [(s.id, s.host, s.tags) for s in found] == [("cdcdcdcd", "", ()),
+                                                       ("abababab", "node", ("ethoscope-backup",))]
     assert output.parse_snapshots("{") == [] and output.parse_snapshots('{"a": 1}') == []
     assert output.parse_stats('{"total_size":5001737,"total_file_count":0,"snapshots_count":1}\n') == 5001737
     assert output.parse_stats("") is None and output.parse_stats('{"total_size":-1}') is None
@@ -70,7 +75,8 @@ def result(code=1, stderr="", stdout="", **kw):
 @pytest.mark.parametrize("stderr, code, problem, detail", [
     ("Fatal: wrong password or no key found\n", 1, output.PASSWORD, "Fatal: wrong password or no key found"),
     ("Fatal: unable to open config file: stat /x/config: no such file or directory\nIs there a repository at the "
-     "following location?\n/x\n", 1, output.MISSING, "Fatal: unable to open config file: stat /x/config: no such file or directory"),
+     "following location?\n/x\n", 1, output.MISSING,
+     "Fatal: unable to open config file: stat /x/config: no such file or directory"),
     ("subprocess ssh: ssh: connect to host 169.254.9.9 port 22: No route to host\nFatal: unable to open repository at "
      "sftp:u@169.254.9.9:/x: unable to start the sftp session, error: EOF\n", 1, output.UNREACHABLE,
      "Fatal: unable to open repository at sftp:u@169.254.9.9:/x: unable to start the sftp session, error: EOF"),
@@ -93,7 +99,8 @@ def result(code=1, stderr="", stdout="", **kw):
     ("Fatal: x\n", 12, output.PASSWORD, "Fatal: x"),
     ("Warning: at least one source file could not be read\n", 3, output.UNREADABLE,
      "Warning: at least one source file could not be read"),
-    ("cannot run restic: No such file or directory", 127, output.NOT_INSTALLED, "restic is not installed (apt install restic)"),
+    ("cannot run restic: No such file or directory", 127, output.NOT_INSTALLED,
+     "restic is not installed (apt install restic)"),
 ])
 def test_failures_are_named_by_who_said_what(stderr, code, problem, detail):
     assert output.classify(result(code, stderr)) == output.Failure(problem, detail)
@@ -111,7 +118,9 @@ def test_restics_words_become_one_printable_bounded_line():
 
 
 def test_check_says_sound_only_in_its_own_words():
-    assert output.check_result(result(0, stdout="load indexes\nno errors were found\n")) == (True, "no errors were found")
-    assert output.check_result(result(0, stdout="")) == (False, "restic check ended without saying the repository is sound")
+    assert output.check_result(result(0, stdout="load indexes\nno errors were found\n")) == (
+        True, "no errors were found")
+    assert output.check_result(result(0, stdout="")) == (
+        False, "restic check ended without saying the repository is sound")
     assert output.check_result(result(1, "Fatal: repository contains errors\n")) == (
         False, "repository damaged: Fatal: repository contains errors")

@@ -29,7 +29,8 @@ class Restic:
     @staticmethod
     def command(argv):
         words = [w for w in argv[1:] if not w.startswith("-")]
-        return next(w for w in words if w in ("backup", "forget", "prune", "unlock", "stats", "init", "cat", "check", "snapshots"))
+        return next(w for w in words
+                    if w in ("backup", "forget", "prune", "unlock", "stats", "init", "cat", "check", "snapshots"))
 
     def _answer(self, argv):
         self.calls.append(argv)
@@ -148,7 +149,8 @@ def test_a_backup_that_names_no_snapshot_is_a_failure(node, monkeypatch):
 
 def test_unreadable_files_keep_the_snapshot_and_fail(node, monkeypatch):
     error = '{"message_type":"error","error":"permission denied","item":"/r/x.h264"}'
-    script(monkeypatch, backup=(3, error + "\n" + SUMMARY + "\n", "Warning: at least one source file could not be read\n"))
+    script(monkeypatch,
+           backup=(3, error + "\n" + SUMMARY + "\n", "Warning: at least one source file could not be read\n"))
     assert go(node) == 1
     state = load_offsite(node.offsite_file)
     assert (state.outcome, state.problem, state.last.id) == ("failed", "files not readable", "1234abcd")
@@ -156,7 +158,8 @@ def test_unreadable_files_keep_the_snapshot_and_fail(node, monkeypatch):
 
 
 def test_a_failed_retention_fails_the_run_with_the_snapshot_kept(node, monkeypatch):
-    script(monkeypatch, backup=(0, SUMMARY + "\n", ""), forget=(1, "", "Fatal: repository is already locked by PID 3\n"))
+    script(monkeypatch, backup=(0, SUMMARY + "\n", ""),
+           forget=(1, "", "Fatal: repository is already locked by PID 3\n"))
     assert go(node) == 0                                   # the first snapshot: no retention yet
     assert offsite_run.run_offsite(node, clock=lambda: NOW + 60) == 1
     state = load_offsite(node.offsite_file)
@@ -207,7 +210,8 @@ def test_a_database_no_pass_verified_is_checked_here_and_held_back_when_not_soun
     assert go(node) == 0
     assert restic.seen_excludes == [str(folder).encode() + b"/odd\\*name.db\n"]
     state = load_offsite(node.offsite_file)
-    assert state.held_back == 1 and state.held_examples == [f"results/{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/odd*name.db"]
+    assert state.held_back == 1
+    assert state.held_examples == [f"results/{ID}/ETHOSCOPE_001/2026-01-01_00-00-00/odd*name.db"]
     said = [r.getMessage() for r in journal.records if r.levelname == "ERROR"]
     assert len(said) == 1 and "odd*name.db held back: not sound on this node: not a sound database" in said[0]
     ledger = json.loads((node.paths.state_dir / "offsite-ledger.json").read_text())["databases"]

@@ -33,7 +33,8 @@ def test_status_has_each_destination_with_its_forecast(documents):
 
 def test_the_horizon_flags_a_destination(documents):
     status, history = documents
-    days = render.status_document(status, history, NOW, DAY, horizon_days=14.0)["disk"]["destinations"]["videos"]["days_to_full"]
+    document = render.status_document(status, history, NOW, DAY, horizon_days=14.0)
+    days = document["disk"]["destinations"]["videos"]["days_to_full"]
     flagged = render.status_document(status, history, NOW, DAY, horizon_days=days + 1)["disk"]["destinations"]
     assert flagged["videos"]["warning"] is True and flagged["results"]["warning"] is False
 
@@ -47,8 +48,8 @@ def test_no_samples_no_destinations():
 
 def test_metrics_carry_the_disk(documents):
     text = render.render_metrics(*documents, NOW, DAY, horizon_days=14.0)
-    free = re.search(r'^ethoscope_backup_destination_free_bytes\{destination="videos",path="/ethoscope_data/videos"\} (\d+)$',
-                     text, re.M)
+    free = re.search(r'^ethoscope_backup_destination_free_bytes'
+                     r'\{destination="videos",path="/ethoscope_data/videos"\} (\d+)$', text, re.M)
     assert free and int(free.group(1)) > 0
     growth = re.search(r'^ethoscope_backup_destination_growth_bytes_per_second\{destination="videos",[^}]*\} ([\d.]+)$',
                        text, re.M)

@@ -43,7 +43,8 @@ def test_metrics(documents):
     assert "offsite" not in render.render_metrics(status, history, NOW, DAY, 14.0)
     never = OffsiteState(repository="/r", outcome="failed", problem="wrong password", failures=3, alert_after=2.0)
     text = render.render_metrics(status, attach(history, never.to_json()), NOW, DAY, 14.0)
-    assert "ethoscope_backup_offsite_lag_seconds" in text and not re.search(r"^ethoscope_backup_offsite_lag_seconds ", text, re.M)
+    assert "ethoscope_backup_offsite_lag_seconds" in text
+    assert not re.search(r"^ethoscope_backup_offsite_lag_seconds ", text, re.M)
     assert "ethoscope_backup_offsite_failures 3\n" in text and "ethoscope_backup_offsite_old 1\n" in text
 
 
@@ -57,7 +58,8 @@ def test_terminal_and_page(documents):
     failed = OffsiteState(repository="/r<script>", outcome="failed", problem="repository full", message="no space",
                           last=SENT.last, alert_after=2.0)
     page = render.render_html(status, attach(history, failed.to_json()), NOW, DAY, 14.0)
-    assert 'class="dest warn"' in page and "<script>" not in page and "last run failed: repository full: no space" in page
+    assert 'class="dest warn"' in page and "<script>" not in page
+    assert "last run failed: repository full: no space" in page
     assert "Second copy" not in render.render_html(status, history, NOW, DAY, 14.0)
 
 

@@ -11,7 +11,7 @@ from tests.fixtures.status import A, B, NOW, Pass, build, example_pass, scripted
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.state.history import NEWEST_KEPT, Inventory
-from ethoscope_rsync.state.model import FILES_LISTED, is_stale
+from ethoscope_rsync.state.model import is_stale
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 FIXTURES = os.path.join(HERE, "..", "..", "fixtures")
@@ -158,7 +158,8 @@ def test_history_only_devices_appear(done):
                                     "last_success": NOW - 3600, "last_bytes": 5}
     doc = render.status_document(status, history, NOW, DAY, horizon_days=14.0)
     d = doc["devices"]["f" * 32]
-    assert (d["name"], d["from_history"], d["progress"]["status"], d["stale"]) == ("ETHOSCOPE_017", True, "completed", False)
+    assert (d["name"], d["from_history"], d["progress"]["status"], d["stale"]) == (
+        "ETHOSCOPE_017", True, "completed", False)
     assert render.status_document(status, history, NOW + 2 * DAY, DAY, horizon_days=14.0)["devices"]["f" * 32]["stale"]
 
 
@@ -273,7 +274,8 @@ def test_metrics_label_escaping_and_running():
 
 
 def test_metrics_empty():
-    assert parse_metrics(render.render_metrics(None, None, NOW, DAY, horizon_days=14.0))[0]["ethoscope_backup_stale_devices"] == 0
+    metrics = parse_metrics(render.render_metrics(None, None, NOW, DAY, horizon_days=14.0))
+    assert metrics[0]["ethoscope_backup_stale_devices"] == 0
 
 
 def test_next_change_is_the_next_stale_flip(done):

@@ -2,7 +2,7 @@
 by its own clock (timer, daemon or by hand alike), and nothing to judge said as unknown."""
 import math
 
-from tests.fixtures.status import A, B, NOW, add_history_device, build, example_pass, scripted_pass
+from tests.fixtures.status import B, NOW, add_history_device, build, example_pass, scripted_pass
 from ethoscope_rsync.render import verdict
 from ethoscope_rsync.state import health
 from ethoscope_rsync.state.views import view
@@ -34,7 +34,8 @@ def test_all_safe_is_ok_and_says_when_the_last_pass_ended():
 
 def test_a_stale_device_is_a_problem_even_when_its_last_job_completed():
     status, history = build(example_pass())
-    add_history_device(history, name="ETHOSCOPE_041", last_success=NOW - 3 * DAY)        # not in the pass, last success long ago
+    # not in the pass, last success long ago
+    add_history_device(history, name="ETHOSCOPE_041", last_success=NOW - 3 * DAY)
     v = judged(status, history)
     stale = [d for d in v.devices if d.judgement == health.STALE]
     assert [d.name for d in stale] == ["ETHOSCOPE_041"] and v.devices[1] is stale[0]   # after the failing one

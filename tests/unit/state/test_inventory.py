@@ -8,7 +8,6 @@ from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.history import DATABASES_LISTED, NEWEST_KEPT, History, Inventory
 from ethoscope_rsync.state.inventory import (FILES_MAX, PATH_MAX, Inventories, bounded, newest_files,
                                              open_inventories)
-from ethoscope_rsync.state.model import FILES_LISTED
 from ethoscope_rsync.state.store import StatusStore, load_history, read_json, save_history
 
 ID = "0123456789abcdef0123456789abcdef"
@@ -42,7 +41,8 @@ def test_a_listing_replaces_the_tree_and_retires_what_the_device_deleted(tmp_pat
 def test_a_reader_opens_it_under_any_folder_name(tmp_path):
     folder = tmp_path / "state ?#%"
     Inventories(folder / "inventory.sqlite").replace(ID, "videos", {"a": 1})
-    assert newest_files(folder / "inventory.sqlite", ID, ("videos", "results"), 5) == {"videos": {"a": 1}, "results": {}}
+    assert newest_files(folder / "inventory.sqlite", ID, ("videos", "results"), 5) == {
+        "videos": {"a": 1}, "results": {}}
     assert newest_files(tmp_path / "none.sqlite", ID, ("videos",), 5) == {}
 
 
@@ -152,4 +152,5 @@ def test_a_renamed_device_keeps_its_records_and_a_retired_one_leaves_none(tmp_pa
     db.replace("e" * 32, "results", {"y.db": 4})
     db.forget(ID)
     assert db.retired(ID, "results") is None and db.count(ID, "videos") == 0
-    assert db.db.execute("SELECT count(*) FROM files").fetchone()[0] == 1 and db.files("e" * 32, "results") == {"y.db": 4}
+    assert db.db.execute("SELECT count(*) FROM files").fetchone()[0] == 1
+    assert db.files("e" * 32, "results") == {"y.db": 4}

@@ -31,7 +31,8 @@ def test_a_hand_edited_or_hostile_file_is_read_as_far_as_it_is_sound():
     assert len(state.held_examples) == offsite.HELD_LISTED and len(state.held_examples[0]) == 500
     assert len(state.message) == 500
     assert OffsiteState.from_json([1, 2]) == OffsiteState() and OffsiteState.from_json(None) == OffsiteState()
-    assert offsite.ledger_from_json({"databases": {"a": [1, 2], "b": [1, "x"], "c": [True, 1], "d": 7}}) == {"a": (1, 2)}
+    assert offsite.ledger_from_json(
+        {"databases": {"a": [1, 2], "b": [1, "x"], "c": [True, 1], "d": 7}}) == {"a": (1, 2)}
 
 
 def test_lag_and_staleness():

@@ -34,7 +34,8 @@ def _ready(script: str, timeout: float) -> tuple:
 
 
 def test_a_ready_line_is_read_in_blocks_up_to_its_end():
-    line, _ = _ready('printf "%s" "ETHOSCOPE-BACKUP-HOLD {"; sleep 0.2; printf "\\"held\\": []}\\nafter\\n"; sleep 30', 20)
+    line, _ = _ready('printf "%s" "ETHOSCOPE-BACKUP-HOLD {"; sleep 0.2; '
+                     'printf "\\"held\\": []}\\nafter\\n"; sleep 30', 20)
     assert line == 'ETHOSCOPE-BACKUP-HOLD {"held": []}'
 
 

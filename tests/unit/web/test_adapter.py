@@ -39,7 +39,8 @@ def call(wsgi, method="GET", path="/", query="", names=None, **headers):
 @pytest.fixture
 def app(tmp_path):
     write_example(tmp_path / "status.json", tmp_path / "history.json")
-    return StatusApp(tmp_path / "status.json", tmp_path / "history.json", cors_origin="*", stale_after=86400.0, horizon_days=14.0)
+    return StatusApp(tmp_path / "status.json", tmp_path / "history.json", cors_origin="*", stale_after=86400.0,
+                     horizon_days=14.0)
 
 
 def test_answers_pass_through_unchanged(app):

@@ -217,7 +217,8 @@ def test_gzip(app):
 
 
 def test_etag_survives_a_restart_and_follows_the_file(files, clock):
-    tag = hdr(get(StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0), "/status"), "ETag")
+    app = StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
+    tag = hdr(get(app, "/status"), "ETag")
     app = StatusApp(files[0], files[1], clock=clock, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
     assert hdr(get(app, "/status"), "ETag") == tag
     write_json(files[0], build(example_pass(running=True), finish=False)[0])   # another state
@@ -266,7 +267,8 @@ def test_html_at_most_once_a_second(app, clock):
 # ---------------------------------------------------------------- bad files, missing files
 
 def test_missing_files(tmp_path):
-    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json", cors_origin="*", stale_after=86400.0, horizon_days=14.0)
+    app = StatusApp(tmp_path / "none.json", tmp_path / "nohistory.json", cors_origin="*", stale_after=86400.0,
+                    horizon_days=14.0)
     root = json.loads(get(app, "/").body)
     assert root["status"] == "idle" and root["last_backup"] == "" and root["verdict"]["level"] == "unknown"
     assert json.loads(get(app, "/status").body)["devices"] == {}
@@ -329,8 +331,9 @@ def test_serving_imports_nothing_of_the_backup_pass(files):
     loaded = set(json.loads(done.stdout))
     backup_pass = {m for m in loaded if m.startswith(("ethoscope_rsync.backup", "ethoscope_rsync.commands",
                                                       "ethoscope_rsync.alerts"))}
-    backup_pass |= loaded & {"ethoscope_rsync.config.load", "ethoscope_rsync.state.store", "ethoscope_rsync.state.events",
-                             "ethoscope_rsync.system.execute", "ethoscope_rsync.system.privileges"}
+    backup_pass |= loaded & {"ethoscope_rsync.config.load", "ethoscope_rsync.state.store",
+                             "ethoscope_rsync.state.events", "ethoscope_rsync.system.execute",
+                             "ethoscope_rsync.system.privileges"}
     # (ssl comes with cheroot, which imports it whether or not it serves HTTPS)
     heavy = {"configobj", "validate", "sqlite3", "zeroconf", "pkg_resources", "cherrypy", "cgi"}
     assert "ethoscope_rsync.web.app" in loaded and not backup_pass | (loaded & heavy), \
@@ -355,7 +358,8 @@ def test_what_a_device_sent_that_is_not_utf8_or_printable_is_shown_escaped(tmp_p
     store.finish("failed", "1 failed", completed=False)
     store.write()
     save_history(tmp_path / "history.json", store.history)
-    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3, cors_origin="*", stale_after=86400.0, horizon_days=14.0)
+    app = StatusApp(tmp_path / "status.json", tmp_path / "history.json", clock=lambda: NOW + 3, cors_origin="*",
+                    stale_after=86400.0, horizon_days=14.0)
     for path, query in (("/", "format=html"), ("/metrics", ""), ("/status", ""), ("/", "")):
         answer = get(app, path, query)
         assert answer.status == 200, (path, answer.status)
@@ -398,7 +402,8 @@ def test_every_document_of_one_status_agrees_once_its_pass_is_gone(tmp_path):
     try:
         status["run"]["pid"] = pass_.pid
         write_json(files[0], status)
-        app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)          # one instant: nothing expires by time
+        # one instant: nothing expires by time
+        app = StatusApp(*files, clock=Clock(), cors_origin="*", stale_after=86400.0, horizon_days=14.0)
         assert json.loads(get(app, "/").body)["status"] == "running"
     finally:
         pass_.kill()
