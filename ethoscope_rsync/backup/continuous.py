@@ -37,7 +37,10 @@ class Scheduler:
         self.paused = paused      # -> the keys of those of the devices paused since the pass began
         self.tick = WAIT
         self.clock, self.monotonic = clock, monotonic
-        self.devices, self.ends, self.running, self.results = {}, {}, {}, {}
+        self.devices: dict = {}       # key -> Device
+        self.ends: dict = {}          # key -> when its last copy ended (0: never)
+        self.running: dict = {}       # key -> the Future of its job
+        self.results: dict = {}       # key -> its last JobResult of this pass
         self.copies = 0           # jobs started in this pass
         self.saved = self.discovered = monotonic()
         self.changed = False
@@ -127,6 +130,7 @@ class Scheduler:
                 save()
             except OSError as error:
                 log.error("cannot write the history: %s: %s", error.strerror or error, error.filename or "")
-        if rediscover is not None and not self.job.stop.is_set() and moment - self.discovered >= self.schedule.rediscover:
+        if (rediscover is not None and not self.job.stop.is_set()
+                and moment - self.discovered >= self.schedule.rediscover):
             self.discovered = moment
             self.add(rediscover(set(self.devices)))

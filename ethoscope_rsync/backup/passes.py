@@ -4,7 +4,6 @@ Exit codes: see :mod:`ethoscope_rsync.system.exits`.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import queue
@@ -31,7 +30,7 @@ from ethoscope_rsync.backup.continuous import Scheduler, due_soon
 from ethoscope_rsync.backup.schedule import Schedule
 from ethoscope_rsync.backup.probe import has_aes
 from ethoscope_rsync.backup.rsync import HIDDEN, choose_ciphers
-from ethoscope_rsync.backup.pins import add_name_aliases, check_claims, identities, pinned_id, pins
+from ethoscope_rsync.backup.pins import add_name_aliases, admitted, identities, pins
 from ethoscope_rsync.state.inventory import open_inventories
 from ethoscope_rsync.system.leftovers import scratch
 from ethoscope_rsync.state.store import (StatusStore, load_history, load_status, load_verifications, pass_lock,
@@ -73,7 +72,8 @@ class TerminalProgress:
 def _install_stop_handler(stop: threading.Event) -> None:
     def handler(signum, frame):
         log.warning("received %s: stopping transfers", signal.Signals(signum).name)
-        stop.signum = signum
+        if isinstance(stop, StopRequest):     # the caller dies by it afterwards
+            stop.signum = signum
         stop.set()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
@@ -92,7 +92,8 @@ def run_pass(config: Config, stop: threading.Event | None = None, schedule: Sche
             inventories, problem = open_inventories(config.inventory_file)
             if problem:
                 log.error("%s", problem)
-            store = StatusStore(config.paths.status_file, history, load_status(config.paths.status_file), pid=os.getpid(),
+            store = StatusStore(config.paths.status_file, history, load_status(config.paths.status_file),
+                                pid=os.getpid(),
                                 what=config.transfer.what, interval=config.status.update_interval,
                                 inventories=inventories)
             notifier = Notifier()
@@ -182,7 +183,7 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         log.error("%s", problem)
         return _end(config, store, notifier, "failed", problem, EXIT_FAILED)
     prune_old_versions(config)
-    devices, refused = check_claims((known_identity(device, store.history) for device in devices), store.history)
+    devices, refused = admitted(devices, store.history)
     for message in refused:
         log.error("%s", message)
     if not devices:
@@ -202,7 +203,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
         log.warning("no folder with a short enough path for ssh's shared connections: each transfer connects alone")
     try:
         job = Job(config=config, key=str(credential_key(config)),
-                  bwlimit_kib=share_bandwidth(config.transfer.bwlimit, config.transfer.jobs, len(devices), len(config.kinds())),
+                  bwlimit_kib=share_bandwidth(config.transfer.bwlimit, config.transfer.jobs, len(devices),
+                                              len(config.kinds())),
                   stamp=time.strftime("%Y-%m-%d_%H-%M-%S"), control_dir=control_dir,
                   events=queue.Queue(), stop=stop,
                   known={d.key: dict(store.history.devices[d.key].databases) for d in devices
@@ -234,12 +236,6 @@ def choose_all_ciphers(config: Config, devices, store: StatusStore, node_aes: bo
         chosen[device.name] = offered
         store.add_device(device.id, device.name, device.address, ciphers=offered, cipher_reason=why)
     return chosen
-
-
-def known_identity(device, history) -> object:
-    """A [devices] entry (known by name only) gets the machine id pinned at an earlier first contact
-    (none after forget-host: its next first contact pins the new one)."""
-    return device if device.id else dataclasses.replace(device, id=pinned_id(history, device.name))
 
 
 def warn_stale(store: StatusStore, stale_after: float, now: float) -> list:
@@ -293,8 +289,7 @@ def _admit_new(config: Config, store: StatusStore, job: Job, known: set) -> list
         log.warning("discovery failed, the pass goes on with the devices it has: %s", error)
         return []
     listed = pauses.not_paused(found.devices, config.pauses_file, time.time())
-    fresh, refused = check_claims((known_identity(d, store.history) for d in listed
-                                   if known_identity(d, store.history).key not in known), store.history)
+    fresh, refused = admitted(listed, store.history, known)
     for message in refused:
         log.error("%s", message)
     job.ciphers.update(choose_all_ciphers(config, fresh, store, node_has_aes()))

@@ -10,12 +10,14 @@ swap the operator forgets the old identity (``ethoscope-backup forget-host``).
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import stat
 import tempfile
 from pathlib import Path
 
+from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.state.history import History
 
 _OLD_ALIAS_RE = re.compile(r"(ethoscope_\d{3,4})-[0-9a-f]{32}")
@@ -63,6 +65,19 @@ def wins(device, rivals, pinned: dict) -> bool:
 def pinned_id(history: History, name: str) -> str:
     """The machine id pinned to the name `name` ("" when none is)."""
     return next((key for key, pinned in pins(history).items() if pinned == name), "")
+
+
+def known_identity(device: Device, history: History) -> Device:
+    """A [devices] entry (known by name only) gets the machine id pinned at an earlier first contact
+    (none after forget-host: its next first contact pins the new one)."""
+    return device if device.id else dataclasses.replace(device, id=pinned_id(history, device.name))
+
+
+def admitted(devices, history: History, known=frozenset()) -> tuple:
+    """The identity checks every road to a device makes (a pass, a later discovery in a scheduled
+    pass — which leaves out the `known` keys —, the dry run): each device with its pinned identity,
+    those whose claims disagree with the pins refused -> (devices, one message per refused device)."""
+    return check_claims((d for d in (known_identity(d, history) for d in devices) if d.key not in known), history)
 
 
 def check_claims(devices, history: History) -> tuple:

@@ -8,7 +8,7 @@ from ethoscope_rsync.system import execute
 from ethoscope_rsync.config.load import credential_key
 from ethoscope_rsync.config.record import Config
 from ethoscope_rsync.backup.discovery import DiscoveryError, discover
-from ethoscope_rsync.backup.pins import identities
+from ethoscope_rsync.backup.pins import admitted, identities
 from ethoscope_rsync.state.store import load_history
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK
 from ethoscope_rsync.render.humanize import human_size
@@ -40,17 +40,21 @@ def _folder(config: Config, device, key: str, out) -> str:
 
 
 def preview_pass(config: Config, out=print) -> int:
+    history = load_history(config.history_file)
     try:
-        found = discover(config, identities(load_history(config.history_file)))
+        found = discover(config, identities(history))
     except DiscoveryError as error:
         log.error("discovery failed: %s", error)
         return EXIT_FAILED
     for warning in found.warnings:
         log.warning("discovery: %s", warning)
+    devices, refused = admitted(found.devices, history)      # the identity checks of a pass
     out(f"{len(found.devices)} device(s) from {found.source}")
+    for message in refused:
+        out(f"refused, as a pass would: {message}")
     key = str(credential_key(config))
-    failed = 0
-    for device in found.devices:
+    failed = len(refused)
+    for device in devices:
         folder = _folder(config, device, key, out)
         if not folder:
             failed += 1

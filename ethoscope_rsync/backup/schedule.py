@@ -54,4 +54,3 @@ def next_due(ends: dict, running, interval: float) -> float | None:
     """The earliest moment a device not `running` comes due (None: every device is running)."""
     moments = [due_at(ended, interval) for key, ended in ends.items() if key not in running]
     return min(moments) if moments else None
-

@@ -138,8 +138,8 @@ def device_items(roots: dict, machine_id: str, since: float) -> list:
         while stack:
             folder = stack.pop()
             try:
-                with os.scandir(folder) as entries:
-                    entries = sorted(entries, key=lambda e: e.name)
+                with os.scandir(folder) as listing:
+                    entries = sorted(listing, key=lambda e: e.name)
             except OSError:
                 continue
             names = {e.name for e in entries}
@@ -190,8 +190,8 @@ class _Bar:
         """`what` names a file from a device: printed escaped (logs.printable), as a log line is."""
         if self.enabled:
             share = min(1.0, done / self.total)
-            self.stream.write("\r\033[K[%-30s] %3.0f%% %s" % ("#" * int(share * 30), share * 100,
-                                                           printable(what)[-60:]))
+            self.stream.write("\r\033[K[%-30s] %3.0f%% %s"
+                              % ("#" * int(share * 30), share * 100, printable(what)[-60:]))
             self.stream.flush()
 
     def clear(self) -> None:
@@ -286,16 +286,16 @@ def verify(config, since_days: float, stop: threading.Event) -> int:
 def run_verify(config, since_days: float, stop: threading.Event | None = None) -> int:
     """``verify`` under its own lock (never the pass's): a second verify exits with 75. `stop` is set
     by SIGTERM/SIGINT from here on (the caller may go on checking with it)."""
-    stop = stop if stop is not None else threading.Event()
+    stopping = stop if stop is not None else threading.Event()
 
     def on_signal(signum, frame):
         log.warning("received %s: stopping the verification", signal.Signals(signum).name)
-        stop.set()
+        stopping.set()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, on_signal)
     try:
         with pass_lock(config.paths.state_dir / "verify.lock"):      # the pass's kind of flock, on a file of its own
-            return verify(config, since_days, stop)
+            return verify(config, since_days, stopping)
     except Busy:
         log.error("another verify is already running; this one exits without doing anything")
         return EXIT_BUSY

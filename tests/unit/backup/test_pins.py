@@ -5,7 +5,7 @@ from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.pins import (add_name_aliases, check_claims, pinned_id, pins, remove_host_keys,
                                          unpin)
 from ethoscope_rsync.state.history import DeviceHistory, History
-from ethoscope_rsync.backup.passes import known_identity
+from ethoscope_rsync.backup.pins import known_identity
 
 A, B, C = "a" * 32, "b" * 32, "c" * 32
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIEx0"

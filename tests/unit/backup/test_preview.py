@@ -23,7 +23,8 @@ def probe_answer(machine_id=MID):
 def config(tmp_path):
     path = tmp_path / "backup.conf"
     path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\nresults = {tmp_path}/results\n"
-                    f"videos = {tmp_path}/videos\n")
+                    f"videos = {tmp_path}/videos\nstate_dir = {tmp_path}/state\n"
+                    f"status_file = {tmp_path}/run/status.json\n")
     return load_config(path)
 
 
@@ -78,3 +79,21 @@ def test_a_device_telling_another_machine_id_than_claimed_is_not_previewed(confi
                                        f"{config.destination('results') / MID}",
                                        f"ETHOSCOPE_004 videos: 0 file(s), 0 B would be copied to "
                                        f"{config.destination('videos') / MID}"]
+
+
+def test_the_dry_run_refuses_what_a_pass_refuses(config, monkeypatch):
+    """A device claiming a name pinned to another machine id is refused by the dry run with the pass's
+    own words (backup.pins.admitted), and never asked anything."""
+    from ethoscope_rsync.state.history import DeviceHistory, History
+    from ethoscope_rsync.state.store import save_history
+    other = "f" * 32
+    config.history_file.parent.mkdir()
+    save_history(config.history_file, History(devices={other: DeviceHistory(id=other, name=DEVICE.name,
+                                                                            pinned=True)}))
+    impostor = Device(name=DEVICE.name, address="169.254.9.9", id=MID)
+    asked = []
+    code, lines = preview_of(config, monkeypatch, probe_answer(), lambda kind: asked.append(kind) or (0, "", ""),
+                             device=impostor)
+    assert code == 1 and asked == []
+    assert any(line.startswith(f"refused, as a pass would: {DEVICE.name} at 169.254.9.9 claims machine id {MID}")
+               for line in lines), lines

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[3]
 @pytest.fixture
 def conf(tmp_path):
     path = tmp_path / "backup.conf"
-    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\n")
+    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\nstate_dir = {tmp_path}/state\n"
+                    f"status_file = {tmp_path}/run/status.json\n")
     return path
 
 
@@ -282,7 +283,7 @@ def test_forget_host_rewrites_through_a_private_temp_file(conf, tmp_path, monkey
     assert known.read_text() == "ethoscope_005 ssh-ed25519 BBBB\n" and "forgot 2" in lines[0]
     assert (known.stat().st_mode & 0o777) == 0o640 and not known.is_symlink()
     assert victim.read_text() == "precious\n"
-    assert sorted(p.name for p in state.iterdir()) == ["known_hosts", "known_hosts.tmp"]
+    assert sorted(p.name for p in state.iterdir()) == ["known_hosts", "known_hosts.tmp", "lock"]   # (the pass lock)
 
 
 def test_forget_host_replaces_a_planted_link_instead_of_writing_its_target(conf, tmp_path):
