@@ -1,4 +1,4 @@
-"""System test of the heartbeat (issue 22 item 2) in a booted Debian 12 container with the package
+"""System test of the heartbeat (issue 22 item 2) in a booted Debian 12 and 13 container with the package
 installed: its timer is enabled and active, its unit verifies and is sandboxed; with a switch on and
 passes that stopped (the backup timer's next pass hours away, the last pass two hours old), the
 heartbeat service sends exactly one "passes overdue" alert to a webhook on the host, nothing more on
@@ -27,15 +27,15 @@ STATUS, HISTORY = "/run/ethoscope-backup/status.json", "/var/lib/ethoscope-backu
 
 
 @pytest.fixture(scope="module")
-def hook():
+def hook(suite):          # one per release: each counts its own alerts
     with Webhook() as hook:
         yield hook
 
 
 @pytest.fixture(scope="module")
-def box(deb, hook):
-    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb))
-    with Container(rootfs, "ethbeat%d" % os.getpid(), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
+def box(deb, hook, suite):
+    rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
+    with Container(rootfs, "ethbeat%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
         c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
                 "[Socket]\nListenStream=\nListenStream=127.0.0.1:%d\n" % (20000 + os.getpid() % 20000))
         # Passes that stopped: the backup timer's next pass is hours away.
