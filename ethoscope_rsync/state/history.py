@@ -201,17 +201,22 @@ class Usage:
     fs: int = 0
     growth: float | None = None
 
-    def to_json(self) -> list:
-        growth = None if self.growth is None else round(self.growth, 1)
-        return [self.free, self.total, self.used, self.raw, self.fs, growth]
+    def to_json(self) -> dict:
+        return {"free": self.free, "total": self.total, "used": self.used, "raw": self.raw, "fs": self.fs,
+                "growth": None if self.growth is None else round(self.growth, 1)}
 
     @classmethod
     def from_json(cls, data):
-        if type(data) is not list or len(data) != 6:
+        """An object; or the list [free, total, used, raw, fs, growth] histories before 0.3.0 hold."""
+        if type(data) is list and len(data) == 6:
+            data = dict(zip(("free", "total", "used", "raw", "fs", "growth"), data))
+        if type(data) is not dict or not {"free", "total", "used"} <= data.keys():
             return None
-        free, total, used, raw, fs, growth = data
-        if not type(free) is type(total) is type(used) is type(raw) is type(fs) is int:   # hand-edited
-            free, total, used, raw, fs = (int(number(value)) for value in data[:5])
+        sizes = [data.get(name, 0) for name in ("free", "total", "used", "raw", "fs")]
+        if not all(type(size) is int for size in sizes):        # hand-edited
+            sizes = [int(number(size)) for size in sizes]
+        free, total, used, raw, fs = sizes
+        growth = data.get("growth")
         return cls(free, total, used, raw, fs, None if growth is None else number(growth))
 
 
@@ -221,19 +226,22 @@ class DiskSample:
     at: float
     usage: dict
 
-    def to_json(self) -> list:
-        return [round(self.at, 1), {kind: u.to_json() for kind, u in self.usage.items()}]
+    def to_json(self) -> dict:
+        return {"at": round(self.at, 1), "usage": {kind: u.to_json() for kind, u in self.usage.items()}}
 
     @classmethod
     def from_json(cls, data):
-        if type(data) is not list or len(data) != 2 or number(data[0]) <= 0:
+        """An object; or the list [at, usage] histories before 0.3.0 hold."""
+        if type(data) is list and len(data) == 2:
+            data = {"at": data[0], "usage": data[1]}
+        if type(data) is not dict or number(data.get("at")) <= 0:
             return None
         usage = {}
-        for kind, value in mapping(data[1]).items():
+        for kind, value in mapping(data.get("usage")).items():
             parsed = Usage.from_json(value) if kind in KINDS else None
             if parsed is not None:
                 usage[kind] = parsed
-        return cls(number(data[0]), usage)
+        return cls(number(data["at"]), usage)
 
 
 @dataclasses.dataclass
