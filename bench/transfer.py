@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.integration.runner_helpers import Node  # noqa: E402
+from tests.integration.backup_node import Node  # noqa: E402
 from tests.lab.lab import DEVICE_USER, Lab  # noqa: E402
 
 PYTHON = "/usr/bin/python3"

@@ -9,7 +9,7 @@ import time
 
 from ethoscope_rsync.state.history import DeviceHistory, DiskSample, History, Usage
 from ethoscope_rsync.state.store import save_history
-from tests.integration.runner_helpers import PYTHON, ROOT, Node
+from tests.integration.backup_node import PYTHON, ROOT, Node
 from tests.listeners import Webhook, install_sendmail, mails
 
 GONE = "9" * 32

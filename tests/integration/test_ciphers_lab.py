@@ -7,7 +7,7 @@ own sshd logs (at DEBUG1) say they agreed."""
 import re
 
 from ethoscope_rsync.backup.passes import node_has_aes
-from tests.integration.runner_helpers import Node, tree_digest
+from tests.integration.backup_node import Node, tree_digest
 
 CIPHER_RE = re.compile(r"kex: client->server cipher: (\S+)")
 

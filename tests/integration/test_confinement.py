@@ -15,7 +15,7 @@ import time
 import pytest
 
 from tests.lab.cost import measured
-from tests.integration.safety_helpers import HIDDEN, Backup, clean_env, roi_rows, sha256
+from tests.integration.safety_checks import HIDDEN, Backup, clean_env, roi_rows, sha256
 from tests.lab.crafted import craft
 from tests.lab.data import _make_db
 

@@ -6,7 +6,7 @@ import subprocess
 import time
 import urllib.request
 
-from tests.integration.runner_helpers import PYTHON, ROOT, Node, env_without_listen
+from tests.integration.backup_node import PYTHON, ROOT, Node, env_without_listen
 
 
 def free_port():

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from tests.integration.conftest import _unique_name
-from tests.integration.runner_helpers import PYTHON, ROOT
+from tests.integration.backup_node import PYTHON, ROOT
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the demo needs root")
 

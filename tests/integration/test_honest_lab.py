@@ -1,6 +1,6 @@
 """check on the simulated lab: a device asked for with -e that discovery does not list fails, naming it;
 one that is there passes."""
-from tests.integration.runner_helpers import Node
+from tests.integration.backup_node import Node
 
 
 def test_check_e_fails_for_a_device_it_cannot_find(make_lab, tmp_path):

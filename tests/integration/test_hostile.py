@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.safety_helpers import PYTHON, ROOT, Backup, clean_env, sha256, visible_files
+from tests.integration.safety_checks import PYTHON, ROOT, Backup, clean_env, sha256, visible_files
 
 BAD_CONFIGS = {
     "unknown key": "[transfer]\nio_timeot = 10\n",

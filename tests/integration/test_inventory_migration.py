@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.integration.safety_helpers import PYTHON, ROOT, Backup, clean_env
+from tests.integration.safety_checks import PYTHON, ROOT, Backup, clean_env
 
 BEFORE = "eb4fbeb"      # the last commit whose pass kept each device's whole tree in history.json
 

@@ -5,7 +5,7 @@ mount namespace of its own (unshare), as systemd makes it."""
 import subprocess
 import textwrap
 
-from tests.integration.safety_helpers import PYTHON, ROOT
+from tests.integration.safety_checks import PYTHON, ROOT
 
 ID = "0123456789abcdef0123456789abcdef"
 

@@ -11,7 +11,7 @@ another disk keeps working.
 import os
 import shutil
 
-from tests.integration.safety_helpers import PYTHON, ROOT, Backup, clean_env, roi_rows, sha256
+from tests.integration.safety_checks import PYTHON, ROOT, Backup, clean_env, roi_rows, sha256
 from tests.lab.data import _make_db
 
 # The device's rsync hides one folder from its first run (in a results-only pass, the tree copy;

@@ -16,7 +16,7 @@ import socket
 import urllib.request
 from pathlib import Path
 
-from tests.integration.safety_helpers import Backup, stop_process, wait_for
+from tests.integration.safety_checks import Backup, stop_process, wait_for
 
 
 def free_port():

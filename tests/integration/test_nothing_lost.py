@@ -8,7 +8,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from tests.integration.safety_helpers import HIDDEN, PARTIAL, Backup, in_flight, partial_files, roi_rows, \
+from tests.integration.safety_checks import HIDDEN, PARTIAL, Backup, in_flight, partial_files, roi_rows, \
     stop_process, wait_for
 
 DEFAULTS = {"io_timeout": 60, "retries": 2, "retry_delay": 5, "min_free": "0"}    # as shipped

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.integration.offsite_helpers import Nas, OffsiteNode, archive_state, digest, locks, sending_then
-from tests.integration.runner_helpers import ROOT, integrity
+from tests.integration.offsite_node import Nas, OffsiteNode, archive_state, digest, locks, sending_then
+from tests.integration.backup_node import ROOT, integrity
 from ethoscope_rsync.render.upstream import render_metrics
 from ethoscope_rsync.state.offsite import attach
 from ethoscope_rsync.state.store import read_json

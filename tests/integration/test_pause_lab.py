@@ -2,7 +2,7 @@
 still a success, verify still checks its copies, status says it is paused; resumed, it is copied."""
 import json
 
-from tests.integration.runner_helpers import Node, tree_digest
+from tests.integration.backup_node import Node, tree_digest
 
 
 def test_a_paused_device_is_left_out_then_copied_again(make_lab, tmp_path):

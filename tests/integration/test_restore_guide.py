@@ -5,7 +5,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from tests.integration.runner_helpers import PYTHON, ROOT, Node, db_rows, integrity, tree_digest
+from tests.integration.backup_node import PYTHON, ROOT, Node, db_rows, integrity, tree_digest
 
 README = ROOT / "README.md"
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.runner_helpers import Node, db_rows, inodes, integrity, tree_digest
+from tests.integration.backup_node import Node, db_rows, inodes, integrity, tree_digest
 
 
 @pytest.fixture
@@ -163,7 +163,7 @@ def test_what_a_killed_pass_left_is_removed_by_the_next(lab):
     import pwd
     import signal
     import subprocess
-    from tests.integration.runner_helpers import PYTHON, ROOT
+    from tests.integration.backup_node import PYTHON, ROOT
     from tests.polling import wait_for
     account = pwd.getpwnam("ethoscope")
     base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="k-"))     # short: the ssh folder goes beside the status
@@ -220,7 +220,7 @@ def test_systemd_notifications_and_stale_warning(lab, node):
     import os
     import socket
     import subprocess
-    from tests.integration.runner_helpers import PYTHON, ROOT
+    from tests.integration.backup_node import PYTHON, ROOT
     # where systemd's own socket is (/run/systemd/notify): a socket's path must stay under 108 bytes,
     # whatever TMPDIR the tests run with
     short = Path(tempfile.mkdtemp(prefix="notify-", dir="/run"))

@@ -13,7 +13,7 @@ import pytest
 
 from ethoscope_rsync.state.store import load_status
 
-from tests.integration.safety_helpers import HIDDEN, Backup, db_integrity, descendants, \
+from tests.integration.safety_checks import HIDDEN, Backup, db_integrity, descendants, \
     in_flight, partial_files, processes_mentioning, roi_rows, running, sha256, stop_process, visible_files, wait_for
 
 POPULATED_ROWS = 200  # the `lab` fixture's databases

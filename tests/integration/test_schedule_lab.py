@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from tests.integration.runner_helpers import PYTHON, ROOT, Node
+from tests.integration.backup_node import PYTHON, ROOT, Node
 from tests.lab.crafted import craft
 
 BIG = 48 << 20          # the straggler's copy ahead

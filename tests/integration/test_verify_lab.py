@@ -8,7 +8,7 @@ import os
 import subprocess
 import time
 
-from tests.integration.runner_helpers import PYTHON, ROOT, Node
+from tests.integration.backup_node import PYTHON, ROOT, Node
 
 
 def verify(node, *args):

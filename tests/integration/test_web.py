@@ -14,7 +14,7 @@ import time
 import pytest
 
 from tests.fixtures.status import generate_status, write_json
-from tests.integration.web_helpers import PYTHON, ROOT, Service, documents, free_port, have_ipv6
+from tests.integration.status_service import PYTHON, ROOT, Service, documents, free_port, have_ipv6
 
 
 @pytest.fixture

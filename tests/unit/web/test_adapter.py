@@ -9,7 +9,7 @@ import pytest
 
 from ethoscope_rsync.web.adapter import make_wsgi_app
 from ethoscope_rsync.web.app import Response, StatusApp
-from tests.unit.web.web_helpers import write_example
+from tests.unit.web.examples import write_example
 
 
 def call(wsgi, method="GET", path="/", query="", names=None, **headers):

@@ -17,7 +17,7 @@ from tests.fixtures.status import write_json
 from ethoscope_rsync.render import upstream as render
 from ethoscope_rsync.web.app import StatusApp, accepts_gzip, etag_matches, prefers_html, query_param, refusal
 from ethoscope_rsync.web.documents import prepare
-from tests.unit.web.web_helpers import write_example
+from tests.unit.web.examples import write_example
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(HERE)))

@@ -5,7 +5,7 @@ import json
 
 from tests.fixtures.status import B, NOW, build, example_pass, scripted_pass, write_json
 from ethoscope_rsync.web.app import StatusApp
-from tests.unit.web.web_helpers import write_example
+from tests.unit.web.examples import write_example
 
 DAY = 86400.0
 

@@ -1,4 +1,4 @@
-"""Helpers for the second copy's tests on the simulated lab: a node with [offsite], a NAS (a network
+"""The second copy's tests on the simulated lab: a node with [offsite], a NAS (a network
 namespace with its own sshd, as the devices have), restic run by hand to look into a repository."""
 import hashlib
 import os
@@ -6,7 +6,7 @@ import pwd
 import subprocess
 from pathlib import Path
 
-from tests.integration.runner_helpers import PYTHON, ROOT, Node
+from tests.integration.backup_node import PYTHON, ROOT, Node
 from tests.polling import wait_for
 
 DEVICE_USER = "ethoscope"

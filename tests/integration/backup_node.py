@@ -1,4 +1,5 @@
-"""Shared helpers for integration tests that drive the real `ethoscope-backup` command line."""
+"""The node side of the integration tests that drive the real `ethoscope-backup` command line:
+its destinations and configuration, and digests of what it holds."""
 import hashlib
 import os
 import sqlite3

@@ -1,4 +1,5 @@
-"""Helpers for the data-safety and hostile-input integration tests (real CLI, real rsync/sshd on the lab)."""
+"""The node of the data-safety and hostile-input tests (real CLI, real rsync/sshd on the lab) and
+their checks of files and processes."""
 import hashlib
 import os
 import signal
@@ -6,7 +7,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from tests.integration.runner_helpers import rendered_status
+from tests.integration.backup_node import rendered_status
 from tests.polling import wait_for  # noqa: F401 (re-exported for the safety tests)
 
 ROOT = Path(__file__).resolve().parents[2]
