@@ -1,4 +1,5 @@
 """`ethoscope-backup run` against real sshd/rsync on simulated ethoscopes (tests/lab)."""
+import contextlib
 import json
 import shutil
 import tempfile
@@ -138,19 +139,25 @@ def test_no_discovery_source_at_all_fails(lab, node):
 
 def test_root_runs_as_the_owner_of_the_state_dir(lab):
     """On a packaged node root's pass runs as the service user: nothing it leaves is root's."""
+    with _service_users_node(lab, "runas-") as (node, account):
+        _check_run_as(node, account)
+
+
+@contextlib.contextmanager
+def _service_users_node(lab, prefix):
+    """A node whose state belongs to the lab's service user, as on a packaged node: (node, account).
+    Under /var/tmp with a short name: traversable by that user, and short enough for ssh's folder."""
     import os
     import pwd
-    import shutil
-    import tempfile
     account = pwd.getpwnam("ethoscope")
-    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="runas-"))   # traversable by that user
+    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix=prefix))
     try:
         os.chmod(base, 0o755)
         node = Node(lab, base)
         node.state.mkdir()
         for path in (base, node.state, node.conf):
             os.chown(path, account.pw_uid, account.pw_gid)
-        _check_run_as(node, account)
+        yield node, account
     finally:
         shutil.rmtree(base)
 
@@ -160,19 +167,11 @@ def test_what_a_killed_pass_left_is_removed_by_the_next(lab):
     SSH key (in the user's private runtime folder, never /tmp) and its shared-connection folder stay;
     the next pass removes both."""
     import os
-    import pwd
     import signal
     import subprocess
     from tests.integration.backup_node import PYTHON, ROOT
     from tests.polling import wait_for
-    account = pwd.getpwnam("ethoscope")
-    base = Path(tempfile.mkdtemp(dir="/var/tmp", prefix="k-"))     # short: the ssh folder goes beside the status
-    try:
-        os.chmod(base, 0o755)
-        node = Node(lab, base)
-        node.state.mkdir()
-        for path in (base, node.state, node.conf):
-            os.chown(path, account.pw_uid, account.pw_gid)
+    with _service_users_node(lab, "k-") as (node, _):
         lab.cut_link(lab.devices[0])
         try:
             killed = subprocess.Popen([PYTHON, "-m", "ethoscope_rsync", "run", "-c", str(node.conf)], cwd=ROOT,
@@ -191,8 +190,6 @@ def test_what_a_killed_pass_left_is_removed_by_the_next(lab):
         assert result.returncode == 0, result.stderr
         assert left() == ([], [])
         assert not list(runtime.glob("private/*")) and not list(runtime.glob("ssh-*"))
-    finally:
-        shutil.rmtree(base)
 
 
 def _check_run_as(node, account):
