@@ -107,15 +107,18 @@ class Scheduler:
             while True:
                 now = self.clock()
                 self.interrupted = self.interrupted or (self.job.stop.is_set() and bool(self.running))
-                if not self.job.stop.is_set():
-                    ready = due(self.ends, self.running, now, schedule.interval)
-                    for key in self._leave_paused(ready)[:slots - len(self.running)]:
+                free = slots - len(self.running)
+                if free > 0 and not self.job.stop.is_set():    # (only those that get a slot are asked)
+                    ready = due(self.ends, self.running, now, schedule.interval)[:free]
+                    for key in self._leave_paused(ready):
                         self._start(pool, key)
                 upcoming = next_due(self.ends, self.running, schedule.interval)
                 if not self.running and (self.job.stop.is_set() or upcoming is None
                                          or upcoming - now > schedule.linger):
                     break
-                wait = self.tick if upcoming is None else min(self.tick, max(0.0, upcoming - now))
+                # every slot taken: the next look is when a job ends (it wakes the loop), not at once
+                full = len(self.running) >= slots
+                wait = self.tick if upcoming is None or full else min(self.tick, max(0.0, upcoming - now))
                 on_tick(_drain(self.job.events, max(wait, 0.01)))
                 self._collect()
                 self._maintain(save, rediscover)

@@ -202,3 +202,32 @@ def test_a_device_paused_while_the_pass_runs_is_not_copied_again(config, tmp_pat
     scheduler.run(lambda batch: [store.apply(e) for e in batch])
     assert copies.count(SLOW.name) == 1 and copies.count(FAST.name) == 3
     assert store.status.devices[SLOW.key].state == COMPLETED
+
+
+def test_devices_waiting_for_a_slot_are_not_looked_at_until_one_frees(config, tmp_path, monkeypatch):
+    """With every slot taken the loop waits for a job to end (its wake) or a tick, never spins; and only
+    the devices that get a free slot are checked for a pause (a file read)."""
+    from ethoscope_rsync.backup import continuous
+    waits, asked, release = [], [], threading.Event()
+    drain = continuous._drain
+
+    def recorded(events, wait):
+        waits.append(wait)
+        if len(waits) >= 5:
+            release.set()
+        return drain(events, wait)
+    monkeypatch.setattr(continuous, "_drain", recorded)
+
+    def worker(job, device):
+        if device.name == SLOW.name:
+            assert release.wait(timeout=30)                 # until the loop looked five times meanwhile
+        job.stop.set()
+        return copy(job, device)
+
+    scheduler, store, _ = scheduler_for(config.changed(transfer={"jobs": 1}), tmp_path, [SLOW, FAST, OTHER],
+                                        worker)
+    scheduler.paused = lambda ready: asked.append([d.name for d in ready]) or set()
+    scheduler.tick = 0.05
+    scheduler.run(lambda batch: [store.apply(e) for e in batch])
+    assert asked == [[SLOW.name]]                  # FAST and OTHER waited for the slot; the pass was stopped
+    assert waits[:5] == [0.05] * 5                 # the slot taken and two devices due: a tick, not 0.01
