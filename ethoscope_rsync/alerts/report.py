@@ -18,7 +18,7 @@ from ethoscope_rsync.state.alerts import (MAX_UNDELIVERED, RETRY_FOR, Change, Co
 from ethoscope_rsync.state.store import load_history, load_status, pass_lock, read_json, write_json_atomic
 from ethoscope_rsync.system.exits import EXIT_FAILED, EXIT_OK, Busy
 from ethoscope_rsync.system.logs import log
-from ethoscope_rsync.state.model import DAY
+from ethoscope_rsync.state.model import DAY, ERROR, RUNNING
 
 
 def _give_up(messages: list, why: str) -> None:
@@ -46,19 +46,32 @@ def send_pending(config, pending: list) -> tuple:
 GOOD_PASSES = ("success", "nothing to do")
 
 
-def ping_after_good_pass(config, status, pinged: float) -> float:
-    """[alert] ping_url fetched once for the newest pass that ended well; returns the end of the
-    pass last pinged (unchanged when there was nothing to ping or the ping failed: tried again)."""
+def good_moment(status, history) -> float:
+    """When the node last backed up well: the end of the newest pass that ended well or, while a
+    scheduled pass runs (a straggler may keep it alive for days), the end of its newest round in which
+    every device was copied (the history it saves every 30 s), if no device's last copy failed."""
     run = status.run
-    if not config.alert.ping_url or run.outcome not in GOOD_PASSES or run.ended <= pinged:
+    if run.outcome in GOOD_PASSES:
+        return run.ended
+    if run.outcome == RUNNING and not any(device.state == ERROR for device in status.devices.values()):
+        return history.last_backup
+    return 0.0
+
+
+def ping_after_good_pass(config, status, history, pinged: float) -> float:
+    """[alert] ping_url fetched once for each newer :func:`good_moment`; returns the moment last pinged
+    (unchanged when there was nothing to ping or the ping failed: tried again)."""
+    moment = good_moment(status, history)
+    if not config.alert.ping_url or moment <= pinged:
         return pinged
     problem = notify.ping(config.alert.ping_url, config.alert.timeout, notify.auth_of(config))
     if problem:
         log.warning("ping_url not reached: %s", problem)
         return pinged
-    log.info("pinged %s after the pass that ended %s", config.alert.ping_url.split("?")[0],
-             time.strftime("%H:%M:%S", time.localtime(run.ended)))
-    return run.ended
+    log.info("pinged %s after the %s that ended %s", config.alert.ping_url.split("?")[0],
+             "round of the running pass" if status.run.outcome == RUNNING else "pass",
+             time.strftime("%H:%M:%S", time.localtime(moment)))
+    return moment
 
 
 def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat: bool = False) -> int:
@@ -81,8 +94,8 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat:
             pending, expired = read_undelivered(recorded, notify.channels(config), now)
             _give_up(expired, "undelivered for %d days" % (RETRY_FOR // DAY))
             undelivered, dead = send_pending(config, pending)
-            status = load_status(config.paths.status_file)
-            found = conditions(config, load_history(config.history_file), status, monitor, now)
+            status, history = load_status(config.paths.status_file), load_history(config.history_file)
+            found = conditions(config, history, status, monitor, now)
             if heartbeat:
                 log.info("heartbeat: %s", "; ".join(
                     "%s: %s" % (c.subject, c.problem or ("unknown" if c.problem is None else "ok"))
@@ -98,7 +111,7 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat:
                                 for channel in notify.channels(config) if channel in failed]
             undelivered, dropped = bounded(undelivered)
             _give_up(dropped, "more than %d undelivered" % MAX_UNDELIVERED)
-            pinged = ping_after_good_pass(config, status, read_pinged(recorded))
+            pinged = ping_after_good_pass(config, status, history, read_pinged(recorded))
             write_json_atomic(config.alerts_file, state_document(state, now, undelivered, pinged))
     except Busy:
         log.info("another alert run is in progress; it sends what changed")

@@ -266,8 +266,10 @@ SETTINGS: tuple[Setting, ...] = (
             "or a bare token sent as \"Authorization: Bearer TOKEN\" (an ntfy access token). Keep it readable by\n"
             "the ethoscope-backup user only. Empty: no header."),
     Setting("alert", "ping_url", URL, "",
-            "Dead-man's switch: an http(s) URL fetched after each good pass (healthchecks.io, Uptime Kuma's push\n"
-            "monitor, ...), so that a node that died, or stopped backing up, is noticed from outside. Empty: none."),
+            "Dead-man's switch: an http(s) URL fetched after each good pass, and by the heartbeat after each\n"
+            "round of a long scheduled pass in which every device was copied (healthchecks.io, Uptime Kuma's\n"
+            "push monitor, ...), so that a node that died, or stopped backing up, is noticed from outside.\n"
+            "Empty: none."),
     Setting("alert", "pass_limit", FLOAT, "21600.0",
             "Seconds one device's copy may run before the heartbeat reports it (a stuck or crawling copy; a\n"
             "scheduled pass itself may run for days); 0 = never.", 0, 31536000),

@@ -1,6 +1,7 @@
 """The webhook's presets, its auth header and the dead-man's switch, against a real HTTP listener: ntfy
 gets plain text with its headers and the token, the ping comes once per good pass (and again after a
 failed one only when a pass ends well)."""
+import json
 import time
 
 from ethoscope_rsync.alerts.report import run_alerts
@@ -48,6 +49,29 @@ def test_ping_once_per_good_pass(tmp_path):
         status["run"].update(ended=status["run"]["ended"] + 300, outcome="failed")
         write_json(tmp_path / "status.json", status)
         run_alerts(config, {}, time.time())                      # a failed pass: no ping
+    assert len([r for r in hook.requests if r.get("method") == "GET"]) == 2
+
+
+def test_a_long_scheduled_pass_pings_after_each_whole_round(tmp_path):
+    """A straggler keeps a scheduled pass running for hours: the heartbeat's alert run pings for each round
+    of it in which every device was copied (the history's last backup), not while a device's copy failed."""
+    with Webhook(answer=(200, {})) as hook:
+        config, status = node(tmp_path, hook, f"ping_url = {hook.url}\n")
+        history_file = tmp_path / "state" / "history.json"
+        history = json.loads(history_file.read_text())
+        status["run"].update(outcome="running", ended=0.0)
+        write_json(tmp_path / "status.json", status)
+        run_alerts(config, {}, time.time(), heartbeat=True)         # the rounds before: pinged once
+        run_alerts(config, {}, time.time(), heartbeat=True)         # no new round: not again
+        history["last_backup"] += 120                                # a new round ended
+        write_json(history_file, history)
+        run_alerts(config, {}, time.time(), heartbeat=True)
+        assert len([r for r in hook.requests if r.get("method") == "GET"]) == 2
+        history["last_backup"] += 120
+        write_json(history_file, history)
+        next(iter(status["devices"].values()))["state"] = "error"   # but a device's last copy failed
+        write_json(tmp_path / "status.json", status)
+        run_alerts(config, {}, time.time(), heartbeat=True)
     assert len([r for r in hook.requests if r.get("method") == "GET"]) == 2
 
 
