@@ -21,7 +21,7 @@ import os
 import re
 import time
 
-from ethoscope_rsync.state import forecast
+from ethoscope_rsync.state import forecast, pauses
 from ethoscope_rsync.render import offsite
 from ethoscope_rsync.render.humanize import format_age, format_days, format_time, human_rate, human_size
 from ethoscope_rsync.system.logs import printable
@@ -157,11 +157,13 @@ def status_rows(status, history, now: float, stale_after: float) -> list:
     """Table rows (device, state, last success, age, lag, bytes, ssh cipher, message), from the same view
     of the status and the history as the web service's /status."""
     rows = []
-    for d in view(status, history, now, stale_after, files=False).devices.values():
-        state = f"running {d.percent:.0f}%" if d.state == RUNNING else d.state
+    devices = view(status, history, now, stale_after, files=False).devices
+    paused = pauses.active(pauses.of_history(history), devices, now)     # the admin's, attached to the history
+    for d in devices.values():
+        state = f"running {d.percent:.0f}%" if d.state == RUNNING else "paused" if d.key in paused else d.state
         success = d.past.last_success
         error = (d.run.error if d.run else "") or d.past.last_error
-        rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale else ""),
+        rows.append((printable(d.name or d.key), state + (" (stale)" if d.stale and d.key not in paused else ""),
                      time.strftime("%Y-%m-%d %H:%M", time.localtime(success)) if success else "never",
                      format_age(now - success) if success else "-",
                      dataage.cell(d.past, now), human_size(d.bytes_copied),
