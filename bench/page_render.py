@@ -63,6 +63,15 @@ def _baseline_tree(tmp: str) -> str | None:
     return tmp
 
 
+def write_documents(folder: str, status: dict, history: dict) -> tuple:
+    """The two documents as the pass writes them (compact JSON) in `folder` -> (status path, history path)."""
+    files = (os.path.join(folder, "status.json"), os.path.join(folder, "history.json"))
+    for path, doc in zip(files, (status, history)):
+        with open(path, "w") as handle:
+            json.dump(doc, handle, separators=(",", ":"))
+    return files
+
+
 def _measure(code_root: str, files: tuple, now: float, n: int, plain: bool) -> dict:
     env = dict(os.environ, PYTHONPATH=code_root, PYTHONDONTWRITEBYTECODE="1")
     p = subprocess.run([PYTHON, "-c", _MEASURE, *files, repr(now), str(n), "plain" if plain else "full"],
@@ -84,11 +93,7 @@ def run(quick: bool = False) -> dict:
         os.makedirs(os.path.join(tmp, "baseline"))
         old_root = _baseline_tree(os.path.join(tmp, "baseline"))
         for label, listed in (("last pass's files listed", 0), ("300 chunks listed", 300)):
-            status, history = long_history(100, files=listed)
-            files = (os.path.join(tmp, "status.json"), os.path.join(tmp, "history.json"))
-            for path, doc in zip(files, (status, history)):
-                with open(path, "w") as handle:
-                    json.dump(doc, handle, separators=(",", ":"))
+            files = write_documents(tmp, *long_history(100, files=listed))
             ours, today = [], []
             for _ in range(rounds):
                 ours.append(_measure(ROOT, files, NOW, n, plain=False))

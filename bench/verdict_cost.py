@@ -66,6 +66,7 @@ def _measure(code_root: str, files: tuple, now: float, n: int) -> dict:
 
 def run(quick: bool = False) -> dict:
     sys.path.insert(0, ROOT)
+    from bench.page_render import write_documents
     from tests.fixtures.status import NOW, long_history
     n, rounds = (10, 2) if quick else (40, ROUNDS)
     with tempfile.TemporaryDirectory(prefix="bench-verdict-") as tmp:
@@ -74,11 +75,7 @@ def run(quick: bool = False) -> dict:
         archive = subprocess.run(["git", "-C", ROOT, "archive", BASELINE, "ethoscope_rsync"],
                                  capture_output=True, check=True, timeout=60).stdout
         subprocess.run(["tar", "-x", "-C", base], input=archive, check=True, timeout=60)
-        status, history = long_history(100)
-        files = (os.path.join(tmp, "status.json"), os.path.join(tmp, "history.json"))
-        for path, doc in zip(files, (status, history)):
-            with open(path, "w") as handle:
-                json.dump(doc, handle, separators=(",", ":"))
+        files = write_documents(tmp, *long_history(100))
         ours, before = [], []
         for _ in range(rounds):
             ours.append(_measure(ROOT, files, NOW, n))

@@ -129,9 +129,10 @@ def db_integrity(path):
         con.close()
 
 
-def roi_rows(path):
-    """Total rows in the ROI_n tracking tables (what the lab's writer appends to)."""
-    con = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+def roi_rows(path, opened="mode=ro"):
+    """Total rows in the ROI_n tracking tables (what the lab's writer appends to); `opened`: SQLite's URI
+    parameters (immutable=1 for a private copy)."""
+    con = sqlite3.connect("file:%s?%s" % (path, opened), uri=True)
     try:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' "
                                             "AND name LIKE 'ROI\\_%' ESCAPE '\\' AND name != 'ROI_MAP'")]

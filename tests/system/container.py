@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -23,6 +24,8 @@ SUITES = ("bookworm", "trixie")
 BASE_PACKAGES = ["systemd", "systemd-sysv", "dbus", "python3", "curl", "ca-certificates", "lintian",
                  "python3-pytest"]
 CONTAINER_PATH = "PATH=/usr/sbin:/usr/bin:/sbin:/bin"
+GUEST_DEB_DIR = "/mnt/ethoscope-deb"            # not /tmp: the container's /tmp is its own tmpfs
+STATUS_SOCKET = "ethoscope-backup-status.socket"
 
 
 def run(argv, timeout=120, check=True, **kw):
@@ -31,6 +34,27 @@ def run(argv, timeout=120, check=True, **kw):
         raise AssertionError("%s -> %d\nstdout:\n%s\nstderr:\n%s"
                              % (argv, p.returncode, p.stdout[-4000:], p.stderr[-4000:]))
     return p
+
+
+def free_port():
+    """A TCP port free on this host now (the containers share its network)."""
+    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+        s.bind(("::", 0))
+        return s.getsockname()[1]
+
+
+def listen_on(container, address):
+    """The package's status socket on `address` (a port, or host:port) in `container`: written before
+    the install, so that the socket starts there and runs beside the host's and other containers'."""
+    container.write("/etc/systemd/system/%s.d/test-port.conf" % STATUS_SOCKET,
+                    "[Socket]\nListenStream=\nListenStream=%s\n" % address)
+
+
+def install(container, deb, timeout=180):
+    """apt installs the built package (bound at GUEST_DEB_DIR) as a lab does, no recommends beyond the
+    rootfs's; apt's output is returned."""
+    return container.exec(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q",
+                           "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=timeout)
 
 
 # ---------------------------------------------------------------------------------------- build

@@ -9,13 +9,13 @@ Run as root: /usr/bin/python3 -m pytest -p no:cacheprovider tests/system/test_al
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
 from tests.listeners import Webhook, sendmail_script
-from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, wait_for
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, dependency_names, free_port, install,
+                                    listen_on, rootfs_for, wait_for)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -23,13 +23,6 @@ PASS, ALERT = "ethoscope-backup.service", "ethoscope-backup-alert.service"
 VERIFY, VERIFY_TIMER = "ethoscope-backup-verify.service", "ethoscope-backup-verify.timer"
 NEW_UNITS = (ALERT, VERIFY, VERIFY_TIMER)
 SPOOL = "/var/lib/ethoscope-backup/test-mail"      # writable in the alert service's sandbox
-GUEST_DEB_DIR = "/mnt/ethoscope-deb"
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -38,10 +31,8 @@ def box(deb, suite):
     timer stopped)."""
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
     with Container(rootfs, "ethalert%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
-        c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
-                "[Socket]\nListenStream=\nListenStream=%d\n" % _free_port())
-        c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
-               timeout=180)
+        listen_on(c, free_port())
+        install(c, deb)
         c.systemctl("stop", "ethoscope-backup.timer")
         wait_for(lambda: c.systemctl("is-active", PASS, check=False).stdout.strip() != "activating", 120,
                  what="a timer-started pass to end")

@@ -13,12 +13,11 @@ is in the rootfs already), so the test needs no network.
 import json
 import os
 import re
-import socket
 import urllib.request
 
 import pytest
 
-from tests.system.container import (BASE_PACKAGES, REPO_ROOT, Container, dependency_names,
+from tests.system.container import (BASE_PACKAGES, REPO_ROOT, Container, dependency_names, free_port, listen_on,
                                     rootfs_for, run, wait_for)
 
 # The previous release as built (tests/fixtures/releases/README.md says how).
@@ -33,12 +32,6 @@ SOCKET, TIMER = "ethoscope-backup-status.socket", "ethoscope-backup.timer"
 SQLITE = "ethoscope_backup_sqlite.service"
 STAND_IN = ("[Unit]\nDescription=stand-in for the upstream sqlite backup daemon\n[Service]\n"
             "ExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n")
-
-
-def free_port():
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
 
 
 def make_repo(repo, gnupg, *debs):
@@ -66,7 +59,7 @@ def box(repo, deb, previous_deb, suite):
     port = free_port()
     with Container(rootfs, "ethrepo%s%d" % (suite[0], os.getpid()), binds_ro=[(str(repo / "repo"), GUEST_REPO)]) as c:
         c.port = port
-        c.write("/etc/systemd/system/%s.d/test-port.conf" % SOCKET, "[Socket]\nListenStream=\nListenStream=%d\n" % port)
+        listen_on(c, port)
         # An upstream daemon, enabled and running, as on a node before the package.
         c.write("/etc/systemd/system/" + SQLITE, STAND_IN)
         c.systemctl("daemon-reload")

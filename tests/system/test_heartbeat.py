@@ -15,14 +15,14 @@ import pytest
 
 from tests.fixtures.status import build, scripted_pass
 from tests.listeners import Webhook
-from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, wait_for
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, dependency_names, free_port, install,
+                                    listen_on, rootfs_for, wait_for)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn)")
 
 HEART, HEART_TIMER = "ethoscope-backup-heartbeat.service", "ethoscope-backup-heartbeat.timer"
 TIMER = "ethoscope-backup.timer"
 SWITCH = "ethoscope_backup_unified.service"
-GUEST_DEB_DIR = "/mnt/ethoscope-deb"
 STATUS, HISTORY = "/run/ethoscope-backup/status.json", "/var/lib/ethoscope-backup/history.json"
 
 
@@ -36,13 +36,11 @@ def hook(suite):          # one per release: each counts its own alerts
 def box(deb, hook, suite):
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
     with Container(rootfs, "ethbeat%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
-        c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
-                "[Socket]\nListenStream=\nListenStream=127.0.0.1:%d\n" % (20000 + os.getpid() % 20000))
+        listen_on(c, "127.0.0.1:%d" % free_port())
         # Passes that stopped: the backup timer's next pass is hours away.
         c.write("/etc/systemd/system/ethoscope-backup.timer.d/test-late.conf",
                 "[Timer]\nOnBootSec=\nOnBootSec=10h\nOnUnitInactiveSec=\nOnUnitInactiveSec=10h\n")
-        c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
-               timeout=180)
+        install(c, deb)
         c.write("/etc/ethoscope/backup.conf", "[node]\nserver =\n[status]\noverdue_after = 1800\n"
                 "[alert]\nwebhook = %s\nwebhook_format = slack\ntimeout = 5\n" % hook.url)
         yield c

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, LabNetns, dependency_names, rootfs_for, wait_for
-from tests.system.test_package import GUEST_DEB_DIR, RUNNER, SERVICE_USER, TIMER
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, LabNetns, dependency_names, install,
+                                    rootfs_for, wait_for)
+from tests.system.test_package import RUNNER, SERVICE_USER, TIMER
+from tests.integration.safety_checks import roi_rows
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -125,13 +127,7 @@ def rows(path):
     with tempfile.TemporaryDirectory() as tmp:
         copy = os.path.join(tmp, "copy.db")
         shutil.copyfile(str(path), copy)
-        con = sqlite3.connect("file:%s?immutable=1" % copy, uri=True)
-        try:
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE name LIKE 'ROI\\_%' "
-                                                "ESCAPE '\\' AND name != 'ROI_MAP'")]
-            return sum(con.execute('SELECT count(*) FROM "%s"' % t).fetchone()[0] for t in tables)
-        finally:
-            con.close()
+        return roi_rows(copy, "immutable=1")
 
 
 def add_rows(db, count):
@@ -274,7 +270,6 @@ def test_installed_again_after_a_removal_the_backups_are_switched_on_again(node,
     box = node
     box.exec(["apt-get", "remove", "-y", "-q", "ethoscope-rsync"], timeout=300)
     assert active(box, TIMER) == "inactive" and not box.path("/run/ethoscope-backup-switch/" + UNIFIED).exists()
-    again = box.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                      "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=300)
+    again = install(box, deb, timeout=300)
     assert "ethoscope-rsync: backups switched on: %s " % UNIFIED in again.stdout, again.stdout
     assert switched(box) == ({UNIFIED: "active", SQLITE: "inactive", VIDEO: "inactive"}, [UNIFIED])

@@ -12,12 +12,12 @@ Run as root: /usr/bin/python3 -m pytest -p no:cacheprovider tests/system/test_of
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, wait_for
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, dependency_names, free_port, install,
+                                    listen_on, rootfs_for, wait_for)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -26,18 +26,11 @@ OFFSITE, TIMER = "ethoscope-backup-offsite.service", "ethoscope-backup-offsite.t
 REPOSITORY = "/srv/ethoscope-offsite"
 PASSWORD = "/etc/ethoscope/keys/restic-password"
 STATE = "/var/lib/ethoscope-backup/offsite.json"
-GUEST_DEB_DIR = "/mnt/ethoscope-deb"
-
-
-def _free_port():
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def port():
-    return _free_port()
+    return free_port()
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +39,8 @@ def box(deb, port, suite):
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
     with Container(rootfs, "ethoffsite%s%d" % (suite[0], os.getpid()),
                    binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
-        c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
-                "[Socket]\nListenStream=\nListenStream=%d\n" % port)
-        c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
-               timeout=180)
+        listen_on(c, port)
+        install(c, deb)
         c.systemctl("stop", "ethoscope-backup.timer")
         wait_for(lambda: c.systemctl("is-active", PASS, check=False).stdout.strip() != "activating", 120,
                  what="a timer-started pass to end")

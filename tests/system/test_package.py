@@ -12,7 +12,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -22,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from ethoscope_rsync.state.store import load_status
-from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, wait_for
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, dependency_names, free_port, install,
+                                    listen_on, rootfs_for, wait_for)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -32,15 +32,8 @@ RUNNER, STATUS, TIMER, SOCKET = ("ethoscope-backup.service", "ethoscope-backup-s
                                  "ethoscope-backup.timer", "ethoscope-backup-status.socket")
 SWITCH = "ethoscope_backup_unified.service"
 MAX_EXPOSURE = {RUNNER: 3.0, STATUS: 2.0}
-GUEST_DEB_DIR = "/mnt/ethoscope-deb"            # not /tmp: the container's /tmp is its own tmpfs
 SERVICE_USER = "ethoscope-backup"
 UPSTREAM_MID = "0123456789abcdef0123456789abcdef"   # a folder "left by the upstream root-run tool"
-
-
-def free_port():
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
 
 
 def http_get(port, path="/", timeout=15):
@@ -74,11 +67,9 @@ def box(rootfs, deb, port, suite):
              " && echo old > /ethoscope_data/results/%s/ETHOSCOPE_099/2020-01-01_00-00-00/old.db"
              " && chown -R root:root /ethoscope_data" % (UPSTREAM_MID, UPSTREAM_MID))
         # The status socket on a free port (set before install, so the socket starts there).
-        c.write("/etc/systemd/system/%s.d/test-port.conf" % SOCKET,
-                "[Socket]\nListenStream=\nListenStream=%d\n" % port)
+        listen_on(c, port)
         t0 = time.monotonic()
-        c.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
-               timeout=180)
+        install(c, deb)
         print("apt install in the container: %.1fs" % (time.monotonic() - t0))
         yield c
         print(c.sh("journalctl -b --no-pager -n 60 -u 'ethoscope-*'", check=False).stdout)

@@ -4,33 +4,24 @@ the sandboxing (systemd-analyze security) of every service, with the figures REA
 """
 import os
 import re
-import socket
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, dependency_names, rootfs_for, run
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, dependency_names, free_port, install,
+                                    listen_on, rootfs_for, run)
 
-GUEST_DEB_DIR = "/mnt/ethoscope-deb"
 UNITS = ["ethoscope-backup.service", "ethoscope-backup.timer",
          "ethoscope-backup-status.socket", "ethoscope-backup-status.service"]
 RUNNER, STATUS = "ethoscope-backup.service", "ethoscope-backup-status.service"
 SWITCH = "ethoscope_backup_unified.service"
 
 
-def free_port():
-    with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-        s.bind(("::", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def box(deb, suite):
     rootfs = rootfs_for(BASE_PACKAGES + dependency_names(deb), suite)
     with Container(rootfs, "ethrel%s%d" % (suite[0], os.getpid()), binds_ro=[(str(deb.parent), GUEST_DEB_DIR)]) as c:
-        c.write("/etc/systemd/system/ethoscope-backup-status.socket.d/test-port.conf",
-                "[Socket]\nListenStream=\nListenStream=%d\n" % free_port())
-        c.exec(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-q", "--no-install-recommends",
-                "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=180)
+        listen_on(c, free_port())
+        install(c, deb)
         yield c
 
 

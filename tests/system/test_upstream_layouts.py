@@ -22,8 +22,9 @@ import os
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, LabNetns, dependency_names, rootfs_for, wait_for
-from tests.system.test_package import GUEST_DEB_DIR, TIMER
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, LabNetns, dependency_names, install,
+                                    rootfs_for, wait_for)
+from tests.system.test_package import TIMER
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -134,8 +135,7 @@ def upstream(request, deb, lab, suite):
 
 def test_install_purge_and_the_switches_in_each_layout(upstream, deb):
     box = upstream
-    installed = box.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                          "%s/%s" % (GUEST_DEB_DIR, deb.name)], timeout=300)
+    installed = install(box, deb, timeout=300)
     lines = [line for line in installed.stdout.splitlines() if line.startswith("ethoscope-rsync:")]
     assert any(line.startswith("ethoscope-rsync: stopped the upstream backup daemon(s) %s %s:" % (UNIFIED, VIDEO))
                for line in lines), installed.stdout

@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.system.container import BASE_PACKAGES, Container, LabNetns, dependency_names, rootfs_for, wait_for
-from tests.system.test_package import GUEST_DEB_DIR, RUNNER, SERVICE_USER, TIMER
+from tests.system.container import (BASE_PACKAGES, GUEST_DEB_DIR, Container, LabNetns, dependency_names, install,
+                                    rootfs_for, wait_for)
+from tests.system.test_package import RUNNER, SERVICE_USER, TIMER
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (systemd-nspawn, network namespaces)")
 
@@ -124,8 +125,7 @@ def installed(node, deb, lab):
     assert stand_in_pids(box, "video") and box.path("/ethoscope_data/videos/.stand-in-video").is_file()
     # The test's schedule: no pass of the timer's own during the test (timer_pass() brings one on).
     box.write("/etc/systemd/system/%s.d/test-schedule.conf" % TIMER, SCHEDULE % "1h")
-    p = box.exec(["apt-get", "install", "-y", "-q", "--no-install-recommends", "%s/%s" % (GUEST_DEB_DIR, deb.name)],
-                 timeout=240)
+    p = install(box, deb, timeout=240)
     print(p.stdout)
     text = lab.config_text("/ethoscope_data/results", "/ethoscope_data/videos", "/run/ethoscope-backup/status.json",
                            "/var/lib/ethoscope-backup", "/var/lib/ethoscope-backup/known_hosts")

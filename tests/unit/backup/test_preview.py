@@ -3,7 +3,6 @@ standing in for ssh and rsync (as in the job's tests) and the discovery's answer
 import pytest
 
 from ethoscope_rsync.backup import preview
-from ethoscope_rsync.config.load import load_config
 from ethoscope_rsync.config.devices import Device
 from ethoscope_rsync.backup.discovery import Discovered
 from ethoscope_rsync.system.execute import Result
@@ -17,15 +16,6 @@ DEVICE = Device(name="ETHOSCOPE_004", address="169.254.9.4", id="")
 def probe_answer(machine_id=MID):
     return (f"{MARK}machine-id\n{machine_id}\n{MARK}cpu\n{MARK}results\n{MID}\n{MARK}videos\n{MID}\n"
             f"{MARK}databases\n\n{MARK}end\n")
-
-
-@pytest.fixture
-def config(tmp_path):
-    path = tmp_path / "backup.conf"
-    path.write_text(f"[paths]\nupstream_config = {tmp_path}/none\nresults = {tmp_path}/results\n"
-                    f"videos = {tmp_path}/videos\nstate_dir = {tmp_path}/state\n"
-                    f"status_file = {tmp_path}/run/status.json\n")
-    return load_config(path)
 
 
 def preview_of(config, monkeypatch, probe, rsync, device=DEVICE):
