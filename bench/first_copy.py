@@ -1,9 +1,13 @@
-"""A new device's first full copy (issue 26, scenario 10): where the product's wall time goes, and
+"""A new device's first full copy (issue 26, scenario 11): where the product's wall time goes, and
 whether anything in it grows with the data. One device, 1.2 GB of video and a small results tree;
 every variant alternates with the others in one run (paired repetitions, medians and ranges):
 
 - ``ethoscope-backup run`` (the real command line, a fresh node: a device's first contact) against
-  bare ``rsync -rt`` with the cipher the product chooses, and the legacy ``rsync -avz``;
+  bare ``rsync -rt`` of what it copies (both trees in one command, with the cipher and key exchange the
+  product chooses), ``run --videos-only`` against bare ``rsync -rt`` of the videos, and both against
+  the seed's legacy ``rsync -avz`` (its two commands, results then videos);
+- the fixed cost, whatever the size: run and bare rsync of a 1 MiB tree, one ssh connection (the
+  probe's), the interpreter with a pass's imports; and the floor it sets: (bare + fixed) / bare;
 - the product's own videos rsync argv alone (stdout to /dev/null) and through ``execute.stream`` +
   ``OutputReader`` (events drained by a second thread, as the pass's writer does);
 - the profile: the real pass (``run_pass``) in a child process whose process runner, discovery and
@@ -13,7 +17,8 @@ every variant alternates with the others in one run (paired repetitions, medians
 
 Diagnostics by hand: ``BENCH_VARIANT`` (see _variant) takes one suspect away from the profiled pass;
 ``cpu`` in it adds each process's CPU seconds (the probe, each rsync with its ssh, the shared connection).
-Run: ``/usr/bin/python3 -m bench --only first,first-noaes`` (or ``--quick``).
+``rate`` shapes the device's link (``--rate 1gbit``: a Raspberry Pi 4's Ethernet; scenario first-1g).
+Run: ``/usr/bin/python3 -m bench --only first,first-noaes,first-1g`` (or ``--quick``).
 """
 from __future__ import annotations
 
@@ -33,11 +38,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.transfer import (LEGACY_FLAGS, PYTHON, Work, fresh_node, lab_name, med, remote, row, run_cli,  # noqa: E402
-                            runner_env, ssh_opts)
-from tests.lab.lab import Lab  # noqa: E402
+from bench.transfer import (LEGACY_FLAGS, OURS_KEX, PYTHON, Work, fresh_node, lab_name, med, remote, row,  # noqa: E402
+                            run_cli, runner_env, ssh_opts, warm_bytecode)
+from tests.lab.lab import DEVICE_USER, Lab  # noqa: E402
 
-SCENARIO = "10 first copy"
+SCENARIO = "11 first copy"
 
 
 def _kind(argv) -> str:
@@ -244,12 +249,14 @@ def _through_reader(argv, device) -> float:
     return elapsed
 
 
-def _alone(argv, cpu=None) -> float:
-    """Seconds of one rsync with its stdout to /dev/null; its CPU seconds (and its ssh's) appended to `cpu`."""
+def _alone(argv, cpu=None, env=None) -> float:
+    """Seconds of one command (an rsync) with its stdout to /dev/null; its CPU seconds (and its ssh's)
+    appended to `cpu`."""
     start, before = time.perf_counter(), _cpu_seconds(resource.RUSAGE_CHILDREN)
-    process = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=3600)
+    process = subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, timeout=3600,
+                             cwd=ROOT, env=env)
     if process.returncode != 0:
-        raise RuntimeError(f"the videos rsync exited {process.returncode}: {process.stderr[-400:]}")
+        raise RuntimeError(f"{argv[0]} exited {process.returncode}: {process.stderr[-400:]}")
     if cpu is not None:
         cpu.append(round(_cpu_seconds(resource.RUSAGE_CHILDREN) - before, 3))
     return time.perf_counter() - start
@@ -274,40 +281,106 @@ def _spread(values) -> str:
     return f"{min(values):.3f}-{max(values):.3f}"
 
 
+def _ratios(ours, baseline) -> list:
+    return sorted(o / b for o, b in zip(ours, baseline))
+
+
 def _paired(ours, baseline) -> str:
-    ratios = sorted(o / b for o, b in zip(ours, baseline))
-    return f"paired ratios {ratios[0]:.3f}-{ratios[-1]:.3f}"
+    ratios = _ratios(ours, baseline)
+    return f"paired ratios {ratios[0]:.3f}-{ratios[-1]:.3f}, their median {med(ratios):.3f}"
+
+
+def _judged(measure, ours, baseline, target, note="") -> dict:
+    """A judged row: medians shown, the target judged on the median of the paired ratios."""
+    ok = med(_ratios(ours, baseline)) <= target
+    return row(SCENARIO, measure, med(ours), med(baseline), target, ok=ok,
+               note=_paired(ours, baseline) + (f"; {note}" if note else ""))
 
 
 ALONE, READER, PROFILED = "videos rsync alone", "videos rsync through the reader", "the pass, instrumented"
-CLI, BARE, LEGACY = "ethoscope-backup run", "bare rsync -rt", "legacy rsync -avz"
-VIDEOS_ONLY = "ethoscope-backup run --videos-only"
+CLI, VIDEOS_ONLY = "ethoscope-backup run", "ethoscope-backup run --videos-only"
+BARE, BARE_VIDEOS = "bare rsync -rt, both trees", "bare rsync -rt, the videos"
+LEGACY = "legacy rsync -avz, the seed's two commands"
+FIXED = {"run": "ethoscope-backup run, 1 MiB", "bare": "bare rsync -rt, 1 MiB",
+         "ssh": "one ssh connection (ssh true)", "python": "the interpreter and a pass's imports"}
 
 
-def run(quick=False, without_aes=False, chunks=None, reps=None, only=None):
+def _argvs(lab, device, dest, cipher, known) -> dict:
+    """The baselines, copying what the product copies: bare `rsync -rt` of both trees in one command
+    and of the videos alone (the product's cipher and key exchange), the seed's two commands."""
+    ssh = ssh_opts(lab, cipher, known, kex=OURS_KEX)
+    trees = [remote(device, kind).rstrip("/") for kind in ("results", "videos")]
+    legacy_ssh = shlex.join(["ssh", "-i", str(lab.key_path), "-o", "StrictHostKeyChecking=no", "-o",
+                             "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+    return {BARE: [["rsync", "-rt", "-e", ssh, *trees, f"{dest}/"]],
+            BARE_VIDEOS: [["rsync", "-rt", "-e", ssh, remote(device, "videos"), f"{dest}/"]],
+            LEGACY: [["rsync", *LEGACY_FLAGS, "-e", legacy_ssh, remote(device, kind), f"{dest}/{kind}/"]
+                     for kind in ("results", "videos")],
+            "ssh": [shlex.split(ssh) + [f"{DEVICE_USER}@{device.ip}", "true"]],
+            "python": [[PYTHON, "-c", "import ethoscope_rsync.commands.cli, ethoscope_rsync.backup.passes, "
+                        "ethoscope_rsync.backup.pool"]]}
+
+
+def _fixed_cost(lab, work, device, argvs, reps) -> dict:
+    """What a first copy costs whatever its size: run and bare rsync of a 1 MiB tree, one ssh
+    connection and the interpreter with a pass's imports, alternating -> {name: [seconds]}."""
+    dest, times = work / "dest", {name: [] for name in FIXED}
+    for rep in range(reps):
+        for name in (list(FIXED) if rep % 2 == 0 else list(FIXED)[::-1]):
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.mkdir()
+            if name == "run":
+                times[name].append(run_cli(fresh_node(lab, work / "node"), "-j", "1")["seconds"])
+            else:
+                argv_of = BARE if name == "bare" else name
+                times[name].append(sum(_alone(argv, env=runner_env()) for argv in argvs[argv_of]))
+    shutil.rmtree(dest, ignore_errors=True)
+    return times
+
+
+def _fixed_rows(fixed, bare_big, label) -> list:
+    m = {name: med(values) for name, values in fixed.items()}
+    extra = m["run"] - m["bare"]
+    return [
+        row(SCENARIO, f"[fixed] run vs bare -rt, a 1 MiB first copy ({label})", m["run"], m["bare"],
+            note=_paired(fixed["run"], fixed["bare"]) + f"; the product's fixed cost {extra * 1000:.0f} ms"),
+        row(SCENARIO, f"[fixed] of which one ssh connection, the probe's ({label})", m["ssh"],
+            note=f"range {_spread(fixed['ssh'])} s"),
+        row(SCENARIO, f"[fixed] of which the interpreter and a pass's imports ({label})", m["python"],
+            note=f"range {_spread(fixed['python'])} s"),
+        row(SCENARIO, f"[fixed] floor: (bare + the fixed cost) / bare at this size ({label})", bare_big + extra,
+            bare_big, note=f"1.05 needs a bare copy of {extra / 0.05:.1f} s or more"),
+    ]
+
+
+def run(quick=False, without_aes=False, chunks=None, reps=None, only=None, rate=None):
     """`chunks` of 200 MB (default 6: 1.2 GB), `reps` repetitions, `only` a subset of the variants
-    (the ones the rows need are measured anyway: by hand, ``--chunks 60 --reps 2 --only run,bare``)."""
+    (the ones the rows need are measured anyway: by hand, ``--chunks 60 --reps 2 --only run,bare``),
+    `rate` the device's link shaped (tc tbf, e.g. 1gbit: a Raspberry Pi 4's Ethernet)."""
     chunks, size = (2, 16 << 20) if quick else (chunks or 6, 200 << 20)
     reps = reps or (2 if quick else 5)
-    total = chunks * size
     cipher = "chacha20-poly1305@openssh.com" if without_aes else "aes128-gcm@openssh.com"
-    out = {"bytes": total, "repetitions": reps, "without_aes": without_aes, "cipher": cipher}
+    out = {"repetitions": reps, "without_aes": without_aes, "cipher": cipher, "rate": rate or "unshaped"}
     tag = "firstna" if without_aes else "first"
     with Work(tag) as work, Lab(lab_name(tag), 1, without_aes={1} if without_aes else ()) as lab:
         device = lab.devices[0]
         lab.populate(device, experiments=1, db_rows=2000, video_chunks=0, mp4=False)
-        for _ in range(chunks):
-            lab.add_video_chunk(device, size)
+        lab.add_video_chunk(device, 1 << 20)
+        if rate:
+            lab.rate_limit(device, rate)
         dest, known = work / "dest", work / "known_hosts"
         known.write_text(lab.known_hosts_text())
-        argv = _videos_argv(fresh_node(lab, work / "node"), device, dest, cipher)
-        bare = ["rsync", "-rt", "-e", ssh_opts(lab, cipher, known), remote(device, "videos"), f"{dest}/"]
-        legacy = ["rsync", *LEGACY_FLAGS, "-e", shlex.join(["ssh", "-i", str(lab.key_path), "-o",
-                                                            "StrictHostKeyChecking=no", "-o",
-                                                            "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]),
-                  remote(device, "videos"), f"{dest}/"]
-        profiles, times = [], {name: [] for name in (ALONE, READER, PROFILED, CLI, BARE, LEGACY, VIDEOS_ONLY)}
-        cpu = {ALONE: [], CLI: [], BARE: [], VIDEOS_ONLY: []}
+        argvs = _argvs(lab, device, dest, cipher, known)
+        warm_bytecode()
+        fixed = _fixed_cost(lab, work, device, argvs, 2 if quick else 6) if only is None else {}
+        for _ in range(chunks):
+            lab.add_video_chunk(device, size)
+        total = sum(p.stat().st_size for p in (device.data_root / "videos").rglob("*.h264"))
+        out["bytes"] = total
+        argvs[ALONE] = [_videos_argv(fresh_node(lab, work / "node"), device, dest, cipher)]
+        profiles, times = [], {name: [] for name in (ALONE, READER, PROFILED, CLI, BARE, BARE_VIDEOS, LEGACY,
+                                                     VIDEOS_ONLY)}
+        cpu = {ALONE: [], CLI: [], BARE: [], BARE_VIDEOS: [], VIDEOS_ONLY: []}
 
         def one(name):
             # every variant starts on the same disk: the previous one's copy removed and written back
@@ -323,9 +396,9 @@ def run(quick=False, without_aes=False, chunks=None, reps=None, only=None):
                 times[name].append(_cli(lab, work / "node", total, cpu[name], *name.split()[2:]))
                 return
             if name == READER:
-                times[name].append(_through_reader(argv, device))
+                times[name].append(_through_reader(argvs[ALONE][0], device))
             else:
-                times[name].append(_alone({ALONE: argv, BARE: bare, LEGACY: legacy}[name], cpu.get(name)))
+                times[name].append(sum(_alone(argv, cpu.get(name)) for argv in argvs[name]))
             got = sum(p.stat().st_size for p in dest.rglob("*.h264"))
             if got != total:
                 raise RuntimeError(f"{name} copied {got} of {total} bytes")
@@ -338,32 +411,48 @@ def run(quick=False, without_aes=False, chunks=None, reps=None, only=None):
     parts = sorted({name for profile in profiles for name in profile})
     out["profile_s"] = {name: [p.get(name, 0.0) for p in profiles] for name in parts}
     out["profile_median_s"] = {name: med(values) for name, values in out["profile_s"].items()}
-    out.update(times_s=times, median_s={name: med(values) for name, values in times.items() if values}, node_cpu_s=cpu)
-    m = out["median_s"]
+    out.update(times_s=times, median_s={name: med(values) for name, values in times.items() if values},
+               node_cpu_s=cpu, fixed_s=fixed)
+    label = (f"{'no AES, ' if without_aes else ''}{total / 1e6:.0f} MB, {cipher.split('@')[0]}"
+             + (f", link {rate}" if rate else ""))
+    out["rows"] = _rows(times, cpu, label, only)
+    if only is None:
+        out["rows"] += _fixed_rows(fixed, out["median_s"][BARE], label)
+        out["rows"] += _diagnostics(times, cpu, out, label)
+    return out
+
+
+def _rows(times, cpu, label, only) -> list:
+    """The judged rows (issue 26 item 3) of the variants measured."""
+    judged = [(CLI, BARE, 1.05, "run (first contact) vs bare -rt of both trees, same cipher"),
+              (VIDEOS_ONLY, BARE_VIDEOS, 1.05, "run --videos-only vs bare -rt of the videos, same cipher"),
+              (CLI, LEGACY, 0.70, "run (first contact) vs legacy rsync -avz (the seed's two commands)"),
+              (VIDEOS_ONLY, CLI, 1.0, "run --videos-only vs run (unified)")]
+    out = []
+    for ours, base, target, measure in judged:
+        if times[ours] and times[base]:
+            note = f"node CPU {med(cpu[ours])} / {med(cpu[base])} s" if cpu.get(ours) and cpu.get(base) else ""
+            out.append(_judged(f"{measure} ({label})", times[ours], times[base], target, note))
     if only is not None:
-        return dict(out, rows=[row(SCENARIO, f"{name} ({total / 1e9:.1f} GB)", m[name], m[BARE],
-                                   note=f"node CPU {_spread(cpu[name])} s" if name in cpu else "")
-                               for name in chosen])
-    label = f"{'no AES, ' if without_aes else ''}{total / 1e6:.0f} MB, {cipher.split('@')[0]}"
+        out += [row(SCENARIO, f"{name} ({label})", med(times[name]), note=f"range {_spread(times[name])} s")
+                for name in only if times[name]]
+    return out
+
+
+def _diagnostics(times, cpu, out, label) -> list:
     stage = out["profile_s"]["videos"]
-    out["rows"] = [
-        row(SCENARIO, f"run (first contact) vs bare -rt, same cipher ({label})", m[CLI], m[BARE], 1.05,
-            note=_paired(times[CLI], times[BARE])),
-        row(SCENARIO, f"run (first contact) vs legacy rsync -avz ({label})", m[CLI], m[LEGACY], 0.70,
-            note=_paired(times[CLI], times[LEGACY])),
-        row(SCENARIO, f"run --videos-only vs run (unified) ({label})", m[VIDEOS_ONLY], m[CLI], 1.0,
-            note=_paired(times[VIDEOS_ONLY], times[CLI]) + f"; node CPU {med(cpu[VIDEOS_ONLY])} / {med(cpu[CLI])} s"),
-        row(SCENARIO, f"[diag] videos rsync through the reader vs alone ({label})", m[READER], m[ALONE],
-            note=_paired(times[READER], times[ALONE])),
-        row(SCENARIO, f"[diag] the pass's videos stage vs the same rsync alone ({label})", med(stage), m[ALONE],
-            note=_paired(stage, times[ALONE]) + "; the pass instrumented"),
-        row(SCENARIO, f"[diag] node CPU s: run vs bare -rt ({label})", med(cpu[CLI]), med(cpu[BARE]),
+    rows = [
+        row(SCENARIO, f"[diag] videos rsync through the reader vs alone ({label})", med(times[READER]),
+            med(times[ALONE]), note=_paired(times[READER], times[ALONE])),
+        row(SCENARIO, f"[diag] the pass's videos stage vs the same rsync alone ({label})", med(stage),
+            med(times[ALONE]), note=_paired(stage, times[ALONE]) + "; the pass instrumented"),
+        row(SCENARIO, f"[diag] node CPU s: run vs bare -rt of both trees ({label})", med(cpu[CLI]), med(cpu[BARE]),
             note=f"run {_spread(cpu[CLI])}, bare {_spread(cpu[BARE])}; run's own python included"),
     ]
     for name, median in out["profile_median_s"].items():
-        out["rows"].append(row(SCENARIO, f"[profile] {name} ({label})", median,
-                               note=f"range {_spread(out['profile_s'][name])} s"))
-    return out
+        rows.append(row(SCENARIO, f"[profile] {name} ({label})", median,
+                        note=f"range {_spread(out['profile_s'][name])} s"))
+    return rows
 
 
 if __name__ == "__main__":
@@ -372,8 +461,9 @@ if __name__ == "__main__":
     else:
         def option(name, default=None):
             return sys.argv[sys.argv.index(name) + 1] if name in sys.argv else default
-        names = {"run": CLI, "bare": BARE, "videos-only": VIDEOS_ONLY, "alone": ALONE, "legacy": LEGACY}
+        names = {"run": CLI, "bare": BARE, "bare-videos": BARE_VIDEOS, "videos-only": VIDEOS_ONLY, "alone": ALONE,
+                 "legacy": LEGACY}
         only = option("--only")
         print(json.dumps(run("--quick" in sys.argv, "--no-aes" in sys.argv, int(option("--chunks", 0)) or None,
                              int(option("--reps", 0)) or None,
-                             [names[n] for n in only.split(",")] if only else None), indent=1))
+                             [names[n] for n in only.split(",")] if only else None, option("--rate")), indent=1))
