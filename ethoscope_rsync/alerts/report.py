@@ -7,6 +7,7 @@ tried again in that run, so a dead channel costs one ``[alert] timeout`` per run
 """
 from __future__ import annotations
 
+import logging
 import socket
 import time
 
@@ -116,5 +117,7 @@ def run_alerts(config, monitor: dict, now: float, test: bool = False, heartbeat:
     except Busy:
         log.info("another alert run is in progress; it sends what changed")
         return EXIT_OK
-    log.info("alert: %d change(s) sent; %d subject(s) in trouble", len(changes), sum(1 for c in found if c.problem))
+    # (a run after a pass that changed nothing says nothing: the timer's passes come every 30 s)
+    log.log(logging.INFO if changes else logging.DEBUG, "alert: %d change(s) sent; %d subject(s) in trouble",
+            len(changes), sum(1 for c in found if c.problem))
     return EXIT_OK

@@ -167,7 +167,9 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     for warning in found.warnings:
         log.warning("discovery: %s", warning)
     devices = pauses.not_paused(found.devices, config.pauses_file, time.time())   # ethoscope-backup pause
-    log.info("pass started: %d device(s) from %s", len(devices), found.source)
+    started = f"pass started: {len(devices)} device(s) from {found.source}"
+    if schedule is None:       # a scheduled pass says so once a device is due (the timer starts one every 30 s)
+        log.info("%s", started)
     names = ", ".join(f"ETHOSCOPE_{t:03d}" if isinstance(t, int) else t for t in found.missing)
     if found.missing:
         log.error("asked for with -e but not found: %s", names)
@@ -191,6 +193,8 @@ def _locked_pass(config: Config, stop: threading.Event, store: StatusStore, noti
     if schedule is not None and not refused and not due_soon(devices, store.history, schedule, time.time()):
         log.debug("no device due within %.0fs: nothing to do", schedule.linger)
         return EXIT_OK
+    if schedule is not None:
+        log.info("%s", started)
     try:
         add_name_aliases(config.ssh.known_hosts)
     except OSError as error:

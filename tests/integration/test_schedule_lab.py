@@ -136,3 +136,21 @@ def test_a_trickling_device_and_crafted_databases_do_not_delay_the_others(make_l
             proc.kill()
             proc.wait()
     lab.clear_rate_limit(trickle)
+
+
+def test_the_timers_starts_say_nothing_until_a_device_is_due(make_lab, tmp_path):
+    """The timer starts a scheduled pass every 30 s: one that finds nothing due, and the alert run its end
+    triggers, write nothing to the journal and leave the status as it was; one with a device due says so."""
+    lab = make_lab(n_devices=1, populate=True)
+    node = Node(lab, tmp_path, extra="interval = 3600\n")
+    first = node.run()
+    assert first.returncode == 0, first.stderr
+    status = node.status_file.read_bytes()
+    for command in ("run", "alert", "run", "alert"):
+        quick = node.run("--scheduled", command=command) if command == "run" else node.run(command=command)
+        assert (quick.returncode, quick.stdout, quick.stderr) == (0, "", ""), f"{command}: {quick.stderr}"
+    assert node.status_file.read_bytes() == status
+    due = Node(lab, tmp_path, extra="interval = 1\n")          # the same node, its devices due a second after
+    again = due.run("--scheduled")
+    assert again.returncode == 0, again.stderr
+    assert "pass started: 1 device(s) from node server" in again.stderr, again.stderr
