@@ -40,9 +40,9 @@ def pass_condition(history, status, now: float, overdue_after: float, pass_limit
     if verdict.running_since:
         # A scheduled pass may run for days (each device copied again while others copy): what may not
         # is one device's copy, judged from the oldest still running.
-        copying = [(d.started, d.name) for d in status.devices.values() if d.state == RUNNING and d.started]
-        if pass_limit and copying and now - min(copying)[0] > pass_limit:
-            since, name = min(copying)
+        since, name = min(((d.started, d.name) for d in status.devices.values() if d.state == RUNNING and d.started),
+                          default=(now, ""))
+        if pass_limit and now - since > pass_limit:
             return Condition("passes", LONG_PASS, "backup pass", verdict.running_since,
                              "copying %s since %s (%s), longer than [alert] pass_limit"
                              % (name, format_time(since), format_age(now - since)))

@@ -320,7 +320,7 @@ def _reclaim_as_root(config) -> None:
 
 def show_status(config, as_json: bool) -> int:
     from ethoscope_rsync.state.model import settled  # not loaded by a pass
-    from ethoscope_rsync.render.upstream import terminal_status
+    from ethoscope_rsync.render.terminal import terminal_status
     from ethoscope_rsync.system.leftovers import process_alive
     from ethoscope_rsync.state import offsite
     status, history = read_json(config.paths.status_file), read_json(config.history_file)

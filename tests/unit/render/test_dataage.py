@@ -4,7 +4,8 @@ import re
 
 from ethoscope_rsync.alerts import conditions as alerts
 from ethoscope_rsync.render import alert as render_alert
-from ethoscope_rsync.render.upstream import render_html, render_metrics, status_document, terminal_status
+from ethoscope_rsync.render.terminal import terminal_status
+from ethoscope_rsync.render.upstream import render_html, render_metrics, status_document
 from ethoscope_rsync.state import events as ev
 from ethoscope_rsync.state.alerts import STALE, Change
 from ethoscope_rsync.state.history import History

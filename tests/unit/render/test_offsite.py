@@ -6,7 +6,7 @@ import pytest
 
 from tests.fixtures.status import NOW, build, example_pass
 from ethoscope_rsync.render import offsite as render_offsite
-from ethoscope_rsync.render import upstream as render
+from ethoscope_rsync.render import terminal, upstream as render
 from ethoscope_rsync.state.offsite import Check, OffsiteState, Snapshot, attach
 
 DAY = 86400.0
@@ -50,7 +50,7 @@ def test_metrics(documents):
 
 def test_terminal_and_page(documents):
     status, history = documents
-    lines = render.terminal_status(status, attach(history, SENT.to_json()), NOW, DAY, 14.0)
+    lines = terminal.terminal_status(status, attach(history, SENT.to_json()), NOW, DAY, 14.0)
     assert lines[-1].startswith("second copy sftp:backup@nas:/srv/ethoscope: newest snapshot 1234abcd")
     assert "(2.0 h ago), 5.0 GB; last run ok; repository 4.0 GB; 1 database(s) held back" in lines[-1]
     page = render.render_html(status, attach(history, SENT.to_json()), NOW, DAY, 14.0)
