@@ -291,10 +291,14 @@ def _paired(ours, baseline) -> str:
 
 
 def _judged(measure, ours, baseline, target, note="") -> dict:
-    """A judged row: medians shown, the target judged on the median of the paired ratios."""
+    """A judged row: medians shown with each one's range (a gap is noise where they overlap), the
+    target judged on the median of the paired ratios."""
     ok = med(_ratios(ours, baseline)) <= target
+    overlap = min(ours) <= max(baseline) and min(baseline) <= max(ours)
+    ranges = (f"ours {_spread(ours)} s, baseline {_spread(baseline)} s"
+              + ("; the ranges overlap: the gap is noise" if overlap else ""))
     return row(SCENARIO, measure, med(ours), med(baseline), target, ok=ok,
-               note=_paired(ours, baseline) + (f"; {note}" if note else ""))
+               note=f"{ranges}; {_paired(ours, baseline)}" + (f"; {note}" if note else ""))
 
 
 ALONE, READER, PROFILED = "videos rsync alone", "videos rsync through the reader", "the pass, instrumented"
